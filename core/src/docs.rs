@@ -1,0 +1,191 @@
+//! # Records inside Automerge documents
+//!
+//! One document per administrative unit (`u/{version}/{code}`): a district
+//! node holds the documents of the units below it, and the hub holds them
+//! all. Inside a document, the root map has one entry per record id, and
+//! each record is a map of its fields (`kind` included), so concurrent edits
+//! of different fields merge and concurrent edits of the same field are kept
+//! side by side and shown as a conflict. Records are only ever created by the
+//! replica that made their id, so two replicas never race to create the same
+//! map. Lists (who attended a training) are maps of id -> true, so that
+//! concurrent additions merge.
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+
+use crate::schema::{self, FieldType, Record, Value};
+
+/// The document that holds the records of `unit` in hierarchy `version`.
+pub fn unit_doc_id(version: &str, unit: &str) -> String {
+    format!("u/{version}/{unit}")
+}
+
+/// (version, unit) of a unit document id.
+pub fn parse_unit_doc_id(doc: &str) -> Option<(&str, &str)> {
+    let rest = doc.strip_prefix("u/")?;
+    let (version, unit) = rest.split_once('/')?;
+    (!version.is_empty() && !unit.is_empty()).then_some((version, unit))
+}
+
+pub type DocResult<T> = Result<T, automerge::AutomergeError>;
+
+fn to_scalar(v: &Value) -> ScalarValue {
+    match v {
+        Value::Text(s) => ScalarValue::Str(s.as_str().into()),
+        Value::Int(n) => ScalarValue::Int(*n),
+        Value::Bool(b) => ScalarValue::Boolean(*b),
+        Value::Date(d) => ScalarValue::Str(schema::format_date(*d).into()),
+        Value::List(_) => unreachable!("lists are maps"),
+    }
+}
+
+fn field_type(kind: &str, field: &str) -> Option<FieldType> {
+    schema::kind(kind).ok()?.field(field).map(|f| f.ty)
+}
+
+/// Writes `rec` into `doc`: creates it if new, otherwise puts only the
+/// fields whose value differs, so an unchanged field never makes a conflict.
+pub fn put_record(doc: &mut AutoCommit, rec: &Record) -> DocResult<()> {
+    let obj = match doc.get(ROOT, rec.id.as_str())? {
+        Some((automerge::Value::Object(ObjType::Map), id)) => id,
+        _ => {
+            let id = doc.put_object(ROOT, rec.id.as_str(), ObjType::Map)?;
+            doc.put(&id, "kind", rec.kind.as_str())?;
+            id
+        }
+    };
+    for (name, value) in &rec.fields {
+        if let Value::List(items) = value {
+            let list = match doc.get(&obj, name.as_str())? {
+                Some((automerge::Value::Object(ObjType::Map), id)) => id,
+                _ => doc.put_object(&obj, name.as_str(), ObjType::Map)?,
+            };
+            let present: Vec<String> = doc.keys(&list).collect();
+            for gone in present.iter().filter(|k| !items.contains(k)) {
+                doc.delete(&list, gone.as_str())?;
+            }
+            for item in items.iter().filter(|i| !present.contains(i)) {
+                doc.put(&list, item.as_str(), true)?;
+            }
+            continue;
+        }
+        let new = to_scalar(value);
+        let same = matches!(doc.get(&obj, name.as_str())?, Some((automerge::Value::Scalar(cur), _)) if *cur == new);
+        if !same {
+            doc.put(&obj, name.as_str(), new)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a field from a record (e.g. `deleted_at` when a record is restored).
+pub fn remove_field(doc: &mut AutoCommit, id: &str, field: &str) -> DocResult<()> {
+    if let Some((automerge::Value::Object(ObjType::Map), obj)) = doc.get(ROOT, id)? {
+        doc.delete(&obj, field)?;
+    }
+    Ok(())
+}
+
+fn read_value(doc: &AutoCommit, kind: &str, field: &str, v: automerge::Value<'_>, id: &ObjId) -> Option<Value> {
+    match v {
+        automerge::Value::Object(ObjType::Map) => Some(Value::List(doc.keys(id).collect())),
+        automerge::Value::Object(_) => None,
+        automerge::Value::Scalar(s) => match s.as_ref() {
+            ScalarValue::Str(s) => match field_type(kind, field) {
+                Some(FieldType::Date) => schema::parse_date(s).map(Value::Date),
+                _ => Some(Value::Text(s.to_string())),
+            },
+            ScalarValue::Int(n) => Some(Value::Int(*n)),
+            ScalarValue::Uint(n) => Some(Value::Int(*n as i64)),
+            ScalarValue::Boolean(b) => Some(Value::Bool(*b)),
+            _ => None,
+        },
+    }
+}
+
+/// Reads one record, with the conflicts its fields hold.
+pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
+    let Some((automerge::Value::Object(ObjType::Map), obj)) = doc.get(ROOT, id)? else {
+        return Ok(None);
+    };
+    let kind = match doc.get(&obj, "kind")? {
+        Some((automerge::Value::Scalar(s), _)) => s.as_str().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    let mut rec = Record { id: id.to_owned(), kind: kind.clone(), ..Default::default() };
+    for field in doc.keys(&obj).collect::<Vec<_>>() {
+        if field == "kind" {
+            continue;
+        }
+        let all = doc.get_all(&obj, field.as_str())?;
+        let values: Vec<Value> =
+            all.into_iter().filter_map(|(v, vid)| read_value(doc, &kind, &field, v, &vid)).collect();
+        // `get` returns the value Automerge picks on every replica alike.
+        if let Some((v, vid)) = doc.get(&obj, field.as_str())? {
+            if let Some(v) = read_value(doc, &kind, &field, v, &vid) {
+                rec.fields.insert(field.clone(), v);
+            }
+        }
+        if values.len() > 1 {
+            rec.conflicts.insert(field, values);
+        }
+    }
+    Ok(Some(rec))
+}
+
+/// Every record of a document, in id order (UUID v7: creation order).
+pub fn read_records(doc: &AutoCommit) -> DocResult<Vec<Record>> {
+    let mut out = Vec::new();
+    for id in doc.keys(ROOT).collect::<Vec<_>>() {
+        if let Some(r) = read_record(doc, &id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::record_from_strings;
+
+    fn coop(name: &str) -> Record {
+        let mut r = record_from_strings("cooperative", [("type", "HTX"), ("name", name)]).unwrap();
+        r.id = schema::new_id();
+        r.fields.insert("unit".into(), Value::Text("13633".into()));
+        r
+    }
+
+    #[test]
+    fn concurrent_edits_of_one_field_converge_and_show_the_conflict() {
+        let mut a = AutoCommit::new();
+        let rec = coop("HTX Lúa");
+        put_record(&mut a, &rec).unwrap();
+        let mut b = a.fork();
+        let mut ra = rec.clone();
+        ra.fields.insert("name".into(), Value::Text("HTX Lúa Xanh".into()));
+        put_record(&mut a, &ra).unwrap();
+        let mut rb = rec.clone();
+        rb.fields.insert("name".into(), Value::Text("HTX Lúa Vàng".into()));
+        rb.fields.insert("sector".into(), Value::Text("nông nghiệp".into()));
+        put_record(&mut b, &rb).unwrap();
+        a.merge(&mut b).unwrap();
+        b.merge(&mut a).unwrap();
+        let (x, y) = (read_record(&a, &rec.id).unwrap().unwrap(), read_record(&b, &rec.id).unwrap().unwrap());
+        assert_eq!(x, y);
+        assert_eq!(x.conflicts["name"].len(), 2);
+        assert_eq!(x.text("sector"), Some("nông nghiệp"));
+    }
+
+    #[test]
+    fn rewriting_an_unchanged_record_adds_no_change() {
+        let mut a = AutoCommit::new();
+        let rec = coop("HTX Lúa");
+        put_record(&mut a, &rec).unwrap();
+        a.commit();
+        let before = a.get_heads();
+        put_record(&mut a, &rec).unwrap();
+        a.commit();
+        assert_eq!(a.get_heads(), before);
+    }
+}

@@ -1,0 +1,148 @@
+//! # The hub's PKI
+//!
+//! `htx-hub init` makes a CA; the hub's server certificate and each node's
+//! client certificate are signed by it. The hub knows a node by the SHA-256
+//! fingerprint of the certificate it presents, recorded at enrolment. A
+//! node's bundle carries everything it needs to reach its hub.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate error: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("bundle {0}")]
+    Bundle(String),
+}
+
+pub type Result<T, E = PkiError> = std::result::Result<T, E>;
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+}
+
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+// The CA's parameters are a pure function of its name, so the issuer can be
+// rebuilt from the name and the key without parsing the CA certificate.
+fn ca_params(ca_name: &str) -> Result<CertificateParams> {
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "HTX Sync");
+    dn.push(DnType::CommonName, ca_name);
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(p)
+}
+
+/// A new CA named `ca_name`, valid for `days`.
+pub fn new_ca(ca_name: &str, days: i64) -> Result<Issued> {
+    let key = KeyPair::generate()?;
+    let mut p = ca_params(ca_name)?;
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(days);
+    let cert = p.self_signed(&key)?;
+    Ok(Issued { fingerprint: fingerprint(cert.der()), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// What a leaf certificate is for.
+pub enum Role<'a> {
+    /// The hub's server certificate, valid for these DNS names / IPs.
+    Server(&'a [String]),
+    /// A node's client certificate.
+    Client,
+}
+
+/// Signs a certificate for `common_name` with the CA's key.
+pub fn issue(ca_name: &str, ca_key_pem: &str, common_name: &str, role: Role<'_>, valid: Duration) -> Result<Issued> {
+    let ca_key = KeyPair::from_pem(ca_key_pem)?;
+    let issuer = Issuer::new(ca_params(ca_name)?, ca_key);
+    let sans = match role {
+        Role::Server(names) => names.to_vec(),
+        Role::Client => Vec::new(),
+    };
+    let mut p = CertificateParams::new(sans)?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "HTX Sync");
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = match role {
+        Role::Server(_) => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + valid;
+    let mut serial = [0u8; 16];
+    serial.copy_from_slice(&Sha256::digest(format!("{common_name}{now}").as_bytes())[..16]);
+    serial[0] &= 0x7f;
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    let key = KeyPair::generate()?;
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok(Issued { fingerprint: fingerprint(cert.der()), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// Everything a node needs to join its hub, written by `htx-hub enroll`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bundle {
+    pub format: u32,
+    /// The name the hub knows this node by.
+    pub node: String,
+    /// The unit the node serves, with its subtree, and that unit's version.
+    pub unit: String,
+    pub unit_version: String,
+    /// `https://host:port` of the hub's sync endpoint.
+    pub hub_url: String,
+    /// The name in the hub's certificate (TLS server name).
+    pub hub_name: String,
+    /// The hub CA's fingerprint: a node refuses a hub signed by another CA.
+    pub ca_fingerprint: String,
+    pub ca_cert: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl Bundle {
+    /// Bundles are one JSON file: easy to inspect, PEM newlines escaped.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("bundles serialize")
+    }
+
+    pub fn parse(text: &str) -> Result<Bundle> {
+        let b: Bundle = serde_json::from_str(text)
+            .map_err(|e| PkiError::Bundle(format!("is not readable: {e} / tệp cấu hình nút không đọc được")))?;
+        if b.format != 1 {
+            return Err(PkiError::Bundle(format!("has format {}, this build reads format 1", b.format)));
+        }
+        Ok(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_are_signed_by_the_ca_rebuilt_from_its_name_and_key() {
+        let ca = new_ca("HTX test CA", 365).unwrap();
+        let leaf = issue("HTX test CA", &ca.key_pem, "node-356", Role::Client, Duration::days(30)).unwrap();
+        assert_ne!(leaf.fingerprint, ca.fingerprint);
+        assert!(leaf.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+}

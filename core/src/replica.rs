@@ -1,0 +1,424 @@
+//! # A replica: Automerge documents kept durably in a [`Store`]
+//!
+//! The node and the hub each hold one. Every document is stored as a
+//! snapshot plus a log of incremental chunks; a write appends one chunk and
+//! returns only after the store has it on disk. When the chunks outgrow the
+//! snapshot, a new snapshot replaces them in the same atomic commit.
+//!
+//! Stored values carry a format version and the heads they lead to; loading
+//! checks those heads, because Automerge silently accepts a corrupt tail.
+//!
+//! Keys (`\0`-separated):
+//! - `d\0{doc}\0s`           snapshot
+//! - `d\0{doc}\0c{seq:be64}`  incremental chunk
+//! - `p\0{peer}\0{doc}`      heads both this replica and `peer` hold (sync state)
+//! - `m\0{name}`             replica metadata (actor id, node bookkeeping)
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+use sha2::{Digest, Sha256};
+
+use crate::storage::{Store, StoreError, WriteBatch};
+
+const FORMAT: u8 = 1;
+/// Chunks are folded into a new snapshot once they exceed the snapshot and
+/// this many bytes.
+const COMPACT_MIN_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("document {doc} is damaged in the store: {reason}")]
+    Corrupt { doc: String, reason: String },
+    #[error("malformed change for document {doc}: {reason}")]
+    BadChange { doc: String, reason: String },
+}
+
+pub type Result<T, E = ReplicaError> = std::result::Result<T, E>;
+
+struct Entry {
+    doc: AutoCommit,
+    /// Heads of what is on disk.
+    saved: Vec<ChangeHash>,
+    next_chunk: u64,
+    chunk_bytes: u64,
+    snapshot_bytes: u64,
+}
+
+pub struct Replica {
+    store: Arc<dyn Store>,
+    actor: ActorId,
+    docs: BTreeMap<String, Entry>,
+}
+
+fn doc_prefix(doc: &str) -> Vec<u8> {
+    [b"d\0", doc.as_bytes(), b"\0"].concat()
+}
+fn snapshot_key(doc: &str) -> Vec<u8> {
+    [doc_prefix(doc), b"s".to_vec()].concat()
+}
+fn chunk_key(doc: &str, seq: u64) -> Vec<u8> {
+    [doc_prefix(doc), b"c".to_vec(), seq.to_be_bytes().to_vec()].concat()
+}
+fn sync_key(peer: &str, doc: &str) -> Vec<u8> {
+    [b"p\0", peer.as_bytes(), b"\0", doc.as_bytes()].concat()
+}
+fn meta_key(name: &str) -> Vec<u8> {
+    [b"m\0", name.as_bytes()].concat()
+}
+
+/// `[FORMAT][count: u16][heads: 32 bytes each][payload]`
+pub fn encode_heads_value(heads: &[ChangeHash], payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(3 + heads.len() * 32 + payload.len());
+    v.push(FORMAT);
+    v.extend_from_slice(&(heads.len() as u16).to_be_bytes());
+    for h in heads {
+        v.extend_from_slice(&h.0);
+    }
+    v.extend_from_slice(payload);
+    v
+}
+
+pub fn decode_heads_value(v: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
+    if v.first() != Some(&FORMAT) || v.len() < 3 {
+        return None;
+    }
+    let n = u16::from_be_bytes([v[1], v[2]]) as usize;
+    let end = 3 + n * 32;
+    let heads = v.get(3..end)?.chunks(32).map(|c| ChangeHash::try_from(c).ok()).collect::<Option<_>>()?;
+    Some((heads, &v[end..]))
+}
+
+pub fn heads_from_bytes(raw: &[Vec<u8>]) -> Vec<ChangeHash> {
+    raw.iter().filter_map(|h| ChangeHash::try_from(h.as_slice()).ok()).collect()
+}
+
+impl Replica {
+    /// Opens the replica kept in `store`, loading and checking every document.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        let actor = match store.get(&meta_key("actor"))? {
+            Some(bytes) => ActorId::from(bytes),
+            None => {
+                let actor = ActorId::random();
+                let mut b = WriteBatch::default();
+                b.put(meta_key("actor"), actor.to_bytes().to_vec());
+                store.commit(b)?;
+                actor
+            }
+        };
+        let mut by_doc: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+        for (k, v) in store.scan(b"d\0")? {
+            let rest = &k[2..];
+            let Some(sep) = rest.iter().position(|b| *b == 0) else { continue };
+            let doc = String::from_utf8_lossy(&rest[..sep]).into_owned();
+            by_doc.entry(doc).or_default().push((rest[sep + 1..].to_vec(), v));
+        }
+        let mut docs = BTreeMap::new();
+        for (doc_id, entries) in by_doc {
+            let entry = Self::load_entry(&doc_id, entries, &actor)?;
+            docs.insert(doc_id, entry);
+        }
+        Ok(Replica { store, actor, docs })
+    }
+
+    fn load_entry(doc_id: &str, entries: Vec<(Vec<u8>, Vec<u8>)>, actor: &ActorId) -> Result<Entry> {
+        let corrupt = |reason: &str| ReplicaError::Corrupt { doc: doc_id.to_owned(), reason: reason.to_owned() };
+        let mut doc = AutoCommit::new();
+        let mut expected: Vec<ChangeHash> = Vec::new();
+        let (mut next_chunk, mut chunk_bytes, mut snapshot_bytes) = (0, 0, 0);
+        // The snapshot key (`s`) sorts after the chunk keys (`c`): load it first.
+        let (snap, chunks): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k == b"s");
+        for (_, v) in snap {
+            let (heads, payload) = decode_heads_value(&v).ok_or_else(|| corrupt("unreadable snapshot header"))?;
+            doc = AutoCommit::load(payload)?;
+            snapshot_bytes = v.len() as u64;
+            expected = heads;
+        }
+        for (k, v) in chunks {
+            let (heads, payload) = decode_heads_value(&v).ok_or_else(|| corrupt("unreadable chunk header"))?;
+            doc.load_incremental(payload)?;
+            expected = heads;
+            chunk_bytes += v.len() as u64;
+            let seq: [u8; 8] = k.get(1..9).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt("bad chunk key"))?;
+            next_chunk = u64::from_be_bytes(seq) + 1;
+        }
+        let mut got = doc.get_heads();
+        got.sort();
+        expected.sort();
+        if got != expected {
+            return Err(corrupt("its changes do not lead to the heads recorded with them"));
+        }
+        doc.set_actor(actor.clone());
+        Ok(Entry { doc, saved: got, next_chunk, chunk_bytes, snapshot_bytes })
+    }
+
+    pub fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn doc_ids(&self) -> impl Iterator<Item = &str> {
+        self.docs.keys().map(String::as_str)
+    }
+
+    pub fn doc(&self, id: &str) -> Option<&AutoCommit> {
+        self.docs.get(id).map(|e| &e.doc)
+    }
+
+    /// Heads of a document, sorted; empty if this replica does not have it.
+    pub fn heads(&self, id: &str) -> Vec<ChangeHash> {
+        let mut h = self.docs.get(id).map(|e| e.saved.clone()).unwrap_or_default();
+        h.sort();
+        h
+    }
+
+    /// SHA-256 over the sorted (document id, heads) of `docs`: equal digests
+    /// mean equal documents.
+    pub fn digest<'a>(&self, docs: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
+        let mut ids: Vec<&str> = docs.into_iter().filter(|d| self.docs.contains_key(*d)).collect();
+        ids.sort();
+        ids.dedup();
+        let mut h = Sha256::new();
+        for id in ids {
+            h.update(id.as_bytes());
+            h.update([0]);
+            for head in self.heads(id) {
+                h.update(head.0);
+            }
+            h.update([0xff]);
+        }
+        h.finalize().into()
+    }
+
+    /// Runs `edit` on document `id` (created if new) and stores the change it
+    /// makes before returning. If `edit` fails nothing is kept.
+    pub fn change<T, E>(
+        &mut self,
+        id: &str,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
+    ) -> Result<Result<T, E>> {
+        let actor = self.actor.clone();
+        let entry = self.docs.entry(id.to_owned()).or_insert_with(|| Entry {
+            doc: AutoCommit::new().with_actor(actor),
+            saved: Vec::new(),
+            next_chunk: 0,
+            chunk_bytes: 0,
+            snapshot_bytes: 0,
+        });
+        match edit(&mut entry.doc) {
+            Ok(v) => {
+                entry.doc.commit();
+                self.persist(&[id.to_owned()], WriteBatch::default())?;
+                if self.docs.get(id).is_some_and(|e| e.saved.is_empty()) {
+                    self.docs.remove(id); // the edit changed nothing in a new document
+                }
+                Ok(Ok(v))
+            }
+            Err(e) => {
+                entry.doc.rollback();
+                if entry.saved.is_empty() {
+                    self.docs.remove(id);
+                }
+                Ok(Err(e))
+            }
+        }
+    }
+
+    /// Applies changes received from a peer, with `extra` (sync state) in
+    /// the same atomic commit. Returns each document's heads afterwards.
+    pub fn apply(
+        &mut self,
+        changes: Vec<(String, Vec<Vec<u8>>)>,
+        extra: WriteBatch,
+    ) -> Result<Vec<(String, Vec<ChangeHash>)>> {
+        let mut parsed = Vec::with_capacity(changes.len());
+        for (doc, raw) in changes {
+            let list = raw
+                .into_iter()
+                .map(|b| Change::from_bytes(b).map_err(|e| ReplicaError::BadChange { doc: doc.clone(), reason: e.to_string() }))
+                .collect::<Result<Vec<_>>>()?;
+            parsed.push((doc, list));
+        }
+        let actor = self.actor.clone();
+        let mut touched = Vec::new();
+        for (doc, list) in parsed {
+            let entry = self.docs.entry(doc.clone()).or_insert_with(|| Entry {
+                doc: AutoCommit::new().with_actor(actor.clone()),
+                saved: Vec::new(),
+                next_chunk: 0,
+                chunk_bytes: 0,
+                snapshot_bytes: 0,
+            });
+            entry.doc.apply_changes(list)?;
+            touched.push(doc);
+        }
+        self.persist(&touched, extra)?;
+        Ok(touched.into_iter().map(|d| (d.clone(), self.heads(&d))).collect())
+    }
+
+    /// Writes what changed in `docs` since it was last saved, and `extra`, in
+    /// one durable commit. On failure the documents are reloaded from disk.
+    fn persist(&mut self, docs: &[String], mut extra: WriteBatch) -> Result<()> {
+        let mut pending = Vec::new();
+        let mut batch = WriteBatch::default();
+        for id in docs {
+            let entry = self.docs.get_mut(id).expect("touched documents exist");
+            let mut heads = entry.doc.get_heads();
+            heads.sort();
+            if heads == entry.saved {
+                continue;
+            }
+            let bytes = entry.doc.save_after(&entry.saved);
+            let chunk = encode_heads_value(&heads, &bytes);
+            let compact = entry.chunk_bytes + chunk.len() as u64 > entry.snapshot_bytes.max(COMPACT_MIN_BYTES);
+            if compact {
+                let snapshot = encode_heads_value(&heads, &entry.doc.save());
+                for seq in 0..entry.next_chunk {
+                    batch.delete(chunk_key(id, seq));
+                }
+                pending.push((id.clone(), heads, 0, 0, snapshot.len() as u64));
+                batch.put(snapshot_key(id), snapshot);
+            } else {
+                let len = chunk.len() as u64;
+                batch.put(chunk_key(id, entry.next_chunk), chunk);
+                pending.push((id.clone(), heads, entry.next_chunk + 1, entry.chunk_bytes + len, entry.snapshot_bytes));
+            }
+        }
+        batch.extend(std::mem::take(&mut extra));
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.commit(batch) {
+            for id in docs {
+                self.reload(id)?;
+            }
+            return Err(e.into());
+        }
+        for (id, heads, next_chunk, chunk_bytes, snapshot_bytes) in pending {
+            let entry = self.docs.get_mut(&id).expect("touched documents exist");
+            entry.saved = heads;
+            entry.next_chunk = next_chunk;
+            entry.chunk_bytes = chunk_bytes;
+            entry.snapshot_bytes = snapshot_bytes;
+        }
+        Ok(())
+    }
+
+    fn reload(&mut self, id: &str) -> Result<()> {
+        let entries: Vec<_> =
+            self.store.scan(&doc_prefix(id))?.into_iter().map(|(k, v)| (k[doc_prefix(id).len()..].to_vec(), v)).collect();
+        if entries.is_empty() {
+            self.docs.remove(id);
+        } else {
+            let e = Self::load_entry(id, entries, &self.actor)?;
+            self.docs.insert(id.to_owned(), e);
+        }
+        Ok(())
+    }
+
+    /// Which of `hashes` this replica holds in document `id`.
+    pub fn known(&mut self, id: &str, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
+        let Some(e) = self.docs.get_mut(id) else { return Vec::new() };
+        hashes.iter().filter(|h| e.doc.get_change_by_hash(h).is_some()).copied().collect()
+    }
+
+    /// The changes of `id` that are not (ancestors of) `have`, in causal
+    /// order. Unknown hashes in `have` are ignored.
+    pub fn changes_since(&mut self, id: &str, have: &[ChangeHash]) -> Vec<Change> {
+        let have = self.known(id, have);
+        match self.docs.get_mut(id) {
+            Some(e) => e.doc.get_changes(&have),
+            None => Vec::new(),
+        }
+    }
+
+    /// Heads both this replica and `peer` were last known to hold.
+    pub fn shared_heads(&self, peer: &str, doc: &str) -> Result<Vec<ChangeHash>> {
+        Ok(self
+            .store
+            .get(&sync_key(peer, doc))?
+            .and_then(|v| decode_heads_value(&v).map(|(h, _)| h))
+            .unwrap_or_default())
+    }
+
+    /// Adds to `batch` the write that records `heads` as shared with `peer`.
+    pub fn put_shared_heads(batch: &mut WriteBatch, peer: &str, doc: &str, heads: &[ChangeHash]) {
+        batch.put(sync_key(peer, doc), encode_heads_value(heads, &[]));
+    }
+
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.get(&meta_key(name))?)
+    }
+
+    pub fn put_meta(batch: &mut WriteBatch, name: &str, value: impl Into<Vec<u8>>) {
+        batch.put(meta_key(name), value);
+    }
+
+    /// Commits bookkeeping that goes with no document change.
+    pub fn commit(&self, batch: WriteBatch) -> Result<()> {
+        Ok(self.store.commit(batch)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemoryStore;
+    use automerge::ReadDoc;
+    use automerge::transaction::Transactable;
+
+    fn put(r: &mut Replica, doc: &str, k: &str, v: &str) {
+        r.change(doc, |d| d.put(automerge::ROOT, k, v)).unwrap().unwrap();
+    }
+
+    #[test]
+    fn documents_survive_reopen_across_compaction() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut r = Replica::open(store.clone()).unwrap();
+        for i in 0..2000 {
+            put(&mut r, "u/2023/1", &format!("k{i}"), &"x".repeat(100));
+        }
+        let heads = r.heads("u/2023/1");
+        let r2 = Replica::open(store).unwrap();
+        assert_eq!(r2.heads("u/2023/1"), heads);
+        assert_eq!(r2.doc("u/2023/1").unwrap().keys(automerge::ROOT).count(), 2000);
+        assert_eq!(r2.actor(), r.actor());
+    }
+
+    #[test]
+    fn a_failed_edit_leaves_nothing_behind() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut r = Replica::open(store).unwrap();
+        let res: Result<(), &str> = r
+            .change("u/2023/1", |d| {
+                d.put(automerge::ROOT, "a", 1).unwrap();
+                Err("refused")
+            })
+            .unwrap();
+        assert!(res.is_err());
+        assert_eq!(r.doc_ids().count(), 0);
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_detected_on_open() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut r = Replica::open(store.clone()).unwrap();
+        put(&mut r, "u/2023/1", "a", "1");
+        put(&mut r, "u/2023/1", "b", "2");
+        let (k, mut v) = store.scan(b"d\0").unwrap().pop().unwrap();
+        let n = v.len();
+        v.truncate(n - 5);
+        let mut b = WriteBatch::default();
+        b.put(k, v);
+        store.commit(b).unwrap();
+        assert!(matches!(Replica::open(store), Err(ReplicaError::Corrupt { .. }) | Err(ReplicaError::Automerge(_))));
+    }
+}

@@ -1,0 +1,87 @@
+//! redb: a single file, copy-on-write B-trees, one `fdatasync` per commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
+
+use super::{Op, Result, Store, StoreError, WriteBatch};
+
+const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+
+pub struct RedbStore {
+    // Read and write transactions share the lock; `compact` needs `&mut`.
+    db: RwLock<Database>,
+    path: PathBuf,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::builder().create(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
+            other => backend(other),
+        })?;
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(KV).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(RedbStore { db: RwLock::new(db), path: path.to_owned() })
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let db = self.db.read().expect("store lock");
+        let tx = db.begin_read().map_err(backend)?;
+        let table = tx.open_table(KV).map_err(backend)?;
+        Ok(table.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let db = self.db.read().expect("store lock");
+        let tx = db.begin_read().map_err(backend)?;
+        let table = tx.open_table(KV).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<()> {
+        let db = self.db.read().expect("store lock");
+        let tx = db.begin_write().map_err(backend)?;
+        {
+            let mut table = tx.open_table(KV).map_err(backend)?;
+            for op in &batch.ops {
+                match op {
+                    Op::Put(k, v) => {
+                        table.insert(k.as_slice(), v.as_slice()).map_err(backend)?;
+                    }
+                    Op::Delete(k) => {
+                        table.remove(k.as_slice()).map_err(backend)?;
+                    }
+                }
+            }
+        }
+        // Default durability: the commit returns after fdatasync.
+        tx.commit().map_err(backend)
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        Ok(super::disk_usage(&self.path)?)
+    }
+
+    fn compact(&self) -> Result<()> {
+        let mut db = self.db.write().expect("store lock");
+        db.compact().map_err(backend)?;
+        Ok(())
+    }
+}
