@@ -133,6 +133,20 @@ pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
     Ok(Some(rec))
 }
 
+/// (id, kind) of every record of a document, reading nothing else.
+pub fn list_records(doc: &AutoCommit) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for id in doc.keys(ROOT) {
+        if let Ok(Some((automerge::Value::Object(ObjType::Map), obj))) = doc.get(ROOT, id.as_str()) {
+            if let Ok(Some((automerge::Value::Scalar(s), _))) = doc.get(&obj, "kind") {
+                let kind = s.as_str().unwrap_or_default().to_owned();
+                out.push((id, kind));
+            }
+        }
+    }
+    out
+}
+
 /// Every record of a document, in id order (UUID v7: creation order).
 pub fn read_records(doc: &AutoCommit) -> DocResult<Vec<Record>> {
     let mut out = Vec::new();

@@ -17,3 +17,4 @@ pub mod schema;
 pub mod storage;
 pub mod sync;
 pub mod units;
+pub mod wire;

@@ -50,6 +50,12 @@ struct Entry {
     snapshot_bytes: u64,
 }
 
+impl Entry {
+    fn new(actor: ActorId) -> Self {
+        Entry { doc: AutoCommit::new().with_actor(actor), saved: Vec::new(), next_chunk: 0, chunk_bytes: 0, snapshot_bytes: 0 }
+    }
+}
+
 pub struct Replica {
     store: Arc<dyn Store>,
     actor: ActorId,
@@ -205,31 +211,50 @@ impl Replica {
         id: &str,
         edit: impl FnOnce(&mut AutoCommit) -> Result<T, E>,
     ) -> Result<Result<T, E>> {
-        let actor = self.actor.clone();
-        let entry = self.docs.entry(id.to_owned()).or_insert_with(|| Entry {
-            doc: AutoCommit::new().with_actor(actor),
-            saved: Vec::new(),
-            next_chunk: 0,
-            chunk_bytes: 0,
-            snapshot_bytes: 0,
-        });
-        match edit(&mut entry.doc) {
-            Ok(v) => {
-                entry.doc.commit();
-                self.persist(&[id.to_owned()], WriteBatch::default())?;
-                if self.docs.get(id).is_some_and(|e| e.saved.is_empty()) {
-                    self.docs.remove(id); // the edit changed nothing in a new document
-                }
-                Ok(Ok(v))
-            }
-            Err(e) => {
-                entry.doc.rollback();
-                if entry.saved.is_empty() {
-                    self.docs.remove(id);
-                }
-                Ok(Err(e))
+        let mut edit = Some(edit);
+        let mut out = None;
+        let res = self.change_all(&[id.to_owned()], |_, doc| {
+            out = Some(edit.take().expect("called once")(doc)?);
+            Ok(())
+        })?;
+        Ok(res.map(|()| out.expect("edit ran")))
+    }
+
+    /// Runs `edit` on each of `ids` (created if new) and stores every change
+    /// in one atomic, durable commit; if `edit` fails on any of them, no
+    /// document keeps anything.
+    pub fn change_all<E>(
+        &mut self,
+        ids: &[String],
+        mut edit: impl FnMut(&str, &mut AutoCommit) -> Result<(), E>,
+    ) -> Result<Result<(), E>> {
+        let mut failed = None;
+        for id in ids {
+            let actor = self.actor.clone();
+            let entry = self.docs.entry(id.clone()).or_insert_with(|| Entry::new(actor));
+            if let Err(e) = edit(id, &mut entry.doc) {
+                failed = Some(e);
+                break;
             }
         }
+        for id in ids {
+            let Some(entry) = self.docs.get_mut(id) else { continue };
+            if failed.is_some() {
+                entry.doc.rollback();
+            } else {
+                entry.doc.commit();
+            }
+        }
+        let res = match failed {
+            Some(e) => Err(e),
+            None => {
+                self.persist(ids, WriteBatch::default())?;
+                Ok(())
+            }
+        };
+        // Documents an edit created but left empty are not kept.
+        self.docs.retain(|_, e| !e.saved.is_empty());
+        Ok(res)
     }
 
     /// Applies changes received from a peer, with `extra` (sync state) in
@@ -250,13 +275,7 @@ impl Replica {
         let actor = self.actor.clone();
         let mut touched = Vec::new();
         for (doc, list) in parsed {
-            let entry = self.docs.entry(doc.clone()).or_insert_with(|| Entry {
-                doc: AutoCommit::new().with_actor(actor.clone()),
-                saved: Vec::new(),
-                next_chunk: 0,
-                chunk_bytes: 0,
-                snapshot_bytes: 0,
-            });
+            let entry = self.docs.entry(doc.clone()).or_insert_with(|| Entry::new(actor.clone()));
             entry.doc.apply_changes(list)?;
             touched.push(doc);
         }

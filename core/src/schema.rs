@@ -172,6 +172,8 @@ pub const SYSTEM_FIELDS: &[&str] = &[
     "recorded_by",
     "deleted_at",
     "deleted_by",
+    "restored_at",
+    "restored_by",
 ];
 
 pub fn kind(name: &str) -> Result<&'static KindSpec, FieldError> {

@@ -1,0 +1,120 @@
+//! # The node's local API (gRPC, loopback)
+//!
+//! A thin layer: converts between wire and domain types and calls [`Node`].
+//! Also serves the standard health service and reflection.
+
+use htx_core::wire;
+use htx_proto::v1::{self as pb, node_api_server::NodeApiServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::node::{Node, NodeError};
+use crate::sync_client::{self, SyncError};
+
+pub struct NodeApiService {
+    node: Node,
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Status {
+        match e {
+            NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            NodeError::NotFound(_) => Status::not_found(e.to_string()),
+            _ => Status::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SyncError> for Status {
+    fn from(e: SyncError) -> Status {
+        match e {
+            SyncError::Unreachable { .. } => Status::unavailable(e.to_string()),
+            SyncError::Node(n) => n.into(),
+            other => Status::failed_precondition(other.to_string()),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    node: &Node,
+    f: impl FnOnce(Node) -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, Status> {
+    let node = node.clone();
+    tokio::task::spawn_blocking(move || f(node)).await.map_err(|e| Status::internal(e.to_string()))?.map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl pb::node_api_server::NodeApi for NodeApiService {
+    async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        let records = req.into_inner().records.iter().map(wire::record_from_wire).collect();
+        let ids = blocking(&self.node, move |n| n.write(records)).await?;
+        self.node.wake().notify_one();
+        Ok(Response::new(pb::WriteReply { ids }))
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteReply>, Status> {
+        let req = req.into_inner();
+        let id = req.id.clone();
+        blocking(&self.node, move |n| n.delete(&req.id, req.restore)).await?;
+        self.node.wake().notify_one();
+        Ok(Response::new(pb::WriteReply { ids: vec![id] }))
+    }
+
+    async fn export(&self, req: Request<pb::ExportRequest>) -> Result<Response<pb::ExportReply>, Status> {
+        let all = req.into_inner().include_deleted;
+        let records = blocking(&self.node, move |n| n.export(all)).await?;
+        Ok(Response::new(pb::ExportReply { records: records.iter().map(wire::record_to_wire).collect() }))
+    }
+
+    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+        let s = blocking(&self.node, |n| Ok(n.status())).await?;
+        Ok(Response::new(pb::NodeStatus {
+            node: s.node,
+            unit: s.unit,
+            hub: s.hub,
+            documents: s.documents as u32,
+            records: s.records as u32,
+            documents_not_at_hub: s.documents_not_at_hub as u32,
+            last_attempt: s.sync.last_attempt,
+            last_success: s.sync.last_success,
+            last_error: s.sync.last_error,
+            bytes_sent: s.sync.bytes_sent,
+            bytes_received: s.sync.bytes_received,
+        }))
+    }
+
+    async fn sync_now(&self, _: Request<pb::SyncNowRequest>) -> Result<Response<pb::SyncReport>, Status> {
+        let r = sync_client::sync_once(&self.node).await?;
+        Ok(Response::new(pb::SyncReport {
+            in_sync: r.in_sync,
+            round_trips: r.round_trips,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            changes_sent: r.changes_sent,
+            changes_received: r.changes_received,
+            batches_sent: r.batches_sent,
+            batches_received: r.batches_received,
+        }))
+    }
+}
+
+/// Serves the local API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    node: Node,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<NodeApiServer<NodeApiService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(NodeApiServer::new(NodeApiService { node }))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! # The `htx-node` commands
+//!
+//! While `run` holds a node directory, the other commands reach it through
+//! its local API (address in `DIR/api.addr`); otherwise they open the store
+//! themselves. Either way they do the same thing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use htx_core::pki::{Bundle, fingerprint};
+use htx_core::schema::{self, Record};
+use htx_core::storage::Backend;
+use htx_core::units::Hierarchy;
+use htx_core::wire;
+use htx_proto::v1::{self as pb, node_api_client::NodeApiClient};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::config::NodeConfig;
+use crate::node::{Node, StatusView};
+use crate::sync_client::{self, SessionReport};
+
+#[derive(Parser, Debug)]
+#[command(name = "htx-node", version, about = "HTX Sync district node: records offline, syncs with the provincial hub")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Sets up a node directory from the bundle `htx-hub enroll` wrote.
+    Init {
+        dir: PathBuf,
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Embedded database (redb is the default; see the README).
+        #[arg(long, default_value = "redb")]
+        backend: Backend,
+    },
+    /// Serves the local API and syncs with the hub in the background.
+    Run { dir: PathBuf },
+    /// Records one record: `add DIR cooperative --type HTX --name "HTX Lúa" --unit 13633`.
+    Add {
+        dir: PathBuf,
+        /// cooperative, observation, manager, cadre, training, activity or milestone
+        kind: String,
+        /// `--field value` pairs (see the README for each kind's fields)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        fields: Vec<String>,
+    },
+    /// Imports a CSV or JSON file, all or nothing.
+    Import {
+        dir: PathBuf,
+        file: PathBuf,
+        /// Default: from the file's extension.
+        #[arg(long)]
+        format: Option<FileFormat>,
+    },
+    /// Prints every record this node holds.
+    Export {
+        dir: PathBuf,
+        #[arg(long, default_value = "json")]
+        format: ExportFormat,
+        /// Also records marked deleted.
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// Marks a record deleted (who, when); `--restore` undoes it.
+    Delete {
+        dir: PathBuf,
+        id: String,
+        #[arg(long)]
+        restore: bool,
+    },
+    /// Syncs with the hub now.
+    Sync {
+        dir: PathBuf,
+        /// Run one sync session and exit: 0 when node and hub hold the same data.
+        #[arg(long, required = true)]
+        once: bool,
+    },
+    /// Shows what this node holds and how its sync stands.
+    Status {
+        dir: PathBuf,
+        #[arg(long, default_value = "text")]
+        format: StatusFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum FileFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ExportFormat {
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+/// A node directory reached through the running process, or opened here.
+enum Access {
+    Remote(NodeApiClient<Channel>),
+    Local(Node),
+}
+
+pub const API_ADDR_FILE: &str = "api.addr";
+
+async fn access(dir: &Path) -> anyhow::Result<Access> {
+    if let Ok(addr) = std::fs::read_to_string(dir.join(API_ADDR_FILE)) {
+        let url = format!("http://{}", addr.trim());
+        let endpoint = Channel::from_shared(url.clone())?.connect_timeout(std::time::Duration::from_secs(3));
+        if let Ok(ch) = endpoint.connect().await {
+            return Ok(Access::Remote(NodeApiClient::new(ch).max_decoding_message_size(256 << 20)));
+        }
+    }
+    match Node::open(dir) {
+        Ok(node) => Ok(Access::Local(node)),
+        Err(crate::node::NodeError::Store(htx_core::storage::StoreError::Locked(p))) => bail!(
+            "{p} is held by a running `htx-node run`, but its API does not answer; is it starting or stopping? / nút đang chạy nhưng không phản hồi"
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", s.message())
+}
+
+impl Access {
+    async fn write(&mut self, records: Vec<Record>) -> anyhow::Result<Vec<String>> {
+        match self {
+            Access::Remote(c) => {
+                let records = records.iter().map(wire::record_to_wire).collect();
+                Ok(c.write(pb::WriteRequest { records }).await.map_err(status_error)?.into_inner().ids)
+            }
+            Access::Local(n) => Ok(n.write(records)?),
+        }
+    }
+
+    async fn delete(&mut self, id: &str, restore: bool) -> anyhow::Result<()> {
+        match self {
+            Access::Remote(c) => {
+                c.delete(pb::DeleteRequest { id: id.into(), restore }).await.map_err(status_error)?;
+                Ok(())
+            }
+            Access::Local(n) => Ok(n.delete(id, restore)?),
+        }
+    }
+
+    async fn export(&mut self, include_deleted: bool) -> anyhow::Result<Vec<Record>> {
+        match self {
+            Access::Remote(c) => Ok(c
+                .export(pb::ExportRequest { include_deleted })
+                .await
+                .map_err(status_error)?
+                .into_inner()
+                .records
+                .iter()
+                .map(wire::record_from_wire)
+                .collect()),
+            Access::Local(n) => Ok(n.export(include_deleted)?),
+        }
+    }
+
+    async fn status(&mut self) -> anyhow::Result<serde_json::Value> {
+        match self {
+            Access::Remote(c) => {
+                let s = c.status(pb::StatusRequest {}).await.map_err(status_error)?.into_inner();
+                Ok(serde_json::json!({
+                    "node": s.node, "unit": s.unit, "hub": s.hub, "documents": s.documents,
+                    "records": s.records, "documents_not_at_hub": s.documents_not_at_hub,
+                    "last_attempt": s.last_attempt, "last_success": s.last_success,
+                    "last_error": s.last_error, "bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received,
+                    "running": true,
+                }))
+            }
+            Access::Local(n) => {
+                let s: StatusView = n.status();
+                let mut v = serde_json::to_value(s)?;
+                v["running"] = false.into();
+                Ok(v)
+            }
+        }
+    }
+
+    async fn sync_once(&mut self) -> anyhow::Result<SessionReport> {
+        match self {
+            Access::Remote(c) => {
+                let r = c.sync_now(pb::SyncNowRequest {}).await.map_err(status_error)?.into_inner();
+                Ok(SessionReport {
+                    in_sync: r.in_sync,
+                    round_trips: r.round_trips,
+                    bytes_sent: r.bytes_sent,
+                    bytes_received: r.bytes_received,
+                    changes_sent: r.changes_sent,
+                    changes_received: r.changes_received,
+                    batches_sent: r.batches_sent,
+                    batches_received: r.batches_received,
+                })
+            }
+            Access::Local(n) => Ok(sync_client::sync_once(n).await?),
+        }
+    }
+}
+
+/// `--name value --type HTX` into (field, value) pairs.
+fn field_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let Some(name) = flag.strip_prefix("--") else {
+            bail!("expected --field value, got {flag:?} / cần dạng --tên-trường giá-trị");
+        };
+        let (name, value) = match name.split_once('=') {
+            Some((n, v)) => (n.to_owned(), v.to_owned()),
+            None => {
+                let v = it.next().with_context(|| format!("--{name} needs a value / thiếu giá trị"))?;
+                (name.to_owned(), v.clone())
+            }
+        };
+        out.push((name.replace('-', "_"), value));
+    }
+    Ok(out)
+}
+
+/// Reads an import file into records; every bad row is reported, by number.
+pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => FileFormat::Json,
+        _ => FileFormat::Csv,
+    });
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    match format {
+        FileFormat::Json => {
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of records", path.display()))?;
+            for (i, row) in rows.iter().enumerate() {
+                match schema::record_from_json(row) {
+                    Ok(r) => records.push(r),
+                    Err(e) => errors.push(format!("row {}: {e}", i + 1)),
+                }
+            }
+        }
+        FileFormat::Csv => {
+            let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+            let headers = rdr.headers()?.clone();
+            if !headers.iter().any(|h| h == "kind") {
+                bail!("{}: the first line must name the columns, one of them `kind`", path.display());
+            }
+            for (i, row) in rdr.records().enumerate() {
+                let row = match row {
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors.push(format!("row {}: {e}", i + 1));
+                        continue;
+                    }
+                };
+                let kind = headers.iter().zip(row.iter()).find(|(h, _)| *h == "kind").map(|(_, v)| v).unwrap_or("");
+                match schema::record_from_strings(kind, headers.iter().zip(row.iter())) {
+                    Ok(r) => records.push(r),
+                    Err(e) => errors.push(format!("row {}: {e}", i + 1)),
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{} bad row(s) in {}; nothing was imported / không nhập gì cả:\n{}", errors.len(), path.display(), errors.join("\n"));
+    }
+    Ok(records)
+}
+
+fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(bundle_path).with_context(|| format!("cannot read {}", bundle_path.display()))?;
+    let bundle = Bundle::parse(&text)?;
+    let ca = CertificateDer::from_pem_slice(bundle.ca_cert.as_bytes()).context("the bundle's CA certificate is not PEM")?;
+    if fingerprint(&ca) != bundle.ca_fingerprint {
+        bail!("the bundle's CA certificate does not match its fingerprint: the file is damaged / tệp bị hỏng");
+    }
+    Hierarchy::builtin().unit(&bundle.unit_version, &bundle.unit)?;
+    std::fs::create_dir_all(dir)?;
+    let existing = dir.join(Node::BUNDLE_FILE);
+    if let Ok(old) = std::fs::read_to_string(&existing) {
+        let old = Bundle::parse(&old)?;
+        if old.ca_fingerprint != bundle.ca_fingerprint || old.node != bundle.node {
+            bail!(
+                "{} already belongs to node {:?} of another hub or name; use a new directory / thư mục đã thuộc nút khác",
+                dir.display(),
+                old.node
+            );
+        }
+    }
+    write_private(&existing, bundle.to_json().as_bytes())?;
+    let cfg_path = dir.join(NodeConfig::FILE);
+    if !cfg_path.exists() {
+        let cfg = NodeConfig { backend, ..Default::default() };
+        std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
+    }
+    let node = Node::open(dir)?;
+    println!("node {:?} set up in {} for unit {} ({}); hub {}", bundle.node, dir.display(), bundle.unit, bundle.unit_version, node.hub_url());
+    Ok(())
+}
+
+/// Writes a file only its owner can read (it holds a private key).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
+}
+
+/// `htx-node run`: the local API and the sync loop, until SIGINT or SIGTERM.
+pub async fn run(dir: &Path) -> anyhow::Result<()> {
+    let node = Node::open(dir)?;
+    let listener = tokio::net::TcpListener::bind(&node.config().api_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", node.config().api_listen))?;
+    let addr_file = dir.join(API_ADDR_FILE);
+    std::fs::write(&addr_file, listener.local_addr()?.to_string())?;
+    tracing::info!("node {} serving its API on {}", node.bundle().node, listener.local_addr()?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let sync = tokio::spawn(sync_client::run_loop(node.clone(), stop_rx.clone()));
+    let mut api_stop = stop_rx.clone();
+    let api = tokio::spawn(crate::api::serve(node, listener, async move {
+        let _ = api_stop.changed().await;
+    }));
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    let _ = sync.await;
+    let res = api.await?;
+    let _ = std::fs::remove_file(addr_file);
+    res
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Runs one command; the exit code is what the process returns.
+pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Init { dir, bundle, backend } => init(&dir, &bundle, backend)?,
+        Command::Run { dir } => run(&dir).await?,
+        Command::Add { dir, kind, fields } => {
+            let pairs = field_pairs(&fields)?;
+            let rec = schema::record_from_strings(&kind, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            let ids = access(&dir).await?.write(vec![rec]).await?;
+            println!("{}", ids[0]);
+        }
+        Command::Import { dir, file, format } => {
+            let records = read_import(&file, format)?;
+            let n = records.len();
+            access(&dir).await?.write(records).await.map_err(|e| anyhow::anyhow!("nothing was imported / không nhập gì cả:\n{e}"))?;
+            println!("imported {n} records / đã nhập {n} bản ghi");
+        }
+        Command::Export { dir, format: ExportFormat::Json, include_deleted } => {
+            let records = access(&dir).await?.export(include_deleted).await?;
+            let json: Vec<_> = records.iter().map(Record::to_json).collect();
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::Delete { dir, id, restore } => {
+            access(&dir).await?.delete(&id, restore).await?;
+            println!("{} {id}", if restore { "restored" } else { "deleted" });
+        }
+        Command::Sync { dir, once: _ } => {
+            let r = access(&dir).await?.sync_once().await?;
+            println!(
+                "{}: {} round trip(s), sent {} change(s) in {} B, received {} change(s) in {} B",
+                if r.in_sync { "in sync / đã đồng bộ" } else { "not yet in sync / chưa đồng bộ xong" },
+                r.round_trips,
+                r.changes_sent,
+                r.bytes_sent,
+                r.changes_received,
+                r.bytes_received
+            );
+            if !r.in_sync {
+                return Ok(3);
+            }
+        }
+        Command::Status { dir, format } => {
+            let s = access(&dir).await?.status().await?;
+            match format {
+                StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
+                StatusFormat::Text => {
+                    for (k, v) in s.as_object().expect("object") {
+                        println!("{k:>22}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}

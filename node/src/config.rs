@@ -1,0 +1,74 @@
+//! The node's configuration: `DIR/node.toml`, every field optional, with
+//! environment overrides (`HTX_NODE_<FIELD>`, e.g. `HTX_NODE_HUB_URL`).
+//! `deploy/node.example.toml` documents each field.
+
+use std::path::Path;
+
+use htx_core::storage::Backend;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Embedded database: `redb` (durable, bounded disk) or `sled`.
+    pub backend: Backend,
+    /// Where the local API listens: loopback only; port 0 picks a free one,
+    /// written to `DIR/api.addr` while `run` is running.
+    pub api_listen: String,
+    /// Seconds between sync sessions while the link is up.
+    pub sync_interval_secs: u64,
+    /// Reconnect back-off after a failure: doubles from min to max, with jitter.
+    pub retry_min_secs: u64,
+    pub retry_max_secs: u64,
+    /// Upper bound of one batch of changes: what a cut link can lose.
+    pub max_batch_bytes: usize,
+    /// Overrides the hub address written in the bundle.
+    pub hub_url: Option<String>,
+    /// Seconds to wait for the hub to answer before giving up a session.
+    pub timeout_secs: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            backend: Backend::Redb,
+            api_listen: "127.0.0.1:0".into(),
+            sync_interval_secs: 30,
+            retry_min_secs: 1,
+            retry_max_secs: 300,
+            max_batch_bytes: htx_core::sync::MAX_BATCH_BYTES,
+            hub_url: None,
+            timeout_secs: 20,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub const FILE: &'static str = "node.toml";
+
+    /// Reads `DIR/node.toml` (defaults if absent) and applies `HTX_NODE_*`.
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(Self::FILE);
+        let mut cfg: NodeConfig = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NodeConfig::default(),
+            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
+        };
+        if let Ok(v) = std::env::var("HTX_NODE_BACKEND") {
+            cfg.backend = v.parse().map_err(anyhow::Error::msg)?;
+        }
+        if let Ok(v) = std::env::var("HTX_NODE_HUB_URL") {
+            cfg.hub_url = Some(v);
+        }
+        if let Ok(v) = std::env::var("HTX_NODE_API_LISTEN") {
+            cfg.api_listen = v;
+        }
+        if let Ok(v) = std::env::var("HTX_NODE_SYNC_INTERVAL_SECS") {
+            cfg.sync_interval_secs = v.parse()?;
+        }
+        if let Ok(v) = std::env::var("HTX_NODE_MAX_BATCH_BYTES") {
+            cfg.max_batch_bytes = v.parse()?;
+        }
+        Ok(cfg)
+    }
+}

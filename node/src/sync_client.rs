@@ -1,0 +1,338 @@
+//! # The node's side of a sync session, and the loop that keeps it going
+//!
+//! [`sync_once`] connects to the hub over mutual TLS and runs one session
+//! (see `proto/htx/v1/sync.proto`); [`run_loop`] repeats it while the link
+//! is up and reconnects by itself with exponential back-off and jitter when
+//! it is not. What to send is computed by `htx_core::sync`.
+
+use std::time::Duration;
+
+use automerge::ChangeHash;
+use htx_core::replica::{Replica, heads_from_bytes};
+use htx_core::storage::WriteBatch;
+use htx_core::sync::{self, DocChanges};
+use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
+use prost::Message;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::node::{HUB_PEER, Node, NodeError, now_rfc3339};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("cannot reach the hub at {url}: {reason} / không kết nối được máy chủ tỉnh")]
+    Unreachable { url: String, reason: String },
+    #[error("the server at {url} is not the hub this node was enrolled with (its certificate is not signed by the CA in the bundle) / máy chủ không đúng")]
+    WrongHub { url: String },
+    #[error("the hub refused this node: {0} / máy chủ tỉnh từ chối nút này")]
+    Refused(String),
+    #[error("sync session broken: {0} / phiên đồng bộ bị gián đoạn")]
+    Broken(String),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+}
+
+impl From<htx_core::replica::ReplicaError> for SyncError {
+    fn from(e: htx_core::replica::ReplicaError) -> Self {
+        SyncError::Node(e.into())
+    }
+}
+
+/// What one session did, as `sync --once` prints it.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
+pub struct SessionReport {
+    pub in_sync: bool,
+    pub round_trips: u32,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub changes_sent: u32,
+    pub changes_received: u32,
+    pub batches_sent: u32,
+    pub batches_received: u32,
+}
+
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Opens a mutual-TLS channel to the hub named in the bundle.
+pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
+    let b = node.bundle();
+    let url = node.hub_url().to_owned();
+    let unreachable = |reason: String| SyncError::Unreachable { url: url.clone(), reason };
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&b.ca_cert))
+        .identity(Identity::from_pem(&b.cert, &b.key))
+        .domain_name(b.hub_name.clone());
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| unreachable(e.to_string()))?
+        .tls_config(tls)
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(Duration::from_secs(node.config().timeout_secs))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(node.config().timeout_secs));
+    endpoint.connect().await.map_err(|e| {
+        let reason = describe(&e);
+        if reason.contains("UnknownIssuer") || reason.contains("BadSignature") || reason.contains("NotValidForName") {
+            SyncError::WrongHub { url: url.clone() }
+        } else {
+            unreachable(reason)
+        }
+    })
+}
+
+/// The stream of one session, counting what crosses it.
+struct Conn<'a> {
+    tx: Option<mpsc::Sender<pb::NodeMessage>>,
+    rx: tonic::Streaming<pb::HubMessage>,
+    report: &'a mut SessionReport,
+    timeout: Duration,
+}
+
+const FRAME: u64 = 5; // gRPC length-prefix per message
+
+impl Conn<'_> {
+    async fn send(&mut self, body: Nb) -> Result<(), SyncError> {
+        let msg = pb::NodeMessage { body: Some(body) };
+        self.report.bytes_sent += msg.encoded_len() as u64 + FRAME;
+        let tx = self.tx.as_ref().expect("open until the session ends");
+        tx.send(msg).await.map_err(|_| SyncError::Broken("the hub closed the stream".into()))
+    }
+
+    async fn recv(&mut self) -> Result<Hb, SyncError> {
+        let msg = tokio::time::timeout(self.timeout, self.rx.message())
+            .await
+            .map_err(|_| SyncError::Broken("the hub did not answer in time".into()))?
+            .map_err(status_error)?
+            .ok_or_else(|| SyncError::Broken("the hub ended the session early".into()))?;
+        self.report.bytes_received += msg.encoded_len() as u64 + FRAME;
+        msg.body.ok_or_else(|| SyncError::Broken("empty message from the hub".into()))
+    }
+}
+
+fn status_error(s: tonic::Status) -> SyncError {
+    match s.code() {
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated | tonic::Code::InvalidArgument => {
+            SyncError::Refused(s.message().to_owned())
+        }
+        tonic::Code::Unavailable => SyncError::Unreachable { url: String::new(), reason: s.message().to_owned() },
+        _ => SyncError::Broken(format!("{}: {}", s.code(), s.message())),
+    }
+}
+
+fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
+    pb::DocHeads { doc: doc.to_owned(), heads: heads.iter().map(|h| h.0.to_vec()).collect() }
+}
+
+/// Runs one session on `channel`; `report` holds what was done even if the
+/// session breaks part-way.
+pub async fn session(node: &Node, channel: Channel, report: &mut SessionReport) -> Result<(), SyncError> {
+    let _one_at_a_time = node.session_lock().lock().await;
+    let (tx, rx) = mpsc::channel(4);
+    let hello = {
+        let r = node.replica();
+        let ids: Vec<&str> = r.doc_ids().collect();
+        pb::Hello { protocol: sync::PROTOCOL, digest: r.digest(ids.iter().copied()).to_vec(), documents: ids.len() as u32 }
+    };
+    let msg = pb::NodeMessage { body: Some(Nb::Hello(hello)) };
+    report.bytes_sent += msg.encoded_len() as u64 + FRAME;
+    tx.send(msg).await.expect("receiver alive");
+    let mut client = pb::sync_client::SyncClient::new(channel).max_decoding_message_size(64 << 20);
+    let inbound = client.session(ReceiverStream::new(rx)).await.map_err(status_error)?.into_inner();
+    let timeout = Duration::from_secs(node.config().timeout_secs);
+    let mut conn = Conn { tx: Some(tx), rx: inbound, report, timeout };
+
+    let welcome = match conn.recv().await? {
+        Hb::Welcome(w) => w,
+        other => return Err(SyncError::Broken(format!("expected a welcome, got {other:?}"))),
+    };
+    conn.report.round_trips = 1;
+    if welcome.in_sync {
+        conn.report.in_sync = true;
+        mark_all_shared(node)?;
+        return Ok(());
+    }
+    let hub_heads: Vec<(String, Vec<ChangeHash>)> =
+        welcome.docs.iter().map(|d| (d.doc.clone(), heads_from_bytes(&d.heads))).collect();
+
+    // Upload what the hub lacks, one acknowledged batch at a time.
+    let batches = {
+        let mut r = node.replica();
+        let ours: Vec<String> = r.doc_ids().map(str::to_owned).collect();
+        let up: Vec<_> = sync::differing(&r, ours.iter().map(String::as_str), &hub_heads)
+            .into_iter()
+            .filter(|(d, _)| r.doc(d).is_some())
+            .collect();
+        sync::outgoing(&mut r, HUB_PEER, &up, node.config().max_batch_bytes)?
+    };
+    for (i, batch) in batches.into_iter().enumerate() {
+        let seq = i as u64 + 1;
+        let (n, _) = sync::batch_size(&batch);
+        let docs = batch.into_iter().map(|d| pb::DocChanges { doc: d.doc, changes: d.changes }).collect();
+        conn.send(Nb::Changes(pb::ChangeBatch { seq, docs, ..Default::default() })).await?;
+        let ack = match conn.recv().await? {
+            Hb::Ack(a) if a.seq == seq => a,
+            other => return Err(SyncError::Broken(format!("expected ack {seq}, got {other:?}"))),
+        };
+        let mut r = node.replica();
+        let mut b = WriteBatch::default();
+        for d in &ack.docs {
+            let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
+            Replica::put_shared_heads(&mut b, HUB_PEER, &d.doc, &known);
+        }
+        r.commit(b)?;
+        conn.report.changes_sent += n as u32;
+        conn.report.batches_sent += 1;
+        conn.report.round_trips += 1;
+    }
+
+    // Ask for what we lack: every document whose hub heads we do not know.
+    let want = {
+        let mut r = node.replica();
+        let mut want = Vec::new();
+        for (d, h) in &hub_heads {
+            if r.known(d, h).len() < h.len() {
+                want.push(doc_heads(d, &r.heads(d)));
+            }
+        }
+        want
+    };
+    conn.send(Nb::Want(pb::Want { docs: want })).await?;
+    conn.report.round_trips += 1;
+    let hub_digest = loop {
+        let batch = match conn.recv().await? {
+            Hb::Changes(b) => b,
+            other => return Err(SyncError::Broken(format!("expected changes, got {other:?}"))),
+        };
+        if !batch.docs.is_empty() {
+            let changes: Vec<DocChanges> =
+                batch.docs.into_iter().map(|d| DocChanges { doc: d.doc, changes: d.changes }).collect();
+            let n: usize = changes.iter().map(|d| d.changes.len()).sum();
+            let heads = {
+                let mut r = node.replica();
+                r.apply(changes.into_iter().map(|d| (d.doc, d.changes)).collect(), WriteBatch::default())?
+            };
+            conn.report.changes_received += n as u32;
+            conn.report.batches_received += 1;
+            let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
+            conn.send(Nb::Ack(pb::Ack { seq: batch.seq, docs })).await?;
+        }
+        if batch.r#final {
+            break batch.digest;
+        }
+        conn.report.round_trips += 1;
+    };
+    conn.tx = None; // half-close: the session is over
+    let ours = {
+        let r = node.replica();
+        r.digest(r.doc_ids()).to_vec()
+    };
+    conn.report.in_sync = ours == hub_digest;
+    if conn.report.in_sync {
+        mark_all_shared(node)?;
+    }
+    Ok(())
+}
+
+/// After a session that ended with equal digests, the hub holds exactly
+/// what this node holds.
+fn mark_all_shared(node: &Node) -> Result<(), SyncError> {
+    let r = node.replica();
+    let mut b = WriteBatch::default();
+    for doc in r.doc_ids() {
+        let heads = r.heads(doc);
+        let mut shared = r.shared_heads(HUB_PEER, doc)?;
+        shared.sort();
+        if shared != heads {
+            Replica::put_shared_heads(&mut b, HUB_PEER, doc, &heads);
+        }
+    }
+    if !b.is_empty() {
+        r.commit(b)?;
+    }
+    Ok(())
+}
+
+/// Connects and runs sessions until both sides hold the same data (at most
+/// a few, in case other nodes keep changing the hub meanwhile), recording
+/// the outcome in the node's sync status.
+pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
+    let mut status = node.sync_status();
+    status.last_attempt = now_rfc3339();
+    let mut total = SessionReport::default();
+    let result = async {
+        let channel = connect(node).await?;
+        for _ in 0..3 {
+            let mut report = SessionReport::default();
+            let res = session(node, channel.clone(), &mut report).await;
+            total.round_trips += report.round_trips;
+            total.bytes_sent += report.bytes_sent;
+            total.bytes_received += report.bytes_received;
+            total.changes_sent += report.changes_sent;
+            total.changes_received += report.changes_received;
+            total.batches_sent += report.batches_sent;
+            total.batches_received += report.batches_received;
+            total.in_sync = report.in_sync;
+            res?;
+            if report.in_sync {
+                break;
+            }
+        }
+        Ok::<_, SyncError>(())
+    }
+    .await;
+    status.bytes_sent += total.bytes_sent;
+    status.bytes_received += total.bytes_received;
+    match &result {
+        Ok(()) => {
+            status.last_success = status.last_attempt.clone();
+            status.last_error.clear();
+        }
+        Err(e) => status.last_error = e.to_string(),
+    }
+    node.put_sync_status(&status)?;
+    result.map(|()| total)
+}
+
+/// Exponential back-off with full jitter: a random wait in [base/2, base].
+pub fn jittered(base: Duration) -> Duration {
+    let ms = base.as_millis().max(2) as u64;
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
+
+/// Syncs every `sync_interval_secs` while the hub answers, sooner after a
+/// local write, and backs off (doubling, with jitter) while it does not.
+pub async fn run_loop(node: Node, mut shutdown: watch::Receiver<bool>) {
+    let cfg = node.config().clone();
+    let min = Duration::from_secs(cfg.retry_min_secs.max(1));
+    let max = Duration::from_secs(cfg.retry_max_secs.max(cfg.retry_min_secs.max(1)));
+    let mut backoff = min;
+    loop {
+        let wait = match sync_once(&node).await {
+            Ok(r) => {
+                tracing::info!(changes_sent = r.changes_sent, changes_received = r.changes_received, "synced with the hub");
+                backoff = min;
+                Duration::from_secs(cfg.sync_interval_secs)
+            }
+            Err(e) => {
+                tracing::warn!("sync failed: {e}");
+                let wait = jittered(backoff);
+                backoff = (backoff * 2).min(max);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = node.wake().notified() => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
