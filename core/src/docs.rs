@@ -86,7 +86,13 @@ pub fn remove_field(doc: &mut AutoCommit, id: &str, field: &str) -> DocResult<()
     Ok(())
 }
 
-fn read_value(doc: &AutoCommit, kind: &str, field: &str, v: automerge::Value<'_>, id: &ObjId) -> Option<Value> {
+fn read_value(
+    doc: &AutoCommit,
+    kind: &str,
+    field: &str,
+    v: automerge::Value<'_>,
+    id: &ObjId,
+) -> Option<Value> {
     match v {
         automerge::Value::Object(ObjType::Map) => Some(Value::List(doc.keys(id).collect())),
         automerge::Value::Object(_) => None,
@@ -112,14 +118,20 @@ pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
         Some((automerge::Value::Scalar(s), _)) => s.as_str().unwrap_or_default().to_owned(),
         _ => String::new(),
     };
-    let mut rec = Record { id: id.to_owned(), kind: kind.clone(), ..Default::default() };
+    let mut rec = Record {
+        id: id.to_owned(),
+        kind: kind.clone(),
+        ..Default::default()
+    };
     for field in doc.keys(&obj).collect::<Vec<_>>() {
         if field == "kind" {
             continue;
         }
         let all = doc.get_all(&obj, field.as_str())?;
-        let values: Vec<Value> =
-            all.into_iter().filter_map(|(v, vid)| read_value(doc, &kind, &field, v, &vid)).collect();
+        let values: Vec<Value> = all
+            .into_iter()
+            .filter_map(|(v, vid)| read_value(doc, &kind, &field, v, &vid))
+            .collect();
         // `get` returns the value Automerge picks on every replica alike.
         if let Some((v, vid)) = doc.get(&obj, field.as_str())? {
             if let Some(v) = read_value(doc, &kind, &field, v, &vid) {
@@ -137,7 +149,8 @@ pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
 pub fn list_records(doc: &AutoCommit) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for id in doc.keys(ROOT) {
-        if let Ok(Some((automerge::Value::Object(ObjType::Map), obj))) = doc.get(ROOT, id.as_str()) {
+        if let Ok(Some((automerge::Value::Object(ObjType::Map), obj))) = doc.get(ROOT, id.as_str())
+        {
             if let Ok(Some((automerge::Value::Scalar(s), _))) = doc.get(&obj, "kind") {
                 let kind = s.as_str().unwrap_or_default().to_owned();
                 out.push((id, kind));
@@ -177,15 +190,21 @@ mod tests {
         put_record(&mut a, &rec).unwrap();
         let mut b = a.fork();
         let mut ra = rec.clone();
-        ra.fields.insert("name".into(), Value::Text("HTX Lúa Xanh".into()));
+        ra.fields
+            .insert("name".into(), Value::Text("HTX Lúa Xanh".into()));
         put_record(&mut a, &ra).unwrap();
         let mut rb = rec.clone();
-        rb.fields.insert("name".into(), Value::Text("HTX Lúa Vàng".into()));
-        rb.fields.insert("sector".into(), Value::Text("nông nghiệp".into()));
+        rb.fields
+            .insert("name".into(), Value::Text("HTX Lúa Vàng".into()));
+        rb.fields
+            .insert("sector".into(), Value::Text("nông nghiệp".into()));
         put_record(&mut b, &rb).unwrap();
         a.merge(&mut b).unwrap();
         b.merge(&mut a).unwrap();
-        let (x, y) = (read_record(&a, &rec.id).unwrap().unwrap(), read_record(&b, &rec.id).unwrap().unwrap());
+        let (x, y) = (
+            read_record(&a, &rec.id).unwrap().unwrap(),
+            read_record(&b, &rec.id).unwrap().unwrap(),
+        );
         assert_eq!(x, y);
         assert_eq!(x.conflicts["name"].len(), 2);
         assert_eq!(x.text("sector"), Some("nông nghiệp"));

@@ -45,7 +45,11 @@ fn ca_params(ca_name: &str) -> Result<CertificateParams> {
     dn.push(DnType::CommonName, ca_name);
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(p)
 }
 
@@ -57,7 +61,11 @@ pub fn new_ca(ca_name: &str, days: i64) -> Result<Issued> {
     p.not_before = now - Duration::hours(1);
     p.not_after = now + Duration::days(days);
     let cert = p.self_signed(&key)?;
-    Ok(Issued { fingerprint: fingerprint(cert.der()), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(Issued {
+        fingerprint: fingerprint(cert.der()),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// What a leaf certificate is for.
@@ -69,7 +77,13 @@ pub enum Role<'a> {
 }
 
 /// Signs a certificate for `common_name` with the CA's key.
-pub fn issue(ca_name: &str, ca_key_pem: &str, common_name: &str, role: Role<'_>, valid: Duration) -> Result<Issued> {
+pub fn issue(
+    ca_name: &str,
+    ca_key_pem: &str,
+    common_name: &str,
+    role: Role<'_>,
+    valid: Duration,
+) -> Result<Issued> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     let issuer = Issuer::new(ca_params(ca_name)?, ca_key);
     let sans = match role {
@@ -95,7 +109,11 @@ pub fn issue(ca_name: &str, ca_key_pem: &str, common_name: &str, role: Role<'_>,
     p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, &issuer)?;
-    Ok(Issued { fingerprint: fingerprint(cert.der()), cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(Issued {
+        fingerprint: fingerprint(cert.der()),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Everything a node needs to join its hub, written by `htx-hub enroll`.
@@ -125,13 +143,36 @@ impl Bundle {
     }
 
     pub fn parse(text: &str) -> Result<Bundle> {
-        let b: Bundle = serde_json::from_str(text)
-            .map_err(|e| PkiError::Bundle(format!("is not readable: {e} / tệp cấu hình nút không đọc được")))?;
+        let b: Bundle = serde_json::from_str(text).map_err(|e| {
+            PkiError::Bundle(format!(
+                "is not readable: {e} / tệp cấu hình nút không đọc được"
+            ))
+        })?;
         if b.format != 1 {
-            return Err(PkiError::Bundle(format!("has format {}, this build reads format 1", b.format)));
+            return Err(PkiError::Bundle(format!(
+                "has format {}, this build reads format 1",
+                b.format
+            )));
         }
         Ok(b)
     }
+}
+
+/// Writes a file only its owner can read (it holds a private key), via a
+/// temporary file and a rename, so a crash never leaves half a key.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)
 }
 
 #[cfg(test)]
@@ -141,7 +182,14 @@ mod tests {
     #[test]
     fn leaves_are_signed_by_the_ca_rebuilt_from_its_name_and_key() {
         let ca = new_ca("HTX test CA", 365).unwrap();
-        let leaf = issue("HTX test CA", &ca.key_pem, "node-356", Role::Client, Duration::days(30)).unwrap();
+        let leaf = issue(
+            "HTX test CA",
+            &ca.key_pem,
+            "node-356",
+            Role::Client,
+            Duration::days(30),
+        )
+        .unwrap();
         assert_ne!(leaf.fingerprint, ca.fingerprint);
         assert!(leaf.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
     }

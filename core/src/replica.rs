@@ -52,7 +52,13 @@ struct Entry {
 
 impl Entry {
     fn new(actor: ActorId) -> Self {
-        Entry { doc: AutoCommit::new().with_actor(actor), saved: Vec::new(), next_chunk: 0, chunk_bytes: 0, snapshot_bytes: 0 }
+        Entry {
+            doc: AutoCommit::new().with_actor(actor),
+            saved: Vec::new(),
+            next_chunk: 0,
+            chunk_bytes: 0,
+            snapshot_bytes: 0,
+        }
     }
 }
 
@@ -96,12 +102,18 @@ pub fn decode_heads_value(v: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
     }
     let n = u16::from_be_bytes([v[1], v[2]]) as usize;
     let end = 3 + n * 32;
-    let heads = v.get(3..end)?.chunks(32).map(|c| ChangeHash::try_from(c).ok()).collect::<Option<_>>()?;
+    let heads = v
+        .get(3..end)?
+        .chunks(32)
+        .map(|c| ChangeHash::try_from(c).ok())
+        .collect::<Option<_>>()?;
     Some((heads, &v[end..]))
 }
 
 pub fn heads_from_bytes(raw: &[Vec<u8>]) -> Vec<ChangeHash> {
-    raw.iter().filter_map(|h| ChangeHash::try_from(h.as_slice()).ok()).collect()
+    raw.iter()
+        .filter_map(|h| ChangeHash::try_from(h.as_slice()).ok())
+        .collect()
 }
 
 impl Replica {
@@ -120,9 +132,14 @@ impl Replica {
         let mut by_doc: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
         for (k, v) in store.scan(b"d\0")? {
             let rest = &k[2..];
-            let Some(sep) = rest.iter().position(|b| *b == 0) else { continue };
+            let Some(sep) = rest.iter().position(|b| *b == 0) else {
+                continue;
+            };
             let doc = String::from_utf8_lossy(&rest[..sep]).into_owned();
-            by_doc.entry(doc).or_default().push((rest[sep + 1..].to_vec(), v));
+            by_doc
+                .entry(doc)
+                .or_default()
+                .push((rest[sep + 1..].to_vec(), v));
         }
         let mut docs = BTreeMap::new();
         for (doc_id, entries) in by_doc {
@@ -132,35 +149,55 @@ impl Replica {
         Ok(Replica { store, actor, docs })
     }
 
-    fn load_entry(doc_id: &str, entries: Vec<(Vec<u8>, Vec<u8>)>, actor: &ActorId) -> Result<Entry> {
-        let corrupt = |reason: &str| ReplicaError::Corrupt { doc: doc_id.to_owned(), reason: reason.to_owned() };
+    fn load_entry(
+        doc_id: &str,
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        actor: &ActorId,
+    ) -> Result<Entry> {
+        let corrupt = |reason: &str| ReplicaError::Corrupt {
+            doc: doc_id.to_owned(),
+            reason: reason.to_owned(),
+        };
         let mut doc = AutoCommit::new();
         let mut expected: Vec<ChangeHash> = Vec::new();
         let (mut next_chunk, mut chunk_bytes, mut snapshot_bytes) = (0, 0, 0);
         // The snapshot key (`s`) sorts after the chunk keys (`c`): load it first.
         let (snap, chunks): (Vec<_>, Vec<_>) = entries.into_iter().partition(|(k, _)| k == b"s");
         for (_, v) in snap {
-            let (heads, payload) = decode_heads_value(&v).ok_or_else(|| corrupt("unreadable snapshot header"))?;
+            let (heads, payload) =
+                decode_heads_value(&v).ok_or_else(|| corrupt("unreadable snapshot header"))?;
             doc = AutoCommit::load(payload)?;
             snapshot_bytes = v.len() as u64;
             expected = heads;
         }
         for (k, v) in chunks {
-            let (heads, payload) = decode_heads_value(&v).ok_or_else(|| corrupt("unreadable chunk header"))?;
+            let (heads, payload) =
+                decode_heads_value(&v).ok_or_else(|| corrupt("unreadable chunk header"))?;
             doc.load_incremental(payload)?;
             expected = heads;
             chunk_bytes += v.len() as u64;
-            let seq: [u8; 8] = k.get(1..9).and_then(|s| s.try_into().ok()).ok_or_else(|| corrupt("bad chunk key"))?;
+            let seq: [u8; 8] = k
+                .get(1..9)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| corrupt("bad chunk key"))?;
             next_chunk = u64::from_be_bytes(seq) + 1;
         }
         let mut got = doc.get_heads();
         got.sort();
         expected.sort();
         if got != expected {
-            return Err(corrupt("its changes do not lead to the heads recorded with them"));
+            return Err(corrupt(
+                "its changes do not lead to the heads recorded with them",
+            ));
         }
         doc.set_actor(actor.clone());
-        Ok(Entry { doc, saved: got, next_chunk, chunk_bytes, snapshot_bytes })
+        Ok(Entry {
+            doc,
+            saved: got,
+            next_chunk,
+            chunk_bytes,
+            snapshot_bytes,
+        })
     }
 
     pub fn actor(&self) -> &ActorId {
@@ -181,7 +218,11 @@ impl Replica {
 
     /// Heads of a document, sorted; empty if this replica does not have it.
     pub fn heads(&self, id: &str) -> Vec<ChangeHash> {
-        let mut h = self.docs.get(id).map(|e| e.saved.clone()).unwrap_or_default();
+        let mut h = self
+            .docs
+            .get(id)
+            .map(|e| e.saved.clone())
+            .unwrap_or_default();
         h.sort();
         h
     }
@@ -189,7 +230,10 @@ impl Replica {
     /// SHA-256 over the sorted (document id, heads) of `docs`: equal digests
     /// mean equal documents.
     pub fn digest<'a>(&self, docs: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
-        let mut ids: Vec<&str> = docs.into_iter().filter(|d| self.docs.contains_key(*d)).collect();
+        let mut ids: Vec<&str> = docs
+            .into_iter()
+            .filter(|d| self.docs.contains_key(*d))
+            .collect();
         ids.sort();
         ids.dedup();
         let mut h = Sha256::new();
@@ -231,14 +275,19 @@ impl Replica {
         let mut failed = None;
         for id in ids {
             let actor = self.actor.clone();
-            let entry = self.docs.entry(id.clone()).or_insert_with(|| Entry::new(actor));
+            let entry = self
+                .docs
+                .entry(id.clone())
+                .or_insert_with(|| Entry::new(actor));
             if let Err(e) = edit(id, &mut entry.doc) {
                 failed = Some(e);
                 break;
             }
         }
         for id in ids {
-            let Some(entry) = self.docs.get_mut(id) else { continue };
+            let Some(entry) = self.docs.get_mut(id) else {
+                continue;
+            };
             if failed.is_some() {
                 entry.doc.rollback();
             } else {
@@ -268,19 +317,30 @@ impl Replica {
         for (doc, raw) in changes {
             let list = raw
                 .into_iter()
-                .map(|b| Change::from_bytes(b).map_err(|e| ReplicaError::BadChange { doc: doc.clone(), reason: e.to_string() }))
+                .map(|b| {
+                    Change::from_bytes(b).map_err(|e| ReplicaError::BadChange {
+                        doc: doc.clone(),
+                        reason: e.to_string(),
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             parsed.push((doc, list));
         }
         let actor = self.actor.clone();
         let mut touched = Vec::new();
         for (doc, list) in parsed {
-            let entry = self.docs.entry(doc.clone()).or_insert_with(|| Entry::new(actor.clone()));
+            let entry = self
+                .docs
+                .entry(doc.clone())
+                .or_insert_with(|| Entry::new(actor.clone()));
             entry.doc.apply_changes(list)?;
             touched.push(doc);
         }
         self.persist(&touched, extra)?;
-        Ok(touched.into_iter().map(|d| (d.clone(), self.heads(&d))).collect())
+        Ok(touched
+            .into_iter()
+            .map(|d| (d.clone(), self.heads(&d)))
+            .collect())
     }
 
     /// Writes what changed in `docs` since it was last saved, and `extra`, in
@@ -297,7 +357,8 @@ impl Replica {
             }
             let bytes = entry.doc.save_after(&entry.saved);
             let chunk = encode_heads_value(&heads, &bytes);
-            let compact = entry.chunk_bytes + chunk.len() as u64 > entry.snapshot_bytes.max(COMPACT_MIN_BYTES);
+            let compact = entry.chunk_bytes + chunk.len() as u64
+                > entry.snapshot_bytes.max(COMPACT_MIN_BYTES);
             if compact {
                 let snapshot = encode_heads_value(&heads, &entry.doc.save());
                 for seq in 0..entry.next_chunk {
@@ -308,7 +369,13 @@ impl Replica {
             } else {
                 let len = chunk.len() as u64;
                 batch.put(chunk_key(id, entry.next_chunk), chunk);
-                pending.push((id.clone(), heads, entry.next_chunk + 1, entry.chunk_bytes + len, entry.snapshot_bytes));
+                pending.push((
+                    id.clone(),
+                    heads,
+                    entry.next_chunk + 1,
+                    entry.chunk_bytes + len,
+                    entry.snapshot_bytes,
+                ));
             }
         }
         batch.extend(std::mem::take(&mut extra));
@@ -332,8 +399,12 @@ impl Replica {
     }
 
     fn reload(&mut self, id: &str) -> Result<()> {
-        let entries: Vec<_> =
-            self.store.scan(&doc_prefix(id))?.into_iter().map(|(k, v)| (k[doc_prefix(id).len()..].to_vec(), v)).collect();
+        let entries: Vec<_> = self
+            .store
+            .scan(&doc_prefix(id))?
+            .into_iter()
+            .map(|(k, v)| (k[doc_prefix(id).len()..].to_vec(), v))
+            .collect();
         if entries.is_empty() {
             self.docs.remove(id);
         } else {
@@ -345,8 +416,14 @@ impl Replica {
 
     /// Which of `hashes` this replica holds in document `id`.
     pub fn known(&mut self, id: &str, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
-        let Some(e) = self.docs.get_mut(id) else { return Vec::new() };
-        hashes.iter().filter(|h| e.doc.get_change_by_hash(h).is_some()).copied().collect()
+        let Some(e) = self.docs.get_mut(id) else {
+            return Vec::new();
+        };
+        hashes
+            .iter()
+            .filter(|h| e.doc.get_change_by_hash(h).is_some())
+            .copied()
+            .collect()
     }
 
     /// The changes of `id` that are not (ancestors of) `have`, in causal
@@ -395,7 +472,9 @@ mod tests {
     use automerge::transaction::Transactable;
 
     fn put(r: &mut Replica, doc: &str, k: &str, v: &str) {
-        r.change(doc, |d| d.put(automerge::ROOT, k, v)).unwrap().unwrap();
+        r.change(doc, |d| d.put(automerge::ROOT, k, v))
+            .unwrap()
+            .unwrap();
     }
 
     #[test]
@@ -408,7 +487,10 @@ mod tests {
         let heads = r.heads("u/2023/1");
         let r2 = Replica::open(store).unwrap();
         assert_eq!(r2.heads("u/2023/1"), heads);
-        assert_eq!(r2.doc("u/2023/1").unwrap().keys(automerge::ROOT).count(), 2000);
+        assert_eq!(
+            r2.doc("u/2023/1").unwrap().keys(automerge::ROOT).count(),
+            2000
+        );
         assert_eq!(r2.actor(), r.actor());
     }
 
@@ -438,6 +520,9 @@ mod tests {
         let mut b = WriteBatch::default();
         b.put(k, v);
         store.commit(b).unwrap();
-        assert!(matches!(Replica::open(store), Err(ReplicaError::Corrupt { .. }) | Err(ReplicaError::Automerge(_))));
+        assert!(matches!(
+            Replica::open(store),
+            Err(ReplicaError::Corrupt { .. }) | Err(ReplicaError::Automerge(_))
+        ));
     }
 }

@@ -63,7 +63,11 @@ pub const KINDS: &[KindSpec] = &[
             f("union_supported", Bool, false),
             f("under_plan", Bool, false),
             f("consolidated_on", Date, false),
-            f("classification", Enum(&["good", "fair", "average", "weak"]), false),
+            f(
+                "classification",
+                Enum(&["good", "fair", "average", "weak"]),
+                false,
+            ),
             f("classified_on", Date, false),
             f("status", Enum(&["active", "dissolved"]), false),
             f("dissolved_on", Date, false),
@@ -93,7 +97,11 @@ pub const KINDS: &[KindSpec] = &[
             f("cooperative", Ref(COOP), true),
             f("name", Text, true),
             f("gender", Enum(&["female", "male"]), true),
-            f("role", Enum(&["chair", "board_member", "director", "supervisory_board"]), true),
+            f(
+                "role",
+                Enum(&["chair", "board_member", "director", "supervisory_board"]),
+                true,
+            ),
             f("since", Date, false),
             f("until", Date, false),
         ],
@@ -117,7 +125,13 @@ pub const KINDS: &[KindSpec] = &[
             f("held_on", Date, true),
             f(
                 "type",
-                Enum(&["governance", "digital_skills", "cadre_kttt", "cadre_skills", "vocational"]),
+                Enum(&[
+                    "governance",
+                    "digital_skills",
+                    "cadre_kttt",
+                    "cadre_skills",
+                    "vocational",
+                ]),
                 true,
             ),
             f("title", Text, false),
@@ -177,7 +191,10 @@ pub const SYSTEM_FIELDS: &[&str] = &[
 ];
 
 pub fn kind(name: &str) -> Result<&'static KindSpec, FieldError> {
-    KINDS.iter().find(|k| k.name == name).ok_or_else(|| FieldError::UnknownKind(name.to_owned()))
+    KINDS
+        .iter()
+        .find(|k| k.name == name)
+        .ok_or_else(|| FieldError::UnknownKind(name.to_owned()))
 }
 
 impl KindSpec {
@@ -202,7 +219,8 @@ fn ser_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
 }
 
 pub fn format_date(d: Date) -> String {
-    d.format(format_description!("[year]-[month]-[day]")).expect("dates format")
+    d.format(format_description!("[year]-[month]-[day]"))
+        .expect("dates format")
 }
 
 pub fn parse_date(s: &str) -> Option<Date> {
@@ -224,24 +242,58 @@ impl fmt::Display for Value {
 /// What is wrong with a record, in English and Vietnamese.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FieldError {
-    #[error("unknown record kind {0:?} (known: cooperative, observation, manager, cadre, training, activity, milestone) / loại bản ghi không tồn tại")]
+    #[error(
+        "unknown record kind {0:?} (known: cooperative, observation, manager, cadre, training, activity, milestone) / loại bản ghi không tồn tại"
+    )]
     UnknownKind(String),
     #[error("{kind}: unknown field {field:?} / trường không tồn tại")]
     UnknownField { kind: String, field: String },
     #[error("{kind}: field {field:?} is required / thiếu trường bắt buộc")]
     Missing { kind: String, field: String },
-    #[error("{kind}: field {field:?}: {value:?} is not a date of the form YYYY-MM-DD / ngày không hợp lệ")]
-    BadDate { kind: String, field: String, value: String },
+    #[error(
+        "{kind}: field {field:?}: {value:?} is not a date of the form YYYY-MM-DD / ngày không hợp lệ"
+    )]
+    BadDate {
+        kind: String,
+        field: String,
+        value: String,
+    },
     #[error("{kind}: field {field:?}: {value:?} is not a whole number / không phải số nguyên")]
-    BadNumber { kind: String, field: String, value: String },
-    #[error("{kind}: field {field:?}: {value} is negative; counts and amounts cannot be / số lượng không được âm")]
-    Negative { kind: String, field: String, value: i64 },
+    BadNumber {
+        kind: String,
+        field: String,
+        value: String,
+    },
+    #[error(
+        "{kind}: field {field:?}: {value} is negative; counts and amounts cannot be / số lượng không được âm"
+    )]
+    Negative {
+        kind: String,
+        field: String,
+        value: i64,
+    },
     #[error("{kind}: field {field:?}: {value:?} is not true or false / phải là true hoặc false")]
-    BadBool { kind: String, field: String, value: String },
+    BadBool {
+        kind: String,
+        field: String,
+        value: String,
+    },
     #[error("{kind}: field {field:?}: {value:?} is not one of {allowed} / giá trị không hợp lệ")]
-    BadChoice { kind: String, field: String, value: String, allowed: String },
-    #[error("{kind}: field {field:?}: no {target} with id {value:?} on this node / không tìm thấy bản ghi được tham chiếu")]
-    BadRef { kind: String, field: String, value: String, target: String },
+    BadChoice {
+        kind: String,
+        field: String,
+        value: String,
+        allowed: String,
+    },
+    #[error(
+        "{kind}: field {field:?}: no {target} with id {value:?} on this node / không tìm thấy bản ghi được tham chiếu"
+    )]
+    BadRef {
+        kind: String,
+        field: String,
+        value: String,
+        target: String,
+    },
     #[error("{0}")]
     BadUnit(String),
     #[error("id {0:?} is not a UUID / mã bản ghi không hợp lệ")]
@@ -276,7 +328,11 @@ impl FieldSpec {
             },
             Enum(_) => self.check(kind, Value::Text(raw.to_owned())),
             RefList(_) => Ok(Value::List(
-                raw.split([';', ',']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                raw.split([';', ','])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             )),
         }
     }
@@ -295,7 +351,14 @@ impl FieldSpec {
             },
             (Bool, serde_json::Value::Bool(b)) => Ok(Value::Bool(*b)),
             (RefList(_), serde_json::Value::Array(items)) => Ok(Value::List(
-                items.iter().map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string())).collect(),
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| i.to_string())
+                    })
+                    .collect(),
             )),
             (_, other) => self.parse(kind, &other.to_string()),
         }
@@ -309,7 +372,11 @@ impl FieldSpec {
             (Text | Ref(_), Value::Text(s)) => Ok(Value::Text(s)),
             (Date, Value::Date(d)) => Ok(Value::Date(d)),
             (Date, Value::Text(s)) => self.parse(&kind, &s),
-            (Count | Amount, Value::Int(n)) if n < 0 => Err(FieldError::Negative { kind, field, value: n }),
+            (Count | Amount, Value::Int(n)) if n < 0 => Err(FieldError::Negative {
+                kind,
+                field,
+                value: n,
+            }),
             (Count | Amount, Value::Int(n)) => Ok(Value::Int(n)),
             (Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
             (Enum(allowed), Value::Text(s)) if allowed.contains(&s.as_str()) => Ok(Value::Text(s)),
@@ -320,7 +387,11 @@ impl FieldSpec {
                 allowed: allowed.join(", "),
             }),
             (RefList(_), Value::List(l)) => Ok(Value::List(l)),
-            (_, other) => Err(FieldError::BadNumber { kind, field, value: other.to_string() }),
+            (_, other) => Err(FieldError::BadNumber {
+                kind,
+                field,
+                value: other.to_string(),
+            }),
         }
     }
 }
@@ -366,11 +437,17 @@ impl Record {
         }
         for field in spec.fields.iter().filter(|f| f.required) {
             if !self.fields.contains_key(field.name) {
-                return Err(FieldError::Missing { kind: self.kind.clone(), field: field.name.into() });
+                return Err(FieldError::Missing {
+                    kind: self.kind.clone(),
+                    field: field.name.into(),
+                });
             }
         }
         if !self.fields.contains_key("unit") {
-            return Err(FieldError::Missing { kind: self.kind.clone(), field: "unit".into() });
+            return Err(FieldError::Missing {
+                kind: self.kind.clone(),
+                field: "unit".into(),
+            });
         }
         Ok(())
     }
@@ -381,10 +458,16 @@ impl Record {
         obj.insert("id".into(), self.id.clone().into());
         obj.insert("kind".into(), self.kind.clone().into());
         for (k, v) in &self.fields {
-            obj.insert(k.clone(), serde_json::to_value(v).expect("values serialize"));
+            obj.insert(
+                k.clone(),
+                serde_json::to_value(v).expect("values serialize"),
+            );
         }
         if !self.conflicts.is_empty() {
-            obj.insert("conflicts".into(), serde_json::to_value(&self.conflicts).expect("values serialize"));
+            obj.insert(
+                "conflicts".into(),
+                serde_json::to_value(&self.conflicts).expect("values serialize"),
+            );
         }
         serde_json::Value::Object(obj)
     }
@@ -397,7 +480,10 @@ pub fn record_from_strings<'a>(
     pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<Record, FieldError> {
     let spec = kind(kind_name)?;
-    let mut rec = Record { kind: kind_name.to_owned(), ..Default::default() };
+    let mut rec = Record {
+        kind: kind_name.to_owned(),
+        ..Default::default()
+    };
     for (name, raw) in pairs {
         if raw.trim().is_empty() || name == "kind" {
             continue;
@@ -405,14 +491,16 @@ pub fn record_from_strings<'a>(
         match name {
             "id" => rec.id = raw.trim().to_owned(),
             "unit" | "unit_version" => {
-                rec.fields.insert(name.to_owned(), Value::Text(raw.trim().to_owned()));
+                rec.fields
+                    .insert(name.to_owned(), Value::Text(raw.trim().to_owned()));
             }
             _ => {
                 let field = spec.field(name).ok_or_else(|| FieldError::UnknownField {
                     kind: kind_name.to_owned(),
                     field: name.to_owned(),
                 })?;
-                rec.fields.insert(name.to_owned(), field.parse(kind_name, raw)?);
+                rec.fields
+                    .insert(name.to_owned(), field.parse(kind_name, raw)?);
             }
         }
     }
@@ -421,10 +509,15 @@ pub fn record_from_strings<'a>(
 
 /// Builds a record from one flat JSON object with a `kind`.
 pub fn record_from_json(obj: &serde_json::Value) -> Result<Record, FieldError> {
-    let map = obj.as_object().ok_or_else(|| FieldError::UnknownKind(obj.to_string()))?;
+    let map = obj
+        .as_object()
+        .ok_or_else(|| FieldError::UnknownKind(obj.to_string()))?;
     let kind_name = map.get("kind").and_then(|k| k.as_str()).unwrap_or_default();
     let spec = kind(kind_name)?;
-    let mut rec = Record { kind: kind_name.to_owned(), ..Default::default() };
+    let mut rec = Record {
+        kind: kind_name.to_owned(),
+        ..Default::default()
+    };
     for (name, v) in map {
         if v.is_null() || name == "kind" || name == "conflicts" {
             continue;
@@ -432,7 +525,10 @@ pub fn record_from_json(obj: &serde_json::Value) -> Result<Record, FieldError> {
         match name.as_str() {
             "id" => rec.id = v.as_str().unwrap_or_default().to_owned(),
             n if SYSTEM_FIELDS.contains(&n) => {
-                let text = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                let text = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
                 rec.fields.insert(name.clone(), Value::Text(text));
             }
             _ => {
@@ -440,7 +536,8 @@ pub fn record_from_json(obj: &serde_json::Value) -> Result<Record, FieldError> {
                     kind: kind_name.to_owned(),
                     field: name.clone(),
                 })?;
-                rec.fields.insert(name.clone(), field.from_json(kind_name, v)?);
+                rec.fields
+                    .insert(name.clone(), field.from_json(kind_name, v)?);
             }
         }
     }
@@ -460,7 +557,11 @@ mod tests {
     fn person_typed_values_are_checked() {
         let r = record_from_strings(
             "observation",
-            [("cooperative", "x"), ("observed_on", "2025-06-30"), ("workers", "12")],
+            [
+                ("cooperative", "x"),
+                ("observed_on", "2025-06-30"),
+                ("workers", "12"),
+            ],
         )
         .unwrap();
         assert_eq!(r.fields["workers"], Value::Int(12));
@@ -476,7 +577,8 @@ mod tests {
 
     #[test]
     fn validation_needs_required_fields_and_unit() {
-        let mut r = record_from_strings("cooperative", [("type", "HTX"), ("name", "HTX Lúa")]).unwrap();
+        let mut r =
+            record_from_strings("cooperative", [("type", "HTX"), ("name", "HTX Lúa")]).unwrap();
         r.id = new_id();
         assert!(matches!(r.validate(), Err(FieldError::Missing { field, .. }) if field == "unit"));
         r.fields.insert("unit".into(), Value::Text("13633".into()));
@@ -493,7 +595,8 @@ mod tests {
         .unwrap();
         assert_eq!(r.fields["workers"], Value::Int(5));
         assert_eq!(r.fields["female_workers"], Value::Int(3));
-        let e = record_from_json(&serde_json::json!({"kind": "observation", "workers": -1})).unwrap_err();
+        let e = record_from_json(&serde_json::json!({"kind": "observation", "workers": -1}))
+            .unwrap_err();
         assert!(matches!(e, FieldError::Negative { .. }));
     }
 }

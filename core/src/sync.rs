@@ -78,7 +78,10 @@ pub fn outgoing(
             size += bytes.len();
             match current.last_mut() {
                 Some(dc) if dc.doc == *doc => dc.changes.push(bytes),
-                _ => current.push(DocChanges { doc: doc.clone(), changes: vec![bytes] }),
+                _ => current.push(DocChanges {
+                    doc: doc.clone(),
+                    changes: vec![bytes],
+                }),
             }
         }
     }
@@ -91,7 +94,10 @@ pub fn outgoing(
 /// Number of changes and bytes in a batch.
 pub fn batch_size(batch: &Batch) -> (usize, usize) {
     batch.iter().fold((0, 0), |(n, b), dc| {
-        (n + dc.changes.len(), b + dc.changes.iter().map(Vec::len).sum::<usize>())
+        (
+            n + dc.changes.len(),
+            b + dc.changes.iter().map(Vec::len).sum::<usize>(),
+        )
     })
 }
 
@@ -108,20 +114,35 @@ mod tests {
 
     fn edit(r: &mut Replica, doc: &str, n: usize, tag: &str) {
         for i in 0..n {
-            r.change(doc, |d| d.put(automerge::ROOT, format!("{tag}{i}"), i as i64)).unwrap().unwrap();
+            r.change(doc, |d| {
+                d.put(automerge::ROOT, format!("{tag}{i}"), i as i64)
+            })
+            .unwrap()
+            .unwrap();
         }
     }
 
     /// One direction of a session: `from` sends `to` what it lacks; `to`
     /// acks each batch and `from` records the shared heads.
-    fn push(from: &mut Replica, from_name: &str, to: &mut Replica, to_name: &str, max: usize) -> usize {
+    fn push(
+        from: &mut Replica,
+        from_name: &str,
+        to: &mut Replica,
+        to_name: &str,
+        max: usize,
+    ) -> usize {
         let docs: Vec<String> = from.doc_ids().map(str::to_owned).collect();
         let theirs: Vec<_> = docs.iter().map(|d| (d.clone(), to.heads(d))).collect();
         let want = differing(from, docs.iter().map(String::as_str), &theirs);
         let mut sent = 0;
         for batch in outgoing(from, to_name, &want, max).unwrap() {
             sent += batch_size(&batch).0;
-            let acked = to.apply(batch.into_iter().map(|d| (d.doc, d.changes)).collect(), WriteBatch::default()).unwrap();
+            let acked = to
+                .apply(
+                    batch.into_iter().map(|d| (d.doc, d.changes)).collect(),
+                    WriteBatch::default(),
+                )
+                .unwrap();
             let mut b = WriteBatch::default();
             for (doc, heads) in acked {
                 let known = from.known(&doc, &heads);
@@ -137,7 +158,10 @@ mod tests {
     fn concurrent_edits_resend_only_what_is_missing() {
         let (mut node, mut hub) = (replica(), replica());
         edit(&mut node, "u/2023/1", 50, "a");
-        assert_eq!(push(&mut node, "node", &mut hub, "hub", MAX_BATCH_BYTES), 50);
+        assert_eq!(
+            push(&mut node, "node", &mut hub, "hub", MAX_BATCH_BYTES),
+            50
+        );
         // Both sides now edit the same document while apart.
         edit(&mut node, "u/2023/1", 7, "n");
         edit(&mut hub, "u/2023/1", 5, "h");
@@ -157,15 +181,26 @@ mod tests {
         assert!(batches.iter().all(|b| batch_size(b).1 <= 2_000));
         // Only the first two batches arrive before the link is cut.
         for batch in batches.into_iter().take(2) {
-            hub.apply(batch.into_iter().map(|d| (d.doc, d.changes)).collect(), WriteBatch::default()).unwrap();
+            hub.apply(
+                batch.into_iter().map(|d| (d.doc, d.changes)).collect(),
+                WriteBatch::default(),
+            )
+            .unwrap();
         }
         let had = hub.doc("u/2023/1").map(|_| hub.heads("u/2023/1")).unwrap();
         let rest = outgoing(&mut node, "hub", &[("u/2023/1".to_owned(), had)], 2_000).unwrap();
         let resent: usize = rest.iter().map(|b| batch_size(b).0).sum();
         let first: usize = 300 - resent;
-        assert!(first > 0 && resent < 300, "resumed from the acknowledged heads");
+        assert!(
+            first > 0 && resent < 300,
+            "resumed from the acknowledged heads"
+        );
         for batch in rest {
-            hub.apply(batch.into_iter().map(|d| (d.doc, d.changes)).collect(), WriteBatch::default()).unwrap();
+            hub.apply(
+                batch.into_iter().map(|d| (d.doc, d.changes)).collect(),
+                WriteBatch::default(),
+            )
+            .unwrap();
         }
         assert_eq!(node.heads("u/2023/1"), hub.heads("u/2023/1"));
     }

@@ -59,9 +59,13 @@ impl UnitVersion {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum UnitError {
-    #[error("unknown hierarchy version {0:?} (known: 2023, 2024, 2025) / phiên bản danh mục không tồn tại")]
+    #[error(
+        "unknown hierarchy version {0:?} (known: 2023, 2024, 2025) / phiên bản danh mục không tồn tại"
+    )]
     UnknownVersion(String),
-    #[error("unknown unit code {code:?} in the {version} hierarchy / mã đơn vị hành chính không tồn tại")]
+    #[error(
+        "unknown unit code {code:?} in the {version} hierarchy / mã đơn vị hành chính không tồn tại"
+    )]
     UnknownUnit { code: String, version: String },
 }
 
@@ -89,9 +93,20 @@ fn parse(version: &str, csv_text: &str) -> UnitVersion {
             _ => Level::Commune,
         };
         let parent = (!row.parent_code.is_empty()).then_some(row.parent_code);
-        units.insert(row.code.clone(), Unit { code: row.code, name: row.name, level, parent });
+        units.insert(
+            row.code.clone(),
+            Unit {
+                code: row.code,
+                name: row.name,
+                level,
+                parent,
+            },
+        );
     }
-    UnitVersion { version: version.to_owned(), units }
+    UnitVersion {
+        version: version.to_owned(),
+        units,
+    }
 }
 
 impl Hierarchy {
@@ -101,9 +116,18 @@ impl Hierarchy {
         H.get_or_init(|| {
             let mut versions = BTreeMap::new();
             for (v, text) in [
-                ("2023", include_str!("../admin-units/nam_dinh_units_2023.csv")),
-                ("2024", include_str!("../admin-units/nam_dinh_units_2024.csv")),
-                ("2025", include_str!("../admin-units/ninh_binh_units_2025.csv")),
+                (
+                    "2023",
+                    include_str!("../admin-units/nam_dinh_units_2023.csv"),
+                ),
+                (
+                    "2024",
+                    include_str!("../admin-units/nam_dinh_units_2024.csv"),
+                ),
+                (
+                    "2025",
+                    include_str!("../admin-units/ninh_binh_units_2025.csv"),
+                ),
             ] {
                 versions.insert(v.to_owned(), parse(v, text));
             }
@@ -112,14 +136,18 @@ impl Hierarchy {
     }
 
     pub fn version(&self, version: &str) -> Result<&UnitVersion, UnitError> {
-        self.versions.get(version).ok_or_else(|| UnitError::UnknownVersion(version.to_owned()))
+        self.versions
+            .get(version)
+            .ok_or_else(|| UnitError::UnknownVersion(version.to_owned()))
     }
 
     pub fn unit(&self, version: &str, code: &str) -> Result<&Unit, UnitError> {
-        self.version(version)?.unit(code).ok_or_else(|| UnitError::UnknownUnit {
-            code: code.to_owned(),
-            version: version.to_owned(),
-        })
+        self.version(version)?
+            .unit(code)
+            .ok_or_else(|| UnitError::UnknownUnit {
+                code: code.to_owned(),
+                version: version.to_owned(),
+            })
     }
 }
 
@@ -130,7 +158,13 @@ mod tests {
     #[test]
     fn builtin_lists_have_the_documented_sizes() {
         let h = Hierarchy::builtin();
-        let count = |v: &str, l: Level| h.version(v).unwrap().units().filter(|u| u.level == l).count();
+        let count = |v: &str, l: Level| {
+            h.version(v)
+                .unwrap()
+                .units()
+                .filter(|u| u.level == l)
+                .count()
+        };
         assert_eq!(count("2023", Level::District), 10);
         assert_eq!(count("2023", Level::Commune), 226);
         assert_eq!(count("2024", Level::Commune), 175);
@@ -146,6 +180,9 @@ mod tests {
         assert!(v.within("13777", "359"));
         assert!(v.within("13777", "36"));
         assert!(!v.within("13777", "356"));
-        assert_eq!(h.version("1999").unwrap_err(), UnitError::UnknownVersion("1999".into()));
+        assert_eq!(
+            h.version("1999").unwrap_err(),
+            UnitError::UnknownVersion("1999".into())
+        );
     }
 }

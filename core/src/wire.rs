@@ -12,7 +12,9 @@ pub fn value_to_wire(v: &Value) -> pb::Value {
         Value::Int(n) => Kind::Integer(*n),
         Value::Bool(b) => Kind::Flag(*b),
         Value::Date(d) => Kind::Date(schema::format_date(*d)),
-        Value::List(items) => Kind::List(pb::StringList { items: items.clone() }),
+        Value::List(items) => Kind::List(pb::StringList {
+            items: items.clone(),
+        }),
     };
     pb::Value { kind: Some(kind) }
 }
@@ -25,7 +27,9 @@ pub fn value_from_wire(v: &pb::Value) -> Option<Value> {
         Kind::Text(s) => Value::Text(s.clone()),
         Kind::Integer(n) => Value::Int(*n),
         Kind::Flag(b) => Value::Bool(*b),
-        Kind::Date(d) => schema::parse_date(d).map(Value::Date).unwrap_or_else(|| Value::Text(d.clone())),
+        Kind::Date(d) => schema::parse_date(d)
+            .map(Value::Date)
+            .unwrap_or_else(|| Value::Text(d.clone())),
         Kind::List(l) => Value::List(l.items.clone()),
     })
 }
@@ -34,11 +38,22 @@ pub fn record_to_wire(r: &Record) -> pb::Record {
     pb::Record {
         id: r.id.clone(),
         kind: r.kind.clone(),
-        fields: r.fields.iter().map(|(k, v)| (k.clone(), value_to_wire(v))).collect(),
+        fields: r
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_wire(v)))
+            .collect(),
         conflicts: r
             .conflicts
             .iter()
-            .map(|(k, vs)| (k.clone(), pb::Conflict { values: vs.iter().map(value_to_wire).collect() }))
+            .map(|(k, vs)| {
+                (
+                    k.clone(),
+                    pb::Conflict {
+                        values: vs.iter().map(value_to_wire).collect(),
+                    },
+                )
+            })
             .collect(),
     }
 }
@@ -47,11 +62,20 @@ pub fn record_from_wire(r: &pb::Record) -> Record {
     Record {
         id: r.id.clone(),
         kind: r.kind.clone(),
-        fields: r.fields.iter().filter_map(|(k, v)| Some((k.clone(), value_from_wire(v)?))).collect(),
+        fields: r
+            .fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), value_from_wire(v)?)))
+            .collect(),
         conflicts: r
             .conflicts
             .iter()
-            .map(|(k, c)| (k.clone(), c.values.iter().filter_map(value_from_wire).collect()))
+            .map(|(k, c)| {
+                (
+                    k.clone(),
+                    c.values.iter().filter_map(value_from_wire).collect(),
+                )
+            })
             .collect(),
     }
 }

@@ -44,18 +44,31 @@ struct Subject {
 
 impl Subject {
     fn memory() -> Self {
-        Subject { store: Arc::new(MemoryStore::default()), home: None }
+        Subject {
+            store: Arc::new(MemoryStore::default()),
+            home: None,
+        }
     }
 
     fn on_disk(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = storage::open(backend, dir.path()).expect("open a new store");
-        Subject { store, home: Some((backend, dir)) }
+        Subject {
+            store,
+            home: Some((backend, dir)),
+        }
+    }
+
+    fn contents(&self) -> Map {
+        contents(&*self.store)
     }
 
     /// Closes the store and opens it again from disk.
     fn reopen(&mut self) {
-        let (backend, dir) = self.home.as_ref().expect("only stores on disk can be reopened");
+        let (backend, dir) = self
+            .home
+            .as_ref()
+            .expect("only stores on disk can be reopened");
         // Close first: both backends refuse a second open of the same files.
         self.store = Arc::new(MemoryStore::default());
         self.store = storage::open(*backend, dir.path()).expect("reopen the store");
@@ -70,7 +83,9 @@ impl std::ops::Deref for Subject {
 }
 
 fn batch(ops: impl IntoIterator<Item = Op>) -> WriteBatch {
-    WriteBatch { ops: ops.into_iter().collect() }
+    WriteBatch {
+        ops: ops.into_iter().collect(),
+    }
 }
 
 fn apply(model: &mut Map, batch: &WriteBatch) {
@@ -96,11 +111,21 @@ fn differences(expected: &Map, actual: &Map) -> String {
     for (k, v) in expected {
         match actual.get(k) {
             None => out.push(format!("missing {}", show(k))),
-            Some(a) if a != v => out.push(format!("{} holds {} bytes, expected {} other bytes", show(k), a.len(), v.len())),
+            Some(a) if a != v => out.push(format!(
+                "{} holds {} bytes, expected {} other bytes",
+                show(k),
+                a.len(),
+                v.len()
+            )),
             Some(_) => {}
         }
     }
-    out.extend(actual.keys().filter(|k| !expected.contains_key(*k)).map(|k| format!("unexpected {}", show(k))));
+    out.extend(
+        actual
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .map(|k| format!("unexpected {}", show(k))),
+    );
     let n = out.len();
     out.truncate(10);
     format!("{n} differences: {}", out.join("; "))
@@ -111,23 +136,32 @@ mod suite {
 
     pub fn get_put_delete(s: &Subject) {
         assert_eq!(s.get(b"a").unwrap(), None);
-        s.commit(batch([Op::Put(b"a".to_vec(), b"1".to_vec()), Op::Put(b"empty".to_vec(), Vec::new())])).unwrap();
+        s.commit(batch([
+            Op::Put(b"a".to_vec(), b"1".to_vec()),
+            Op::Put(b"empty".to_vec(), Vec::new()),
+        ]))
+        .unwrap();
         assert_eq!(s.get(b"a").unwrap(), Some(b"1".to_vec()));
-        assert_eq!(s.get(b"empty").unwrap(), Some(Vec::new()), "an empty value is not an absent one");
+        assert_eq!(
+            s.get(b"empty").unwrap(),
+            Some(Vec::new()),
+            "an empty value is not an absent one"
+        );
         assert_eq!(s.get(b"b").unwrap(), None);
         s.commit(batch([Op::Delete(b"a".to_vec())])).unwrap();
         assert_eq!(s.get(b"a").unwrap(), None);
         // Deleting what is not there, and committing nothing, are not errors.
         s.commit(batch([Op::Delete(b"never".to_vec())])).unwrap();
         s.commit(WriteBatch::default()).unwrap();
-        assert_eq!(contents(s), Map::from([(b"empty".to_vec(), Vec::new())]));
+        assert_eq!(s.contents(), Map::from([(b"empty".to_vec(), Vec::new())]));
     }
 
     pub fn overwrite_keeps_only_the_last_value(s: &Subject) {
         let big = Rng::new(1).bytes(300 * 1024);
         let steps: [&[u8]; 4] = [b"small", &big, b"small again", b""];
         for value in steps {
-            s.commit(batch([Op::Put(b"k".to_vec(), value.to_vec())])).unwrap();
+            s.commit(batch([Op::Put(b"k".to_vec(), value.to_vec())]))
+                .unwrap();
             assert_eq!(s.get(b"k").unwrap().as_deref(), Some(value));
             assert_eq!(s.scan(b"k").unwrap(), vec![(b"k".to_vec(), value.to_vec())]);
         }
@@ -135,10 +169,26 @@ mod suite {
 
     pub fn scan_returns_exactly_the_prefixed_keys_in_order(s: &Subject) {
         let keys: [&[u8]; 12] = [
-            b"a", b"a\0", b"a\0\0", b"a\0x", b"a\x01", b"ab", b"abc", b"a\xff", b"a\xff\xff", b"b", b"\0", b"\xff\xff",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"a\0x",
+            b"a\x01",
+            b"ab",
+            b"abc",
+            b"a\xff",
+            b"a\xff\xff",
+            b"b",
+            b"\0",
+            b"\xff\xff",
         ];
         // Committed in reverse so that order on disk cannot come from order of arrival.
-        s.commit(batch(keys.iter().rev().map(|k| Op::Put(k.to_vec(), [b"v:", *k].concat())))).unwrap();
+        s.commit(batch(
+            keys.iter()
+                .rev()
+                .map(|k| Op::Put(k.to_vec(), [b"v:", *k].concat())),
+        ))
+        .unwrap();
         let scanned_keys = |prefix: &[u8]| -> Vec<Vec<u8>> {
             let entries = s.scan(prefix).unwrap();
             for (k, v) in &entries {
@@ -149,13 +199,16 @@ mod suite {
         let mut sorted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
         sorted.sort();
         assert_eq!(scanned_keys(b""), sorted);
-        assert_eq!(scanned_keys(b"a"), &sorted[1..11]);
+        assert_eq!(scanned_keys(b"a"), &sorted[1..10]);
         assert_eq!(
             scanned_keys(b"a\0"),
             vec![b"a\0".to_vec(), b"a\0\0".to_vec(), b"a\0x".to_vec()]
         );
         assert_eq!(scanned_keys(b"ab"), vec![b"ab".to_vec(), b"abc".to_vec()]);
-        assert_eq!(scanned_keys(b"a\xff"), vec![b"a\xff".to_vec(), b"a\xff\xff".to_vec()]);
+        assert_eq!(
+            scanned_keys(b"a\xff"),
+            vec![b"a\xff".to_vec(), b"a\xff\xff".to_vec()]
+        );
         assert_eq!(scanned_keys(b"\xff"), vec![b"\xff\xff".to_vec()]);
         assert_eq!(scanned_keys(b"\xff\xff\xff"), Vec::<Vec<u8>>::new());
         assert_eq!(scanned_keys(b"c"), Vec::<Vec<u8>>::new());
@@ -163,7 +216,10 @@ mod suite {
     }
 
     pub fn ops_in_one_batch_apply_in_order(s: &Subject) {
-        let (put, del) = (|k: &[u8], v: &[u8]| Op::Put(k.to_vec(), v.to_vec()), |k: &[u8]| Op::Delete(k.to_vec()));
+        let (put, del) = (
+            |k: &[u8], v: &[u8]| Op::Put(k.to_vec(), v.to_vec()),
+            |k: &[u8]| Op::Delete(k.to_vec()),
+        );
         s.commit(batch([put(b"old", b"x")])).unwrap();
         s.commit(batch([
             put(b"put-then-delete", b"1"),
@@ -175,8 +231,11 @@ mod suite {
         ]))
         .unwrap();
         assert_eq!(
-            contents(s),
-            Map::from([(b"old".to_vec(), b"back".to_vec()), (b"twice".to_vec(), b"second".to_vec())])
+            s.contents(),
+            Map::from([
+                (b"old".to_vec(), b"back".to_vec()),
+                (b"twice".to_vec(), b"second".to_vec())
+            ])
         );
     }
 
@@ -188,7 +247,7 @@ mod suite {
             let b = batch(ops.iter().cloned());
             s.commit(b.clone()).unwrap();
             apply(&mut model, &b);
-            assert_eq!(contents(s), model);
+            assert_eq!(s.contents(), model);
         }
         let mut prefixes = vec![Vec::new()];
         for a in KEY_BYTES {
@@ -196,13 +255,21 @@ mod suite {
             prefixes.extend(KEY_BYTES.iter().map(|b| vec![a, *b]));
         }
         for p in prefixes {
-            let expected: Vec<_> =
-                model.iter().filter(|(k, _)| k.starts_with(&p)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let expected: Vec<_> = model
+                .iter()
+                .filter(|(k, _)| k.starts_with(&p))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             assert_eq!(s.scan(&p).unwrap(), expected, "scan of {}", show(&p));
         }
         for op in batches.iter().flatten() {
             let (Op::Put(k, _) | Op::Delete(k)) = op;
-            assert_eq!(s.get(k).unwrap(), model.get(k).cloned(), "get of {}", show(k));
+            assert_eq!(
+                s.get(k).unwrap(),
+                model.get(k).cloned(),
+                "get of {}",
+                show(k)
+            );
         }
     }
 
@@ -215,7 +282,11 @@ mod suite {
         let mut model = Map::new();
         let mut first = WriteBatch::default();
         for i in 0..1000 {
-            let len = if i % 250 == 7 { 200 * 1024 } else { rng.range(0..300) };
+            let len = if i % 250 == 7 {
+                200 * 1024
+            } else {
+                rng.range(0..300)
+            };
             first.put(format!("k{i:04}"), rng.bytes(len));
         }
         let mut second = WriteBatch::default();
@@ -227,17 +298,26 @@ mod suite {
             }
         }
         for i in 1000..1500 {
-            second.put(format!("k{i:04}"), rng.bytes(rng.range(0..300)));
+            let len = rng.range(0..300);
+            second.put(format!("k{i:04}"), rng.bytes(len));
         }
         second.put("k9999", rng.bytes(300 * 1024));
         for b in [first, second] {
             s.commit(b.clone()).unwrap();
             apply(&mut model, &b);
-            let got = contents(s);
-            assert!(got == model, "right after commit: {}", differences(&model, &got));
+            let got = s.contents();
+            assert!(
+                got == model,
+                "right after commit: {}",
+                differences(&model, &got)
+            );
             then(s);
-            let got = contents(s);
-            assert!(got == model, "after reopening: {}", differences(&model, &got));
+            let got = s.contents();
+            assert!(
+                got == model,
+                "after reopening: {}",
+                differences(&model, &got)
+            );
         }
     }
 
@@ -270,11 +350,13 @@ mod suite {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     let entries = store.scan(b"atom/").unwrap();
                     let g = u64::from_be_bytes(entries[0].1.as_slice().try_into().unwrap());
-                    let seen: Vec<u64> =
-                        entries.iter().map(|(_, v)| u64::from_be_bytes(v.as_slice().try_into().unwrap())).collect();
+                    let seen: Vec<u64> = entries
+                        .iter()
+                        .map(|(_, v)| u64::from_be_bytes(v.as_slice().try_into().unwrap()))
+                        .collect();
                     assert!(
                         seen.iter().all(|x| *x == g) && entries.len() == KEYS + (g % 2) as usize,
-                        "scan {scans} saw a half-applied batch: {} entries of generations {seen:?}",
+                        "scan {scans} saw part of a batch (not one point in time): {} entries of generations {seen:?}",
                         entries.len()
                     );
                     scans += 1;
@@ -286,7 +368,9 @@ mod suite {
             s.commit(generation(g)).unwrap();
         }
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        let scans = reader.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let scans = reader
+            .join()
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
         assert!(scans > 0);
     }
 
@@ -296,7 +380,8 @@ mod suite {
         for round in 0..20 {
             let mut b = WriteBatch::default();
             for i in 0..50 {
-                b.put(format!("k{round:02}/{i:02}"), rng.bytes(rng.range(0..2000)));
+                let len = rng.range(0..2000);
+                b.put(format!("k{round:02}/{i:02}"), rng.bytes(len));
             }
             if round > 0 {
                 for i in (0..50).step_by(2) {
@@ -307,12 +392,12 @@ mod suite {
             apply(&mut model, &b);
         }
         s.compact().unwrap();
-        assert_eq!(contents(s), model);
+        assert_eq!(s.contents(), model);
         let mut b = WriteBatch::default();
         b.put("after", "compact");
         s.commit(b.clone()).unwrap();
         apply(&mut model, &b);
-        assert_eq!(contents(s), model);
+        assert_eq!(s.contents(), model);
     }
 
     pub fn size_on_disk_counts_what_was_written(s: &Subject) {
@@ -324,7 +409,10 @@ mod suite {
             s.commit(b).unwrap();
         }
         let after = s.size_on_disk().unwrap();
-        assert!(after >= before + 4 * 1024 * 1024, "4 MiB of random bytes written, size on disk went from {before} to {after}");
+        assert!(
+            after >= before + 4 * 1024 * 1024,
+            "4 MiB of random bytes written, size on disk went from {before} to {after}"
+        );
     }
 
     pub fn a_second_open_is_refused_while_a_process_holds_the_store(backend: Backend) {
@@ -361,7 +449,12 @@ mod suite {
 
     impl Workload {
         pub fn new(round: u32) -> Self {
-            Workload { round, rng: Rng::new(0x5EED_0000 + u64::from(round)), next: 0, first_live_chunk: 0 }
+            Workload {
+                round,
+                rng: Rng::new(0x5EED_0000 + u64::from(round)),
+                next: 0,
+                first_live_chunk: 0,
+            }
         }
 
         fn key(&self, what: &str) -> Vec<u8> {
@@ -374,7 +467,8 @@ mod suite {
             let mut b = WriteBatch::default();
             let roll = self.rng.below(100);
             let group = roll < 10 && self.first_live_chunk < index;
-            let value = |rng: &mut Rng, len: usize| [&index.to_be_bytes()[..], &rng.bytes(len)].concat();
+            let value =
+                |rng: &mut Rng, len: usize| [&index.to_be_bytes()[..], &rng.bytes(len)].concat();
             if group {
                 for c in self.first_live_chunk..index {
                     b.delete(self.key(&format!("c{c:08}")));
@@ -383,11 +477,19 @@ mod suite {
                 b.put(self.key("s"), value(&mut self.rng, len));
                 self.first_live_chunk = index + 1;
             } else {
-                let len = if roll < 15 { 200 * 1024 } else { self.rng.range(200..4096) };
+                let len = if roll < 15 {
+                    200 * 1024
+                } else {
+                    self.rng.range(200..4096)
+                };
                 b.put(self.key(&format!("c{index:08}")), value(&mut self.rng, len));
             }
             b.put(self.key("p"), index.to_be_bytes().to_vec());
-            Step { index, batch: b, group }
+            Step {
+                index,
+                batch: b,
+                group,
+            }
         }
     }
 
@@ -401,8 +503,14 @@ mod suite {
             child.wait_ready();
             thread::sleep(random_kill_delay());
             let acks = ack_numbers(&child.kill());
-            assert!(acks.iter().copied().eq(0..acks.len() as u64), "round {round}: acks out of order: {acks:?}");
-            assert!(!acks.is_empty(), "round {round}: the child acknowledged nothing before it was killed");
+            assert!(
+                acks.iter().copied().eq(0..acks.len() as u64),
+                "round {round}: acks out of order: {acks:?}"
+            );
+            assert!(
+                !acks.is_empty(),
+                "round {round}: the child acknowledged nothing before it was killed"
+            );
             let store = storage::open(backend, home.path())
                 .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL failed: {e}"));
             let actual = contents(&*store);
@@ -435,7 +543,10 @@ mod suite {
             "{backend:?}: {ROUNDS} SIGKILLs, {acked_total} acknowledged batches ({acked_groups} snapshot+delete groups) \
              all present, in-flight batch landed whole {in_flight_landed} times"
         );
-        assert!(acked_groups > 0, "no atomic group was acknowledged: the test exercised nothing");
+        assert!(
+            acked_groups > 0,
+            "no atomic group was acknowledged: the test exercised nothing"
+        );
     }
 
     pub const REPLICA_DOCS: u64 = 3;
@@ -454,11 +565,14 @@ mod suite {
     fn edit_in(replica: &htx_core::replica::Replica, i: u64) -> Option<Vec<u8>> {
         use automerge::ReadDoc;
         let doc = replica.doc(&replica_doc(i))?;
-        let (value, _) = doc.get(automerge::ROOT, format!("k{i}")).expect("read the document")?;
+        let (value, _) = doc
+            .get(automerge::ROOT, format!("k{i}"))
+            .expect("read the document")?;
         Some(value.as_bytes().expect("edits put bytes").to_vec())
     }
 
     pub fn replica_edits_survive_sigkill_across_compactions(backend: Backend) {
+        use automerge::ReadDoc;
         const ROUNDS: u32 = 6;
         let home = tempfile::tempdir().unwrap();
         let (mut on_disk, mut compactions, mut in_flight_landed) = (0u64, 0, 0);
@@ -469,17 +583,23 @@ mod suite {
             let lines = child.kill();
             let acks = ack_numbers(&lines);
             assert!(
-                acks.iter().copied().eq(on_disk..on_disk + acks.len() as u64),
+                acks.iter()
+                    .copied()
+                    .eq(on_disk..on_disk + acks.len() as u64),
                 "round {round}: acks out of order: {acks:?}"
             );
-            assert!(!acks.is_empty(), "round {round}: the child acknowledged nothing before it was killed");
+            assert!(
+                !acks.is_empty(),
+                "round {round}: the child acknowledged nothing before it was killed"
+            );
             compactions += lines.iter().filter(|l| l.ends_with(" compacted")).count();
             let acked_end = on_disk + acks.len() as u64;
 
             let store = storage::open(backend, home.path())
                 .unwrap_or_else(|e| panic!("round {round}: reopening after SIGKILL failed: {e}"));
-            let replica = htx_core::replica::Replica::open(store)
-                .unwrap_or_else(|e| panic!("round {round}: Replica::open after SIGKILL failed: {e}"));
+            let replica = htx_core::replica::Replica::open(store).unwrap_or_else(|e| {
+                panic!("round {round}: Replica::open after SIGKILL failed: {e}")
+            });
             for i in 0..acked_end {
                 assert!(
                     edit_in(&replica, i) == Some(replica_value(i)),
@@ -488,21 +608,33 @@ mod suite {
             }
             let landed = match edit_in(&replica, acked_end) {
                 Some(v) => {
-                    assert!(v == replica_value(acked_end), "round {round}: the edit in flight landed damaged");
+                    assert!(
+                        v == replica_value(acked_end),
+                        "round {round}: the edit in flight landed damaged"
+                    );
                     1
                 }
                 None => 0,
             };
             in_flight_landed += landed;
             on_disk = acked_end + landed;
-            let keys: u64 = replica.doc_ids().map(|id| replica.doc(id).unwrap().length(automerge::ROOT) as u64).sum();
-            assert_eq!(keys, on_disk, "round {round}: edits that were never made are in the documents");
+            let keys: u64 = replica
+                .doc_ids()
+                .map(|id| replica.doc(id).unwrap().length(automerge::ROOT) as u64)
+                .sum();
+            assert_eq!(
+                keys, on_disk,
+                "round {round}: edits that were never made are in the documents"
+            );
         }
         eprintln!(
             "{backend:?}: {ROUNDS} SIGKILLs, {on_disk} edits on disk, {compactions} acknowledged compactions, \
              in-flight edit landed {in_flight_landed} times"
         );
-        assert!(compactions > 0, "no compaction was acknowledged: the test exercised nothing");
+        assert!(
+            compactions > 0,
+            "no compaction was acknowledged: the test exercised nothing"
+        );
     }
 
     /// Runs the node-like churn and asserts disk use stays within 3x the
@@ -510,11 +642,23 @@ mod suite {
     /// calls `Store::compact`).
     pub fn disk_stays_within_3x_live_over_a_long_churn(backend: Backend, compact_at_end: bool) {
         let s = Subject::on_disk(backend);
-        let churn = churn::Churn { docs: 12, edits_per_doc: 120, seed: 5, checkpoints: 4 };
+        let churn = churn::Churn {
+            docs: 12,
+            edits_per_doc: 120,
+            seed: 5,
+            checkpoints: 4,
+        };
         let mut checkpoints = Vec::new();
-        let outcome = churn.run(s.store.clone(), |u| checkpoints.push(u)).expect("churn");
+        let outcome = churn
+            .run(s.store.clone(), |u| checkpoints.push(u))
+            .expect("churn");
         for u in &checkpoints {
-            eprintln!("{backend:?}: live {} B, disk {} B, ratio {:.2}", u.live, u.disk, u.ratio());
+            eprintln!(
+                "{backend:?}: live {} B, disk {} B, ratio {:.2}",
+                u.live,
+                u.disk,
+                u.ratio()
+            );
         }
         assert!(
             outcome.large_snapshots > churn.docs as u64,
@@ -524,14 +668,35 @@ mod suite {
             outcome.largest_snapshot
         );
         for u in &checkpoints {
-            assert!(u.disk >= u.live, "disk {} B < live {} B: size_on_disk undercounts", u.disk, u.live);
-            assert!(u.disk <= 3 * u.live, "disk {} B > 3x live {} B (ratio {:.2})", u.disk, u.live, u.ratio());
+            assert!(
+                u.disk >= u.live,
+                "disk {} B < live {} B: size_on_disk undercounts",
+                u.disk,
+                u.live
+            );
+            assert!(
+                u.disk <= 3 * u.live,
+                "disk {} B > 3x live {} B (ratio {:.2})",
+                u.disk,
+                u.live,
+                u.ratio()
+            );
         }
         if compact_at_end {
             s.compact().unwrap();
             let u = churn::Usage::of(&*s);
-            eprintln!("{backend:?} after compact(): live {} B, disk {} B, ratio {:.2}", u.live, u.disk, u.ratio());
-            assert!(u.disk <= 3 * u.live, "after compact(): disk {} B > 3x live {} B", u.disk, u.live);
+            eprintln!(
+                "{backend:?} after compact(): live {} B, disk {} B, ratio {:.2}",
+                u.live,
+                u.disk,
+                u.ratio()
+            );
+            assert!(
+                u.disk <= 3 * u.live,
+                "after compact(): disk {} B > 3x live {} B",
+                u.disk,
+                u.live
+            );
         }
     }
 }
@@ -572,8 +737,17 @@ impl ChildProcess {
             Backend::Sled => "sled",
         };
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["child_process", "--exact", "--nocapture", "--include-ignored", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{mode}:{backend}:{arg}:{}", dir.display()))
+            .args([
+                "child_process",
+                "--exact",
+                "--nocapture",
+                "--include-ignored",
+                "--test-threads=1",
+            ])
+            .env(
+                CHILD_ENV,
+                format!("{mode}:{backend}:{arg}:{}", dir.display()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -589,7 +763,11 @@ impl ChildProcess {
                 }
             }
         });
-        ChildProcess { child, lines, reader: Some(reader) }
+        ChildProcess {
+            child,
+            lines,
+            reader: Some(reader),
+        }
     }
 
     fn stderr(&mut self) -> String {
@@ -607,7 +785,10 @@ impl ChildProcess {
             other => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("the child did not get ready ({other:?}); its stderr:\n{}", self.stderr());
+                panic!(
+                    "the child did not get ready ({other:?}); its stderr:\n{}",
+                    self.stderr()
+                );
             }
         }
     }
@@ -617,7 +798,11 @@ impl ChildProcess {
         self.child.kill().expect("kill the child");
         let status = self.child.wait().expect("reap the child");
         let stderr = self.stderr();
-        assert_eq!(status.signal(), Some(9), "the child must die of our SIGKILL, not on its own ({status}); stderr:\n{stderr}");
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the child must die of our SIGKILL, not on its own ({status}); stderr:\n{stderr}"
+        );
         self.reader.take().unwrap().join().unwrap();
         self.lines.try_iter().collect()
     }
@@ -634,7 +819,9 @@ impl Drop for ChildProcess {
 
 fn say(msg: &str) {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{MARKER}{msg}").and_then(|()| out.flush()).expect("write to the parent");
+    writeln!(out, "{MARKER}{msg}")
+        .and_then(|()| out.flush())
+        .expect("write to the parent");
 }
 
 /// The child side of the crash and lock tests; does nothing unless started
@@ -642,9 +829,12 @@ fn say(msg: &str) {
 #[test]
 #[ignore = "not a test: the child process of the crash and lock tests"]
 fn child_process() {
-    let Ok(spec) = std::env::var(CHILD_ENV) else { return };
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let mut parts = spec.splitn(4, ':');
-    let (Some(mode), Some(backend), Some(arg), Some(dir)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(mode), Some(backend), Some(arg), Some(dir)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         panic!("bad {CHILD_ENV}: {spec}")
     };
@@ -671,7 +861,8 @@ fn child_process() {
         }
         "replica" => {
             use automerge::transaction::Transactable;
-            let mut replica = htx_core::replica::Replica::open(store.clone()).expect("Replica::open");
+            let mut replica =
+                htx_core::replica::Replica::open(store.clone()).expect("Replica::open");
             say("ready");
             for i in arg.. {
                 if Instant::now() > deadline {
@@ -679,11 +870,16 @@ fn child_process() {
                 }
                 let doc = suite::replica_doc(i);
                 replica
-                    .change(&doc, |d| d.put(automerge::ROOT, format!("k{i}"), suite::replica_value(i)))
+                    .change(&doc, |d| {
+                        d.put(automerge::ROOT, format!("k{i}"), suite::replica_value(i))
+                    })
                     .expect("store the edit")
                     .expect("edit");
                 let compacted = store.get(&churn::first_chunk_key(&doc)).unwrap().is_none();
-                say(&format!("ack {i}{}", if compacted { " compacted" } else { "" }));
+                say(&format!(
+                    "ack {i}{}",
+                    if compacted { " compacted" } else { "" }
+                ));
             }
         }
         other => panic!("unknown child mode {other}"),

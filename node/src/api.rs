@@ -41,19 +41,33 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce(Node) -> Result<T, NodeError> + Send + 'static,
 ) -> Result<T, Status> {
     let node = node.clone();
-    tokio::task::spawn_blocking(move || f(node)).await.map_err(|e| Status::internal(e.to_string()))?.map_err(Status::from)
+    tokio::task::spawn_blocking(move || f(node))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::from)
 }
 
 #[tonic::async_trait]
 impl pb::node_api_server::NodeApi for NodeApiService {
-    async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteReply>, Status> {
-        let records = req.into_inner().records.iter().map(wire::record_from_wire).collect();
+    async fn write(
+        &self,
+        req: Request<pb::WriteRequest>,
+    ) -> Result<Response<pb::WriteReply>, Status> {
+        let records = req
+            .into_inner()
+            .records
+            .iter()
+            .map(wire::record_from_wire)
+            .collect();
         let ids = blocking(&self.node, move |n| n.write(records)).await?;
         self.node.wake().notify_one();
         Ok(Response::new(pb::WriteReply { ids }))
     }
 
-    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteReply>, Status> {
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteReply>, Status> {
         let req = req.into_inner();
         let id = req.id.clone();
         blocking(&self.node, move |n| n.delete(&req.id, req.restore)).await?;
@@ -61,13 +75,21 @@ impl pb::node_api_server::NodeApi for NodeApiService {
         Ok(Response::new(pb::WriteReply { ids: vec![id] }))
     }
 
-    async fn export(&self, req: Request<pb::ExportRequest>) -> Result<Response<pb::ExportReply>, Status> {
+    async fn export(
+        &self,
+        req: Request<pb::ExportRequest>,
+    ) -> Result<Response<pb::ExportReply>, Status> {
         let all = req.into_inner().include_deleted;
         let records = blocking(&self.node, move |n| n.export(all)).await?;
-        Ok(Response::new(pb::ExportReply { records: records.iter().map(wire::record_to_wire).collect() }))
+        Ok(Response::new(pb::ExportReply {
+            records: records.iter().map(wire::record_to_wire).collect(),
+        }))
     }
 
-    async fn status(&self, _: Request<pb::StatusRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
         let s = blocking(&self.node, |n| Ok(n.status())).await?;
         Ok(Response::new(pb::NodeStatus {
             node: s.node,
@@ -84,7 +106,10 @@ impl pb::node_api_server::NodeApi for NodeApiService {
         }))
     }
 
-    async fn sync_now(&self, _: Request<pb::SyncNowRequest>) -> Result<Response<pb::SyncReport>, Status> {
+    async fn sync_now(
+        &self,
+        _: Request<pb::SyncNowRequest>,
+    ) -> Result<Response<pb::SyncReport>, Status> {
         let r = sync_client::sync_once(&self.node).await?;
         Ok(Response::new(pb::SyncReport {
             in_sync: r.in_sync,
@@ -106,7 +131,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<NodeApiServer<NodeApiService>>().await;
+    health_reporter
+        .set_serving::<NodeApiServer<NodeApiService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use htx_core::pki::{Bundle, fingerprint};
+use htx_core::pki::{Bundle, fingerprint, write_private};
 use htx_core::schema::{self, Record};
 use htx_core::storage::Backend;
 use htx_core::units::Hierarchy;
@@ -24,7 +24,11 @@ use crate::node::{Node, StatusView};
 use crate::sync_client::{self, SessionReport};
 
 #[derive(Parser, Debug)]
-#[command(name = "htx-node", version, about = "HTX Sync district node: records offline, syncs with the provincial hub")]
+#[command(
+    name = "htx-node",
+    version,
+    about = "HTX Sync district node: records offline, syncs with the provincial hub"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -119,9 +123,12 @@ pub const API_ADDR_FILE: &str = "api.addr";
 async fn access(dir: &Path) -> anyhow::Result<Access> {
     if let Ok(addr) = std::fs::read_to_string(dir.join(API_ADDR_FILE)) {
         let url = format!("http://{}", addr.trim());
-        let endpoint = Channel::from_shared(url.clone())?.connect_timeout(std::time::Duration::from_secs(3));
+        let endpoint =
+            Channel::from_shared(url.clone())?.connect_timeout(std::time::Duration::from_secs(3));
         if let Ok(ch) = endpoint.connect().await {
-            return Ok(Access::Remote(NodeApiClient::new(ch).max_decoding_message_size(256 << 20)));
+            return Ok(Access::Remote(
+                NodeApiClient::new(ch).max_decoding_message_size(256 << 20),
+            ));
         }
     }
     match Node::open(dir) {
@@ -142,7 +149,11 @@ impl Access {
         match self {
             Access::Remote(c) => {
                 let records = records.iter().map(wire::record_to_wire).collect();
-                Ok(c.write(pb::WriteRequest { records }).await.map_err(status_error)?.into_inner().ids)
+                Ok(c.write(pb::WriteRequest { records })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner()
+                    .ids)
             }
             Access::Local(n) => Ok(n.write(records)?),
         }
@@ -151,7 +162,12 @@ impl Access {
     async fn delete(&mut self, id: &str, restore: bool) -> anyhow::Result<()> {
         match self {
             Access::Remote(c) => {
-                c.delete(pb::DeleteRequest { id: id.into(), restore }).await.map_err(status_error)?;
+                c.delete(pb::DeleteRequest {
+                    id: id.into(),
+                    restore,
+                })
+                .await
+                .map_err(status_error)?;
                 Ok(())
             }
             Access::Local(n) => Ok(n.delete(id, restore)?),
@@ -176,7 +192,11 @@ impl Access {
     async fn status(&mut self) -> anyhow::Result<serde_json::Value> {
         match self {
             Access::Remote(c) => {
-                let s = c.status(pb::StatusRequest {}).await.map_err(status_error)?.into_inner();
+                let s = c
+                    .status(pb::StatusRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
                 Ok(serde_json::json!({
                     "node": s.node, "unit": s.unit, "hub": s.hub, "documents": s.documents,
                     "records": s.records, "documents_not_at_hub": s.documents_not_at_hub,
@@ -197,7 +217,11 @@ impl Access {
     async fn sync_once(&mut self) -> anyhow::Result<SessionReport> {
         match self {
             Access::Remote(c) => {
-                let r = c.sync_now(pb::SyncNowRequest {}).await.map_err(status_error)?.into_inner();
+                let r = c
+                    .sync_now(pb::SyncNowRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
                 Ok(SessionReport {
                     in_sync: r.in_sync,
                     round_trips: r.round_trips,
@@ -225,7 +249,9 @@ fn field_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         let (name, value) = match name.split_once('=') {
             Some((n, v)) => (n.to_owned(), v.to_owned()),
             None => {
-                let v = it.next().with_context(|| format!("--{name} needs a value / thiếu giá trị"))?;
+                let v = it
+                    .next()
+                    .with_context(|| format!("--{name} needs a value / thiếu giá trị"))?;
                 (name.to_owned(), v.clone())
             }
         };
@@ -236,7 +262,8 @@ fn field_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Reads an import file into records; every bad row is reported, by number.
 pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
         Some("json") => FileFormat::Json,
         _ => FileFormat::Csv,
@@ -245,8 +272,8 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
     let mut errors = Vec::new();
     match format {
         FileFormat::Json => {
-            let rows: Vec<serde_json::Value> =
-                serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of records", path.display()))?;
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON array of records", path.display()))?;
             for (i, row) in rows.iter().enumerate() {
                 match schema::record_from_json(row) {
                     Ok(r) => records.push(r),
@@ -255,10 +282,15 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
             }
         }
         FileFormat::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().flexible(false).from_reader(text.as_bytes());
+            let mut rdr = csv::ReaderBuilder::new()
+                .flexible(false)
+                .from_reader(text.as_bytes());
             let headers = rdr.headers()?.clone();
             if !headers.iter().any(|h| h == "kind") {
-                bail!("{}: the first line must name the columns, one of them `kind`", path.display());
+                bail!(
+                    "{}: the first line must name the columns, one of them `kind`",
+                    path.display()
+                );
             }
             for (i, row) in rdr.records().enumerate() {
                 let row = match row {
@@ -268,7 +300,12 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
                         continue;
                     }
                 };
-                let kind = headers.iter().zip(row.iter()).find(|(h, _)| *h == "kind").map(|(_, v)| v).unwrap_or("");
+                let kind = headers
+                    .iter()
+                    .zip(row.iter())
+                    .find(|(h, _)| *h == "kind")
+                    .map(|(_, v)| v)
+                    .unwrap_or("");
                 match schema::record_from_strings(kind, headers.iter().zip(row.iter())) {
                     Ok(r) => records.push(r),
                     Err(e) => errors.push(format!("row {}: {e}", i + 1)),
@@ -277,17 +314,27 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
         }
     }
     if !errors.is_empty() {
-        bail!("{} bad row(s) in {}; nothing was imported / không nhập gì cả:\n{}", errors.len(), path.display(), errors.join("\n"));
+        bail!(
+            "{} bad row(s) in {}; nothing was imported / không nhập gì cả:\n{}",
+            errors.len(),
+            path.display(),
+            errors.join("\n")
+        );
     }
     Ok(records)
 }
 
-fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(bundle_path).with_context(|| format!("cannot read {}", bundle_path.display()))?;
+/// `htx-node init`: checks the bundle and sets up `dir`.
+pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(bundle_path)
+        .with_context(|| format!("cannot read {}", bundle_path.display()))?;
     let bundle = Bundle::parse(&text)?;
-    let ca = CertificateDer::from_pem_slice(bundle.ca_cert.as_bytes()).context("the bundle's CA certificate is not PEM")?;
+    let ca = CertificateDer::from_pem_slice(bundle.ca_cert.as_bytes())
+        .context("the bundle's CA certificate is not PEM")?;
     if fingerprint(&ca) != bundle.ca_fingerprint {
-        bail!("the bundle's CA certificate does not match its fingerprint: the file is damaged / tệp bị hỏng");
+        bail!(
+            "the bundle's CA certificate does not match its fingerprint: the file is damaged / tệp bị hỏng"
+        );
     }
     Hierarchy::builtin().unit(&bundle.unit_version, &bundle.unit)?;
     std::fs::create_dir_all(dir)?;
@@ -305,23 +352,22 @@ fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<()> 
     write_private(&existing, bundle.to_json().as_bytes())?;
     let cfg_path = dir.join(NodeConfig::FILE);
     if !cfg_path.exists() {
-        let cfg = NodeConfig { backend, ..Default::default() };
+        let cfg = NodeConfig {
+            backend,
+            ..Default::default()
+        };
         std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
     }
     let node = Node::open(dir)?;
-    println!("node {:?} set up in {} for unit {} ({}); hub {}", bundle.node, dir.display(), bundle.unit, bundle.unit_version, node.hub_url());
+    println!(
+        "node {:?} set up in {} for unit {} ({}); hub {}",
+        bundle.node,
+        dir.display(),
+        bundle.unit,
+        bundle.unit_version,
+        node.hub_url()
+    );
     Ok(())
-}
-
-/// Writes a file only its owner can read (it holds a private key).
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
 }
 
 /// `htx-node run`: the local API and the sync loop, until SIGINT or SIGTERM.
@@ -332,7 +378,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", node.config().api_listen))?;
     let addr_file = dir.join(API_ADDR_FILE);
     std::fs::write(&addr_file, listener.local_addr()?.to_string())?;
-    tracing::info!("node {} serving its API on {}", node.bundle().node, listener.local_addr()?);
+    tracing::info!(
+        "node {} serving its API on {}",
+        node.bundle().node,
+        listener.local_addr()?
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sync = tokio::spawn(sync_client::run_loop(node.clone(), stop_rx.clone()));
     let mut api_stop = stop_rx.clone();
@@ -350,7 +400,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -360,21 +411,36 @@ pub async fn shutdown_signal() {
 /// Runs one command; the exit code is what the process returns.
 pub async fn main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Init { dir, bundle, backend } => init(&dir, &bundle, backend)?,
+        Command::Init {
+            dir,
+            bundle,
+            backend,
+        } => init(&dir, &bundle, backend)?,
         Command::Run { dir } => run(&dir).await?,
         Command::Add { dir, kind, fields } => {
             let pairs = field_pairs(&fields)?;
-            let rec = schema::record_from_strings(&kind, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+            let rec = schema::record_from_strings(
+                &kind,
+                pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )?;
             let ids = access(&dir).await?.write(vec![rec]).await?;
             println!("{}", ids[0]);
         }
         Command::Import { dir, file, format } => {
             let records = read_import(&file, format)?;
             let n = records.len();
-            access(&dir).await?.write(records).await.map_err(|e| anyhow::anyhow!("nothing was imported / không nhập gì cả:\n{e}"))?;
+            access(&dir)
+                .await?
+                .write(records)
+                .await
+                .map_err(|e| anyhow::anyhow!("nothing was imported / không nhập gì cả:\n{e}"))?;
             println!("imported {n} records / đã nhập {n} bản ghi");
         }
-        Command::Export { dir, format: ExportFormat::Json, include_deleted } => {
+        Command::Export {
+            dir,
+            format: ExportFormat::Json,
+            include_deleted,
+        } => {
             let records = access(&dir).await?.export(include_deleted).await?;
             let json: Vec<_> = records.iter().map(Record::to_json).collect();
             println!("{}", serde_json::to_string_pretty(&json)?);
@@ -387,7 +453,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             let r = access(&dir).await?.sync_once().await?;
             println!(
                 "{}: {} round trip(s), sent {} change(s) in {} B, received {} change(s) in {} B",
-                if r.in_sync { "in sync / đã đồng bộ" } else { "not yet in sync / chưa đồng bộ xong" },
+                if r.in_sync {
+                    "in sync / đã đồng bộ"
+                } else {
+                    "not yet in sync / chưa đồng bộ xong"
+                },
                 r.round_trips,
                 r.changes_sent,
                 r.bytes_sent,
@@ -404,7 +474,12 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
                 StatusFormat::Text => {
                     for (k, v) in s.as_object().expect("object") {
-                        println!("{k:>22}: {}", v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()));
+                        println!(
+                            "{k:>22}: {}",
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string())
+                        );
                     }
                 }
             }

@@ -50,7 +50,9 @@ impl NodeConfig {
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
         let mut cfg: NodeConfig = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            Ok(text) => {
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => NodeConfig::default(),
             Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
         };

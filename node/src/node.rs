@@ -37,7 +37,6 @@ pub enum NodeError {
     Setup(String),
 }
 
-
 /// What `htx-node status` shows; persisted between runs.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SyncStatus {
@@ -75,7 +74,9 @@ struct Inner {
 }
 
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("formats")
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
 }
 
 impl Node {
@@ -95,7 +96,14 @@ impl Node {
         let bundle = Bundle::parse(&text).map_err(|e| NodeError::Setup(e.to_string()))?;
         let store = storage::open(config.backend, dir)?;
         let replica = Replica::open(store)?;
-        Ok(Node(Arc::new(Inner { dir: dir.to_owned(), config, bundle, replica: Mutex::new(replica), session: Default::default(), wake: Default::default() })))
+        Ok(Node(Arc::new(Inner {
+            dir: dir.to_owned(),
+            config,
+            bundle,
+            replica: Mutex::new(replica),
+            session: Default::default(),
+            wake: Default::default(),
+        })))
     }
 
     pub fn dir(&self) -> &Path {
@@ -108,7 +116,11 @@ impl Node {
         &self.0.bundle
     }
     pub fn hub_url(&self) -> &str {
-        self.0.config.hub_url.as_deref().unwrap_or(&self.0.bundle.hub_url)
+        self.0
+            .config
+            .hub_url
+            .as_deref()
+            .unwrap_or(&self.0.bundle.hub_url)
     }
 
     pub fn session_lock(&self) -> &tokio::sync::Mutex<()> {
@@ -130,90 +142,113 @@ impl Node {
         let mut known = locate(&replica);
         let b = &self.0.bundle;
         let h = Hierarchy::builtin();
-        let version = h.version(&b.unit_version).map_err(|e| NodeError::Setup(e.to_string()))?;
+        let version = h
+            .version(&b.unit_version)
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
         let now = now_rfc3339();
         let mut errors = Vec::new();
         for (i, rec) in records.iter_mut().enumerate() {
             let mut one = || -> Result<(), FieldError> {
-            let existing = if rec.id.is_empty() {
-                rec.id = schema::new_id();
-                None
-            } else {
-                known.get(&rec.id).cloned()
-            };
-            if let Some(loc) = &existing {
-                if loc.kind != rec.kind {
-                    return Err(FieldError::UnknownKind(format!(
-                        "{} (record {} is a {})",
-                        rec.kind, rec.id, loc.kind
-                    )));
-                }
-            }
-            let unit_version = match rec.fields.get("unit_version") {
-                Some(v) => v.to_string(),
-                None => b.unit_version.clone(),
-            };
-            if unit_version != b.unit_version {
-                return Err(FieldError::BadUnit(format!(
-                    "unit_version {unit_version:?}: this node records under the {} hierarchy / phiên bản danh mục không khớp",
-                    b.unit_version
-                )));
-            }
-            rec.fields.insert("unit_version".into(), Value::Text(unit_version));
-            // The unit: given, else the record's own, else its cooperative's,
-            // else the node's own unit when that is a commune.
-            if !rec.fields.contains_key("unit") {
-                let from_coop = rec.text("cooperative").and_then(|c| known.get(c)).map(|l| l.unit.clone());
-                let unit = existing.as_ref().map(|l| l.unit.clone()).or(from_coop).or_else(|| {
-                    (version.unit(&b.unit).map(|u| u.level) == Some(htx_core::units::Level::Commune))
-                        .then(|| b.unit.clone())
-                });
-                if let Some(u) = unit {
-                    rec.fields.insert("unit".into(), Value::Text(u));
-                }
-            }
-            let mut full = rec.clone();
-            match &existing {
-                Some(loc) => {
-                    let old = docs::read_record(replica.doc(&loc.doc).expect("located"), &rec.id)
-                        .map_err(|e| FieldError::BadUnit(format!("cannot read record {}: {e}", rec.id)))?
-                        .expect("located record exists");
-                    for (k, v) in old.fields {
-                        full.fields.entry(k).or_insert(v);
-                    }
-                    if full.text("unit") != Some(loc.unit.as_str()) {
-                        return Err(FieldError::BadUnit(format!(
-                            "record {} belongs to unit {}; a record cannot move to another unit / không thể chuyển bản ghi sang đơn vị khác",
-                            rec.id, loc.unit
+                let existing = if rec.id.is_empty() {
+                    rec.id = schema::new_id();
+                    None
+                } else {
+                    known.get(&rec.id).cloned()
+                };
+                if let Some(loc) = &existing {
+                    if loc.kind != rec.kind {
+                        return Err(FieldError::UnknownKind(format!(
+                            "{} (record {} is a {})",
+                            rec.kind, rec.id, loc.kind
                         )));
                     }
                 }
-                None => {
-                    rec.fields.insert("recorded_at".into(), Value::Text(now.clone()));
-                    rec.fields.insert("recorded_by".into(), Value::Text(b.node.clone()));
-                    full = rec.clone();
+                let unit_version = match rec.fields.get("unit_version") {
+                    Some(v) => v.to_string(),
+                    None => b.unit_version.clone(),
+                };
+                if unit_version != b.unit_version {
+                    return Err(FieldError::BadUnit(format!(
+                        "unit_version {unit_version:?}: this node records under the {} hierarchy / phiên bản danh mục không khớp",
+                        b.unit_version
+                    )));
                 }
-            }
-            full.validate()?;
-            let unit = full.text("unit").unwrap_or_default().to_owned();
-            if version.unit(&unit).is_none() {
-                return Err(FieldError::BadUnit(format!(
-                    "unknown unit code {unit:?} in the {} hierarchy / mã đơn vị hành chính không tồn tại",
-                    b.unit_version
-                )));
-            }
-            if !version.within(&unit, &b.unit) {
-                return Err(FieldError::BadUnit(format!(
-                    "unit {unit} is outside the units this node serves ({} and below) / đơn vị nằm ngoài phạm vi của nút",
-                    b.unit
-                )));
-            }
-            check_refs(&full, &known)?;
-            known.insert(
-                rec.id.clone(),
-                Loc { doc: docs::unit_doc_id(&b.unit_version, &unit), kind: rec.kind.clone(), unit },
-            );
-            Ok(())
+                rec.fields
+                    .insert("unit_version".into(), Value::Text(unit_version));
+                // The unit: given, else the record's own, else its cooperative's,
+                // else the node's own unit when that is a commune.
+                if !rec.fields.contains_key("unit") {
+                    let from_coop = rec
+                        .text("cooperative")
+                        .and_then(|c| known.get(c))
+                        .map(|l| l.unit.clone());
+                    let unit = existing
+                        .as_ref()
+                        .map(|l| l.unit.clone())
+                        .or(from_coop)
+                        .or_else(|| {
+                            (version.unit(&b.unit).map(|u| u.level)
+                                == Some(htx_core::units::Level::Commune))
+                            .then(|| b.unit.clone())
+                        });
+                    if let Some(u) = unit {
+                        rec.fields.insert("unit".into(), Value::Text(u));
+                    }
+                }
+                let mut full = rec.clone();
+                match &existing {
+                    Some(loc) => {
+                        let old =
+                            docs::read_record(replica.doc(&loc.doc).expect("located"), &rec.id)
+                                .map_err(|e| {
+                                    FieldError::BadUnit(format!(
+                                        "cannot read record {}: {e}",
+                                        rec.id
+                                    ))
+                                })?
+                                .expect("located record exists");
+                        for (k, v) in old.fields {
+                            full.fields.entry(k).or_insert(v);
+                        }
+                        if full.text("unit") != Some(loc.unit.as_str()) {
+                            return Err(FieldError::BadUnit(format!(
+                                "record {} belongs to unit {}; a record cannot move to another unit / không thể chuyển bản ghi sang đơn vị khác",
+                                rec.id, loc.unit
+                            )));
+                        }
+                    }
+                    None => {
+                        rec.fields
+                            .insert("recorded_at".into(), Value::Text(now.clone()));
+                        rec.fields
+                            .insert("recorded_by".into(), Value::Text(b.node.clone()));
+                        full = rec.clone();
+                    }
+                }
+                full.validate()?;
+                let unit = full.text("unit").unwrap_or_default().to_owned();
+                if version.unit(&unit).is_none() {
+                    return Err(FieldError::BadUnit(format!(
+                        "unknown unit code {unit:?} in the {} hierarchy / mã đơn vị hành chính không tồn tại",
+                        b.unit_version
+                    )));
+                }
+                if !version.within(&unit, &b.unit) {
+                    return Err(FieldError::BadUnit(format!(
+                        "unit {unit} is outside the units this node serves ({} and below) / đơn vị nằm ngoài phạm vi của nút",
+                        b.unit
+                    )));
+                }
+                check_refs(&full, &known)?;
+                known.insert(
+                    rec.id.clone(),
+                    Loc {
+                        doc: docs::unit_doc_id(&b.unit_version, &unit),
+                        kind: rec.kind.clone(),
+                        unit,
+                    },
+                );
+                Ok(())
             };
             if let Err(e) = one() {
                 errors.push((i + 1, e));
@@ -224,11 +259,18 @@ impl Node {
         }
         let mut by_doc: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
         for rec in &records {
-            by_doc.entry(known[&rec.id].doc.clone()).or_default().push(rec);
+            by_doc
+                .entry(known[&rec.id].doc.clone())
+                .or_default()
+                .push(rec);
         }
         let ids: Vec<String> = by_doc.keys().cloned().collect();
         replica
-            .change_all(&ids, |doc_id, doc| by_doc[doc_id].iter().try_for_each(|rec| docs::put_record(doc, rec)))?
+            .change_all(&ids, |doc_id, doc| {
+                by_doc[doc_id]
+                    .iter()
+                    .try_for_each(|rec| docs::put_record(doc, rec))
+            })?
             .map_err(ReplicaError::from)?;
         Ok(records.into_iter().map(|r| r.id).collect())
     }
@@ -236,17 +278,29 @@ impl Node {
     /// Marks a record deleted (who, when), or restores it. Nothing is erased.
     pub fn delete(&self, id: &str, restore: bool) -> Result<(), NodeError> {
         let mut replica = self.replica();
-        let loc = locate(&replica).remove(id).ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
+        let loc = locate(&replica)
+            .remove(id)
+            .ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
         let who = Value::Text(self.0.bundle.node.clone());
         let when = Value::Text(now_rfc3339());
-        let mut rec = Record { id: id.to_owned(), kind: loc.kind, ..Default::default() };
-        let (set, clear) = if restore { (["restored_at", "restored_by"], ["deleted_at", "deleted_by"]) } else { (["deleted_at", "deleted_by"], ["restored_at", "restored_by"]) };
+        let mut rec = Record {
+            id: id.to_owned(),
+            kind: loc.kind,
+            ..Default::default()
+        };
+        let (set, clear) = if restore {
+            (["restored_at", "restored_by"], ["deleted_at", "deleted_by"])
+        } else {
+            (["deleted_at", "deleted_by"], ["restored_at", "restored_by"])
+        };
         rec.fields.insert(set[0].into(), when);
         rec.fields.insert(set[1].into(), who);
         replica
             .change(&loc.doc, |doc| {
                 docs::put_record(doc, &rec)?;
-                clear.iter().try_for_each(|f| docs::remove_field(doc, id, f))
+                clear
+                    .iter()
+                    .try_for_each(|f| docs::remove_field(doc, id, f))
             })?
             .map_err(ReplicaError::from)?;
         Ok(())
@@ -258,7 +312,12 @@ impl Node {
         let mut out = Vec::new();
         for id in replica.doc_ids() {
             let doc = replica.doc(id).expect("listed");
-            out.extend(docs::read_records(doc).map_err(ReplicaError::from)?.into_iter().filter(|r| include_deleted || !r.is_deleted()));
+            out.extend(
+                docs::read_records(doc)
+                    .map_err(ReplicaError::from)?
+                    .into_iter()
+                    .filter(|r| include_deleted || !r.is_deleted()),
+            );
         }
         Ok(out)
     }
@@ -274,7 +333,11 @@ impl Node {
 
     pub fn put_sync_status(&self, s: &SyncStatus) -> Result<(), NodeError> {
         let mut b = WriteBatch::default();
-        Replica::put_meta(&mut b, "sync_status", serde_json::to_vec(s).expect("serializes"));
+        Replica::put_meta(
+            &mut b,
+            "sync_status",
+            serde_json::to_vec(s).expect("serializes"),
+        );
         self.replica().commit(b)?;
         Ok(())
     }
@@ -283,10 +346,26 @@ impl Node {
         let sync = self.sync_status();
         let replica = self.replica();
         let ids: Vec<&str> = replica.doc_ids().collect();
-        let records = ids.iter().map(|d| replica.doc(d).map(|doc| doc.keys(ROOT).count()).unwrap_or(0)).sum();
+        let records = ids
+            .iter()
+            .map(|d| {
+                replica
+                    .doc(d)
+                    .map(|doc| doc.keys(ROOT).count())
+                    .unwrap_or(0)
+            })
+            .sum();
         let not_at_hub = ids
             .iter()
-            .filter(|d| replica.shared_heads(HUB_PEER, d).map(|mut h| { h.sort(); h != replica.heads(d) }).unwrap_or(true))
+            .filter(|d| {
+                replica
+                    .shared_heads(HUB_PEER, d)
+                    .map(|mut h| {
+                        h.sort();
+                        h != replica.heads(d)
+                    })
+                    .unwrap_or(true)
+            })
             .count();
         StatusView {
             node: self.0.bundle.node.clone(),
@@ -313,9 +392,18 @@ fn locate(replica: &Replica) -> HashMap<String, Loc> {
     let mut out = HashMap::new();
     for doc_id in replica.doc_ids() {
         let doc = replica.doc(doc_id).expect("listed");
-        let unit = docs::parse_unit_doc_id(doc_id).map(|(_, u)| u.to_owned()).unwrap_or_default();
+        let unit = docs::parse_unit_doc_id(doc_id)
+            .map(|(_, u)| u.to_owned())
+            .unwrap_or_default();
         for (id, kind) in docs::list_records(doc) {
-            out.insert(id, Loc { doc: doc_id.to_owned(), kind, unit: unit.clone() });
+            out.insert(
+                id,
+                Loc {
+                    doc: doc_id.to_owned(),
+                    kind,
+                    unit: unit.clone(),
+                },
+            );
         }
     }
     out
@@ -326,11 +414,16 @@ fn check_refs(rec: &Record, known: &HashMap<String, Loc>) -> Result<(), FieldErr
     for field in spec.fields {
         let (targets, ids): (&[&str], Vec<&str>) = match (field.ty, rec.fields.get(field.name)) {
             (FieldType::Ref(t), Some(Value::Text(id))) => (t, vec![id.as_str()]),
-            (FieldType::RefList(t), Some(Value::List(ids))) => (t, ids.iter().map(String::as_str).collect()),
+            (FieldType::RefList(t), Some(Value::List(ids))) => {
+                (t, ids.iter().map(String::as_str).collect())
+            }
             _ => continue,
         };
         for id in ids {
-            if !known.get(id).is_some_and(|l| targets.contains(&l.kind.as_str())) {
+            if !known
+                .get(id)
+                .is_some_and(|l| targets.contains(&l.kind.as_str()))
+            {
                 return Err(FieldError::BadRef {
                     kind: rec.kind.clone(),
                     field: field.name.into(),

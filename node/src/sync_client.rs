@@ -24,7 +24,9 @@ use crate::node::{HUB_PEER, Node, NodeError, now_rfc3339};
 pub enum SyncError {
     #[error("cannot reach the hub at {url}: {reason} / không kết nối được máy chủ tỉnh")]
     Unreachable { url: String, reason: String },
-    #[error("the server at {url} is not the hub this node was enrolled with (its certificate is not signed by the CA in the bundle) / máy chủ không đúng")]
+    #[error(
+        "the server at {url} is not the hub this node was enrolled with (its certificate is not signed by the CA in the bundle) / máy chủ không đúng"
+    )]
     WrongHub { url: String },
     #[error("the hub refused this node: {0} / máy chủ tỉnh từ chối nút này")]
     Refused(String),
@@ -67,7 +69,10 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
     let b = node.bundle();
     let url = node.hub_url().to_owned();
-    let unreachable = |reason: String| SyncError::Unreachable { url: url.clone(), reason };
+    let unreachable = |reason: String| SyncError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&b.ca_cert))
         .identity(Identity::from_pem(&b.cert, &b.key))
@@ -81,7 +86,10 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
         .keep_alive_timeout(Duration::from_secs(node.config().timeout_secs));
     endpoint.connect().await.map_err(|e| {
         let reason = describe(&e);
-        if reason.contains("UnknownIssuer") || reason.contains("BadSignature") || reason.contains("NotValidForName") {
+        if reason.contains("UnknownIssuer")
+            || reason.contains("BadSignature")
+            || reason.contains("NotValidForName")
+        {
             SyncError::WrongHub { url: url.clone() }
         } else {
             unreachable(reason)
@@ -104,7 +112,9 @@ impl Conn<'_> {
         let msg = pb::NodeMessage { body: Some(body) };
         self.report.bytes_sent += msg.encoded_len() as u64 + FRAME;
         let tx = self.tx.as_ref().expect("open until the session ends");
-        tx.send(msg).await.map_err(|_| SyncError::Broken("the hub closed the stream".into()))
+        tx.send(msg)
+            .await
+            .map_err(|_| SyncError::Broken("the hub closed the stream".into()))
     }
 
     async fn recv(&mut self) -> Result<Hb, SyncError> {
@@ -114,45 +124,75 @@ impl Conn<'_> {
             .map_err(status_error)?
             .ok_or_else(|| SyncError::Broken("the hub ended the session early".into()))?;
         self.report.bytes_received += msg.encoded_len() as u64 + FRAME;
-        msg.body.ok_or_else(|| SyncError::Broken("empty message from the hub".into()))
+        msg.body
+            .ok_or_else(|| SyncError::Broken("empty message from the hub".into()))
     }
 }
 
 fn status_error(s: tonic::Status) -> SyncError {
     match s.code() {
-        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated | tonic::Code::InvalidArgument => {
-            SyncError::Refused(s.message().to_owned())
-        }
-        tonic::Code::Unavailable => SyncError::Unreachable { url: String::new(), reason: s.message().to_owned() },
+        tonic::Code::PermissionDenied
+        | tonic::Code::Unauthenticated
+        | tonic::Code::InvalidArgument => SyncError::Refused(s.message().to_owned()),
+        tonic::Code::Unavailable => SyncError::Unreachable {
+            url: String::new(),
+            reason: s.message().to_owned(),
+        },
         _ => SyncError::Broken(format!("{}: {}", s.code(), s.message())),
     }
 }
 
 fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
-    pb::DocHeads { doc: doc.to_owned(), heads: heads.iter().map(|h| h.0.to_vec()).collect() }
+    pb::DocHeads {
+        doc: doc.to_owned(),
+        heads: heads.iter().map(|h| h.0.to_vec()).collect(),
+    }
 }
 
 /// Runs one session on `channel`; `report` holds what was done even if the
 /// session breaks part-way.
-pub async fn session(node: &Node, channel: Channel, report: &mut SessionReport) -> Result<(), SyncError> {
+pub async fn session(
+    node: &Node,
+    channel: Channel,
+    report: &mut SessionReport,
+) -> Result<(), SyncError> {
     let _one_at_a_time = node.session_lock().lock().await;
     let (tx, rx) = mpsc::channel(4);
     let hello = {
         let r = node.replica();
         let ids: Vec<&str> = r.doc_ids().collect();
-        pb::Hello { protocol: sync::PROTOCOL, digest: r.digest(ids.iter().copied()).to_vec(), documents: ids.len() as u32 }
+        pb::Hello {
+            protocol: sync::PROTOCOL,
+            digest: r.digest(ids.iter().copied()).to_vec(),
+            documents: ids.len() as u32,
+        }
     };
-    let msg = pb::NodeMessage { body: Some(Nb::Hello(hello)) };
+    let msg = pb::NodeMessage {
+        body: Some(Nb::Hello(hello)),
+    };
     report.bytes_sent += msg.encoded_len() as u64 + FRAME;
     tx.send(msg).await.expect("receiver alive");
     let mut client = pb::sync_client::SyncClient::new(channel).max_decoding_message_size(64 << 20);
-    let inbound = client.session(ReceiverStream::new(rx)).await.map_err(status_error)?.into_inner();
+    let inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let timeout = Duration::from_secs(node.config().timeout_secs);
-    let mut conn = Conn { tx: Some(tx), rx: inbound, report, timeout };
+    let mut conn = Conn {
+        tx: Some(tx),
+        rx: inbound,
+        report,
+        timeout,
+    };
 
     let welcome = match conn.recv().await? {
         Hb::Welcome(w) => w,
-        other => return Err(SyncError::Broken(format!("expected a welcome, got {other:?}"))),
+        other => {
+            return Err(SyncError::Broken(format!(
+                "expected a welcome, got {other:?}"
+            )));
+        }
     };
     conn.report.round_trips = 1;
     if welcome.in_sync {
@@ -160,8 +200,11 @@ pub async fn session(node: &Node, channel: Channel, report: &mut SessionReport) 
         mark_all_shared(node)?;
         return Ok(());
     }
-    let hub_heads: Vec<(String, Vec<ChangeHash>)> =
-        welcome.docs.iter().map(|d| (d.doc.clone(), heads_from_bytes(&d.heads))).collect();
+    let hub_heads: Vec<(String, Vec<ChangeHash>)> = welcome
+        .docs
+        .iter()
+        .map(|d| (d.doc.clone(), heads_from_bytes(&d.heads)))
+        .collect();
 
     // Upload what the hub lacks, one acknowledged batch at a time.
     let batches = {
@@ -176,11 +219,26 @@ pub async fn session(node: &Node, channel: Channel, report: &mut SessionReport) 
     for (i, batch) in batches.into_iter().enumerate() {
         let seq = i as u64 + 1;
         let (n, _) = sync::batch_size(&batch);
-        let docs = batch.into_iter().map(|d| pb::DocChanges { doc: d.doc, changes: d.changes }).collect();
-        conn.send(Nb::Changes(pb::ChangeBatch { seq, docs, ..Default::default() })).await?;
+        let docs = batch
+            .into_iter()
+            .map(|d| pb::DocChanges {
+                doc: d.doc,
+                changes: d.changes,
+            })
+            .collect();
+        conn.send(Nb::Changes(pb::ChangeBatch {
+            seq,
+            docs,
+            ..Default::default()
+        }))
+        .await?;
         let ack = match conn.recv().await? {
             Hb::Ack(a) if a.seq == seq => a,
-            other => return Err(SyncError::Broken(format!("expected ack {seq}, got {other:?}"))),
+            other => {
+                return Err(SyncError::Broken(format!(
+                    "expected ack {seq}, got {other:?}"
+                )));
+            }
         };
         let mut r = node.replica();
         let mut b = WriteBatch::default();
@@ -210,20 +268,37 @@ pub async fn session(node: &Node, channel: Channel, report: &mut SessionReport) 
     let hub_digest = loop {
         let batch = match conn.recv().await? {
             Hb::Changes(b) => b,
-            other => return Err(SyncError::Broken(format!("expected changes, got {other:?}"))),
+            other => {
+                return Err(SyncError::Broken(format!(
+                    "expected changes, got {other:?}"
+                )));
+            }
         };
         if !batch.docs.is_empty() {
-            let changes: Vec<DocChanges> =
-                batch.docs.into_iter().map(|d| DocChanges { doc: d.doc, changes: d.changes }).collect();
+            let changes: Vec<DocChanges> = batch
+                .docs
+                .into_iter()
+                .map(|d| DocChanges {
+                    doc: d.doc,
+                    changes: d.changes,
+                })
+                .collect();
             let n: usize = changes.iter().map(|d| d.changes.len()).sum();
             let heads = {
                 let mut r = node.replica();
-                r.apply(changes.into_iter().map(|d| (d.doc, d.changes)).collect(), WriteBatch::default())?
+                r.apply(
+                    changes.into_iter().map(|d| (d.doc, d.changes)).collect(),
+                    WriteBatch::default(),
+                )?
             };
             conn.report.changes_received += n as u32;
             conn.report.batches_received += 1;
             let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
-            conn.send(Nb::Ack(pb::Ack { seq: batch.seq, docs })).await?;
+            conn.send(Nb::Ack(pb::Ack {
+                seq: batch.seq,
+                docs,
+            }))
+            .await?;
         }
         if batch.r#final {
             break batch.digest;
@@ -318,7 +393,11 @@ pub async fn run_loop(node: Node, mut shutdown: watch::Receiver<bool>) {
     loop {
         let wait = match sync_once(&node).await {
             Ok(r) => {
-                tracing::info!(changes_sent = r.changes_sent, changes_received = r.changes_received, "synced with the hub");
+                tracing::info!(
+                    changes_sent = r.changes_sent,
+                    changes_received = r.changes_received,
+                    "synced with the hub"
+                );
                 backoff = min;
                 Duration::from_secs(cfg.sync_interval_secs)
             }

@@ -23,7 +23,9 @@ pub use sled::SledStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the store at {0} is in use by another process (is `run` already running on this directory?)")]
+    #[error(
+        "the store at {0} is in use by another process (is `run` already running on this directory?)"
+    )]
     Locked(String),
     #[error("storage error: {0}")]
     Backend(String),
@@ -92,7 +94,9 @@ impl std::str::FromStr for Backend {
         match s {
             "redb" => Ok(Backend::Redb),
             "sled" => Ok(Backend::Sled),
-            other => Err(format!("unknown storage backend {other:?} (expected redb or sled)")),
+            other => Err(format!(
+                "unknown storage backend {other:?} (expected redb or sled)"
+            )),
         }
     }
 }

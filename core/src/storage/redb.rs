@@ -28,7 +28,10 @@ impl RedbStore {
         let tx = db.begin_write().map_err(backend)?;
         tx.open_table(KV).map_err(backend)?;
         tx.commit().map_err(backend)?;
-        Ok(RedbStore { db: RwLock::new(db), path: path.to_owned() })
+        Ok(RedbStore {
+            db: RwLock::new(db),
+            path: path.to_owned(),
+        })
     }
 }
 

@@ -26,7 +26,10 @@ impl SledStore {
             }
             other => backend(other),
         })?;
-        Ok(SledStore { db, path: path.to_owned() })
+        Ok(SledStore {
+            db,
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -38,7 +41,11 @@ impl Store for SledStore {
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.db
             .scan_prefix(prefix)
-            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+            .map(|entry| {
+                entry
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(backend)
+            })
             .collect()
     }
 

@@ -77,8 +77,16 @@ pub struct Usage {
 
 impl Usage {
     pub fn of(store: &dyn Store) -> Self {
-        let live = store.scan(b"").expect("scan").iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
-        Usage { live, disk: store.size_on_disk().expect("size on disk") }
+        let live = store
+            .scan(b"")
+            .expect("scan")
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum();
+        Usage {
+            live,
+            disk: store.size_on_disk().expect("size on disk"),
+        }
     }
 
     pub fn ratio(&self) -> f64 {
@@ -120,7 +128,11 @@ pub fn snapshot_key(doc: &str) -> Vec<u8> {
 impl Churn {
     /// Runs the churn on `store`, calling `at_checkpoint` with the usage
     /// measured `checkpoints` times along the way (the last one at the end).
-    pub fn run(&self, store: Arc<dyn Store>, mut at_checkpoint: impl FnMut(Usage)) -> Result<Outcome, ReplicaError> {
+    pub fn run(
+        &self,
+        store: Arc<dyn Store>,
+        mut at_checkpoint: impl FnMut(Usage),
+    ) -> Result<Outcome, ReplicaError> {
         let mut replica = Replica::open(store.clone())?;
         let mut rng = Rng::new(self.seed);
         let every = (self.edits_per_doc / self.checkpoints.max(1)).max(1);
@@ -156,6 +168,12 @@ impl Churn {
             }
         }
         let elapsed = started.elapsed() - measuring;
-        Ok(Outcome { commits, elapsed, large_snapshots, largest_snapshot, end: Usage::of(&*store) })
+        Ok(Outcome {
+            commits,
+            elapsed,
+            large_snapshots,
+            largest_snapshot,
+            end: Usage::of(&*store),
+        })
     }
 }

@@ -1,0 +1,121 @@
+//! # The hub's administration API (gRPC, loopback), and its servers
+//!
+//! [`serve`] runs both of the hub's servers: the sync endpoint over mutual
+//! TLS for nodes, and this API on loopback for the `htx-hub` commands.
+
+use htx_core::wire;
+use htx_proto::v1::{self as pb, hub_admin_server::HubAdminServer, sync_server::SyncServer};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status};
+
+use crate::hub::Hub;
+use crate::sync_service::SyncService;
+
+pub struct AdminService {
+    hub: Hub,
+}
+
+#[tonic::async_trait]
+impl pb::hub_admin_server::HubAdmin for AdminService {
+    async fn nodes(
+        &self,
+        _: Request<pb::NodesRequest>,
+    ) -> Result<Response<pb::NodesReply>, Status> {
+        let hub = self.hub.clone();
+        let views = tokio::task::spawn_blocking(move || hub.nodes())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let nodes = views
+            .into_iter()
+            .map(|v| pb::NodeInfo {
+                name: v.enrolment.name,
+                unit: v.enrolment.unit,
+                enrolled_at: v.enrolment.enrolled_at,
+                last_seen: v.stats.last_seen,
+                last_sync: v.stats.last_sync,
+                documents: v.documents as u32,
+                documents_behind: v.documents_behind as u32,
+                bytes_received: v.stats.bytes_received,
+                bytes_sent: v.stats.bytes_sent,
+                changes_received: v.stats.changes_received,
+                changes_sent: v.stats.changes_sent,
+                sessions: v.stats.sessions,
+                last_error: v.stats.last_error,
+            })
+            .collect();
+        Ok(Response::new(pb::NodesReply { nodes }))
+    }
+
+    async fn export(
+        &self,
+        req: Request<pb::ExportRequest>,
+    ) -> Result<Response<pb::ExportReply>, Status> {
+        let hub = self.hub.clone();
+        let all = req.into_inner().include_deleted;
+        let records = tokio::task::spawn_blocking(move || hub.export(all))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ExportReply {
+            records: records.iter().map(wire::record_to_wire).collect(),
+        }))
+    }
+}
+
+/// Serves the sync endpoint (mutual TLS) on `sync` and the admin API on
+/// `admin` until `shutdown` resolves.
+pub async fn serve(
+    hub: Hub,
+    sync: TcpListener,
+    admin: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (cert, key) = hub.home().server_identity()?;
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(hub.home().ca_pem()?));
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<SyncServer<SyncService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+    };
+    let max = hub.config().max_message_bytes;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let mut stop_admin = stop_rx.clone();
+    let sync_server = tonic::transport::Server::builder()
+        .tls_config(tls)?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health.clone())
+        .add_service(reflection()?)
+        .add_service(SyncServer::new(SyncService::new(hub.clone())).max_decoding_message_size(max))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(sync), async move {
+            let mut rx = stop_rx;
+            let _ = rx.changed().await;
+        });
+    let admin_server = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection()?)
+        .add_service(
+            HubAdminServer::new(AdminService { hub }).max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(admin), async move {
+            let _ = stop_admin.changed().await;
+        });
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let (a, b) = tokio::join!(sync_server, admin_server);
+    stopper.abort();
+    a?;
+    b?;
+    Ok(())
+}

@@ -1,0 +1,347 @@
+//! # The `htx-hub` commands
+//!
+//! While `run` holds the hub directory, `nodes` and `export` reach it
+//! through its admin API (address in `DIR/admin.addr`); otherwise they open
+//! the store themselves. `init` and `enroll` only touch files, so they work
+//! either way.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use htx_core::pki::write_private;
+use htx_core::schema::Record;
+use htx_core::storage::Backend;
+use htx_core::wire;
+use htx_proto::v1::{self as pb, hub_admin_client::HubAdminClient};
+use tonic::transport::Channel;
+
+use crate::config::HubConfig;
+use crate::home::Home;
+use crate::hub::{Hub, NodeView};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "htx-hub",
+    version,
+    about = "HTX Sync provincial hub: merges every node's data"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Creates a hub home: its CA, its certificate, its config file.
+    Init {
+        dir: PathBuf,
+        /// Where nodes connect (default 0.0.0.0:7443).
+        #[arg(long)]
+        listen: Option<String>,
+        /// How nodes reach the hub, written into their bundles (default https://localhost:7443).
+        #[arg(long)]
+        public_url: Option<String>,
+        /// A name or address the hub certificate is valid for (repeat; the first is checked by nodes).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        #[arg(long, default_value = "redb")]
+        backend: Backend,
+    },
+    /// Writes a node bundle: certificate and key, CA, hub address.
+    Enroll {
+        dir: PathBuf,
+        /// The unit the node serves, with its subtree (a GSO code).
+        #[arg(long)]
+        unit: String,
+        /// How the hub names this node (unique; default: the unit code).
+        #[arg(long)]
+        name: Option<String>,
+        /// Hierarchy version of --unit (default: the hub's, 2023 out of the box).
+        #[arg(long)]
+        unit_version: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serves nodes (mutual TLS) and the admin API.
+    Run { dir: PathBuf },
+    /// Prints every merged record.
+    Export {
+        dir: PathBuf,
+        /// json: every record; table: records per unit and kind.
+        #[arg(long, default_value = "json")]
+        format: HubExportFormat,
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// Shows every enrolled node and its sync.
+    Nodes {
+        dir: PathBuf,
+        #[arg(long, default_value = "text")]
+        format: NodesFormat,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum HubExportFormat {
+    Json,
+    Table,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum NodesFormat {
+    Text,
+    Json,
+}
+
+pub const ADMIN_ADDR_FILE: &str = "admin.addr";
+pub const SYNC_ADDR_FILE: &str = "sync.addr";
+
+enum Access {
+    Remote(HubAdminClient<Channel>),
+    Local(Hub),
+}
+
+async fn access(dir: &Path) -> anyhow::Result<Access> {
+    if let Ok(addr) = std::fs::read_to_string(dir.join(ADMIN_ADDR_FILE)) {
+        let endpoint = Channel::from_shared(format!("http://{}", addr.trim()))?
+            .connect_timeout(std::time::Duration::from_secs(3));
+        if let Ok(ch) = endpoint.connect().await {
+            return Ok(Access::Remote(
+                HubAdminClient::new(ch).max_decoding_message_size(usize::MAX),
+            ));
+        }
+    }
+    match Hub::open(dir) {
+        Ok(h) => Ok(Access::Local(h)),
+        Err(e) => match e.downcast_ref::<htx_core::storage::StoreError>() {
+            Some(htx_core::storage::StoreError::Locked(p)) => {
+                bail!(
+                    "{p} is held by a running `htx-hub run`, but its admin API does not answer / máy chủ đang chạy nhưng không phản hồi"
+                )
+            }
+            _ => Err(e),
+        },
+    }
+}
+
+fn node_views(reply: pb::NodesReply) -> Vec<serde_json::Value> {
+    reply
+        .nodes
+        .into_iter()
+        .map(|n| {
+            serde_json::json!({
+                "name": n.name, "unit": n.unit, "enrolled_at": n.enrolled_at, "last_seen": n.last_seen,
+                "last_sync": n.last_sync, "documents": n.documents, "documents_behind": n.documents_behind,
+                "bytes_received": n.bytes_received, "bytes_sent": n.bytes_sent,
+                "changes_received": n.changes_received, "changes_sent": n.changes_sent,
+                "sessions": n.sessions, "last_error": n.last_error,
+            })
+        })
+        .collect()
+}
+
+impl Access {
+    async fn nodes(&mut self) -> anyhow::Result<Vec<serde_json::Value>> {
+        match self {
+            Access::Remote(c) => Ok(node_views(c.nodes(pb::NodesRequest {}).await?.into_inner())),
+            Access::Local(h) => h
+                .nodes()?
+                .into_iter()
+                .map(|v: NodeView| {
+                    let mut j = serde_json::to_value(&v)?;
+                    let o = j.as_object_mut().expect("object");
+                    o.remove("fingerprint");
+                    o.remove("expires_at");
+                    o.remove("unit_version");
+                    Ok(j)
+                })
+                .collect(),
+        }
+    }
+
+    async fn export(&mut self, include_deleted: bool) -> anyhow::Result<Vec<Record>> {
+        match self {
+            Access::Remote(c) => Ok(c
+                .export(pb::ExportRequest { include_deleted })
+                .await?
+                .into_inner()
+                .records
+                .iter()
+                .map(wire::record_from_wire)
+                .collect()),
+            Access::Local(h) => Ok(h.export(include_deleted)?),
+        }
+    }
+}
+
+/// Records per unit and kind, with the unit's name, for a terminal.
+fn print_table(records: &[Record]) {
+    use std::collections::BTreeMap;
+    let h = htx_core::units::Hierarchy::builtin();
+    let kinds: Vec<&str> = htx_core::schema::KINDS.iter().map(|k| k.name).collect();
+    let mut rows: BTreeMap<(String, String), BTreeMap<&str, usize>> = BTreeMap::new();
+    for r in records {
+        let unit = r.text("unit").unwrap_or("?").to_owned();
+        let version = r.text("unit_version").unwrap_or("2023").to_owned();
+        let kind = kinds.iter().find(|k| **k == r.kind).copied().unwrap_or("?");
+        *rows
+            .entry((version, unit))
+            .or_default()
+            .entry(kind)
+            .or_default() += 1;
+    }
+    print!("{:<7} {:<28}", "unit", "name");
+    for k in &kinds {
+        print!(" {:>11}", k);
+    }
+    println!();
+    for ((version, unit), counts) in rows {
+        let name = h
+            .unit(&version, &unit)
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+        print!(
+            "{unit:<7} {:<28}",
+            name.chars().take(28).collect::<String>()
+        );
+        for k in &kinds {
+            print!(" {:>11}", counts.get(k).copied().unwrap_or(0));
+        }
+        println!();
+    }
+}
+
+/// `htx-hub run`: both servers until SIGINT or SIGTERM.
+pub async fn run(dir: &Path) -> anyhow::Result<()> {
+    let hub = Hub::open(dir)?;
+    let sync = tokio::net::TcpListener::bind(&hub.config().listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", hub.config().listen))?;
+    let admin = tokio::net::TcpListener::bind(&hub.config().admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", hub.config().admin_listen))?;
+    std::fs::write(dir.join(SYNC_ADDR_FILE), sync.local_addr()?.to_string())?;
+    std::fs::write(dir.join(ADMIN_ADDR_FILE), admin.local_addr()?.to_string())?;
+    tracing::info!(
+        "hub serving nodes on {} (mutual TLS), admin API on {}",
+        sync.local_addr()?,
+        admin.local_addr()?
+    );
+    let res = crate::admin::serve(hub, sync, admin, shutdown_signal()).await;
+    let _ = std::fs::remove_file(dir.join(ADMIN_ADDR_FILE));
+    let _ = std::fs::remove_file(dir.join(SYNC_ADDR_FILE));
+    res
+}
+
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub async fn main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Init {
+            dir,
+            listen,
+            public_url,
+            server_names,
+            backend,
+        } => {
+            let mut cfg = HubConfig {
+                backend,
+                ..Default::default()
+            };
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            if let Some(u) = public_url {
+                cfg.public_url = u;
+            }
+            if !server_names.is_empty() {
+                cfg.server_names = server_names;
+            }
+            Home::new(&dir).init(&cfg)?;
+            println!(
+                "hub home created in {}: CA, certificate for {:?}, {}",
+                dir.display(),
+                cfg.server_names,
+                HubConfig::FILE
+            );
+        }
+        Command::Enroll {
+            dir,
+            unit,
+            name,
+            unit_version,
+            out,
+        } => {
+            let cfg = HubConfig::load(&dir)?;
+            let bundle =
+                Home::new(&dir).enroll(&cfg, &unit, unit_version.as_deref(), name.as_deref())?;
+            write_private(&out, bundle.to_json().as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "enrolled node {:?} for unit {} ({}); bundle written to {}",
+                bundle.node,
+                bundle.unit,
+                bundle.unit_version,
+                out.display()
+            );
+        }
+        Command::Run { dir } => run(&dir).await?,
+        Command::Export {
+            dir,
+            format,
+            include_deleted,
+        } => {
+            let records = access(&dir).await?.export(include_deleted).await?;
+            match format {
+                HubExportFormat::Json => {
+                    let json: Vec<_> = records.iter().map(Record::to_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                }
+                HubExportFormat::Table => print_table(&records),
+            }
+        }
+        Command::Nodes { dir, format } => {
+            let nodes = access(&dir).await?.nodes().await?;
+            match format {
+                NodesFormat::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
+                NodesFormat::Text => {
+                    println!(
+                        "{:<16} {:<6} {:>5} {:>7} {:>9} {:>9} {:<25}",
+                        "node", "unit", "docs", "behind", "changes↑", "changes↓", "last sync"
+                    );
+                    for n in nodes {
+                        let s = |k: &str| {
+                            n[k].as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| n[k].to_string())
+                        };
+                        let last = if s("last_sync").is_empty() {
+                            "never / chưa".to_owned()
+                        } else {
+                            s("last_sync")
+                        };
+                        println!(
+                            "{:<16} {:<6} {:>5} {:>7} {:>9} {:>9} {:<25}",
+                            s("name"),
+                            s("unit"),
+                            s("documents"),
+                            s("documents_behind"),
+                            s("changes_received"),
+                            s("changes_sent"),
+                            last
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,84 @@
+//! The hub's configuration: `DIR/hub.toml`, written by `htx-hub init`,
+//! with environment overrides (`HTX_HUB_<FIELD>`). `deploy/hub.example.toml`
+//! documents each field.
+
+use std::path::Path;
+
+use htx_core::storage::Backend;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Name of this hub's CA (its certificates' issuer).
+    pub ca_name: String,
+    /// Where nodes connect (gRPC over mutual TLS).
+    pub listen: String,
+    /// The address written into node bundles: how nodes reach `listen`.
+    pub public_url: String,
+    /// Names and addresses the hub's certificate is valid for; the first is
+    /// the name nodes check.
+    pub server_names: Vec<String>,
+    /// The administration API (loopback only; port 0 picks a free one,
+    /// written to `DIR/admin.addr` while `run` is running).
+    pub admin_listen: String,
+    pub backend: Backend,
+    /// Hierarchy version for units named without one (the plan's own).
+    pub default_unit_version: String,
+    /// Lifetime of the certificates `enroll` issues.
+    pub node_cert_days: i64,
+    /// Largest message accepted from a node.
+    pub max_message_bytes: usize,
+    /// Upper bound of one batch of changes sent to a node.
+    pub max_batch_bytes: usize,
+    /// A session that sends nothing for this long is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            ca_name: "HTX Sync hub CA".into(),
+            listen: "0.0.0.0:7443".into(),
+            public_url: "https://localhost:7443".into(),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            admin_listen: "127.0.0.1:0".into(),
+            backend: Backend::Redb,
+            default_unit_version: htx_core::units::DEFAULT_VERSION.into(),
+            node_cert_days: 365,
+            max_message_bytes: 16 << 20,
+            max_batch_bytes: htx_core::sync::MAX_BATCH_BYTES,
+            idle_timeout_secs: 120,
+        }
+    }
+}
+
+impl HubConfig {
+    pub const FILE: &'static str = "hub.toml";
+
+    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(Self::FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}; run `htx-hub init {}` first / chưa khởi tạo máy chủ tỉnh",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let mut cfg: HubConfig =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Ok(v) = std::env::var("HTX_HUB_LISTEN") {
+            cfg.listen = v;
+        }
+        if let Ok(v) = std::env::var("HTX_HUB_PUBLIC_URL") {
+            cfg.public_url = v;
+        }
+        if let Ok(v) = std::env::var("HTX_HUB_ADMIN_LISTEN") {
+            cfg.admin_listen = v;
+        }
+        if let Ok(v) = std::env::var("HTX_HUB_BACKEND") {
+            cfg.backend = v.parse().map_err(anyhow::Error::msg)?;
+        }
+        Ok(cfg)
+    }
+}

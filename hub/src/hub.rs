@@ -1,0 +1,215 @@
+//! # The hub's state: one cheap handle per process
+//!
+//! The merged replica of every node's documents, the enrolled nodes, and
+//! what the hub knows of each node's sync. No gRPC here.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use htx_core::docs;
+use htx_core::replica::{Replica, ReplicaError};
+use htx_core::schema::Record;
+use htx_core::storage::{self, WriteBatch};
+use htx_core::units::Hierarchy;
+use serde::{Deserialize, Serialize};
+
+use crate::config::HubConfig;
+use crate::home::{Enrolment, Home};
+
+/// What the hub records of each node's sync, persisted in its store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NodeStats {
+    pub last_seen: String,
+    pub last_sync: String,
+    pub sessions: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub changes_received: u64,
+    pub changes_sent: u64,
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    #[serde(flatten)]
+    pub enrolment: Enrolment,
+    #[serde(flatten)]
+    pub stats: NodeStats,
+    pub documents: usize,
+    pub documents_behind: usize,
+}
+
+#[derive(Clone)]
+pub struct Hub(Arc<Inner>);
+
+struct Inner {
+    home: Home,
+    config: HubConfig,
+    replica: Mutex<Replica>,
+    /// Enrolments by certificate fingerprint.
+    enrolments: RwLock<HashMap<String, Enrolment>>,
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
+}
+
+fn stats_key(name: &str) -> String {
+    format!("node/{name}")
+}
+
+impl Hub {
+    pub fn open(dir: &Path) -> anyhow::Result<Hub> {
+        let config = HubConfig::load(dir)?;
+        let home = Home::new(dir);
+        let store = storage::open(config.backend, dir)?;
+        let replica = Replica::open(store)?;
+        let hub = Hub(Arc::new(Inner {
+            home,
+            config,
+            replica: Mutex::new(replica),
+            enrolments: RwLock::default(),
+        }));
+        hub.reload_enrolments()?;
+        Ok(hub)
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.0.config
+    }
+    pub fn home(&self) -> &Home {
+        &self.0.home
+    }
+
+    pub fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.0.replica.lock().expect("replica lock")
+    }
+
+    fn reload_enrolments(&self) -> anyhow::Result<()> {
+        let map = self
+            .0
+            .home
+            .enrolments()?
+            .into_iter()
+            .map(|e| (e.fingerprint.clone(), e))
+            .collect();
+        *self.0.enrolments.write().expect("lock") = map;
+        Ok(())
+    }
+
+    /// The node that presents the certificate with this fingerprint.
+    pub fn identify(&self, fingerprint: &str) -> Option<Enrolment> {
+        if let Some(e) = self.0.enrolments.read().expect("lock").get(fingerprint) {
+            return Some(e.clone());
+        }
+        // Enrolled since start-up?
+        self.reload_enrolments().ok()?;
+        self.0
+            .enrolments
+            .read()
+            .expect("lock")
+            .get(fingerprint)
+            .cloned()
+    }
+
+    /// Whether `doc` holds units the node serves.
+    pub fn in_scope(node: &Enrolment, doc: &str) -> bool {
+        let Some((version, unit)) = docs::parse_unit_doc_id(doc) else {
+            return false;
+        };
+        version == node.unit_version
+            && Hierarchy::builtin()
+                .version(version)
+                .is_ok_and(|v| v.within(unit, &node.unit))
+    }
+
+    /// The hub's documents the node serves.
+    pub fn scope(replica: &Replica, node: &Enrolment) -> Vec<String> {
+        replica
+            .doc_ids()
+            .filter(|d| Self::in_scope(node, d))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn stats(&self, name: &str) -> NodeStats {
+        self.replica()
+            .meta(&stats_key(name))
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds one session's figures to a node's record.
+    pub fn record_session(
+        &self,
+        name: &str,
+        session: &NodeStats,
+        completed: bool,
+    ) -> Result<(), ReplicaError> {
+        let mut s = self.stats(name);
+        s.last_seen = now_rfc3339();
+        if completed {
+            s.last_sync = s.last_seen.clone();
+            s.last_error.clear();
+        } else {
+            s.last_error = session.last_error.clone();
+        }
+        s.sessions += 1;
+        s.bytes_received += session.bytes_received;
+        s.bytes_sent += session.bytes_sent;
+        s.changes_received += session.changes_received;
+        s.changes_sent += session.changes_sent;
+        let mut b = WriteBatch::default();
+        Replica::put_meta(
+            &mut b,
+            &stats_key(name),
+            serde_json::to_vec(&s).expect("serializes"),
+        );
+        self.replica().commit(b)
+    }
+
+    /// Every enrolled node, with its sync figures and how far behind it is.
+    pub fn nodes(&self) -> anyhow::Result<Vec<NodeView>> {
+        let mut out = Vec::new();
+        for e in self.0.home.enrolments()? {
+            let stats = self.stats(&e.name);
+            let r = self.replica();
+            let scope = Self::scope(&r, &e);
+            let mut behind = 0;
+            for d in &scope {
+                let mut shared = r.shared_heads(&e.name, d)?;
+                shared.sort();
+                if shared != r.heads(d) {
+                    behind += 1;
+                }
+            }
+            out.push(NodeView {
+                enrolment: e,
+                stats,
+                documents: scope.len(),
+                documents_behind: behind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every merged record; deleted ones only if asked.
+    pub fn export(&self, include_deleted: bool) -> Result<Vec<Record>, ReplicaError> {
+        let r = self.replica();
+        let mut out = Vec::new();
+        for id in r.doc_ids() {
+            let records = docs::read_records(r.doc(id).expect("listed"))?;
+            out.extend(
+                records
+                    .into_iter()
+                    .filter(|rec| include_deleted || !rec.is_deleted()),
+            );
+        }
+        Ok(out)
+    }
+}

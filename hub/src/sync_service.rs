@@ -1,0 +1,327 @@
+//! # The hub's side of a sync session
+//!
+//! Identifies the node by its client certificate, then answers the node's
+//! messages (see `proto/htx/v1/sync.proto`): a digest check, the hub's heads,
+//! acknowledged batches both ways. What to send comes from `htx_core::sync`.
+
+use std::time::Duration;
+
+use automerge::ChangeHash;
+use htx_core::pki::fingerprint;
+use htx_core::replica::{Replica, heads_from_bytes};
+use htx_core::storage::WriteBatch;
+use htx_core::sync;
+use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::home::Enrolment;
+use crate::hub::{Hub, NodeStats};
+
+pub struct SyncService {
+    hub: Hub,
+}
+
+impl SyncService {
+    pub fn new(hub: Hub) -> Self {
+        SyncService { hub }
+    }
+}
+
+const FRAME: u64 = 5;
+
+/// One node's session: its stream, and what crossed it.
+struct Session {
+    hub: Hub,
+    node: Enrolment,
+    rx: Streaming<pb::NodeMessage>,
+    tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
+    stats: NodeStats,
+    idle: Duration,
+}
+
+fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
+    pb::DocHeads {
+        doc: doc.to_owned(),
+        heads: heads.iter().map(|h| h.0.to_vec()).collect(),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+impl Session {
+    async fn send(&mut self, body: Hb) -> Result<(), Status> {
+        let msg = pb::HubMessage { body: Some(body) };
+        self.stats.bytes_sent += msg.encoded_len() as u64 + FRAME;
+        self.tx
+            .send(Ok(msg))
+            .await
+            .map_err(|_| Status::cancelled("the node went away"))
+    }
+
+    /// The next message, or None when the node has half-closed.
+    async fn recv(&mut self) -> Result<Option<Nb>, Status> {
+        let msg = tokio::time::timeout(self.idle, self.rx.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("the node sent nothing for too long"))??;
+        Ok(match msg {
+            Some(m) => {
+                self.stats.bytes_received += m.encoded_len() as u64 + FRAME;
+                Some(
+                    m.body
+                        .ok_or_else(|| Status::invalid_argument("empty message"))?,
+                )
+            }
+            None => None,
+        })
+    }
+
+    fn check_scope(&self, doc: &str) -> Result<(), Status> {
+        if Hub::in_scope(&self.node, doc) {
+            Ok(())
+        } else {
+            tracing::warn!(node = %self.node.name, doc, "refused: document outside the node's units");
+            Err(Status::permission_denied(format!(
+                "document {doc} is outside the units of node {} ({} and below) / tài liệu nằm ngoài phạm vi của nút",
+                self.node.name, self.node.unit
+            )))
+        }
+    }
+
+    /// Runs blocking replica work off the async threads.
+    async fn replica<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Replica) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let hub = self.hub.clone();
+        tokio::task::spawn_blocking(move || f(&mut hub.replica()))
+            .await
+            .map_err(internal)?
+    }
+
+    async fn run(&mut self) -> Result<(), Status> {
+        let hello = match self.recv().await? {
+            Some(Nb::Hello(h)) => h,
+            _ => return Err(Status::invalid_argument("a session starts with hello")),
+        };
+        if hello.protocol != sync::PROTOCOL {
+            return Err(Status::failed_precondition(format!(
+                "sync protocol {} is not supported; this hub speaks {} / phiên bản giao thức không khớp",
+                hello.protocol,
+                sync::PROTOCOL
+            )));
+        }
+        let node = self.node.clone();
+        let (digest, heads) = self
+            .replica(move |r| {
+                let scope = Hub::scope(r, &node);
+                let heads: Vec<_> = scope.iter().map(|d| (d.clone(), r.heads(d))).collect();
+                Ok((r.digest(scope.iter().map(String::as_str)), heads))
+            })
+            .await?;
+        if digest.as_slice() == hello.digest {
+            self.send(Hb::Welcome(pb::Welcome {
+                node: self.node.name.clone(),
+                in_sync: true,
+                docs: vec![],
+            }))
+            .await?;
+            let name = self.node.name.clone();
+            self.replica(move |r| {
+                let mut b = WriteBatch::default();
+                for (d, h) in &heads {
+                    let mut shared = r.shared_heads(&name, d).map_err(internal)?;
+                    shared.sort();
+                    if shared != *h {
+                        Replica::put_shared_heads(&mut b, &name, d, h);
+                    }
+                }
+                r.commit(b).map_err(internal)
+            })
+            .await?;
+            return Ok(());
+        }
+        let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
+        self.send(Hb::Welcome(pb::Welcome {
+            node: self.node.name.clone(),
+            in_sync: false,
+            docs,
+        }))
+        .await?;
+
+        while let Some(msg) = self.recv().await? {
+            match msg {
+                Nb::Changes(batch) => self.receive_batch(batch).await?,
+                Nb::Want(want) => self.send_wanted(want).await?,
+                _ => return Err(Status::invalid_argument("unexpected message")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn receive_batch(&mut self, batch: pb::ChangeBatch) -> Result<(), Status> {
+        for d in &batch.docs {
+            self.check_scope(&d.doc)?;
+        }
+        let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
+        let changes: Vec<_> = batch.docs.into_iter().map(|d| (d.doc, d.changes)).collect();
+        let heads = self
+            .replica(move |r| {
+                r.apply(changes, WriteBatch::default())
+                    .map_err(|e| match e {
+                        htx_core::replica::ReplicaError::BadChange { .. } => {
+                            Status::invalid_argument(e.to_string())
+                        }
+                        other => internal(other),
+                    })
+            })
+            .await?;
+        self.stats.changes_received += n as u64;
+        let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
+        self.send(Hb::Ack(pb::Ack {
+            seq: batch.seq,
+            docs,
+        }))
+        .await
+    }
+
+    async fn send_wanted(&mut self, want: pb::Want) -> Result<(), Status> {
+        for d in &want.docs {
+            self.check_scope(&d.doc)?;
+        }
+        let name = self.node.name.clone();
+        let max = self.hub.config().max_batch_bytes;
+        let node_heads: Vec<(String, Vec<ChangeHash>)> = want
+            .docs
+            .iter()
+            .map(|d| (d.doc.clone(), heads_from_bytes(&d.heads)))
+            .collect();
+        let batches = self
+            .replica(move |r| {
+                // What the node holds is shared: record it before sending more.
+                let mut b = WriteBatch::default();
+                for (doc, heads) in &node_heads {
+                    let known = r.known(doc, heads);
+                    if !known.is_empty() {
+                        Replica::put_shared_heads(&mut b, &name, doc, &known);
+                    }
+                }
+                r.commit(b).map_err(internal)?;
+                sync::outgoing(r, &name, &node_heads, max).map_err(internal)
+            })
+            .await?;
+        let count = batches.len();
+        if count == 0 {
+            let digest = self.scope_digest().await?;
+            return self
+                .send(Hb::Changes(pb::ChangeBatch {
+                    seq: 1,
+                    docs: vec![],
+                    r#final: true,
+                    digest,
+                }))
+                .await;
+        }
+        for (i, batch) in batches.into_iter().enumerate() {
+            let seq = i as u64 + 1;
+            let last = i + 1 == count;
+            self.stats.changes_sent += sync::batch_size(&batch).0 as u64;
+            let docs = batch
+                .into_iter()
+                .map(|d| pb::DocChanges {
+                    doc: d.doc,
+                    changes: d.changes,
+                })
+                .collect();
+            // The final digest is what the node should hold once it has applied everything.
+            let digest = if last {
+                self.scope_digest().await?
+            } else {
+                Vec::new()
+            };
+            self.send(Hb::Changes(pb::ChangeBatch {
+                seq,
+                docs,
+                r#final: last,
+                digest,
+            }))
+            .await?;
+            let ack = match self.recv().await? {
+                Some(Nb::Ack(a)) if a.seq == seq => a,
+                _ => return Err(Status::invalid_argument(format!("expected ack {seq}"))),
+            };
+            let name = self.node.name.clone();
+            self.replica(move |r| {
+                let mut b = WriteBatch::default();
+                for d in &ack.docs {
+                    let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
+                    Replica::put_shared_heads(&mut b, &name, &d.doc, &known);
+                }
+                r.commit(b).map_err(internal)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn scope_digest(&self) -> Result<Vec<u8>, Status> {
+        let node = self.node.clone();
+        self.replica(move |r| {
+            let scope = Hub::scope(r, &node);
+            Ok(r.digest(scope.iter().map(String::as_str)).to_vec())
+        })
+        .await
+    }
+}
+
+#[tonic::async_trait]
+impl pb::sync_server::Sync for SyncService {
+    type SessionStream = ReceiverStream<Result<pb::HubMessage, Status>>;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::NodeMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let certs = req
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let fp = fingerprint(leaf.as_ref());
+        let node = self.hub.identify(&fp).ok_or_else(|| {
+            tracing::warn!(fingerprint = %fp, "refused: certificate not enrolled at this hub");
+            Status::permission_denied(
+                "this certificate is not enrolled at this hub / chứng chỉ chưa được đăng ký",
+            )
+        })?;
+        let (tx, rx) = mpsc::channel(4);
+        let mut session = Session {
+            hub: self.hub.clone(),
+            node,
+            rx: req.into_inner(),
+            tx: tx.clone(),
+            stats: NodeStats::default(),
+            idle: Duration::from_secs(self.hub.config().idle_timeout_secs),
+        };
+        tokio::spawn(async move {
+            let result = session.run().await;
+            let completed = result.is_ok();
+            if let Err(status) = result {
+                tracing::info!(node = %session.node.name, "session ended: {}", status.message());
+                session.stats.last_error = status.message().to_owned();
+                let _ = tx.send(Err(status)).await;
+            }
+            let hub = session.hub.clone();
+            let (name, stats) = (session.node.name.clone(), session.stats.clone());
+            let _ =
+                tokio::task::spawn_blocking(move || hub.record_session(&name, &stats, completed))
+                    .await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
