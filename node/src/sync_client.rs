@@ -252,16 +252,14 @@ pub async fn session(
         conn.report.round_trips += 1;
     }
 
-    // Ask for what we lack: every document whose hub heads we do not know.
-    let want = {
-        let mut r = node.replica();
-        let mut want = Vec::new();
-        for (d, h) in &hub_heads {
-            if r.known(d, h).len() < h.len() {
-                want.push(doc_heads(d, &r.heads(d)));
-            }
-        }
-        want
+    // Report our heads of every document, now that the upload is done: the
+    // hub sends what lies beyond them, and records them as held by both (else
+    // it would count what we just uploaded as not yet at this node).
+    let want: Vec<pb::DocHeads> = {
+        let r = node.replica();
+        let mut docs: std::collections::BTreeSet<&str> = r.doc_ids().collect();
+        docs.extend(hub_heads.iter().map(|(d, _)| d.as_str()));
+        docs.into_iter().map(|d| doc_heads(d, &r.heads(d))).collect()
     };
     conn.send(Nb::Want(pb::Want { docs: want })).await?;
     conn.report.round_trips += 1;

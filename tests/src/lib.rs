@@ -1,1 +1,644 @@
-//! Shared harness for the end-to-end tests.
+//! # Harness for the end-to-end tests
+//!
+//! Tests read as stories: start a hub, enroll nodes, record, cut links,
+//! restart things, and check what an officer or the provincial admin would
+//! see. Everything is real: mutual TLS on loopback, ephemeral ports, stores
+//! in temporary directories, and for the process tests the `htx-node` and
+//! `htx-hub` binaries themselves.
+//!
+//! # Layout
+//! - [`TestHub`]: a hub home served in this process; stop it, restart it on
+//!   the same directory and port, enroll nodes;
+//! - [`TestNode`]: a node directory opened in this process;
+//! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes;
+//! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use htx_core::schema::record_from_strings;
+pub use htx_core::schema::{Record, Value};
+use htx_core::storage::{Backend, StoreError};
+use htx_hub::config::HubConfig;
+use htx_hub::home::Home;
+use htx_hub::hub::{Hub, NodeView};
+use htx_node::config::NodeConfig;
+use htx_node::node::{Node, NodeError};
+use htx_node::sync_client::{self, SessionReport, SyncError};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Installs the ring crypto provider, once per process.
+pub fn init_crypto() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A socket bound to `127.0.0.1:port` but not listening: the port stays
+/// ours, and connections to it are refused at once, as with a hub that is
+/// down.
+fn reserve(port: u16) -> TcpSocket {
+    let s = TcpSocket::new_v4().expect("socket");
+    s.set_reuseaddr(true).expect("SO_REUSEADDR");
+    s.bind(([127, 0, 0, 1], port).into())
+        .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:{port}: {e}"));
+    s
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+/// For what other tasks or processes do in their own time.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until `path` exists (a process writes it once it serves).
+pub async fn wait_for_file(path: &Path, timeout: Duration) {
+    assert!(
+        eventually(timeout, || path.exists()).await,
+        "{} did not appear within {timeout:?}",
+        path.display()
+    );
+}
+
+/// Records sorted by id, so that two replicas' exports compare equal.
+pub fn sorted(mut records: Vec<Record>) -> Vec<Record> {
+    records.sort_by(|a, b| a.id.cmp(&b.id));
+    records
+}
+
+/// A cooperative in `unit`, as an officer types it.
+pub fn coop(unit: &str, name: &str) -> Record {
+    record_from_strings(
+        "cooperative",
+        [("type", "HTX"), ("name", name), ("unit", unit)],
+    )
+    .expect("a valid cooperative")
+}
+
+/// A change to fields of an existing record.
+pub fn edit(id: &str, kind: &str, fields: &[(&str, &str)]) -> Record {
+    let mut r = record_from_strings(kind, fields.iter().copied()).expect("valid fields");
+    r.id = id.to_owned();
+    r
+}
+
+struct Serving {
+    hub: Hub,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// A hub home in a temporary directory, served in this process on a fixed
+/// (ephemeral) port that survives restarts.
+pub struct TestHub {
+    dir: TempDir,
+    port: u16,
+    serving: Option<Serving>,
+    /// Holds the port while the hub is down.
+    reserved: Option<TcpSocket>,
+}
+
+impl TestHub {
+    /// A hub home whose hub is not running yet: nodes get "connection refused".
+    pub fn create() -> TestHub {
+        init_crypto();
+        let dir = TempDir::new().expect("temp dir");
+        let reserved = reserve(0);
+        let port = reserved.local_addr().expect("bound").port();
+        let cfg = HubConfig {
+            listen: format!("127.0.0.1:{port}"),
+            public_url: format!("https://127.0.0.1:{port}"),
+            server_names: vec!["localhost".into(), "127.0.0.1".into()],
+            ..Default::default()
+        };
+        Home::new(dir.path()).init(&cfg).expect("hub init");
+        TestHub {
+            dir,
+            port,
+            serving: None,
+            reserved: Some(reserved),
+        }
+    }
+
+    /// A hub home, served.
+    pub async fn start() -> TestHub {
+        let mut hub = TestHub::create();
+        hub.serve().await;
+        hub
+    }
+
+    /// Opens the hub's store and serves it on the hub's port.
+    pub async fn serve(&mut self) {
+        assert!(self.serving.is_none(), "the hub is already serving");
+        let hub = open_hub(self.dir.path()).await;
+        let socket = self.reserved.take().unwrap_or_else(|| reserve(self.port));
+        let sync = socket.listen(1024).expect("listen");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(htx_hub::admin::serve(hub.clone(), sync, admin, async {
+            let _ = stopped.await;
+        }));
+        self.serving = Some(Serving { hub, stop, task });
+    }
+
+    /// Shuts the hub down and closes its store; its port refuses connections.
+    pub async fn stop(&mut self) {
+        let Serving { hub, stop, task } = self.serving.take().expect("the hub is serving");
+        drop(hub);
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("the hub stops within 20 s")
+            .expect("hub task")
+            .expect("hub served without error");
+        self.reserved = Some(reserve(self.port));
+    }
+
+    /// Stops the hub and starts it again on the same directory and port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.serve().await;
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.serving.is_some()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The address in this hub's bundles.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The running hub's handle (what its admin API serves).
+    pub fn hub(&self) -> &Hub {
+        &self.serving.as_ref().expect("the hub is serving").hub
+    }
+
+    /// Every merged record, by id.
+    pub fn export(&self) -> Vec<Record> {
+        sorted(self.hub().export(false).expect("hub export"))
+    }
+
+    /// What the hub knows of every node.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.hub().nodes().expect("hub nodes")
+    }
+
+    pub fn node_view(&self, name: &str) -> NodeView {
+        self.nodes()
+            .into_iter()
+            .find(|v| v.enrolment.name == name)
+            .unwrap_or_else(|| panic!("node {name} is not enrolled"))
+    }
+
+    /// The hub's digest of `docs`: equal to a node's digest of the same
+    /// documents when both hold the same data.
+    pub fn digest(&self, docs: &[String]) -> [u8; 32] {
+        self.hub().replica().digest(docs.iter().map(String::as_str))
+    }
+
+    /// Number of Automerge changes the hub holds in `docs`.
+    pub fn change_count(&self, docs: &[String]) -> usize {
+        let mut r = self.hub().replica();
+        docs.iter().map(|d| r.changes_since(d, &[]).len()).sum()
+    }
+
+    /// Writes a bundle for a new node, as `htx-hub enroll` does.
+    pub fn write_bundle(&self, unit: &str, name: &str, out: &Path) {
+        let cfg = HubConfig::load(self.dir()).expect("hub config");
+        let bundle = Home::new(self.dir())
+            .enroll(&cfg, unit, None, Some(name))
+            .expect("enroll");
+        std::fs::write(out, bundle.to_json()).expect("write bundle");
+    }
+
+    /// Enrolls a node for `unit` and sets up its directory (`htx-node init`).
+    pub fn enroll_node(&self, unit: &str, name: &str) -> TestNode {
+        self.enroll_node_with(unit, name, |_| {})
+    }
+
+    /// As [`TestHub::enroll_node`], with changes to the node's `node.toml`.
+    pub fn enroll_node_with(
+        &self,
+        unit: &str,
+        name: &str,
+        config: impl FnOnce(&mut NodeConfig),
+    ) -> TestNode {
+        let root = TempDir::new().expect("temp dir");
+        let bundle = root.path().join("bundle.json");
+        self.write_bundle(unit, name, &bundle);
+        let dir = root.path().join("node");
+        htx_node::cli::init(&dir, &bundle, Backend::Redb).expect("htx-node init");
+        configure(&dir, config);
+        let node = Node::open(&dir).expect("open node");
+        TestNode {
+            _root: root,
+            dir,
+            name: name.to_owned(),
+            node: Some(node),
+        }
+    }
+}
+
+/// Opens a hub's store, waiting while a hub that was just stopped in this
+/// process still holds it (its last sessions finish in their own time).
+async fn open_hub(dir: &Path) -> Hub {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Hub::open(dir) {
+            Ok(hub) => return hub,
+            Err(e)
+                if matches!(e.downcast_ref(), Some(StoreError::Locked(_)))
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("cannot open the hub: {e:#}"),
+        }
+    }
+}
+
+/// Rewrites `DIR/node.toml`.
+pub fn configure(dir: &Path, change: impl FnOnce(&mut NodeConfig)) {
+    let mut cfg = NodeConfig::load(dir).expect("node config");
+    change(&mut cfg);
+    std::fs::write(
+        dir.join(NodeConfig::FILE),
+        toml::to_string(&cfg).expect("config serializes"),
+    )
+    .expect("write node.toml");
+}
+
+/// A node directory, opened in this process (or closed, for the binaries).
+pub struct TestNode {
+    _root: TempDir,
+    dir: PathBuf,
+    pub name: String,
+    node: Option<Node>,
+}
+
+impl TestNode {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect("the node is open")
+    }
+
+    /// Closes the store, e.g. for a binary to open it, or to simulate a restart.
+    pub fn close(&mut self) {
+        self.node = None;
+    }
+
+    pub fn open(&mut self) {
+        assert!(self.node.is_none(), "already open");
+        self.node = Some(Node::open(&self.dir).expect("open node"));
+    }
+
+    /// Drops the node and opens it again from its directory.
+    pub fn restart(&mut self) {
+        self.close();
+        self.open();
+    }
+
+    /// Changes `node.toml` and reopens the node so that it applies.
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut NodeConfig)) {
+        self.close();
+        configure(&self.dir, change);
+        self.open();
+    }
+
+    pub fn write(&self, records: Vec<Record>) -> Result<Vec<String>, NodeError> {
+        self.node().write(records)
+    }
+
+    /// Records a cooperative; returns its id.
+    pub fn add_coop(&self, unit: &str, name: &str) -> String {
+        self.write(vec![coop(unit, name)])
+            .expect("cooperative recorded")
+            .remove(0)
+    }
+
+    pub async fn sync(&self) -> Result<SessionReport, SyncError> {
+        sync_client::sync_once(self.node()).await
+    }
+
+    /// Every record the node holds, by id.
+    pub fn export(&self) -> Vec<Record> {
+        sorted(self.node().export(false).expect("node export"))
+    }
+
+    pub fn record(&self, id: &str) -> Record {
+        self.export()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("node {} has no record {id}", self.name))
+    }
+
+    /// The node's documents.
+    pub fn docs(&self) -> Vec<String> {
+        self.node()
+            .replica()
+            .doc_ids()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Digest of every document the node holds.
+    pub fn digest(&self) -> [u8; 32] {
+        let r = self.node().replica();
+        r.digest(r.doc_ids())
+    }
+
+    /// Number of Automerge changes the node holds.
+    pub fn change_count(&self) -> usize {
+        let mut r = self.node().replica();
+        let docs: Vec<String> = r.doc_ids().map(str::to_owned).collect();
+        docs.iter().map(|d| r.changes_since(d, &[]).len()).sum()
+    }
+}
+
+/// A TCP forwarder from a local port to `upstream`, which can cut the link
+/// once a given number of bytes went upstream (node to hub).
+pub struct Proxy {
+    port: u16,
+    cut_after: Arc<Mutex<Option<u64>>>,
+    forwarded: Arc<AtomicU64>,
+    cuts: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream_port: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("bound").port();
+        let cut_after = Arc::new(Mutex::new(None));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let cuts = Arc::new(AtomicU64::new(0));
+        let (c, f, n) = (cut_after.clone(), forwarded.clone(), cuts.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let (c, f, n) = (c.clone(), f.clone(), n.clone());
+                tokio::spawn(async move {
+                    if let Ok(up) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
+                        pipe(conn, up, c, f, n).await;
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut_after,
+            forwarded,
+            cuts,
+            task,
+        }
+    }
+
+    /// The address a node should use instead of the hub's.
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts the link (once) after `bytes` more bytes went upstream.
+    pub fn cut_after(&self, bytes: u64) {
+        *self.cut_after.lock().expect("lock") = Some(bytes);
+    }
+
+    /// Bytes forwarded upstream so far.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// How many times the link was cut.
+    pub fn cuts(&self) -> u64 {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    down: TcpStream,
+    up: TcpStream,
+    cut_after: Arc<Mutex<Option<u64>>>,
+    forwarded: Arc<AtomicU64>,
+    cuts: Arc<AtomicU64>,
+) {
+    let (mut down_r, mut down_w) = down.into_split();
+    let (mut up_r, mut up_w) = up.into_split();
+    let back = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+        let _ = down_w.shutdown().await;
+    });
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match down_r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // How much of this read may pass before the cut, if one is due.
+        let allowed = {
+            let mut cut = cut_after.lock().expect("lock");
+            match *cut {
+                Some(left) if left <= n as u64 => {
+                    *cut = None;
+                    Some(left as usize)
+                }
+                Some(left) => {
+                    *cut = Some(left - n as u64);
+                    None
+                }
+                None => None,
+            }
+        };
+        let pass = allowed.unwrap_or(n);
+        if up_w.write_all(&buf[..pass]).await.is_err() {
+            break;
+        }
+        forwarded.fetch_add(pass as u64, Ordering::SeqCst);
+        if allowed.is_some() {
+            // Cut: both sides lose the connection at once, mid-stream.
+            cuts.fetch_add(1, Ordering::SeqCst);
+            back.abort();
+            return;
+        }
+    }
+    let _ = up_w.shutdown().await;
+    let _ = back.await;
+}
+
+// ---------------------------------------------------------------------------
+// The real binaries
+
+/// Path of `htx-node` or `htx-hub`, built (once per test process) into the
+/// target directory this test runs from.
+pub fn bin(name: &str) -> PathBuf {
+    static PROFILE_DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = PROFILE_DIR.get_or_init(|| {
+        // target/<profile>/deps/<test exe>
+        let exe = std::env::current_exe().expect("test executable");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps")
+            .to_owned();
+        let profile = match dir.file_name().and_then(OsStr::to_str) {
+            Some("debug") | None => "dev".to_owned(),
+            Some(p) => p.to_owned(),
+        };
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--bins", "-p", "htx-node", "-p", "htx-hub"])
+            .args(["--profile", &profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "cargo build of the binaries failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    });
+    let path = dir.join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Its standard output, after checking that it succeeded.
+    pub fn ok(&self) -> &str {
+        assert!(self.status.success(), "command failed: {self:#?}");
+        &self.stdout
+    }
+
+    /// Its standard error, after checking that it failed.
+    pub fn failed(&self) -> &str {
+        assert!(!self.status.success(), "command should have failed: {self:#?}");
+        &self.stderr
+    }
+}
+
+fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin(program));
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs `program args...` to completion (at most a minute).
+pub async fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Output {
+    let out = tokio::time::timeout(Duration::from_secs(60), command(program, args).output())
+        .await
+        .unwrap_or_else(|_| panic!("{program} did not finish within a minute"))
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A long-running process (`htx-node run`, `htx-hub run`), killed if the
+/// test ends without stopping it. Its log goes to `log`.
+pub struct Process {
+    pub child: tokio::process::Child,
+}
+
+/// Starts `program args...` in the background.
+pub fn spawn<S: AsRef<OsStr>>(program: &str, args: &[S], log: &Path) -> Process {
+    let log = std::fs::File::create(log).expect("log file");
+    let child = command(program, args)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    Process { child }
+}
+
+impl Process {
+    /// SIGKILL, as a power cut or the OOM killer would.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// SIGTERM, and waits (at most 20 s) for the process to exit by itself.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().expect("still running");
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the process exits within 20 s of SIGTERM")
+            .expect("wait")
+    }
+}
+
+/// The records `htx-node export` or `htx-hub export` printed.
+pub fn parse_export(stdout: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("export is not a JSON array ({e}):\n{stdout}"))
+}
+
+/// The ids in an export's output.
+pub fn export_ids(stdout: &str) -> Vec<String> {
+    parse_export(stdout)
+        .iter()
+        .map(|r| r["id"].as_str().expect("records have ids").to_owned())
+        .collect()
+}
+
+/// A port that was free a moment ago, for a process that binds it itself.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("bound")
+        .port()
+}

@@ -66,6 +66,8 @@ pub struct Churn {
     pub seed: u64,
     /// How many times during the run to measure live and disk bytes.
     pub checkpoints: usize,
+    /// Close and reopen the store after each checkpoint.
+    pub restarts: bool,
 }
 
 /// Live data (the sum of key and value lengths) against the store's size.
@@ -97,7 +99,7 @@ impl Usage {
 pub struct Outcome {
     /// Durable commits acknowledged (edits plus sync-state writes).
     pub commits: u64,
-    /// Time spent writing; the reads that measure are left out.
+    /// Time spent writing; measuring and restarting are left out.
     pub elapsed: Duration,
     /// Snapshots written that sled stores as blobs.
     pub large_snapshots: u64,
@@ -126,18 +128,22 @@ pub fn snapshot_key(doc: &str) -> Vec<u8> {
 }
 
 impl Churn {
-    /// Runs the churn on `store`, calling `at_checkpoint` with the usage
-    /// measured `checkpoints` times along the way (the last one at the end).
+    /// Runs the churn on the store `open` returns, calling `at_checkpoint`
+    /// with the usage measured `checkpoints` times along the way (the last
+    /// one at the end). With `restarts`, the store is closed and opened
+    /// again after each checkpoint but the last, as a node that is switched
+    /// off at night would.
     pub fn run(
         &self,
-        store: Arc<dyn Store>,
+        mut open: impl FnMut() -> Arc<dyn Store>,
         mut at_checkpoint: impl FnMut(Usage),
     ) -> Result<Outcome, ReplicaError> {
+        let mut store = open();
         let mut replica = Replica::open(store.clone())?;
         let mut rng = Rng::new(self.seed);
         let every = (self.edits_per_doc / self.checkpoints.max(1)).max(1);
         let (mut commits, mut large_snapshots, mut largest_snapshot) = (0, 0, 0);
-        let mut measuring = Duration::ZERO;
+        let mut not_writing = Duration::ZERO;
         let started = Instant::now();
         for pass in 1..=self.edits_per_doc {
             for n in 0..self.docs {
@@ -155,7 +161,7 @@ impl Churn {
                         large_snapshots += 1;
                     }
                 }
-                measuring += t.elapsed();
+                not_writing += t.elapsed();
                 let mut sync_state = WriteBatch::default();
                 Replica::put_shared_heads(&mut sync_state, "hub", &id, &replica.heads(&id));
                 replica.commit(sync_state)?;
@@ -164,16 +170,16 @@ impl Churn {
             if pass % every == 0 || pass == self.edits_per_doc {
                 let t = Instant::now();
                 at_checkpoint(Usage::of(&*store));
-                measuring += t.elapsed();
+                if self.restarts && pass != self.edits_per_doc {
+                    drop(replica);
+                    drop(store);
+                    store = open();
+                    replica = Replica::open(store.clone())?;
+                }
+                not_writing += t.elapsed();
             }
         }
-        let elapsed = started.elapsed() - measuring;
-        Ok(Outcome {
-            commits,
-            elapsed,
-            large_snapshots,
-            largest_snapshot,
-            end: Usage::of(&*store),
-        })
+        let elapsed = started.elapsed() - not_writing;
+        Ok(Outcome { commits, elapsed, large_snapshots, largest_snapshot, end: Usage::of(&*store) })
     }
 }
