@@ -61,7 +61,11 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other} (try --help)")),
         }
     }
-    Ok(Args { churn, dir, backends })
+    Ok(Args {
+        churn,
+        dir,
+        backends,
+    })
 }
 
 fn mb(bytes: u64) -> String {
@@ -70,8 +74,13 @@ fn mb(bytes: u64) -> String {
 
 /// sled's blob files, if any.
 fn blobs(home: &Path) -> String {
-    let Ok(entries) = std::fs::read_dir(home.join("store.sled").join("blobs")) else { return String::new() };
-    let sizes: Vec<u64> = entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).collect();
+    let Ok(entries) = std::fs::read_dir(home.join("store.sled").join("blobs")) else {
+        return String::new();
+    };
+    let sizes: Vec<u64> = entries
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .collect();
     format!(" ({} blob files, {})", sizes.len(), mb(sizes.iter().sum()))
 }
 
@@ -142,7 +151,11 @@ fn main() -> ExitCode {
     println!(
         "Churn: {docs} documents × {edits_per_doc} edits (200 B–6 KB of random bytes each), each edit followed by \
          a ~40 B sync-state overwrite; every write acknowledged after the store's durability call (seed {seed}){}.",
-        if restarts { "; the store closed and reopened after each checkpoint" } else { "" }
+        if restarts {
+            "; the store closed and reopened after each checkpoint"
+        } else {
+            ""
+        }
     );
     println!();
     println!(

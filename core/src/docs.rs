@@ -133,10 +133,10 @@ pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
             .filter_map(|(v, vid)| read_value(doc, &kind, &field, v, &vid))
             .collect();
         // `get` returns the value Automerge picks on every replica alike.
-        if let Some((v, vid)) = doc.get(&obj, field.as_str())? {
-            if let Some(v) = read_value(doc, &kind, &field, v, &vid) {
-                rec.fields.insert(field.clone(), v);
-            }
+        if let Some((v, vid)) = doc.get(&obj, field.as_str())?
+            && let Some(v) = read_value(doc, &kind, &field, v, &vid)
+        {
+            rec.fields.insert(field.clone(), v);
         }
         if values.len() > 1 {
             rec.conflicts.insert(field, values);
@@ -150,11 +150,10 @@ pub fn list_records(doc: &AutoCommit) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for id in doc.keys(ROOT) {
         if let Ok(Some((automerge::Value::Object(ObjType::Map), obj))) = doc.get(ROOT, id.as_str())
+            && let Ok(Some((automerge::Value::Scalar(s), _))) = doc.get(&obj, "kind")
         {
-            if let Ok(Some((automerge::Value::Scalar(s), _))) = doc.get(&obj, "kind") {
-                let kind = s.as_str().unwrap_or_default().to_owned();
-                out.push((id, kind));
-            }
+            let kind = s.as_str().unwrap_or_default().to_owned();
+            out.push((id, kind));
         }
     }
     out

@@ -41,6 +41,9 @@ pub enum ReplicaError {
 
 pub type Result<T, E = ReplicaError> = std::result::Result<T, E>;
 
+/// A stored key (relative to its document) and value.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 struct Entry {
     doc: AutoCommit,
     /// Heads of what is on disk.
@@ -129,7 +132,7 @@ impl Replica {
                 actor
             }
         };
-        let mut by_doc: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+        let mut by_doc: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
         for (k, v) in store.scan(b"d\0")? {
             let rest = &k[2..];
             let Some(sep) = rest.iter().position(|b| *b == 0) else {
@@ -149,11 +152,7 @@ impl Replica {
         Ok(Replica { store, actor, docs })
     }
 
-    fn load_entry(
-        doc_id: &str,
-        entries: Vec<(Vec<u8>, Vec<u8>)>,
-        actor: &ActorId,
-    ) -> Result<Entry> {
+    fn load_entry(doc_id: &str, entries: Vec<KeyValue>, actor: &ActorId) -> Result<Entry> {
         let corrupt = |reason: &str| ReplicaError::Corrupt {
             doc: doc_id.to_owned(),
             reason: reason.to_owned(),

@@ -500,11 +500,13 @@ mod suite {
         let home = tempfile::tempdir().unwrap();
         let mut verified = Map::new();
         let (mut acked_total, mut acked_groups, mut in_flight_landed) = (0, 0, 0);
+        let mut per_round = Vec::new();
         for round in 0..ROUNDS {
             let mut child = ChildProcess::spawn("batches", backend, u64::from(round), home.path());
             child.wait_ready();
             thread::sleep(random_kill_delay());
             let acks = ack_numbers(&child.kill());
+            per_round.push(acks.len());
             assert!(
                 acks.iter().copied().eq(0..acks.len() as u64),
                 "round {round}: acks out of order: {acks:?}"
@@ -539,7 +541,7 @@ mod suite {
         }
         eprintln!(
             "{backend:?}: {ROUNDS} SIGKILLs, {acked_total} acknowledged batches ({acked_groups} snapshot+delete groups) \
-             all present, in-flight batch landed whole {in_flight_landed} times"
+             all present, in-flight batch landed whole {in_flight_landed} times; acks per round {per_round:?}"
         );
         assert!(
             acked_groups > 0,
@@ -574,12 +576,14 @@ mod suite {
         const ROUNDS: u32 = 10;
         let home = tempfile::tempdir().unwrap();
         let (mut on_disk, mut compactions, mut in_flight_landed) = (0u64, 0, 0);
+        let mut per_round = Vec::new();
         for round in 0..ROUNDS {
             let mut child = ChildProcess::spawn("replica", backend, on_disk, home.path());
             child.wait_ready();
             thread::sleep(random_kill_delay());
             let lines = child.kill();
             let acks = ack_numbers(&lines);
+            per_round.push(acks.len());
             assert!(
                 acks.iter()
                     .copied()
@@ -623,7 +627,7 @@ mod suite {
         }
         eprintln!(
             "{backend:?}: {ROUNDS} SIGKILLs, {on_disk} edits on disk, {compactions} acknowledged compactions, \
-             in-flight edit landed {in_flight_landed} times"
+             in-flight edit landed {in_flight_landed} times; acks per round {per_round:?}"
         );
         assert!(
             compactions > 0,
@@ -639,12 +643,28 @@ mod suite {
     /// grows (below 4 GiB), which alone can take it past 3x for a while.
     pub fn disk_stays_within_3x_live_over_a_long_churn(backend: Backend) {
         let home = tempfile::tempdir().unwrap();
-        let churn = churn::Churn { docs: 8, edits_per_doc: 250, seed: 5, checkpoints: 10, restarts: true };
+        let churn = churn::Churn {
+            docs: 8,
+            edits_per_doc: 250,
+            seed: 5,
+            checkpoints: 10,
+            restarts: true,
+        };
         let open = || storage::open(backend, home.path()).expect("open the store");
         let outcome = churn
             .run(open, |u| {
-                eprintln!("{backend:?}: live {} B, disk {} B, ratio {:.2}", u.live, u.disk, u.ratio());
-                assert!(u.disk >= u.live, "disk {} B < live {} B: size_on_disk undercounts", u.disk, u.live);
+                eprintln!(
+                    "{backend:?}: live {} B, disk {} B, ratio {:.2}",
+                    u.live,
+                    u.disk,
+                    u.ratio()
+                );
+                assert!(
+                    u.disk >= u.live,
+                    "disk {} B < live {} B: size_on_disk undercounts",
+                    u.disk,
+                    u.live
+                );
             })
             .expect("churn");
         assert!(
@@ -654,11 +674,28 @@ mod suite {
             outcome.large_snapshots,
             outcome.largest_snapshot
         );
+        eprintln!(
+            "{backend:?}: {} commits in {:.1} s of writing ({:.0}/s)",
+            outcome.commits,
+            outcome.elapsed.as_secs_f64(),
+            outcome.commits_per_sec()
+        );
         let store = open();
         store.compact().unwrap();
         let u = churn::Usage::of(&*store);
-        eprintln!("{backend:?} after compact(): live {} B, disk {} B, ratio {:.2}", u.live, u.disk, u.ratio());
-        assert!(u.disk <= 3 * u.live, "after compact(): disk {} B > 3x live {} B (ratio {:.2})", u.disk, u.live, u.ratio());
+        eprintln!(
+            "{backend:?} after compact(): live {} B, disk {} B, ratio {:.2}",
+            u.live,
+            u.disk,
+            u.ratio()
+        );
+        assert!(
+            u.disk <= 3 * u.live,
+            "after compact(): disk {} B > 3x live {} B (ratio {:.2})",
+            u.disk,
+            u.live,
+            u.ratio()
+        );
     }
 }
 

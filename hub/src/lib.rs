@@ -1,11 +1,11 @@
 //! # htx-hub: the provincial hub
 //!
 //! # Layout
-//! - [`config`]: `DIR/hub.toml`; [`home`]: the hub's directory, CA and enrolments;
-//! - [`hub`]: the merged replica and what the hub knows of each node (no gRPC);
-//! - [`sync_service`]: the hub's side of a sync session;
-//! - [`admin`]: the administration API and the servers;
-//! - [`cli`]: the `htx-hub` commands.
+//! - [`config`] — `DIR/hub.toml`; [`home`]: the hub's directory, CA and enrolments;
+//! - [`hub`] — the merged replica and what the hub knows of each node (no gRPC);
+//! - [`sync_service`] — the hub's side of a sync session;
+//! - [`admin`] — the administration API and the servers;
+//! - [`cli`] — the `htx-hub` commands.
 
 pub mod admin;
 pub mod cli;

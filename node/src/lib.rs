@@ -1,12 +1,12 @@
 //! # htx-node: a district (or commune) office's node
 //!
 //! # Layout
-//! - [`config`]: `DIR/node.toml`;
-//! - [`node`]: the state and the officers' operations (no gRPC);
-//! - [`sync_client`]: one sync session with the hub, and the loop that
+//! - [`config`] — `DIR/node.toml`;
+//! - [`node`] — the state and the officers' operations (no gRPC);
+//! - [`sync_client`] — one sync session with the hub, and the loop that
 //!   reconnects with back-off and jitter;
-//! - [`api`]: the local gRPC API that the commands reach while `run` runs;
-//! - [`cli`]: the `htx-node` commands.
+//! - [`api`] — the local gRPC API that the commands reach while `run` runs;
+//! - [`cli`] — the `htx-node` commands.
 
 pub mod api;
 pub mod cli;

@@ -155,13 +155,13 @@ impl Node {
                 } else {
                     known.get(&rec.id).cloned()
                 };
-                if let Some(loc) = &existing {
-                    if loc.kind != rec.kind {
-                        return Err(FieldError::UnknownKind(format!(
-                            "{} (record {} is a {})",
-                            rec.kind, rec.id, loc.kind
-                        )));
-                    }
+                if let Some(loc) = &existing
+                    && loc.kind != rec.kind
+                {
+                    return Err(FieldError::UnknownKind(format!(
+                        "{} (record {} is a {})",
+                        rec.kind, rec.id, loc.kind
+                    )));
                 }
                 let unit_version = match rec.fields.get("unit_version") {
                     Some(v) => v.to_string(),

@@ -259,7 +259,9 @@ pub async fn session(
         let r = node.replica();
         let mut docs: std::collections::BTreeSet<&str> = r.doc_ids().collect();
         docs.extend(hub_heads.iter().map(|(d, _)| d.as_str()));
-        docs.into_iter().map(|d| doc_heads(d, &r.heads(d))).collect()
+        docs.into_iter()
+            .map(|d| doc_heads(d, &r.heads(d)))
+            .collect()
     };
     conn.send(Nb::Want(pb::Want { docs: want })).await?;
     conn.report.round_trips += 1;

@@ -364,11 +364,7 @@ impl TestNode {
 
     /// The node's documents.
     pub fn docs(&self) -> Vec<String> {
-        self.node()
-            .replica()
-            .doc_ids()
-            .map(str::to_owned)
-            .collect()
+        self.node().replica().doc_ids().map(str::to_owned).collect()
     }
 
     /// Digest of every document the node holds.
@@ -553,7 +549,10 @@ impl Output {
 
     /// Its standard error, after checking that it failed.
     pub fn failed(&self) -> &str {
-        assert!(!self.status.success(), "command should have failed: {self:#?}");
+        assert!(
+            !self.status.success(),
+            "command should have failed: {self:#?}"
+        );
         &self.stderr
     }
 }

@@ -50,7 +50,10 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
         let bytes: usize = batches.iter().map(|b| sync::batch_size(b).1).sum();
         (batches.len(), bytes)
     };
-    assert!(all_batches > 20, "a catch-up of many batches ({all_batches})");
+    assert!(
+        all_batches > 20,
+        "a catch-up of many batches ({all_batches})"
+    );
 
     // The link drops about halfway through the upload.
     proxy.cut_after(change_bytes as u64 / 2);
@@ -97,5 +100,8 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
     assert_eq!(hub.export(), node.export());
     assert_eq!(hub.digest(&docs), node.digest());
     let last = node.record(&ids[(EDITS - 1) % RECORDS]);
-    assert_eq!(last.text("sector"), Some(format!("ngành {}", EDITS - 1).as_str()));
+    assert_eq!(
+        last.text("sector"),
+        Some(format!("ngành {}", EDITS - 1).as_str())
+    );
 }

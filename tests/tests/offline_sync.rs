@@ -28,7 +28,11 @@ async fn districts_record_offline_then_sync_when_the_hub_comes_up() {
         );
         assert!(err.to_string().contains("cannot reach the hub"), "{err}");
         assert!(
-            node.node().status().sync.last_error.contains("cannot reach the hub"),
+            node.node()
+                .status()
+                .sync
+                .last_error
+                .contains("cannot reach the hub"),
             "status shows why the last sync failed"
         );
         assert!(node.node().status().sync.last_success.is_empty());
@@ -71,7 +75,11 @@ async fn districts_record_offline_then_sync_when_the_hub_comes_up() {
         let v = hub.node_view(name);
         assert_eq!(v.documents, 2, "{name}: two communes' documents");
         assert_eq!(v.stats.changes_received, 2, "{name}: one change per record");
-        assert!(v.stats.last_error.is_empty(), "{name}: {}", v.stats.last_error);
+        assert!(
+            v.stats.last_error.is_empty(),
+            "{name}: {}",
+            v.stats.last_error
+        );
     }
     assert!(!thanh_pho.node().status().sync.last_success.is_empty());
     assert_eq!(thanh_pho.node().status().documents_not_at_hub, 0);
@@ -112,8 +120,16 @@ async fn two_offices_of_one_district_edit_offline_and_converge() {
     }
 
     let at_hub = hub.export();
-    assert_eq!(office.export(), at_hub, "office-pc holds what the hub holds");
-    assert_eq!(laptop.export(), at_hub, "field-laptop holds what the hub holds");
+    assert_eq!(
+        office.export(),
+        at_hub,
+        "office-pc holds what the hub holds"
+    );
+    assert_eq!(
+        laptop.export(),
+        at_hub,
+        "field-laptop holds what the hub holds"
+    );
     assert_eq!(at_hub.len(), 3);
     for id in [&shared, &from_office, &from_laptop] {
         assert!(at_hub.iter().any(|r| &r.id == id), "hub lacks {id}");

@@ -180,6 +180,12 @@ impl Churn {
             }
         }
         let elapsed = started.elapsed() - not_writing;
-        Ok(Outcome { commits, elapsed, large_snapshots, largest_snapshot, end: Usage::of(&*store) })
+        Ok(Outcome {
+            commits,
+            elapsed,
+            large_snapshots,
+            largest_snapshot,
+            end: Usage::of(&*store),
+        })
     }
 }
