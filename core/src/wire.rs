@@ -3,6 +3,8 @@
 
 use htx_proto::v1 as pb;
 
+use automerge::ChangeHash;
+
 use crate::schema::{self, Record, Value};
 
 pub fn value_to_wire(v: &Value) -> pb::Value {
@@ -78,4 +80,9 @@ pub fn record_from_wire(r: &pb::Record) -> Record {
             })
             .collect(),
     }
+}
+
+/// A document's heads as they travel.
+pub fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
+    pb::DocHeads { doc: doc.to_owned(), heads: heads.iter().map(|h| h.0.to_vec()).collect() }
 }

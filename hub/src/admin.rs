@@ -7,6 +7,7 @@ use htx_core::wire;
 use htx_proto::v1::{self as pb, hub_admin_server::HubAdminServer, sync_server::SyncServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -95,7 +96,12 @@ pub async fn serve(
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health.clone())
         .add_service(reflection()?)
-        .add_service(SyncServer::new(SyncService::new(hub.clone())).max_decoding_message_size(max))
+        .add_service(
+            SyncServer::new(SyncService::new(hub.clone()))
+                .max_decoding_message_size(max)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(sync), async move {
             let mut rx = stop_rx;
             let _ = rx.changed().await;

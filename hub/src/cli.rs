@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use htx_core::pki::write_private;
+use htx_core::pki::{write_atomic, write_private};
 use htx_core::schema::Record;
 use htx_core::storage::Backend;
 use htx_core::wire;
@@ -221,8 +221,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(&hub.config().admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", hub.config().admin_listen))?;
-    std::fs::write(dir.join(SYNC_ADDR_FILE), sync.local_addr()?.to_string())?;
-    std::fs::write(dir.join(ADMIN_ADDR_FILE), admin.local_addr()?.to_string())?;
+    write_atomic(&dir.join(SYNC_ADDR_FILE), sync.local_addr()?.to_string().as_bytes())?;
+    write_atomic(&dir.join(ADMIN_ADDR_FILE), admin.local_addr()?.to_string().as_bytes())?;
     tracing::info!(
         "hub serving nodes on {} (mutual TLS), admin API on {}",
         sync.local_addr()?,

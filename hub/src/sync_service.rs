@@ -11,6 +11,7 @@ use htx_core::pki::fingerprint;
 use htx_core::replica::{Replica, heads_from_bytes};
 use htx_core::storage::WriteBatch;
 use htx_core::sync;
+use htx_core::wire::doc_heads;
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -42,12 +43,6 @@ struct Session {
     idle: Duration,
 }
 
-fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
-    pb::DocHeads {
-        doc: doc.to_owned(),
-        heads: heads.iter().map(|h| h.0.to_vec()).collect(),
-    }
-}
 
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())

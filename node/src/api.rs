@@ -111,16 +111,7 @@ impl pb::node_api_server::NodeApi for NodeApiService {
         _: Request<pb::SyncNowRequest>,
     ) -> Result<Response<pb::SyncReport>, Status> {
         let r = sync_client::sync_once(&self.node).await?;
-        Ok(Response::new(pb::SyncReport {
-            in_sync: r.in_sync,
-            round_trips: r.round_trips,
-            bytes_sent: r.bytes_sent,
-            bytes_received: r.bytes_received,
-            changes_sent: r.changes_sent,
-            changes_received: r.changes_received,
-            batches_sent: r.batches_sent,
-            batches_received: r.batches_received,
-        }))
+        Ok(Response::new(r.into()))
     }
 }
 

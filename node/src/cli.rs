@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use htx_core::pki::{Bundle, fingerprint, write_private};
+use htx_core::pki::{Bundle, fingerprint, write_atomic, write_private};
 use htx_core::schema::{self, Record};
 use htx_core::storage::Backend;
 use htx_core::units::Hierarchy;
@@ -222,16 +222,7 @@ impl Access {
                     .await
                     .map_err(status_error)?
                     .into_inner();
-                Ok(SessionReport {
-                    in_sync: r.in_sync,
-                    round_trips: r.round_trips,
-                    bytes_sent: r.bytes_sent,
-                    bytes_received: r.bytes_received,
-                    changes_sent: r.changes_sent,
-                    changes_received: r.changes_received,
-                    batches_sent: r.batches_sent,
-                    batches_received: r.batches_received,
-                })
+                Ok(r.into())
             }
             Access::Local(n) => Ok(sync_client::sync_once(n).await?),
         }
@@ -377,7 +368,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", node.config().api_listen))?;
     let addr_file = dir.join(API_ADDR_FILE);
-    std::fs::write(&addr_file, listener.local_addr()?.to_string())?;
+    write_atomic(&addr_file, listener.local_addr()?.to_string().as_bytes())?;
     tracing::info!(
         "node {} serving its API on {}",
         node.bundle().node,

@@ -11,11 +11,13 @@ use automerge::ChangeHash;
 use htx_core::replica::{Replica, heads_from_bytes};
 use htx_core::storage::WriteBatch;
 use htx_core::sync::{self, DocChanges};
+use htx_core::wire::doc_heads;
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
 use prost::Message;
 use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::node::{HUB_PEER, Node, NodeError, now_rfc3339};
@@ -53,6 +55,36 @@ pub struct SessionReport {
     pub changes_received: u32,
     pub batches_sent: u32,
     pub batches_received: u32,
+}
+
+impl From<SessionReport> for pb::SyncReport {
+    fn from(r: SessionReport) -> Self {
+        pb::SyncReport {
+            in_sync: r.in_sync,
+            round_trips: r.round_trips,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            changes_sent: r.changes_sent,
+            changes_received: r.changes_received,
+            batches_sent: r.batches_sent,
+            batches_received: r.batches_received,
+        }
+    }
+}
+
+impl From<pb::SyncReport> for SessionReport {
+    fn from(r: pb::SyncReport) -> Self {
+        SessionReport {
+            in_sync: r.in_sync,
+            round_trips: r.round_trips,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            changes_sent: r.changes_sent,
+            changes_received: r.changes_received,
+            batches_sent: r.batches_sent,
+            batches_received: r.batches_received,
+        }
+    }
 }
 
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
@@ -127,6 +159,23 @@ impl Conn<'_> {
         msg.body
             .ok_or_else(|| SyncError::Broken("empty message from the hub".into()))
     }
+
+    /// Half-closes the stream and waits for the hub to end it: only then has
+    /// the hub read our last ack and recorded the session. (Dropping the
+    /// stream at once can cancel it before that ack leaves.)
+    async fn finish(&mut self) -> Result<(), SyncError> {
+        self.tx = None;
+        match tokio::time::timeout(self.timeout, self.rx.message()).await {
+            Err(_) => Err(SyncError::Broken(
+                "the hub did not end the session in time".into(),
+            )),
+            Ok(Err(status)) => Err(status_error(status)),
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(m))) => Err(SyncError::Broken(format!(
+                "unexpected message after the end of the session: {m:?}"
+            ))),
+        }
+    }
 }
 
 fn status_error(s: tonic::Status) -> SyncError {
@@ -142,13 +191,6 @@ fn status_error(s: tonic::Status) -> SyncError {
     }
 }
 
-fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
-    pb::DocHeads {
-        doc: doc.to_owned(),
-        heads: heads.iter().map(|h| h.0.to_vec()).collect(),
-    }
-}
-
 /// Runs one session on `channel`; `report` holds what was done even if the
 /// session breaks part-way.
 pub async fn session(
@@ -158,21 +200,23 @@ pub async fn session(
 ) -> Result<(), SyncError> {
     let _one_at_a_time = node.session_lock().lock().await;
     let (tx, rx) = mpsc::channel(4);
-    let hello = {
-        let r = node.replica();
-        let ids: Vec<&str> = r.doc_ids().collect();
-        pb::Hello {
-            protocol: sync::PROTOCOL,
-            digest: r.digest(ids.iter().copied()).to_vec(),
-            documents: ids.len() as u32,
-        }
+    let (at_hello, digest) = snapshot(node);
+    let hello = pb::Hello {
+        protocol: sync::PROTOCOL,
+        digest: digest.to_vec(),
+        documents: at_hello.len() as u32,
     };
     let msg = pb::NodeMessage {
         body: Some(Nb::Hello(hello)),
     };
     report.bytes_sent += msg.encoded_len() as u64 + FRAME;
     tx.send(msg).await.expect("receiver alive");
-    let mut client = pb::sync_client::SyncClient::new(channel).max_decoding_message_size(64 << 20);
+    // Batches are gzip-compressed on the wire: Automerge changes sent one by
+    // one repeat actor ids and keys that compress well (see BENCHMARKS.md).
+    let mut client = pb::sync_client::SyncClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
     let inbound = client
         .session(ReceiverStream::new(rx))
         .await
@@ -196,8 +240,9 @@ pub async fn session(
     };
     conn.report.round_trips = 1;
     if welcome.in_sync {
+        conn.finish().await?;
         conn.report.in_sync = true;
-        mark_all_shared(node)?;
+        mark_shared(node, &at_hello)?;
         return Ok(());
     }
     let hub_heads: Vec<(String, Vec<ChangeHash>)> = welcome
@@ -305,29 +350,33 @@ pub async fn session(
         }
         conn.report.round_trips += 1;
     };
-    conn.tx = None; // half-close: the session is over
-    let ours = {
-        let r = node.replica();
-        r.digest(r.doc_ids()).to_vec()
-    };
-    conn.report.in_sync = ours == hub_digest;
+    conn.finish().await?;
+    let (now, ours) = snapshot(node);
+    conn.report.in_sync = ours.as_slice() == hub_digest;
     if conn.report.in_sync {
-        mark_all_shared(node)?;
+        mark_shared(node, &now)?;
     }
     Ok(())
 }
 
+/// Every document's heads, and their digest, read at one instant.
+fn snapshot(node: &Node) -> (Vec<(String, Vec<ChangeHash>)>, [u8; 32]) {
+    let r = node.replica();
+    let heads = r.doc_ids().map(|d| (d.to_owned(), r.heads(d))).collect();
+    (heads, r.digest(r.doc_ids()))
+}
+
 /// After a session that ended with equal digests, the hub holds exactly
-/// what this node holds.
-fn mark_all_shared(node: &Node) -> Result<(), SyncError> {
+/// `heads`: what this node held when its digest was taken. Not what it holds
+/// now: a write during the session is not at the hub yet.
+fn mark_shared(node: &Node, heads: &[(String, Vec<ChangeHash>)]) -> Result<(), SyncError> {
     let r = node.replica();
     let mut b = WriteBatch::default();
-    for doc in r.doc_ids() {
-        let heads = r.heads(doc);
+    for (doc, heads) in heads {
         let mut shared = r.shared_heads(HUB_PEER, doc)?;
         shared.sort();
-        if shared != heads {
-            Replica::put_shared_heads(&mut b, HUB_PEER, doc, &heads);
+        if shared != *heads {
+            Replica::put_shared_heads(&mut b, HUB_PEER, doc, heads);
         }
     }
     if !b.is_empty() {

@@ -10,7 +10,8 @@
 //! - [`TestHub`]: a hub home served in this process; stop it, restart it on
 //!   the same directory and port, enroll nodes;
 //! - [`TestNode`]: a node directory opened in this process;
-//! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes;
+//! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes, or
+//!   hold back the hub's replies;
 //! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process.
 
 use std::ffi::OsStr;
@@ -69,13 +70,27 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
     }
 }
 
-/// Waits until `path` exists (a process writes it once it serves).
-pub async fn wait_for_file(path: &Path, timeout: Duration) {
-    assert!(
-        eventually(timeout, || path.exists()).await,
-        "{} did not appear within {timeout:?}",
-        path.display()
-    );
+/// Waits until the process that writes `addr_file` (`api.addr`,
+/// `admin.addr`) answers at the address in it. A file left behind by a
+/// killed process names a port that refuses connections.
+pub async fn wait_for_api(addr_file: &Path, timeout: Duration) -> std::net::SocketAddr {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let addr = std::fs::read_to_string(addr_file)
+            .ok()
+            .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+        if let Some(addr) = addr
+            && TcpStream::connect(addr).await.is_ok()
+        {
+            return addr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing answered at the address in {} within {timeout:?}",
+            addr_file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Records sorted by id, so that two replicas' exports compare equal.
@@ -176,10 +191,6 @@ impl TestHub {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.serve().await;
-    }
-
-    pub fn is_serving(&self) -> bool {
-        self.serving.is_some()
     }
 
     pub fn dir(&self) -> &Path {
@@ -382,40 +393,44 @@ impl TestNode {
 }
 
 /// A TCP forwarder from a local port to `upstream`, which can cut the link
-/// once a given number of bytes went upstream (node to hub).
+/// once a given number of bytes went upstream (node to hub), or hold back
+/// what comes downstream (the hub's replies) for a while.
 pub struct Proxy {
     port: u16,
-    cut_after: Arc<Mutex<Option<u64>>>,
-    forwarded: Arc<AtomicU64>,
-    cuts: Arc<AtomicU64>,
+    link: Arc<Link>,
     task: JoinHandle<()>,
+}
+
+struct Link {
+    cut_after: Mutex<Option<u64>>,
+    forwarded: AtomicU64,
+    cuts: AtomicU64,
+    /// True while the hub's replies are held back.
+    hold: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
     pub async fn start(upstream_port: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("bound").port();
-        let cut_after = Arc::new(Mutex::new(None));
-        let forwarded = Arc::new(AtomicU64::new(0));
-        let cuts = Arc::new(AtomicU64::new(0));
-        let (c, f, n) = (cut_after.clone(), forwarded.clone(), cuts.clone());
+        let link = Arc::new(Link {
+            cut_after: Mutex::new(None),
+            forwarded: AtomicU64::new(0),
+            cuts: AtomicU64::new(0),
+            hold: tokio::sync::watch::channel(false).0,
+        });
+        let l = link.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let (c, f, n) = (c.clone(), f.clone(), n.clone());
+                let l = l.clone();
                 tokio::spawn(async move {
                     if let Ok(up) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
-                        pipe(conn, up, c, f, n).await;
+                        pipe(conn, up, l).await;
                     }
                 });
             }
         });
-        Proxy {
-            port,
-            cut_after,
-            forwarded,
-            cuts,
-            task,
-        }
+        Proxy { port, link, task }
     }
 
     /// The address a node should use instead of the hub's.
@@ -425,17 +440,26 @@ impl Proxy {
 
     /// Cuts the link (once) after `bytes` more bytes went upstream.
     pub fn cut_after(&self, bytes: u64) {
-        *self.cut_after.lock().expect("lock") = Some(bytes);
+        *self.link.cut_after.lock().expect("lock") = Some(bytes);
     }
 
     /// Bytes forwarded upstream so far.
     pub fn forwarded(&self) -> u64 {
-        self.forwarded.load(Ordering::SeqCst)
+        self.link.forwarded.load(Ordering::SeqCst)
     }
 
     /// How many times the link was cut.
     pub fn cuts(&self) -> u64 {
-        self.cuts.load(Ordering::SeqCst)
+        self.link.cuts.load(Ordering::SeqCst)
+    }
+
+    /// Holds back everything the hub sends until [`Proxy::release_replies`].
+    pub fn hold_replies(&self) {
+        self.link.hold.send_replace(true);
+    }
+
+    pub fn release_replies(&self) {
+        self.link.hold.send_replace(false);
     }
 }
 
@@ -445,17 +469,23 @@ impl Drop for Proxy {
     }
 }
 
-async fn pipe(
-    down: TcpStream,
-    up: TcpStream,
-    cut_after: Arc<Mutex<Option<u64>>>,
-    forwarded: Arc<AtomicU64>,
-    cuts: Arc<AtomicU64>,
-) {
+async fn pipe(down: TcpStream, up: TcpStream, link: Arc<Link>) {
     let (mut down_r, mut down_w) = down.into_split();
     let (mut up_r, mut up_w) = up.into_split();
+    let mut held = link.hold.subscribe();
     let back = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut up_r, &mut down_w).await;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match up_r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if held.wait_for(|held| !*held).await.is_err()
+                || down_w.write_all(&buf[..n]).await.is_err()
+            {
+                break;
+            }
+        }
         let _ = down_w.shutdown().await;
     });
     let mut buf = vec![0u8; 16 * 1024];
@@ -466,7 +496,7 @@ async fn pipe(
         };
         // How much of this read may pass before the cut, if one is due.
         let allowed = {
-            let mut cut = cut_after.lock().expect("lock");
+            let mut cut = link.cut_after.lock().expect("lock");
             match *cut {
                 Some(left) if left <= n as u64 => {
                     *cut = None;
@@ -483,10 +513,10 @@ async fn pipe(
         if up_w.write_all(&buf[..pass]).await.is_err() {
             break;
         }
-        forwarded.fetch_add(pass as u64, Ordering::SeqCst);
+        link.forwarded.fetch_add(pass as u64, Ordering::SeqCst);
         if allowed.is_some() {
             // Cut: both sides lose the connection at once, mid-stream.
-            cuts.fetch_add(1, Ordering::SeqCst);
+            link.cuts.fetch_add(1, Ordering::SeqCst);
             back.abort();
             return;
         }
@@ -514,12 +544,31 @@ pub fn bin(name: &str) -> PathBuf {
             Some("debug") | None => "dev".to_owned(),
             Some(p) => p.to_owned(),
         };
-        let out = std::process::Command::new(env!("CARGO"))
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
             .args(["build", "--bins", "-p", "htx-node", "-p", "htx-hub"])
             .args(["--profile", &profile])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run cargo build");
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // What cargo sets for a test process is not the build's business:
+        // some build scripts (ring's) rerun when CARGO_MANIFEST_DIR changes,
+        // which would rebuild half the tree here and again in `cargo test`.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_")
+                || [
+                    "CARGO_MANIFEST_DIR",
+                    "CARGO_MANIFEST_PATH",
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "CARGO_RUSTC_CURRENT_DIR",
+                ]
+                .contains(&key.as_ref())
+            {
+                cargo.env_remove(key.as_ref());
+            }
+        }
+        let out = cargo.output().expect("run cargo build");
         assert!(
             out.status.success(),
             "cargo build of the binaries failed:\n{}",

@@ -7,13 +7,12 @@ use htx_core::sync;
 use htx_node::sync_client::SyncError;
 use htx_tests::{Proxy, TestHub, edit, eventually};
 
-const EDITS: usize = 2_000;
+const EDITS: usize = 1_000;
 const RECORDS: usize = 20;
-const MAX_BATCH_BYTES: usize = 4096;
+const MAX_BATCH_BYTES: usize = 2048;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_link_resumes_from_the_acknowledged_batches() {
-    let t0 = std::time::Instant::now();
     let hub = TestHub::start().await;
     // The node reaches the hub through a proxy that can cut the link; TLS
     // still checks the hub's name from the bundle, so the proxy is invisible.
@@ -23,7 +22,7 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
         c.hub_url = Some(proxy.url());
     });
 
-    // A long spell offline: 2,000 edits, each its own change.
+    // A long spell offline: 1,000 edits, each its own change.
     let ids: Vec<String> = (0..RECORDS)
         .map(|i| {
             let unit = if i % 2 == 0 { "13633" } else { "13636" };
@@ -39,7 +38,6 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
         )])
         .expect("edit");
     }
-    eprintln!("writes {:?}", t0.elapsed());
     let docs = node.docs();
     let total = node.change_count();
     assert_eq!(total, EDITS);
@@ -55,10 +53,11 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
         "a catch-up of many batches ({all_batches})"
     );
 
-    // The link drops about halfway through the upload.
-    proxy.cut_after(change_bytes as u64 / 2);
+    // The link drops part-way through the upload. (A sixth of the raw
+    // changes: each carries a random 32-byte dependency hash, so even a
+    // compressed upload is well over that.)
+    proxy.cut_after(change_bytes as u64 / 6);
     let err = node.sync().await.expect_err("the link was cut");
-    eprintln!("first {:?}", t0.elapsed());
     assert_eq!(proxy.cuts(), 1);
     assert!(
         matches!(err, SyncError::Broken(_) | SyncError::Unreachable { .. }),
@@ -73,7 +72,6 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
 
     // The link is back: the next session sends only what the hub lacks.
     let second = node.sync().await.expect("sync after the cut");
-    eprintln!("second {:?} {second:?}", t0.elapsed());
     assert!(second.in_sync);
     assert_eq!(
         second.changes_sent as usize,

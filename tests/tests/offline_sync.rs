@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use htx_node::sync_client::SyncError;
-use htx_tests::{TestHub, Value, coop, edit, eventually, sorted};
+use htx_node::sync_client::{self, SessionReport, SyncError};
+use htx_tests::{Proxy, TestHub, Value, edit, eventually, sorted};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn districts_record_offline_then_sync_when_the_hub_comes_up() {
@@ -58,19 +58,13 @@ async fn districts_record_offline_then_sync_when_the_hub_comes_up() {
     assert_eq!(thanh_pho.export().len(), 2);
     assert_eq!(vu_ban.export().len(), 2);
 
-    // The admin sees both nodes synced and up to date (the hub records a
-    // session once the node has hung up, so give it a moment).
-    let up_to_date = |name: &str| {
+    // The admin sees both nodes synced and up to date, as soon as their
+    // syncs returned.
+    for name in ["node-356", "node-359"] {
         let v = hub.node_view(name);
-        !v.stats.last_sync.is_empty() && v.documents_behind == 0
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || up_to_date("node-356")
-            && up_to_date("node-359"))
-        .await,
-        "hub.nodes() = {:#?}",
-        hub.nodes()
-    );
+        assert!(!v.stats.last_sync.is_empty(), "{v:#?}");
+        assert_eq!(v.documents_behind, 0, "{v:#?}");
+    }
     for name in ["node-356", "node-359"] {
         let v = hub.node_view(name);
         assert_eq!(v.documents, 2, "{name}: two communes' documents");
@@ -195,4 +189,46 @@ async fn concurrent_edits_of_one_field_converge_and_show_the_conflict() {
         assert_eq!(rec, at_hub, "{who} holds the same record as the hub");
     }
     assert_eq!(office.digest(), laptop.digest());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_made_during_a_sync_is_sent_by_the_next_one() {
+    let hub = TestHub::start().await;
+    let proxy = Proxy::start(hub.port()).await;
+    let node = hub.enroll_node_with("356", "node-356", |c| c.hub_url = Some(proxy.url()));
+    node.add_coop("13633", "HTX Hạ Long");
+    node.sync().await.expect("sync");
+
+    // A session starts from an in-sync node, and the hub's answer is slow.
+    let channel = sync_client::connect(node.node()).await.expect("connect");
+    proxy.hold_replies();
+    let sent = proxy.forwarded();
+    let session = tokio::spawn({
+        let node = node.node().clone();
+        async move {
+            let mut report = SessionReport::default();
+            sync_client::session(&node, channel, &mut report)
+                .await
+                .map(|()| report)
+        }
+    });
+    // Once the session has taken its digest and sent its hello (more than
+    // the few bytes of HTTP/2 housekeeping)...
+    assert!(
+        eventually(Duration::from_secs(10), || proxy.forwarded() > sent + 64
+            && node.node().session_lock().try_lock().is_err())
+        .await
+    );
+    // ...the officer records something.
+    let late = node.add_coop("13636", "HTX Trần Tế Xương");
+    proxy.release_replies();
+    let report = session.await.expect("task").expect("session");
+    assert!(report.in_sync, "in sync as of the hello: {report:?}");
+
+    // That write is not at the hub: the node knows it, and sends it next time.
+    assert_eq!(node.node().status().documents_not_at_hub, 1);
+    let next = node.sync().await.expect("sync");
+    assert_eq!(next.changes_sent, 1, "{next:?}");
+    assert!(hub.export().iter().any(|r| r.id == late));
+    assert_eq!(hub.export(), node.export());
 }
