@@ -328,14 +328,20 @@ impl Replica {
         let actor = self.actor.clone();
         let mut touched = Vec::new();
         for (doc, list) in parsed {
-            let entry = self
-                .docs
-                .entry(doc.clone())
-                .or_insert_with(|| Entry::new(actor.clone()));
-            entry.doc.apply_changes(list)?;
-            touched.push(doc);
+            touched.push(doc.clone());
+            let entry = self.docs.entry(doc).or_insert_with(|| Entry::new(actor.clone()));
+            if let Err(e) = entry.doc.apply_changes(list) {
+                // Leave memory as the disk has it.
+                for id in &touched {
+                    self.reload(id)?;
+                }
+                return Err(e.into());
+            }
         }
         self.persist(&touched, extra)?;
+        // Changes whose dependencies never arrived are queued by Automerge,
+        // not applied: a document that got nothing else is not kept.
+        self.docs.retain(|_, e| !e.saved.is_empty());
         Ok(touched
             .into_iter()
             .map(|d| (d.clone(), self.heads(&d)))

@@ -404,6 +404,7 @@ pub struct Proxy {
 struct Link {
     cut_after: Mutex<Option<u64>>,
     forwarded: AtomicU64,
+    returned: AtomicU64,
     cuts: AtomicU64,
     /// True while the hub's replies are held back.
     hold: tokio::sync::watch::Sender<bool>,
@@ -416,6 +417,7 @@ impl Proxy {
         let link = Arc::new(Link {
             cut_after: Mutex::new(None),
             forwarded: AtomicU64::new(0),
+            returned: AtomicU64::new(0),
             cuts: AtomicU64::new(0),
             hold: tokio::sync::watch::channel(false).0,
         });
@@ -441,6 +443,11 @@ impl Proxy {
     /// Cuts the link (once) after `bytes` more bytes went upstream.
     pub fn cut_after(&self, bytes: u64) {
         *self.link.cut_after.lock().expect("lock") = Some(bytes);
+    }
+
+    /// Bytes sent back downstream (hub to node) so far.
+    pub fn returned(&self) -> u64 {
+        self.link.returned.load(Ordering::SeqCst)
     }
 
     /// Bytes forwarded upstream so far.
@@ -473,6 +480,7 @@ async fn pipe(down: TcpStream, up: TcpStream, link: Arc<Link>) {
     let (mut down_r, mut down_w) = down.into_split();
     let (mut up_r, mut up_w) = up.into_split();
     let mut held = link.hold.subscribe();
+    let back_link = link.clone();
     let back = tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -485,6 +493,7 @@ async fn pipe(down: TcpStream, up: TcpStream, link: Arc<Link>) {
             {
                 break;
             }
+            back_link.returned.fetch_add(n as u64, Ordering::SeqCst);
         }
         let _ = down_w.shutdown().await;
     });

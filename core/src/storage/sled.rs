@@ -3,12 +3,16 @@
 //! never deleted, and `flush` ends in `sync_file_range`, not `fsync`.
 
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use super::{Op, Result, Store, StoreError, WriteBatch};
 
 pub struct SledStore {
     db: sled::Db,
     path: PathBuf,
+    // sled iterators take their read lock per item, so a batch could land in
+    // the middle of a scan; this makes scans see one batch or the next.
+    scan_guard: RwLock<()>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -26,10 +30,7 @@ impl SledStore {
             }
             other => backend(other),
         })?;
-        Ok(SledStore {
-            db,
-            path: path.to_owned(),
-        })
+        Ok(SledStore { db, path: path.to_owned(), scan_guard: RwLock::new(()) })
     }
 }
 
@@ -39,6 +40,7 @@ impl Store for SledStore {
     }
 
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let _consistent = self.scan_guard.read().expect("scan lock");
         self.db
             .scan_prefix(prefix)
             .map(|entry| {
@@ -57,7 +59,10 @@ impl Store for SledStore {
                 Op::Delete(k) => b.remove(k),
             }
         }
-        self.db.apply_batch(b).map_err(backend)?;
+        {
+            let _exclusive = self.scan_guard.write().expect("scan lock");
+            self.db.apply_batch(b).map_err(backend)?;
+        }
         self.db.flush().map_err(backend)?;
         Ok(())
     }
