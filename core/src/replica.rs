@@ -329,7 +329,10 @@ impl Replica {
         let mut touched = Vec::new();
         for (doc, list) in parsed {
             touched.push(doc.clone());
-            let entry = self.docs.entry(doc).or_insert_with(|| Entry::new(actor.clone()));
+            let entry = self
+                .docs
+                .entry(doc)
+                .or_insert_with(|| Entry::new(actor.clone()));
             if let Err(e) = entry.doc.apply_changes(list) {
                 // Leave memory as the disk has it.
                 for id in &touched {

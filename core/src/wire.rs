@@ -84,5 +84,8 @@ pub fn record_from_wire(r: &pb::Record) -> Record {
 
 /// A document's heads as they travel.
 pub fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
-    pb::DocHeads { doc: doc.to_owned(), heads: heads.iter().map(|h| h.0.to_vec()).collect() }
+    pb::DocHeads {
+        doc: doc.to_owned(),
+        heads: heads.iter().map(|h| h.0.to_vec()).collect(),
+    }
 }

@@ -221,8 +221,14 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(&hub.config().admin_listen)
         .await
         .with_context(|| format!("cannot listen on {}", hub.config().admin_listen))?;
-    write_atomic(&dir.join(SYNC_ADDR_FILE), sync.local_addr()?.to_string().as_bytes())?;
-    write_atomic(&dir.join(ADMIN_ADDR_FILE), admin.local_addr()?.to_string().as_bytes())?;
+    write_atomic(
+        &dir.join(SYNC_ADDR_FILE),
+        sync.local_addr()?.to_string().as_bytes(),
+    )?;
+    write_atomic(
+        &dir.join(ADMIN_ADDR_FILE),
+        admin.local_addr()?.to_string().as_bytes(),
+    )?;
     tracing::info!(
         "hub serving nodes on {} (mutual TLS), admin API on {}",
         sync.local_addr()?,

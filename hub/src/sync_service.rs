@@ -43,7 +43,6 @@ struct Session {
     idle: Duration,
 }
 
-
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }

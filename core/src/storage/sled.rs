@@ -30,7 +30,11 @@ impl SledStore {
             }
             other => backend(other),
         })?;
-        Ok(SledStore { db, path: path.to_owned(), scan_guard: RwLock::new(()) })
+        Ok(SledStore {
+            db,
+            path: path.to_owned(),
+            scan_guard: RwLock::new(()),
+        })
     }
 }
 
