@@ -53,8 +53,9 @@ printf '%-14s ' "hai-hau:"
 "$BIN/htx-node" add "$W/nodes/hai-hau" activity --type communication --held-on 2025-03-08 \
   --unit 14215 --title "Ngày Quốc tế Phụ nữ: tuyên truyền Đề án 01" --participants 200 --women 180 >/dev/null && echo "recorded one more activity offline"
 
-say "Hải Hậu has no link: its sync fails cleanly and its data stays local"
+say "Hải Hậu has no link: its sync fails cleanly, its data stays local, and it sees its own progress offline"
 HTX_NODE_HUB_URL="https://127.0.0.1:1" "$BIN/htx-node" sync "$W/nodes/hai-hau" --once || true
+"$BIN/htx-node" progress "$W/nodes/hai-hau" --as-of 2025-12-31 | sed -n '1,33p'
 
 say "The online nodes sync; the hub shows who is up to date"
 "$BIN/htx-node" sync "$W/nodes/nam-dinh-city" --once
@@ -69,5 +70,9 @@ say "Merged at the hub: records per commune and kind"
 "$BIN/htx-hub" nodes "$W/hub"
 echo
 "$BIN/htx-hub" export "$W/hub" --format table
+
+say "Progress of the province against the plan (phase 1 closed on 2025-12-31)"
+"$BIN/htx-hub" progress "$W/hub" --as-of 2025-12-31
 echo
-echo "Work files: $W (try: $BIN/htx-hub export $W/hub --format json)"
+echo "Also: $BIN/htx-hub progress $W/hub --hierarchy 2025 --format csv"
+echo "Work files: $W"

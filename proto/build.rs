@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "htx/v1/sync.proto",
         "htx/v1/node_api.proto",
         "htx/v1/hub_admin.proto",
+        "htx/v1/progress.proto",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
@@ -15,6 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, ["."])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("htx_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Progress replies are also served as JSON (HTTP, `--format json`).
+    let mut config = tonic_prost_build::configure();
+    for ty in ["ProgressReply", "UnitFigures", "Figure", "Source"] {
+        config = config.type_attribute(format!(".htx.v1.{ty}"), "#[derive(serde::Serialize)]");
+    }
+    config.compile_fds(fds)?;
     Ok(())
 }

@@ -4,7 +4,10 @@
 //! TLS for nodes, and this API on loopback for the `htx-hub` commands.
 
 use htx_core::wire;
-use htx_proto::v1::{self as pb, hub_admin_server::HubAdminServer, sync_server::SyncServer};
+use htx_proto::v1::{
+    self as pb, hub_admin_server::HubAdminServer, progress_server::ProgressServer,
+    sync_server::SyncServer,
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
@@ -66,12 +69,40 @@ impl pb::hub_admin_server::HubAdmin for AdminService {
     }
 }
 
-/// Serves the sync endpoint (mutual TLS) on `sync` and the admin API on
-/// `admin` until `shutdown` resolves.
+/// Progress over gRPC: a thin conversion of [`crate::progress::View`].
+#[derive(Clone)]
+pub struct ProgressService {
+    hub: Hub,
+}
+
+#[tonic::async_trait]
+impl pb::progress_server::Progress for ProgressService {
+    async fn get(
+        &self,
+        req: Request<pb::ProgressRequest>,
+    ) -> Result<Response<pb::ProgressReply>, Status> {
+        let r = req.into_inner();
+        let query = crate::progress::Query {
+            unit: Some(r.unit),
+            as_of: Some(r.as_of),
+            hierarchy: Some(r.hierarchy),
+        };
+        let hub = self.hub.clone();
+        let view = tokio::task::spawn_blocking(move || hub.progress(&query))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(view))
+    }
+}
+
+/// Serves the sync endpoint (mutual TLS) on `sync`, the admin API on
+/// `admin` and progress over HTTP on `http`, until `shutdown` resolves.
 pub async fn serve(
     hub: Hub,
     sync: TcpListener,
     admin: TcpListener,
+    http: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (cert, key) = hub.home().server_identity()?;
@@ -91,11 +122,18 @@ pub async fn serve(
     let max = hub.config().max_message_bytes;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut stop_admin = stop_rx.clone();
+    let mut stop_http = stop_rx.clone();
+    let progress = ProgressService { hub: hub.clone() };
+    let web =
+        axum::serve(http, crate::http::router(hub.clone())).with_graceful_shutdown(async move {
+            let _ = stop_http.changed().await;
+        });
     let sync_server = tonic::transport::Server::builder()
         .tls_config(tls)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health.clone())
         .add_service(reflection()?)
+        .add_service(ProgressServer::new(progress.clone()))
         .add_service(
             SyncServer::new(SyncService::new(hub.clone()))
                 .max_decoding_message_size(max)
@@ -119,9 +157,10 @@ pub async fn serve(
         shutdown.await;
         let _ = stop_tx.send(());
     });
-    let (a, b) = tokio::join!(sync_server, admin_server);
+    let (a, b, c) = tokio::join!(sync_server, admin_server, web);
     stopper.abort();
     a?;
     b?;
+    c?;
     Ok(())
 }

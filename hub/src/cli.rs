@@ -74,6 +74,21 @@ pub enum Command {
         #[arg(long)]
         include_deleted: bool,
     },
+    /// Progress against the plan for a unit (default: the province), as of a
+    /// date (default: today), under a hierarchy version (default: the hub's).
+    Progress {
+        dir: PathBuf,
+        #[arg(long)]
+        unit: Option<String>,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        as_of: Option<String>,
+        /// 2023, 2024 or 2025
+        #[arg(long)]
+        hierarchy: Option<String>,
+        #[arg(long, default_value = "table")]
+        format: ProgressFormat,
+    },
     /// Shows every enrolled node and its sync.
     Nodes {
         dir: PathBuf,
@@ -89,6 +104,13 @@ pub enum HubExportFormat {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProgressFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NodesFormat {
     Text,
     Json,
@@ -96,9 +118,11 @@ pub enum NodesFormat {
 
 pub const ADMIN_ADDR_FILE: &str = "admin.addr";
 pub const SYNC_ADDR_FILE: &str = "sync.addr";
+pub const HTTP_ADDR_FILE: &str = "http.addr";
 
 enum Access {
-    Remote(HubAdminClient<Channel>),
+    /// The running process's loopback API.
+    Remote(Channel),
     Local(Hub),
 }
 
@@ -107,9 +131,7 @@ async fn access(dir: &Path) -> anyhow::Result<Access> {
         let endpoint = Channel::from_shared(format!("http://{}", addr.trim()))?
             .connect_timeout(std::time::Duration::from_secs(3));
         if let Ok(ch) = endpoint.connect().await {
-            return Ok(Access::Remote(
-                HubAdminClient::new(ch).max_decoding_message_size(usize::MAX),
-            ));
+            return Ok(Access::Remote(ch));
         }
     }
     match Hub::open(dir) {
@@ -144,7 +166,10 @@ fn node_views(reply: pb::NodesReply) -> Vec<serde_json::Value> {
 impl Access {
     async fn nodes(&mut self) -> anyhow::Result<Vec<serde_json::Value>> {
         match self {
-            Access::Remote(c) => Ok(node_views(c.nodes(pb::NodesRequest {}).await?.into_inner())),
+            Access::Remote(ch) => {
+                let mut c = HubAdminClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
+                Ok(node_views(c.nodes(pb::NodesRequest {}).await?.into_inner()))
+            }
             Access::Local(h) => h
                 .nodes()?
                 .into_iter()
@@ -160,16 +185,41 @@ impl Access {
         }
     }
 
+    async fn progress(
+        &mut self,
+        query: crate::progress::Query,
+    ) -> anyhow::Result<pb::ProgressReply> {
+        match self {
+            Access::Remote(ch) => {
+                let req = pb::ProgressRequest {
+                    unit: query.unit.unwrap_or_default(),
+                    as_of: query.as_of.unwrap_or_default(),
+                    hierarchy: query.hierarchy.unwrap_or_default(),
+                };
+                let mut client = pb::progress_client::ProgressClient::new(ch.clone())
+                    .max_decoding_message_size(usize::MAX);
+                Ok(client
+                    .get(req)
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .into_inner())
+            }
+            Access::Local(h) => h.progress(&query),
+        }
+    }
+
     async fn export(&mut self, include_deleted: bool) -> anyhow::Result<Vec<Record>> {
         match self {
-            Access::Remote(c) => Ok(c
-                .export(pb::ExportRequest { include_deleted })
-                .await?
-                .into_inner()
-                .records
-                .iter()
-                .map(wire::record_from_wire)
-                .collect()),
+            Access::Remote(ch) => {
+                let mut c = HubAdminClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
+                Ok(c.export(pb::ExportRequest { include_deleted })
+                    .await?
+                    .into_inner()
+                    .records
+                    .iter()
+                    .map(wire::record_from_wire)
+                    .collect())
+            }
             Access::Local(h) => Ok(h.export(include_deleted)?),
         }
     }
@@ -234,7 +284,19 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         sync.local_addr()?,
         admin.local_addr()?
     );
-    let res = crate::admin::serve(hub, sync, admin, shutdown_signal()).await;
+    let http = tokio::net::TcpListener::bind(&hub.config().http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", hub.config().http_listen))?;
+    write_atomic(
+        &dir.join(HTTP_ADDR_FILE),
+        http.local_addr()?.to_string().as_bytes(),
+    )?;
+    tracing::info!(
+        "progress over HTTP on http://{}/api/progress",
+        http.local_addr()?
+    );
+    let res = crate::admin::serve(hub, sync, admin, http, shutdown_signal()).await;
+    let _ = std::fs::remove_file(dir.join(HTTP_ADDR_FILE));
     let _ = std::fs::remove_file(dir.join(ADMIN_ADDR_FILE));
     let _ = std::fs::remove_file(dir.join(SYNC_ADDR_FILE));
     res
@@ -312,6 +374,25 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                     println!("{}", serde_json::to_string_pretty(&json)?);
                 }
                 HubExportFormat::Table => print_table(&records),
+            }
+        }
+        Command::Progress {
+            dir,
+            unit,
+            as_of,
+            hierarchy,
+            format,
+        } => {
+            let query = crate::progress::Query {
+                unit,
+                as_of,
+                hierarchy,
+            };
+            let reply = access(&dir).await?.progress(query).await?;
+            match format {
+                ProgressFormat::Table => print!("{}", htx_core::report::to_table(&reply)),
+                ProgressFormat::Csv => print!("{}", htx_core::report::to_csv(&reply)),
+                ProgressFormat::Json => println!("{}", serde_json::to_string_pretty(&reply)?),
             }
         }
         Command::Nodes { dir, format } => {

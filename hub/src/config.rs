@@ -22,6 +22,9 @@ pub struct HubConfig {
     /// The administration API (loopback only; port 0 picks a free one,
     /// written to `DIR/admin.addr` while `run` is running).
     pub admin_listen: String,
+    /// Progress as JSON and CSV over plain HTTP (`/api/progress`); port 0
+    /// picks a free one, written to `DIR/http.addr` while `run` is running.
+    pub http_listen: String,
     pub backend: Backend,
     /// Hierarchy version for units named without one (the plan's own).
     pub default_unit_version: String,
@@ -43,6 +46,7 @@ impl Default for HubConfig {
             public_url: "https://localhost:7443".into(),
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             admin_listen: "127.0.0.1:0".into(),
+            http_listen: "127.0.0.1:0".into(),
             backend: Backend::Redb,
             default_unit_version: htx_core::units::DEFAULT_VERSION.into(),
             node_cert_days: 365,
@@ -75,6 +79,9 @@ impl HubConfig {
         }
         if let Ok(v) = std::env::var("HTX_HUB_ADMIN_LISTEN") {
             cfg.admin_listen = v;
+        }
+        if let Ok(v) = std::env::var("HTX_HUB_HTTP_LISTEN") {
+            cfg.http_listen = v;
         }
         if let Ok(v) = std::env::var("HTX_HUB_BACKEND") {
             cfg.backend = v.parse().map_err(anyhow::Error::msg)?;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::HubConfig;
 use crate::home::{Enrolment, Home};
+use crate::progress::{self, Live, Query};
 
 /// What the hub records of each node's sync, persisted in its store.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -49,6 +50,8 @@ struct Inner {
     replica: Mutex<Replica>,
     /// Enrolments by certificate fingerprint.
     enrolments: RwLock<HashMap<String, Enrolment>>,
+    /// Progress in the default view, built on first use, then kept current.
+    live: Mutex<Option<Live>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -72,6 +75,7 @@ impl Hub {
             config,
             replica: Mutex::new(replica),
             enrolments: RwLock::default(),
+            live: Mutex::default(),
         }));
         hub.reload_enrolments()?;
         Ok(hub)
@@ -196,6 +200,55 @@ impl Hub {
             });
         }
         Ok(out)
+    }
+
+    /// Progress as asked: the default view from the live engine, any other
+    /// date or hierarchy version computed from the merged records.
+    pub fn progress(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
+        let nodes: Vec<(Enrolment, NodeStats)> = self
+            .0
+            .home
+            .enrolments()?
+            .into_iter()
+            .map(|e| {
+                let s = self.stats(&e.name);
+                (e, s)
+            })
+            .collect();
+        let mut live = self.0.live.lock().expect("progress lock");
+        if live.is_none() {
+            *live = Some(Live::new(
+                &self.0.config.default_unit_version,
+                self.export(true)?,
+            )?);
+        }
+        let all = || self.export(true).unwrap_or_default();
+        Ok(progress::answer(
+            query,
+            live.as_mut().expect("built"),
+            all,
+            &nodes,
+        )?)
+    }
+
+    /// Feeds the records of documents that just merged to the live view.
+    pub fn merged(&self, docs: &[String]) -> Result<(), ReplicaError> {
+        let mut live = self.0.live.lock().expect("progress lock");
+        let Some(live) = live.as_mut() else {
+            return Ok(());
+        };
+        let records = {
+            let r = self.replica();
+            let mut out = Vec::new();
+            for d in docs {
+                if let Some(doc) = r.doc(d) {
+                    out.extend(docs::read_records(doc)?);
+                }
+            }
+            out
+        };
+        live.merged(records);
+        Ok(())
     }
 
     /// Every merged record; deleted ones only if asked.

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`] — `DIR/hub.toml`; [`home`]: the hub's directory, CA and enrolments;
 //! - [`hub`] — the merged replica and what the hub knows of each node (no gRPC);
+//! - [`progress`] — progress against the plan, kept current as records merge;
+//! - [`http`] — progress as JSON and CSV over HTTP;
 //! - [`sync_service`] — the hub's side of a sync session;
 //! - [`admin`] — the administration API and the servers;
 //! - [`cli`] — the `htx-hub` commands.
@@ -11,5 +13,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod home;
+pub mod http;
 pub mod hub;
+pub mod progress;
 pub mod sync_service;

@@ -163,6 +163,7 @@ impl Session {
         }
         let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
         let changes: Vec<_> = batch.docs.into_iter().map(|d| (d.doc, d.changes)).collect();
+        let touched: Vec<String> = changes.iter().map(|(d, _)| d.clone()).collect();
         let heads = self
             .replica(move |r| {
                 r.apply(changes, WriteBatch::default())
@@ -175,6 +176,11 @@ impl Session {
             })
             .await?;
         self.stats.changes_received += n as u64;
+        let hub = self.hub.clone();
+        tokio::task::spawn_blocking(move || hub.merged(&touched))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
         let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
         self.send(Hb::Ack(pb::Ack {
             seq: batch.seq,

@@ -21,6 +21,7 @@ impl From<NodeError> for Status {
         match e {
             NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),
             NodeError::NotFound(_) => Status::not_found(e.to_string()),
+            NodeError::Setup(_) => Status::invalid_argument(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
     }
@@ -115,6 +116,21 @@ impl pb::node_api_server::NodeApi for NodeApiService {
     }
 }
 
+#[tonic::async_trait]
+impl pb::progress_server::Progress for NodeApiService {
+    async fn get(
+        &self,
+        req: Request<pb::ProgressRequest>,
+    ) -> Result<Response<pb::ProgressReply>, Status> {
+        let r = req.into_inner();
+        let reply = blocking(&self.node, move |n| {
+            n.progress(Some(&r.unit), Some(&r.as_of), Some(&r.hierarchy))
+        })
+        .await?;
+        Ok(Response::new(reply))
+    }
+}
+
 /// Serves the local API on `listener` until `shutdown` resolves.
 pub async fn serve(
     node: Node,
@@ -131,6 +147,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
+        .add_service(pb::progress_server::ProgressServer::new(NodeApiService {
+            node: node.clone(),
+        }))
         .add_service(NodeApiServer::new(NodeApiService { node }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

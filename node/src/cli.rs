@@ -87,6 +87,21 @@ pub enum Command {
         #[arg(long, required = true)]
         once: bool,
     },
+    /// Progress against the plan for this node's units, computed offline.
+    Progress {
+        dir: PathBuf,
+        /// A unit of this node's subtree (default: its own unit).
+        #[arg(long)]
+        unit: Option<String>,
+        /// YYYY-MM-DD (default: today)
+        #[arg(long)]
+        as_of: Option<String>,
+        /// 2023, 2024 or 2025 (default: the node's)
+        #[arg(long)]
+        hierarchy: Option<String>,
+        #[arg(long, default_value = "table")]
+        format: ProgressFormat,
+    },
     /// Shows what this node holds and how its sync stands.
     Status {
         dir: PathBuf,
@@ -107,6 +122,13 @@ pub enum ExportFormat {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProgressFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum StatusFormat {
     Text,
     Json,
@@ -114,7 +136,8 @@ pub enum StatusFormat {
 
 /// A node directory reached through the running process, or opened here.
 enum Access {
-    Remote(NodeApiClient<Channel>),
+    /// The running process's loopback API.
+    Remote(Channel),
     Local(Node),
 }
 
@@ -126,9 +149,7 @@ async fn access(dir: &Path) -> anyhow::Result<Access> {
         let endpoint =
             Channel::from_shared(url.clone())?.connect_timeout(std::time::Duration::from_secs(3));
         if let Ok(ch) = endpoint.connect().await {
-            return Ok(Access::Remote(
-                NodeApiClient::new(ch).max_decoding_message_size(256 << 20),
-            ));
+            return Ok(Access::Remote(ch));
         }
     }
     match Node::open(dir) {
@@ -147,7 +168,8 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
 impl Access {
     async fn write(&mut self, records: Vec<Record>) -> anyhow::Result<Vec<String>> {
         match self {
-            Access::Remote(c) => {
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(256 << 20);
                 let records = records.iter().map(wire::record_to_wire).collect();
                 Ok(c.write(pb::WriteRequest { records })
                     .await
@@ -161,7 +183,8 @@ impl Access {
 
     async fn delete(&mut self, id: &str, restore: bool) -> anyhow::Result<()> {
         match self {
-            Access::Remote(c) => {
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(256 << 20);
                 c.delete(pb::DeleteRequest {
                     id: id.into(),
                     restore,
@@ -176,22 +199,25 @@ impl Access {
 
     async fn export(&mut self, include_deleted: bool) -> anyhow::Result<Vec<Record>> {
         match self {
-            Access::Remote(c) => Ok(c
-                .export(pb::ExportRequest { include_deleted })
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .records
-                .iter()
-                .map(wire::record_from_wire)
-                .collect()),
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(256 << 20);
+                Ok(c.export(pb::ExportRequest { include_deleted })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner()
+                    .records
+                    .iter()
+                    .map(wire::record_from_wire)
+                    .collect())
+            }
             Access::Local(n) => Ok(n.export(include_deleted)?),
         }
     }
 
     async fn status(&mut self) -> anyhow::Result<serde_json::Value> {
         match self {
-            Access::Remote(c) => {
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(256 << 20);
                 let s = c
                     .status(pb::StatusRequest {})
                     .await
@@ -214,9 +240,32 @@ impl Access {
         }
     }
 
+    async fn progress(
+        &mut self,
+        unit: Option<String>,
+        as_of: Option<String>,
+        hierarchy: Option<String>,
+    ) -> anyhow::Result<pb::ProgressReply> {
+        match self {
+            Access::Remote(ch) => {
+                let req = pb::ProgressRequest {
+                    unit: unit.unwrap_or_default(),
+                    as_of: as_of.unwrap_or_default(),
+                    hierarchy: hierarchy.unwrap_or_default(),
+                };
+                let mut client = pb::progress_client::ProgressClient::new(ch.clone());
+                Ok(client.get(req).await.map_err(status_error)?.into_inner())
+            }
+            Access::Local(n) => {
+                Ok(n.progress(unit.as_deref(), as_of.as_deref(), hierarchy.as_deref())?)
+            }
+        }
+    }
+
     async fn sync_once(&mut self) -> anyhow::Result<SessionReport> {
         match self {
-            Access::Remote(c) => {
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(256 << 20);
                 let r = c
                     .sync_now(pb::SyncNowRequest {})
                     .await
@@ -457,6 +506,20 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             );
             if !r.in_sync {
                 return Ok(3);
+            }
+        }
+        Command::Progress {
+            dir,
+            unit,
+            as_of,
+            hierarchy,
+            format,
+        } => {
+            let reply = access(&dir).await?.progress(unit, as_of, hierarchy).await?;
+            match format {
+                ProgressFormat::Table => print!("{}", htx_core::report::to_table(&reply)),
+                ProgressFormat::Csv => print!("{}", htx_core::report::to_csv(&reply)),
+                ProgressFormat::Json => println!("{}", serde_json::to_string_pretty(&reply)?),
             }
         }
         Command::Status { dir, format } => {

@@ -322,6 +322,57 @@ impl Node {
         Ok(out)
     }
 
+    /// Progress against the plan for this node's own units, computed here,
+    /// offline, from what this node holds (default: its unit, today, its
+    /// hierarchy version).
+    pub fn progress(
+        &self,
+        unit: Option<&str>,
+        as_of: Option<&str>,
+        hierarchy: Option<&str>,
+    ) -> Result<htx_proto::v1::ProgressReply, NodeError> {
+        use htx_core::progress;
+        let b = &self.0.bundle;
+        let h = Hierarchy::builtin();
+        let bad = |e: progress::ProgressError| NodeError::Setup(e.to_string());
+        let version = hierarchy
+            .filter(|v| !v.is_empty())
+            .unwrap_or(&b.unit_version);
+        let v = h
+            .version(version)
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        let own = h
+            .resolve(&b.unit_version, &b.unit, version)
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        let unit = match unit.filter(|u| !u.is_empty()) {
+            Some(u) => h
+                .unit(version, u)
+                .map_err(|e| NodeError::Setup(e.to_string()))?
+                .code
+                .clone(),
+            None => own.clone(),
+        };
+        let as_of = match as_of.filter(|d| !d.is_empty()) {
+            Some(d) => progress::parse_date(d).map_err(bad)?,
+            None => time::OffsetDateTime::now_utc().date(),
+        };
+        let records = self.export(true)?;
+        let plan = htx_core::plan::Plan::builtin();
+        let report = progress::recompute(&plan, h, version, as_of, &records).map_err(bad)?;
+        let me = htx_proto::v1::Source {
+            node: b.node.clone(),
+            unit: b.unit.clone(),
+            last_sync: self.sync_status().last_success,
+        };
+        Ok(htx_core::report::to_wire(&report, v, &unit, |code| {
+            if v.within(code, &own) || v.within(&own, code) {
+                vec![me.clone()]
+            } else {
+                Vec::new()
+            }
+        }))
+    }
+
     pub fn sync_status(&self) -> SyncStatus {
         self.replica()
             .meta("sync_status")

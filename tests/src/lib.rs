@@ -117,6 +117,7 @@ pub fn edit(id: &str, kind: &str, fields: &[(&str, &str)]) -> Record {
 
 struct Serving {
     hub: Hub,
+    http_addr: std::net::SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -167,16 +168,31 @@ impl TestHub {
         let socket = self.reserved.take().unwrap_or_else(|| reserve(self.port));
         let sync = socket.listen(1024).expect("listen");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind http");
+        let http_addr = http.local_addr().expect("bound");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(htx_hub::admin::serve(hub.clone(), sync, admin, async {
-            let _ = stopped.await;
-        }));
-        self.serving = Some(Serving { hub, stop, task });
+        let task = tokio::spawn(htx_hub::admin::serve(
+            hub.clone(),
+            sync,
+            admin,
+            http,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        self.serving = Some(Serving {
+            hub,
+            stop,
+            task,
+            http_addr,
+        });
     }
 
     /// Shuts the hub down and closes its store; its port refuses connections.
     pub async fn stop(&mut self) {
-        let Serving { hub, stop, task } = self.serving.take().expect("the hub is serving");
+        let Serving {
+            hub, stop, task, ..
+        } = self.serving.take().expect("the hub is serving");
         drop(hub);
         let _ = stop.send(());
         tokio::time::timeout(Duration::from_secs(20), task)
@@ -195,6 +211,14 @@ impl TestHub {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `http://127.0.0.1:PORT` of the hub's progress API.
+    pub fn http_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.serving.as_ref().expect("the hub is serving").http_addr
+        )
     }
 
     pub fn port(&self) -> u16 {

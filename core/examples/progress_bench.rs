@@ -1,0 +1,333 @@
+//! How long progress takes: the whole province (226 communes, 50 records
+//! each) and a national-size synthetic hierarchy (3,500 communes, 50
+//! records each), from scratch and for one merged change.
+//!
+//! `cargo run --release -p htx-core --example progress_bench`
+
+use std::time::{Duration, Instant};
+
+use htx_core::plan::{Compute, Plan};
+use htx_core::progress::{Engine, parse_date, recompute};
+use htx_core::schema::{Record, Value};
+use htx_core::units::{Hierarchy, Level};
+use time::Date;
+
+fn day(s: &str) -> Date {
+    parse_date(s).unwrap()
+}
+
+fn record(kind: &str, id: String, version: &str, unit: &str, fields: Vec<(&str, Value)>) -> Record {
+    let mut r = Record {
+        id,
+        kind: kind.into(),
+        ..Default::default()
+    };
+    r.fields.insert("unit".into(), Value::Text(unit.into()));
+    r.fields
+        .insert("unit_version".into(), Value::Text(version.into()));
+    for (k, v) in fields {
+        r.fields.insert(k.into(), v);
+    }
+    r
+}
+
+/// 50 records for one commune: 4 cooperatives with 2 observations and 2
+/// managers each (20), 10 cadres, 10 trainings, 10 activities.
+fn commune_records(version: &str, unit: &str, n: usize) -> Vec<Record> {
+    let t = |s: &str| Value::Text(s.into());
+    let d = |s: &str| Value::Date(day(s));
+    let i = Value::Int;
+    let id = |what: &str, k: usize| format!("{unit}-{what}{k}");
+    let mut out = Vec::with_capacity(50);
+    for c in 0..4 {
+        let coop = id("c", c);
+        let kind = if c % 2 == 0 { "HTX" } else { "THT" };
+        out.push(record(
+            "cooperative",
+            coop.clone(),
+            version,
+            unit,
+            vec![
+                ("type", t(kind)),
+                ("name", t("HTX")),
+                (
+                    "founded_on",
+                    d(if (n + c).is_multiple_of(3) {
+                        "2024-02-01"
+                    } else {
+                        "2016-05-01"
+                    }),
+                ),
+                ("union_supported", Value::Bool(true)),
+                ("consolidated_on", d("2024-06-01")),
+            ],
+        ));
+        for (o, (on, women)) in [("2023-12-31", 4), ("2025-03-31", 6 + (n + c) as i64 % 3)]
+            .iter()
+            .enumerate()
+        {
+            out.push(record(
+                "observation",
+                id(&format!("c{c}o"), o),
+                version,
+                unit,
+                vec![
+                    ("cooperative", t(&coop)),
+                    ("observed_on", d(on)),
+                    ("workers", i(10)),
+                    ("female_workers", i(*women)),
+                    ("stable_jobs_women", i(3 + o as i64)),
+                    ("new_jobs_women", i(1)),
+                ],
+            ));
+        }
+        for m in 0..2 {
+            out.push(record(
+                "manager",
+                id(&format!("c{c}m"), m),
+                version,
+                unit,
+                vec![
+                    ("cooperative", t(&coop)),
+                    ("name", t("Nguyễn Thị A")),
+                    (
+                        "gender",
+                        t(if (c + m) % 3 == 0 { "male" } else { "female" }),
+                    ),
+                    ("role", t(if m == 0 { "chair" } else { "board_member" })),
+                    ("since", d("2020-01-01")),
+                ],
+            ));
+        }
+    }
+    for k in 0..10 {
+        out.push(record(
+            "cadre",
+            id("k", k),
+            version,
+            unit,
+            vec![
+                ("name", t("Trần Thị B")),
+                ("level", t("commune")),
+                ("kttt_support", Value::Bool(k % 2 == 0)),
+                ("since", d("2021-01-01")),
+            ],
+        ));
+    }
+    let types = [
+        "governance",
+        "digital_skills",
+        "cadre_kttt",
+        "cadre_skills",
+        "vocational",
+    ];
+    for k in 0..10 {
+        let attendees = vec![
+            id(&format!("c{}m", 2 * k % 4), k / 2 % 2),
+            id("k", k),
+            id("k", (k + 3) % 10),
+        ];
+        out.push(record(
+            "training",
+            id("t", k),
+            version,
+            unit,
+            vec![
+                (
+                    "held_on",
+                    d(if k % 3 == 0 {
+                        "2025-09-01"
+                    } else {
+                        "2024-10-01"
+                    }),
+                ),
+                ("type", t(types[k % types.len()])),
+                ("attendees", Value::List(attendees)),
+            ],
+        ));
+    }
+    for k in 0..10 {
+        out.push(record(
+            "activity",
+            id("a", k),
+            version,
+            unit,
+            vec![
+                ("type", t(if k % 2 == 0 { "loan" } else { "communication" })),
+                ("held_on", d("2024-04-01")),
+                ("amount_vnd", i(100_000_000)),
+            ],
+        ));
+    }
+    out
+}
+
+/// 35 provinces x 10 districts x 10 communes.
+fn national() -> &'static Hierarchy {
+    let mut csv = String::from("level,code,name,type,parent_code\n");
+    for p in 0..35 {
+        csv += &format!("province,P{p},Tỉnh {p},Tỉnh,\n");
+        for d in 0..10 {
+            csv += &format!("district,P{p}D{d},Huyện {d},Huyện,P{p}\n");
+            for c in 0..10 {
+                csv += &format!("commune,P{p}D{d}C{c},Xã {c},Xã,P{p}D{d}\n");
+            }
+        }
+    }
+    Box::leak(Box::new(Hierarchy::single("nation", &csv).unwrap()))
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut out = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let v = f();
+        best = best.min(start.elapsed());
+        out = Some(v);
+    }
+    (best, out.unwrap())
+}
+
+struct Row {
+    records: usize,
+    communes: usize,
+    scratch: Duration,
+    load: Duration,
+    report: Duration,
+    observation: Duration,
+    training: Duration,
+}
+
+fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
+    let plan = Plan::builtin();
+    let as_of = day("2025-06-30");
+    let v = h.version(version).unwrap();
+    let communes: Vec<String> = v
+        .units()
+        .filter(|u| u.level == Level::Commune)
+        .map(|u| u.code.clone())
+        .collect();
+    let records: Vec<Record> = communes
+        .iter()
+        .enumerate()
+        .flat_map(|(n, c)| commune_records(version, c, n))
+        .collect();
+    let (scratch, _) = best_of(3, || recompute(&plan, h, asked, as_of, &records).unwrap());
+    let mut copies = vec![records.clone(), records.clone(), records.clone()];
+    let (load, mut engine) = best_of(3, || {
+        let copy = copies.pop().unwrap();
+        Engine::new(plan.clone(), h, asked, as_of, copy).unwrap()
+    });
+    let (report, full) = best_of(3, || engine.report());
+    let top = &full.units[0];
+    let shown: Vec<String> = top
+        .figures
+        .iter()
+        .filter(|f| f.phase == "1" && f.total != Default::default())
+        .map(|f| match f.compute {
+            Compute::Ratio => format!(
+                "{} {}/{}",
+                f.indicator, f.total.numerator, f.total.denominator
+            ),
+            _ => format!("{} {}", f.indicator, f.total.numerator),
+        })
+        .collect();
+    eprintln!("{asked} {} phase 1: {}", top.code, shown.join(", "));
+    let root = v.roots().next().unwrap().code.clone();
+    let root = h.resolve(version, &root, asked).unwrap();
+
+    // One merged change, then the province's figures as a reader sees them.
+    let changes = 1000;
+    let mut per_change = |kind: &str| {
+        let picked: Vec<Record> = records
+            .iter()
+            .filter(|r| r.kind == kind)
+            .step_by(7)
+            .take(changes)
+            .cloned()
+            .collect();
+        let start = Instant::now();
+        for (k, mut r) in picked.into_iter().enumerate() {
+            let field = if kind == "observation" {
+                "stable_jobs_women"
+            } else {
+                "held_on"
+            };
+            let v = match kind {
+                "observation" => Value::Int(k as i64 % 9),
+                _ => Value::Date(day(if k % 2 == 0 {
+                    "2025-01-01"
+                } else {
+                    "2025-08-01"
+                })),
+            };
+            r.fields.insert(field.into(), v);
+            engine.upsert(r);
+            std::hint::black_box(engine.unit(&root).unwrap());
+        }
+        start.elapsed() / changes as u32
+    };
+    let observation = per_change("observation");
+    let training = per_change("training");
+    Row {
+        records: records.len(),
+        communes: communes.len(),
+        scratch,
+        load,
+        report,
+        observation,
+        training,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    let builtin = Hierarchy::builtin();
+    let columns = [
+        ("Nam Định, 2023 hierarchy", measure(builtin, "2023", "2023")),
+        (
+            "Nam Định data, asked under 2025",
+            measure(builtin, "2023", "2025"),
+        ),
+        (
+            "national (synthetic)",
+            measure(national(), "nation", "nation"),
+        ),
+    ];
+    let row = |name: &str, f: &dyn Fn(&Row) -> String| {
+        let cells: Vec<String> = columns.iter().map(|(_, r)| f(r)).collect();
+        println!("| {name} | {} |", cells.join(" | "));
+    };
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    println!("| | {} |", names.join(" | "));
+    println!("|---|{}", "---:|".repeat(columns.len()));
+    row("communes × 50 records", &|r| {
+        format!("{} × 50 = {}", r.communes, r.records)
+    });
+    row(
+        "from scratch: `recompute` (every unit, indicator, phase)",
+        &|r| ms(r.scratch),
+    );
+    row("from scratch: `Engine::new` (load, keep state)", &|r| {
+        ms(r.load)
+    });
+    row("`Engine::report` (every figure of every unit)", &|r| {
+        ms(r.report)
+    });
+    row(
+        "one changed observation → province figures (mean of 1,000)",
+        &|r| us(r.observation),
+    );
+    row(
+        "one changed training → province figures (mean of 1,000)",
+        &|r| us(r.training),
+    );
+}

@@ -1,0 +1,914 @@
+//! # Progress against the plan
+//!
+//! For one hierarchy version and one date, every unit of that version gets,
+//! for every indicator and phase, a [`Figure`]: the value, the target, the
+//! share achieved and a [`Status`]. Nothing here does I/O: records go in,
+//! figures come out.
+//!
+//! ## How a figure is made
+//!
+//! 1. **Place.** A record counts under the unit of the asked version that
+//!    its own unit (with its own `unit_version`) resolves to
+//!    ([`Hierarchy::resolve`]). A record that cannot be placed (unknown
+//!    unit, or a unit outside the asked version) counts nowhere and is
+//!    listed in [`Report::unplaced`], so nothing is silently dropped.
+//! 2. **Evaluate.** Each record of an indicator's kind (a *root*) gives a
+//!    [`Tally`] per indicator and phase, as of the date capped at the
+//!    phase's end: 1 for a count, the field for a sum, 1/1 or 0/1 for a
+//!    ratio. Deleted records do not exist.
+//! 3. **Roll up.** A unit's `direct` tally is the sum over the roots placed
+//!    at it; its `total` adds the totals of its children. Tallies always
+//!    add up; the percent of a ratio is computed from the totals.
+//! 4. **Judge.** Targets are set for units of the plan's own version and
+//!    resolved to the asked version. The status compares the value with the
+//!    target and with a straight line from 0 at the plan's start to the
+//!    target at the phase's end.
+//!
+//! ## Keeping it current
+//!
+//! [`Engine`] keeps every root's tallies, where it placed them, and the
+//! unit aggregates. When a record changes, only the roots within
+//! [`Plan::reach`] links of it (before and after the change) can see a
+//! difference: for the shipped plan, a cooperative and the records that
+//! point at it (its observations and managers, a training and its
+//! attendees). Those roots are evaluated again, their old tallies are
+//! taken off their unit and its ancestors and the new ones put on. That is
+//! a few records and three levels of units per change, whatever the size of
+//! the data. [`recompute`] computes the same thing from scratch, rolling up
+//! bottom-up; the tests hold the two to agree.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use time::Date;
+
+use crate::plan::{Compute, Goal, Indicator, Operand, Plan, Pred, Related, Target};
+use crate::schema::{self, FieldType, Record, Value};
+use crate::units::{Hierarchy, Level, Unit, UnitError};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProgressError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error("{0:?} is not a date of the form YYYY-MM-DD / ngày {0:?} không hợp lệ")]
+    BadDate(String),
+}
+
+/// Reads the date progress is asked for (`YYYY-MM-DD`).
+pub fn parse_date(text: &str) -> Result<Date, ProgressError> {
+    schema::parse_date(text).ok_or_else(|| ProgressError::BadDate(text.to_owned()))
+}
+
+/// A numerator and, for ratios, a denominator (0 for counts and sums).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub numerator: i64,
+    pub denominator: i64,
+}
+
+impl Tally {
+    fn add(&mut self, t: Tally, sign: i64) {
+        self.numerator += sign * t.numerator;
+        self.denominator += sign * t.denominator;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Achieved,
+    /// Over the top of a range or an exact target.
+    AboveTarget,
+    /// Not achieved, but at or above the straight line to the target.
+    OnTrack,
+    Behind,
+    /// A ratio with nothing to divide by (no female managers, no cadres).
+    NoData,
+    NoTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    pub indicator: String,
+    pub phase: String,
+    pub compute: Compute,
+    /// Everything placed at this unit or below it.
+    pub total: Tally,
+    /// What was placed at this unit itself and not below it: records
+    /// entered for it, or newer units only it wholly contains.
+    pub direct: Tally,
+    /// A count or sum; for a ratio the percent, none when nothing to divide by.
+    pub value: Option<f64>,
+    pub goal: Option<Goal>,
+    /// Where the straight line from the plan's start stands on the date.
+    pub expected: Option<f64>,
+    /// Value divided by the target (the low end of a range).
+    pub share: Option<f64>,
+    pub status: Status,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitProgress {
+    pub code: String,
+    pub name: String,
+    pub level: Level,
+    pub parent: Option<String>,
+    /// One per indicator and phase, in the plan's order.
+    pub figures: Vec<Figure>,
+}
+
+impl UnitProgress {
+    pub fn figure(&self, indicator: &str, phase: &str) -> Option<&Figure> {
+        self.figures
+            .iter()
+            .find(|f| f.indicator == indicator && f.phase == phase)
+    }
+}
+
+/// A record that counts nowhere in this version, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unplaced {
+    pub id: String,
+    pub kind: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub plan: String,
+    pub hierarchy: String,
+    #[serde(serialize_with = "ser_date")]
+    pub as_of: Date,
+    /// Every unit of the version, each parent before its children.
+    pub units: Vec<UnitProgress>,
+    /// By record id.
+    pub unplaced: Vec<Unplaced>,
+}
+
+impl Report {
+    pub fn unit(&self, code: &str) -> Option<&UnitProgress> {
+        self.units.iter().find(|u| u.code == code)
+    }
+}
+
+fn ser_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&schema::format_date(*d))
+}
+
+// ---- Records and the links between them ---------------------------------
+
+/// The live records, with who points at whom.
+#[derive(Default)]
+struct World {
+    records: HashMap<String, Record>,
+    /// id -> the records whose reference fields hold that id.
+    referrers: HashMap<String, HashSet<String>>,
+}
+
+/// The ids `rec` points at (its `Ref` and `RefList` fields).
+fn links(rec: &Record) -> Vec<&str> {
+    let Ok(spec) = schema::kind(&rec.kind) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for f in spec.fields {
+        if let FieldType::Ref(_) | FieldType::RefList(_) = f.ty {
+            match rec.fields.get(f.name) {
+                Some(Value::Text(id)) => out.push(id.as_str()),
+                Some(Value::List(ids)) => out.extend(ids.iter().map(String::as_str)),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+impl World {
+    fn insert(&mut self, rec: Record) {
+        self.remove(&rec.id);
+        for to in links(&rec) {
+            let from = rec.id.clone();
+            self.referrers
+                .entry(to.to_owned())
+                .or_default()
+                .insert(from);
+        }
+        self.records.insert(rec.id.clone(), rec);
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(rec) = self.records.remove(id) else {
+            return;
+        };
+        for to in links(&rec) {
+            if let Some(set) = self.referrers.get_mut(to) {
+                set.remove(id);
+                if set.is_empty() {
+                    self.referrers.remove(to);
+                }
+            }
+        }
+    }
+
+    /// Records `id` points at and records that point at it.
+    fn neighbours(&self, id: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .records
+            .get(id)
+            .map(|r| links(r).into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        out.extend(self.referrers.get(id).into_iter().flatten().cloned());
+        out
+    }
+}
+
+// ---- Evaluating conditions ----------------------------------------------
+
+fn date_of(v: &Value) -> Option<Date> {
+    match v {
+        Value::Date(d) => Some(*d),
+        Value::Text(s) => schema::parse_date(s),
+        _ => None,
+    }
+}
+
+fn int(rec: &Record, field: &str) -> Option<i64> {
+    match rec.fields.get(field) {
+        Some(Value::Int(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn compare(v: &Value, rhs: &Value) -> Option<Ordering> {
+    match (v, rhs) {
+        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Text(a), Value::Text(b)) => Some(a.as_str().cmp(b)),
+        (_, Value::Date(b)) => date_of(v).map(|a| a.cmp(b)),
+        _ => None,
+    }
+}
+
+/// The world as of one date, for one phase.
+struct Eval<'a> {
+    plan: &'a Plan,
+    world: &'a World,
+    as_of: Date,
+    phase_start: Date,
+    phase_end: Date,
+}
+
+impl<'a> Eval<'a> {
+    fn lifespan_date(&self, r: &Record, field: Option<&String>) -> Option<Date> {
+        field.and_then(|f| r.fields.get(f)).and_then(date_of)
+    }
+
+    /// Whether `r` exists on the date.
+    fn alive(&self, r: &Record) -> bool {
+        let Some(l) = self.plan.lifespan(&r.kind) else {
+            return true;
+        };
+        let from = self.lifespan_date(r, l.from.as_ref());
+        let until = self.lifespan_date(r, l.until.as_ref());
+        from.is_none_or(|d| d <= self.as_of) && until.is_none_or(|d| d >= self.as_of)
+    }
+
+    fn operand<'o>(&self, o: &'o Operand) -> Cow<'o, Value> {
+        let date = match o {
+            Operand::Value(v) => return Cow::Borrowed(v),
+            Operand::AsOf => self.as_of,
+            Operand::PlanStart => self.plan.start,
+            Operand::PhaseStart => self.phase_start,
+            Operand::PhaseEnd => self.phase_end,
+        };
+        Cow::Owned(Value::Date(date))
+    }
+
+    /// The living records of `rel.kind` whose `rel.via` points at `r`.
+    fn related(&self, r: &'a Record, rel: &'a Related) -> impl Iterator<Item = &'a Record> + '_ {
+        let world = self.world;
+        world
+            .referrers
+            .get(&r.id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| world.records.get(id))
+            .filter(move |x| {
+                x.kind == rel.kind
+                    && match x.fields.get(&rel.via) {
+                        Some(Value::Text(id)) => *id == r.id,
+                        Some(Value::List(ids)) => ids.contains(&r.id),
+                        _ => false,
+                    }
+                    && self.alive(x)
+            })
+    }
+
+    /// The latest of them, by the date its life starts, then by id.
+    fn latest(&self, r: &'a Record, rel: &'a Related) -> Option<&'a Record> {
+        let from = self.plan.lifespan(&rel.kind).and_then(|l| l.from.as_ref());
+        self.related(r, rel)
+            .max_by_key(|x| (self.lifespan_date(x, from), x.id.as_str()))
+    }
+
+    fn all(&self, r: &'a Record, preds: &'a [Pred]) -> bool {
+        preds.iter().all(|p| self.test(r, p))
+    }
+
+    fn test(&self, r: &'a Record, p: &'a Pred) -> bool {
+        match p {
+            Pred::Cmp { field, op, rhs } => r
+                .fields
+                .get(field)
+                .and_then(|v| compare(v, &self.operand(rhs)))
+                .is_some_and(|o| op.holds(o)),
+            Pred::In { field, values } => r.fields.get(field).is_some_and(|v| {
+                values
+                    .iter()
+                    .any(|x| compare(v, x) == Some(Ordering::Equal))
+            }),
+            Pred::Set { field, present } => r.fields.contains_key(field) == *present,
+            Pred::Share { num, den, op, rhs } => match (int(r, num), int(r, den)) {
+                (Some(n), Some(d)) if d > 0 => (n as f64 / d as f64)
+                    .partial_cmp(rhs)
+                    .is_some_and(|o| op.holds(o)),
+                _ => false,
+            },
+            Pred::Has(rel, cond) => self.related(r, rel).any(|x| self.all(x, cond)),
+            Pred::Latest(rel, cond) => self.latest(r, rel).is_some_and(|x| self.all(x, cond)),
+            Pred::Ref { field, cond } => r
+                .text(field)
+                .and_then(|id| self.world.records.get(id))
+                .is_some_and(|x| self.alive(x) && self.all(x, cond)),
+            Pred::Any(ps) => ps.iter().any(|p| self.test(r, p)),
+            Pred::All(ps) => self.all(r, ps),
+            Pred::Not(p) => !self.test(r, p),
+        }
+    }
+
+    /// What root `r` adds to indicator `ind`, if anything.
+    fn tally(&self, ind: &'a Indicator, r: &'a Record) -> Option<Tally> {
+        if !self.alive(r) || !self.all(r, &ind.filter) {
+            return None;
+        }
+        let t = match ind.compute {
+            Compute::Count => Tally {
+                numerator: 1,
+                denominator: 0,
+            },
+            Compute::Sum => {
+                let (field, from) = ind.sum.as_ref()?;
+                let source = match from {
+                    None => Some(r),
+                    Some(rel) => self.latest(r, rel),
+                };
+                Tally {
+                    numerator: source.and_then(|s| int(s, field)).unwrap_or(0),
+                    denominator: 0,
+                }
+            }
+            Compute::Ratio => Tally {
+                numerator: i64::from(self.all(r, &ind.numerator)),
+                denominator: 1,
+            },
+        };
+        (t != Tally::default()).then_some(t)
+    }
+}
+
+// ---- One version, one date ------------------------------------------------
+
+/// What does not change while records do: the plan, the units of the
+/// asked version in order, and the targets placed on them.
+struct View {
+    plan: Plan,
+    hierarchy: &'static Hierarchy,
+    version: String,
+    as_of: Date,
+    /// Parents before children.
+    units: Vec<&'static Unit>,
+    index: HashMap<String, usize>,
+    /// version -> code -> the unit it counts under, for every unit of every
+    /// version that has one (so placing a record is two lookups).
+    placements: HashMap<String, HashMap<String, usize>>,
+    parent: Vec<Option<usize>>,
+    /// (unit, slot) -> goal. A slot is an (indicator, phase) pair.
+    goals: HashMap<(usize, usize), Goal>,
+}
+
+impl View {
+    fn new(
+        plan: Plan,
+        hierarchy: &'static Hierarchy,
+        version: &str,
+        as_of: Date,
+    ) -> Result<View, ProgressError> {
+        let v = hierarchy.version(version)?;
+        let mut units = Vec::new();
+        let mut stack: Vec<&Unit> = v.roots().collect();
+        stack.reverse();
+        while let Some(u) = stack.pop() {
+            units.push(u);
+            let mut children: Vec<&Unit> = v.children(&u.code).collect();
+            children.reverse();
+            stack.extend(children);
+        }
+        let index: HashMap<String, usize> = units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.code.clone(), i))
+            .collect();
+        let parent = units
+            .iter()
+            .map(|u| u.parent.as_ref().map(|p| index[p]))
+            .collect();
+        let mut placements: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        for from in hierarchy.versions() {
+            let found = hierarchy.version(from)?.units().filter_map(|u| {
+                let to = hierarchy.resolve(from, &u.code, version).ok()?;
+                Some((u.code.clone(), index[&to]))
+            });
+            placements.insert(from.to_owned(), found.collect());
+        }
+        let mut view = View {
+            plan,
+            hierarchy,
+            version: version.to_owned(),
+            as_of,
+            units,
+            index,
+            placements,
+            parent,
+            goals: HashMap::new(),
+        };
+        view.goals = view.place_goals();
+        Ok(view)
+    }
+
+    fn slots(&self) -> usize {
+        self.plan.indicators.len() * self.plan.phases.len()
+    }
+
+    fn slot(&self, indicator: &str, phase: &str) -> Option<usize> {
+        let i = self
+            .plan
+            .indicators
+            .iter()
+            .position(|x| x.id == indicator)?;
+        let p = self.plan.phases.iter().position(|x| x.id == phase)?;
+        Some(i * self.plan.phases.len() + p)
+    }
+
+    /// Targets are set for units of the plan's version. When several land
+    /// on one unit of the asked version, the one set for a unit holding all
+    /// the others wins (the province's over its districts'); otherwise
+    /// at-least, exact and range targets of counts and sums are added up
+    /// (two districts merged into one). Anything else is left without a
+    /// target rather than guessed.
+    fn place_goals(&self) -> HashMap<(usize, usize), Goal> {
+        let plan = &self.plan;
+        let mut landed: BTreeMap<(usize, usize), Vec<&Target>> = BTreeMap::new();
+        for t in &plan.targets {
+            let resolved = self
+                .hierarchy
+                .resolve(&plan.hierarchy, &t.unit, &self.version);
+            if let (Ok(code), Some(slot)) = (resolved, self.slot(&t.indicator, &t.phase)) {
+                landed.entry((self.index[&code], slot)).or_default().push(t);
+            }
+        }
+        let Ok(own) = self.hierarchy.version(&plan.hierarchy) else {
+            return HashMap::new();
+        };
+        let mut goals = HashMap::new();
+        for (key, ts) in landed {
+            let widest = ts
+                .iter()
+                .find(|t| ts.iter().all(|o| own.within(&o.unit, &t.unit)));
+            let additive = plan.indicators[key.1 / plan.phases.len()].compute != Compute::Ratio;
+            let goal = match widest {
+                Some(t) => Some(t.goal),
+                None if additive => {
+                    ts.iter()
+                        .skip(1)
+                        .try_fold(ts[0].goal, |a, t| match (a, t.goal) {
+                            (Goal::AtLeast(x), Goal::AtLeast(y)) => Some(Goal::AtLeast(x + y)),
+                            (Goal::Exactly(x), Goal::Exactly(y)) => Some(Goal::Exactly(x + y)),
+                            (Goal::Range(a, b), Goal::Range(c, d)) => {
+                                Some(Goal::Range(a + c, b + d))
+                            }
+                            _ => None,
+                        })
+                }
+                None => None,
+            };
+            if let Some(g) = goal {
+                goals.insert(key, g);
+            }
+        }
+        goals
+    }
+
+    /// The unit `rec` counts under, as an index into `units`.
+    /// A record without `unit_version` is taken to be in the plan's version.
+    fn place(&self, rec: &Record) -> Result<usize, UnitError> {
+        let code = rec.text("unit").unwrap_or_default();
+        let from = rec.text("unit_version").unwrap_or(&self.plan.hierarchy);
+        if let Some(&u) = self.placements.get(from).and_then(|p| p.get(code)) {
+            return Ok(u);
+        }
+        // Not placed: let the hierarchy say why.
+        let to = self.hierarchy.resolve(from, code, &self.version)?;
+        Ok(self.index[&to])
+    }
+
+    /// Every (slot, tally) root `rec` adds, as of the view's date.
+    fn tallies(&self, world: &World, rec: &Record) -> Vec<(usize, Tally)> {
+        let plan = &self.plan;
+        let mut out = Vec::new();
+        for (i, ind) in plan.indicators.iter().enumerate() {
+            if ind.kind != rec.kind {
+                continue;
+            }
+            for (p, phase) in plan.phases.iter().enumerate() {
+                let eval = Eval {
+                    plan,
+                    world,
+                    as_of: self.as_of.min(phase.end),
+                    phase_start: phase.start,
+                    phase_end: phase.end,
+                };
+                if let Some(t) = eval.tally(ind, rec) {
+                    out.push((i * plan.phases.len() + p, t));
+                }
+            }
+        }
+        out
+    }
+
+    fn figure(&self, unit: usize, slot: usize, direct: Tally, total: Tally) -> Figure {
+        let plan = &self.plan;
+        let ind = &plan.indicators[slot / plan.phases.len()];
+        let phase = &plan.phases[slot % plan.phases.len()];
+        let value = match ind.compute {
+            Compute::Ratio if total.denominator == 0 => None,
+            Compute::Ratio => Some(100.0 * total.numerator as f64 / total.denominator as f64),
+            _ => Some(total.numerator as f64),
+        };
+        let goal = self.goals.get(&(unit, slot)).copied();
+        let (expected, share, status) = match (goal, value) {
+            (None, _) => (None, None, Status::NoTarget),
+            (Some(_), None) => (None, None, Status::NoData),
+            (Some(g), Some(v)) => judge(g, v, self.as_of, plan.start, phase.end),
+        };
+        Figure {
+            indicator: ind.id.clone(),
+            phase: phase.id.clone(),
+            compute: ind.compute,
+            total,
+            direct,
+            value,
+            goal,
+            expected,
+            share,
+            status,
+        }
+    }
+
+    fn unit_progress(&self, u: usize, direct: &[Tally], total: &[Tally]) -> UnitProgress {
+        let n = self.slots();
+        let unit = self.units[u];
+        UnitProgress {
+            code: unit.code.clone(),
+            name: unit.name.clone(),
+            level: unit.level,
+            parent: unit.parent.clone(),
+            figures: (0..n)
+                .map(|s| self.figure(u, s, direct[u * n + s], total[u * n + s]))
+                .collect(),
+        }
+    }
+
+    fn report(&self, direct: &[Tally], total: &[Tally], mut unplaced: Vec<Unplaced>) -> Report {
+        unplaced.sort_by(|a, b| a.id.cmp(&b.id));
+        Report {
+            plan: self.plan.id.clone(),
+            hierarchy: self.version.clone(),
+            as_of: self.as_of,
+            units: (0..self.units.len())
+                .map(|u| self.unit_progress(u, direct, total))
+                .collect(),
+            unplaced,
+        }
+    }
+}
+
+/// Expected value on the straight line, share achieved and status.
+fn judge(
+    goal: Goal,
+    value: f64,
+    as_of: Date,
+    start: Date,
+    end: Date,
+) -> (Option<f64>, Option<f64>, Status) {
+    let (low, high) = match goal {
+        Goal::AtLeast(x) | Goal::MoreThan(x) => (x, None),
+        Goal::Exactly(x) => (x, Some(x)),
+        Goal::Range(a, b) => (a, Some(b)),
+        Goal::Milestone => (1.0, None),
+    };
+    let met = match goal {
+        Goal::MoreThan(x) => value > x,
+        _ => value >= low,
+    };
+    let elapsed = (as_of - start).whole_days() as f64 / (end - start).whole_days() as f64;
+    let expected = (goal != Goal::Milestone).then(|| low * elapsed.clamp(0.0, 1.0));
+    let share = (low > 0.0).then(|| value / low);
+    let status = if high.is_some_and(|h| value > h) {
+        Status::AboveTarget
+    } else if met {
+        Status::Achieved
+    } else if as_of > end {
+        Status::Behind
+    } else if expected.is_none_or(|e| value >= e) {
+        Status::OnTrack
+    } else {
+        Status::Behind
+    };
+    (expected, share, status)
+}
+
+fn unplaced(rec: &Record, e: UnitError) -> Unplaced {
+    Unplaced {
+        id: rec.id.clone(),
+        kind: rec.kind.clone(),
+        reason: e.to_string(),
+    }
+}
+
+// ---- From scratch ---------------------------------------------------------
+
+/// Progress from all records at once, with no state kept. Deleted records
+/// are skipped; if an id comes twice the last one counts.
+pub fn recompute(
+    plan: &Plan,
+    hierarchy: &'static Hierarchy,
+    version: &str,
+    as_of: Date,
+    records: &[Record],
+) -> Result<Report, ProgressError> {
+    let view = View::new(plan.clone(), hierarchy, version, as_of)?;
+    let mut world = World::default();
+    for r in records {
+        match r.is_deleted() {
+            true => world.remove(&r.id),
+            false => world.insert(r.clone()),
+        }
+    }
+    let n = view.slots();
+    let mut direct = vec![Tally::default(); view.units.len() * n];
+    let mut lost = Vec::new();
+    for rec in world.records.values() {
+        match view.place(rec) {
+            Err(e) => lost.push(unplaced(rec, e)),
+            Ok(u) => {
+                for (s, t) in view.tallies(&world, rec) {
+                    direct[u * n + s].add(t, 1);
+                }
+            }
+        }
+    }
+    // Children come after their parents: add each unit into its parent,
+    // last unit first.
+    let mut total = direct.clone();
+    for u in (0..view.units.len()).rev() {
+        if let Some(p) = view.parent[u] {
+            for s in 0..n {
+                let t = total[u * n + s];
+                total[p * n + s].add(t, 1);
+            }
+        }
+    }
+    Ok(view.report(&direct, &total, lost))
+}
+
+// ---- Incrementally --------------------------------------------------------
+
+/// Progress kept current as records arrive, change and go.
+pub struct Engine {
+    view: View,
+    world: World,
+    /// Root id -> the unit it is placed at and what it adds there.
+    placed: HashMap<String, (usize, Vec<(usize, Tally)>)>,
+    unplaced: HashMap<String, Unplaced>,
+    /// `[unit * slots + slot]`
+    direct: Vec<Tally>,
+    total: Vec<Tally>,
+}
+
+impl Engine {
+    /// An engine for one hierarchy version and date, loaded with `records`.
+    pub fn new(
+        plan: Plan,
+        hierarchy: &'static Hierarchy,
+        version: &str,
+        as_of: Date,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Engine, ProgressError> {
+        let view = View::new(plan, hierarchy, version, as_of)?;
+        let size = view.units.len() * view.slots();
+        let mut engine = Engine {
+            view,
+            world: World::default(),
+            placed: HashMap::new(),
+            unplaced: HashMap::new(),
+            direct: vec![Tally::default(); size],
+            total: vec![Tally::default(); size],
+        };
+        for r in records.into_iter().filter(|r| !r.is_deleted()) {
+            engine.world.insert(r);
+        }
+        engine.refresh_all();
+        Ok(engine)
+    }
+
+    pub fn as_of(&self) -> Date {
+        self.view.as_of
+    }
+
+    pub fn hierarchy_version(&self) -> &str {
+        &self.view.version
+    }
+
+    /// Moves the engine to another date (e.g. a new day): everything is
+    /// evaluated again.
+    pub fn set_as_of(&mut self, as_of: Date) {
+        self.view.as_of = as_of;
+        self.direct.fill(Tally::default());
+        self.total.fill(Tally::default());
+        self.placed.clear();
+        self.unplaced.clear();
+        self.refresh_all();
+    }
+
+    /// A new or changed record, as merged. One with `deleted_at` set is a
+    /// delete; one that comes back without it is restored.
+    pub fn upsert(&mut self, rec: Record) {
+        if rec.is_deleted() {
+            return self.delete(&rec.id);
+        }
+        let id = rec.id.clone();
+        let mut touched = self.around(&id);
+        self.world.insert(rec);
+        touched.extend(self.around(&id));
+        for x in touched {
+            self.refresh(&x);
+        }
+    }
+
+    /// A record gone (by id).
+    pub fn delete(&mut self, id: &str) {
+        let touched = self.around(id);
+        self.world.remove(id);
+        for x in touched {
+            self.refresh(&x);
+        }
+    }
+
+    /// The figures of one unit of the engine's version.
+    pub fn unit(&self, code: &str) -> Result<UnitProgress, ProgressError> {
+        let u = *self
+            .view
+            .index
+            .get(code)
+            .ok_or_else(|| UnitError::UnknownUnit {
+                code: code.to_owned(),
+                version: self.view.version.clone(),
+            })?;
+        Ok(self.view.unit_progress(u, &self.direct, &self.total))
+    }
+
+    /// The figures of every unit.
+    pub fn report(&self) -> Report {
+        let lost = self.unplaced.values().cloned().collect();
+        self.view.report(&self.direct, &self.total, lost)
+    }
+
+    fn refresh_all(&mut self) {
+        let ids: Vec<String> = self.world.records.keys().cloned().collect();
+        for id in ids {
+            self.refresh(&id);
+        }
+    }
+
+    /// `id` and every record within the plan's reach of it.
+    fn around(&self, id: &str) -> HashSet<String> {
+        let mut seen = HashSet::from([id.to_owned()]);
+        let mut frontier = vec![id.to_owned()];
+        for _ in 0..self.view.plan.reach() {
+            let mut next = Vec::new();
+            for x in &frontier {
+                for n in self.world.neighbours(x) {
+                    if seen.insert(n.clone()) {
+                        next.push(n);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        seen
+    }
+
+    /// Takes what `id` added off, evaluates it again and puts it back on.
+    fn refresh(&mut self, id: &str) {
+        if let Some((u, old)) = self.placed.remove(id) {
+            self.apply(u, &old, -1);
+        }
+        self.unplaced.remove(id);
+        let Some(rec) = self.world.records.get(id) else {
+            return;
+        };
+        match self.view.place(rec) {
+            Err(e) => {
+                self.unplaced.insert(id.to_owned(), unplaced(rec, e));
+            }
+            Ok(u) => {
+                let new = self.view.tallies(&self.world, rec);
+                if !new.is_empty() {
+                    self.apply(u, &new, 1);
+                    self.placed.insert(id.to_owned(), (u, new));
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, unit: usize, tallies: &[(usize, Tally)], sign: i64) {
+        let n = self.view.slots();
+        for &(s, t) in tallies {
+            self.direct[unit * n + s].add(t, sign);
+            let mut u = Some(unit);
+            while let Some(x) = u {
+                self.total[x * n + s].add(t, sign);
+                u = self.view.parent[x];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> Date {
+        parse_date(s).unwrap()
+    }
+
+    #[test]
+    fn the_straight_line_decides_on_track_or_behind() {
+        let (start, end) = (day("2023-01-01"), day("2025-01-01"));
+        let mid = day("2024-01-01"); // 365 of 731 days
+        let (e, s, st) = judge(Goal::AtLeast(10.0), 5.0, mid, start, end);
+        assert!((e.unwrap() - 10.0 * 365.0 / 731.0).abs() < 1e-9);
+        assert_eq!((s, st), (Some(0.5), Status::OnTrack));
+        assert_eq!(
+            judge(Goal::AtLeast(10.0), 4.0, mid, start, end).2,
+            Status::Behind
+        );
+        assert_eq!(
+            judge(Goal::MoreThan(4.0), 4.0, end, start, end).2,
+            Status::OnTrack
+        );
+        assert_eq!(
+            judge(Goal::MoreThan(4.0), 4.0, day("2025-01-02"), start, end).2,
+            Status::Behind
+        );
+        assert_eq!(
+            judge(Goal::Range(5.0, 7.0), 6.0, mid, start, end).2,
+            Status::Achieved
+        );
+        assert_eq!(
+            judge(Goal::Range(5.0, 7.0), 8.0, mid, start, end).2,
+            Status::AboveTarget
+        );
+        assert_eq!(
+            judge(Goal::Exactly(3.0), 3.0, mid, start, end).2,
+            Status::Achieved
+        );
+        assert_eq!(
+            judge(Goal::Milestone, 0.0, mid, start, end),
+            (None, Some(0.0), Status::OnTrack)
+        );
+        assert_eq!(
+            judge(Goal::Milestone, 1.0, mid, start, end).2,
+            Status::Achieved
+        );
+    }
+
+    #[test]
+    fn a_date_that_does_not_parse_is_refused_in_both_languages() {
+        let e = parse_date("2025-02-30").unwrap_err();
+        assert_eq!(e, ProgressError::BadDate("2025-02-30".into()));
+        assert!(e.to_string().contains("not a date") && e.to_string().contains("không hợp lệ"));
+    }
+}

@@ -1,0 +1,220 @@
+//! Progress as the province and a district office see it: the hub keeps
+//! it current as nodes sync, serves it over gRPC (mutual TLS) and HTTP
+//! (JSON, CSV) with the freshness of every figure, refuses bad questions
+//! clearly, and a node computes the same for its own units offline.
+
+use htx_core::schema::record_from_strings;
+use htx_proto::v1 as pb;
+use htx_tests::{Record, TestHub, TestNode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// An in-scope HTX (a woman chairs it), founded with Union support and
+/// consolidated in 2024: one more for HTX_CONSOLIDATED.
+fn consolidated_htx(node: &TestNode, unit: &str, name: &str) -> String {
+    let mut coop = record_from_strings(
+        "cooperative",
+        [
+            ("type", "HTX"),
+            ("name", name),
+            ("unit", unit),
+            ("union_supported", "true"),
+            ("founded_on", "2020-01-01"),
+            ("consolidated_on", "2024-06-01"),
+        ],
+    )
+    .unwrap();
+    coop.id = htx_core::schema::new_id();
+    let chair: Record = record_from_strings(
+        "manager",
+        [
+            ("cooperative", coop.id.as_str()),
+            ("name", "Nguyễn Thị Hoa"),
+            ("gender", "female"),
+            ("role", "chair"),
+        ],
+    )
+    .unwrap();
+    let id = coop.id.clone();
+    node.write(vec![coop, chair]).expect("recorded");
+    id
+}
+
+fn figure<'a>(
+    reply: &'a pb::ProgressReply,
+    unit: &str,
+    indicator: &str,
+    phase: &str,
+) -> &'a pb::Figure {
+    reply
+        .units
+        .iter()
+        .find(|u| u.unit == unit)
+        .unwrap_or_else(|| panic!("unit {unit} in the reply"))
+        .figures
+        .iter()
+        .find(|f| f.indicator == indicator && f.phase == phase)
+        .unwrap_or_else(|| panic!("{indicator} phase {phase}"))
+}
+
+async fn http_get(base: &str, path: &str) -> (u16, String) {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").expect("a response");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_keeps_progress_current_and_serves_it() {
+    let hub = TestHub::start().await;
+    let city = hub.enroll_node("356", "node-356");
+    let vu_ban = hub.enroll_node("359", "node-359");
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&vu_ban, "13741", "HTX Mây tre Gôi");
+    // Out of scope: no woman in management, no observation.
+    city.write(vec![
+        record_from_strings(
+            "cooperative",
+            [
+                ("type", "HTX"),
+                ("name", "HTX Cơ khí"),
+                ("unit", "13636"),
+                ("union_supported", "true"),
+                ("consolidated_on", "2024-06-01"),
+            ],
+        )
+        .unwrap(),
+    ])
+    .unwrap();
+    city.sync().await.unwrap();
+    vu_ban.sync().await.unwrap();
+
+    let default = htx_hub::progress::Query::default();
+    let p = hub.hub().progress(&default).expect("progress");
+    assert_eq!(p.hierarchy, "2023");
+    assert_eq!(p.units[0].unit, "36", "the province first");
+    let f = figure(&p, "36", "HTX_CONSOLIDATED", "1");
+    assert_eq!((f.numerator, f.target.as_str()), (2, "≥ 10"));
+    assert_eq!(figure(&p, "356", "HTX_CONSOLIDATED", "1").numerator, 1);
+    assert_eq!(figure(&p, "359", "HTX_CONSOLIDATED", "1").numerator, 1);
+    let sources: Vec<&str> = p.units[0].sources.iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(sources, ["node-356", "node-359"]);
+    assert!(p.units[0].sources.iter().all(|s| !s.last_sync.is_empty()));
+
+    // One more merges: the live figures move without asking twice.
+    consolidated_htx(&city, "13684", "HTX Hoa Lộc Hạ");
+    city.sync().await.unwrap();
+    let p = hub.hub().progress(&default).unwrap();
+    assert_eq!(figure(&p, "36", "HTX_CONSOLIDATED", "1").numerator, 3);
+    assert_eq!(figure(&p, "356", "HTX_CONSOLIDATED", "1").numerator, 2);
+    // The same data asked under the 2025 hierarchy (computed from scratch)
+    // counts the same cooperatives under the merged province.
+    let q = htx_hub::progress::Query {
+        hierarchy: Some("2025".into()),
+        ..Default::default()
+    };
+    let p25 = hub.hub().progress(&q).unwrap();
+    assert_eq!(figure(&p25, "37", "HTX_CONSOLIDATED", "1").numerator, 3);
+    // Before the consolidations, nothing counted.
+    let q = htx_hub::progress::Query {
+        as_of: Some("2024-01-01".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        figure(
+            &hub.hub().progress(&q).unwrap(),
+            "36",
+            "HTX_CONSOLIDATED",
+            "1"
+        )
+        .numerator,
+        0
+    );
+
+    // HTTP: JSON, CSV, and clear refusals.
+    let (code, body) = http_get(&hub.http_url(), "/api/progress?unit=356&as_of=2025-12-31").await;
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["units"][0]["unit"], "356");
+    assert_eq!(json["as_of"], "2025-12-31");
+    let first = json["units"][0]["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["indicator"] == "HTX_CONSOLIDATED")
+        .unwrap();
+    assert_eq!(first["numerator"], 2);
+    assert!(
+        json["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["unit"] == "13633"),
+        "communes below come too"
+    );
+    let (code, csv) = http_get(&hub.http_url(), "/api/progress.csv?unit=36").await;
+    assert_eq!(code, 200);
+    assert!(csv.starts_with("unit,name,level,indicator,phase"));
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("36,Tỉnh Nam Định,province,HTX_CONSOLIDATED,1,count,3,")),
+        "{csv}"
+    );
+    for (bad, says) in [
+        ("/api/progress?unit=99999", "unknown unit"),
+        ("/api/progress?as_of=2025-13-01", "not a date"),
+        ("/api/progress?hierarchy=1999", "unknown hierarchy version"),
+    ] {
+        let (code, body) = http_get(&hub.http_url(), bad).await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains(says), "{bad}: {body}");
+    }
+
+    // gRPC over mutual TLS, with a node's certificate.
+    let b = city.node().bundle().clone();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&b.ca_cert))
+        .identity(Identity::from_pem(&b.cert, &b.key))
+        .domain_name(b.hub_name.clone());
+    let ch = Endpoint::from_shared(hub.url())
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let reply = pb::progress_client::ProgressClient::new(ch)
+        .get(pb::ProgressRequest {
+            unit: "359".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("progress over gRPC")
+        .into_inner();
+    assert_eq!(figure(&reply, "359", "HTX_CONSOLIDATED", "1").numerator, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_computes_progress_for_its_units_offline() {
+    let hub = TestHub::create(); // never served: the node is offline
+    let node = hub.enroll_node("356", "node-356");
+    consolidated_htx(&node, "13633", "HTX Dệt may Hạ Long");
+    let p = node
+        .node()
+        .progress(None, Some("2025-06-30"), None)
+        .expect("progress offline");
+    assert_eq!(p.units[0].unit, "356", "its own district first");
+    assert_eq!(figure(&p, "356", "HTX_CONSOLIDATED", "1").numerator, 1);
+    assert_eq!(figure(&p, "13633", "HTX_CONSOLIDATED", "1").numerator, 1);
+    assert_eq!(
+        p.units[0].sources[0].last_sync, "",
+        "never synced, and it says so"
+    );
+    let err = node.node().progress(Some("99999"), None, None).unwrap_err();
+    assert!(err.to_string().contains("unknown unit"), "{err}");
+}
