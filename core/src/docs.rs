@@ -29,6 +29,49 @@ pub fn parse_unit_doc_id(doc: &str) -> Option<(&str, &str)> {
 
 pub type DocResult<T> = Result<T, automerge::AutomergeError>;
 
+/// The document the hub publishes to every node, read-only: the plan file
+/// and the unit lists progress is computed with. Root keys: `plan` (the
+/// plan file's text) and `units/{file name}` (each list, as CSV text).
+pub const REFERENCE_DOC: &str = "ref/plan";
+
+/// What the reference document holds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Reference {
+    pub plan: String,
+    /// (file name, CSV text), as in `units::BUILTIN_LISTS`.
+    pub lists: Vec<(String, String)>,
+}
+
+/// Writes `reference` into the document, changing only what differs.
+pub fn put_reference(doc: &mut AutoCommit, reference: &Reference) -> DocResult<()> {
+    let put_text = |doc: &mut AutoCommit, key: &str, text: &str| -> DocResult<()> {
+        let same = matches!(doc.get(ROOT, key)?, Some((automerge::Value::Scalar(v), _)) if v.as_str() == Some(text));
+        if !same {
+            doc.put(ROOT, key, text)?;
+        }
+        Ok(())
+    };
+    put_text(doc, "plan", &reference.plan)?;
+    for (name, text) in &reference.lists {
+        put_text(doc, &format!("units/{name}"), text)?;
+    }
+    Ok(())
+}
+
+/// Reads the reference document, if it has a plan.
+pub fn read_reference(doc: &AutoCommit) -> Option<Reference> {
+    let text = |key: &str| match doc.get(ROOT, key) {
+        Ok(Some((automerge::Value::Scalar(v), _))) => v.as_str().map(str::to_owned),
+        _ => None,
+    };
+    let plan = text("plan")?;
+    let lists = doc
+        .keys(ROOT)
+        .filter_map(|k| Some((k.strip_prefix("units/")?.to_owned(), text(&k)?)))
+        .collect();
+    Some(Reference { plan, lists })
+}
+
 fn to_scalar(v: &Value) -> ScalarValue {
     match v {
         Value::Text(s) => ScalarValue::Str(s.as_str().into()),

@@ -36,6 +36,31 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
+const LIST_2023: &str = "nam_dinh_units_2023.csv";
+const LIST_2024: &str = "nam_dinh_units_2024.csv";
+const LIST_2025: &str = "ninh_binh_units_2025.csv";
+const MAP_2023_2024: &str = "nam_dinh_2023_to_2024.csv";
+
+/// The files of `core/admin-units/` compiled into this build, by name.
+pub const BUILTIN_LISTS: [(&str, &str); 4] = [
+    (
+        LIST_2023,
+        include_str!("../admin-units/nam_dinh_units_2023.csv"),
+    ),
+    (
+        LIST_2024,
+        include_str!("../admin-units/nam_dinh_units_2024.csv"),
+    ),
+    (
+        LIST_2025,
+        include_str!("../admin-units/ninh_binh_units_2025.csv"),
+    ),
+    (
+        MAP_2023_2024,
+        include_str!("../admin-units/nam_dinh_2023_to_2024.csv"),
+    ),
+];
+
 /// The version the plan was written for, and the default everywhere.
 pub const DEFAULT_VERSION: &str = "2023";
 
@@ -251,31 +276,43 @@ impl Hierarchy {
     pub fn builtin() -> &'static Hierarchy {
         static H: OnceLock<Hierarchy> = OnceLock::new();
         H.get_or_init(|| {
-            let list = |v, text| parse(v, text).expect("built-in unit list is valid");
-            let (v2023, _) = list(
-                "2023",
-                include_str!("../admin-units/nam_dinh_units_2023.csv"),
-            );
-            let (v2024, _) = list(
-                "2024",
-                include_str!("../admin-units/nam_dinh_units_2024.csv"),
-            );
-            let (v2025, to_2025) = list(
-                "2025",
-                include_str!("../admin-units/ninh_binh_units_2025.csv"),
-            );
-            let mut to_2024 = Listed::new();
-            let mapping = include_str!("../admin-units/nam_dinh_2023_to_2024.csv");
-            for row in csv::Reader::from_reader(mapping.as_bytes()).deserialize::<MappingRow>() {
-                let row = row.expect("built-in mapping is valid CSV");
-                to_2024.insert(row.old_code, vec![row.new_code]);
-            }
-            let steps = vec![
-                step(&v2023, &v2024, &to_2024),
-                step(&v2024, &v2025, &to_2025),
-            ];
-            Hierarchy::linked(vec![v2023, v2024, v2025], steps)
+            Hierarchy::from_lists(&BUILTIN_LISTS).expect("built-in unit lists are valid")
         })
+    }
+
+    /// The hierarchy from its files, named as in [`BUILTIN_LISTS`]: the
+    /// three unit lists and the 2023→2024 mapping (2024→2025 is in the
+    /// 2025 list's `old_codes`). This is how a node reads the lists its
+    /// hub publishes.
+    pub fn from_lists(files: &[(&str, &str)]) -> Result<Hierarchy, UnitError> {
+        let file = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| *t)
+                .ok_or_else(|| UnitError::BadList {
+                    version: String::new(),
+                    reason: format!("{name} is missing"),
+                })
+        };
+        let (v2023, _) = parse("2023", file(LIST_2023)?)?;
+        let (v2024, _) = parse("2024", file(LIST_2024)?)?;
+        let (v2025, to_2025) = parse("2025", file(LIST_2025)?)?;
+        let mut to_2024 = Listed::new();
+        for row in
+            csv::Reader::from_reader(file(MAP_2023_2024)?.as_bytes()).deserialize::<MappingRow>()
+        {
+            let row = row.map_err(|e| UnitError::BadList {
+                version: "2024".into(),
+                reason: format!("{MAP_2023_2024}: {e}"),
+            })?;
+            to_2024.insert(row.old_code, vec![row.new_code]);
+        }
+        let steps = vec![
+            step(&v2023, &v2024, &to_2024),
+            step(&v2024, &v2025, &to_2025),
+        ];
+        Ok(Hierarchy::linked(vec![v2023, v2024, v2025], steps))
     }
 
     /// A hierarchy with one version read from a unit list in the format of

@@ -26,6 +26,10 @@ pub struct HubConfig {
     /// picks a free one, written to `DIR/http.addr` while `run` is running.
     pub http_listen: String,
     pub backend: Backend,
+    /// The plan file progress is computed with, published read-only to
+    /// every node; empty: the built-in Đề án 01 plan of Nam Định
+    /// (`deploy/plans/de-an-01-nam-dinh.toml`).
+    pub plan_file: String,
     /// Hierarchy version for units named without one (the plan's own).
     pub default_unit_version: String,
     /// Lifetime of the certificates `enroll` issues.
@@ -48,6 +52,7 @@ impl Default for HubConfig {
             admin_listen: "127.0.0.1:0".into(),
             http_listen: "127.0.0.1:0".into(),
             backend: Backend::Redb,
+            plan_file: String::new(),
             default_unit_version: htx_core::units::DEFAULT_VERSION.into(),
             node_cert_days: 365,
             max_message_bytes: 16 << 20,

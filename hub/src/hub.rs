@@ -7,10 +7,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use htx_core::docs;
+use anyhow::Context;
+use htx_core::docs::{self, REFERENCE_DOC, Reference};
+use htx_core::plan::Plan;
 use htx_core::replica::{Replica, ReplicaError};
 use htx_core::schema::Record;
 use htx_core::storage::{self, WriteBatch};
+use htx_core::units::BUILTIN_LISTS;
 use htx_core::units::Hierarchy;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +53,8 @@ struct Inner {
     replica: Mutex<Replica>,
     /// Enrolments by certificate fingerprint.
     enrolments: RwLock<HashMap<String, Enrolment>>,
+    /// The plan progress is computed with (published to nodes).
+    plan: Plan,
     /// Progress in the default view, built on first use, then kept current.
     live: Mutex<Option<Live>>,
 }
@@ -68,13 +73,30 @@ impl Hub {
     pub fn open(dir: &Path) -> anyhow::Result<Hub> {
         let config = HubConfig::load(dir)?;
         let home = Home::new(dir);
+        let plan_text = match config.plan_file.as_str() {
+            "" => htx_core::plan::DE_AN_01_NAM_DINH.to_owned(),
+            path => std::fs::read_to_string(dir.join(path))
+                .with_context(|| format!("reading the plan file {path}"))?,
+        };
+        let plan = Plan::parse(&plan_text)
+            .map_err(|e| anyhow::anyhow!("plan file {}: {e}", config.plan_file))?;
         let store = storage::open(config.backend, dir)?;
-        let replica = Replica::open(store)?;
+        let mut replica = Replica::open(store)?;
+        // Publish the plan and the unit lists to every node, read-only.
+        let reference = Reference {
+            plan: plan_text,
+            lists: BUILTIN_LISTS
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+        };
+        replica.change(REFERENCE_DOC, |doc| docs::put_reference(doc, &reference))??;
         let hub = Hub(Arc::new(Inner {
             home,
             config,
             replica: Mutex::new(replica),
             enrolments: RwLock::default(),
+            plan,
             live: Mutex::default(),
         }));
         hub.reload_enrolments()?;
@@ -119,8 +141,14 @@ impl Hub {
             .cloned()
     }
 
-    /// Whether `doc` holds units the node serves.
-    pub fn in_scope(node: &Enrolment, doc: &str) -> bool {
+    /// Whether the node may read `doc`: its units' documents and what the
+    /// hub publishes (the plan and unit lists).
+    pub fn readable(node: &Enrolment, doc: &str) -> bool {
+        doc == REFERENCE_DOC || Self::writable(node, doc)
+    }
+
+    /// Whether the node may write `doc`: only the documents of its units.
+    pub fn writable(node: &Enrolment, doc: &str) -> bool {
         let Some((version, unit)) = docs::parse_unit_doc_id(doc) else {
             return false;
         };
@@ -130,11 +158,11 @@ impl Hub {
                 .is_ok_and(|v| v.within(unit, &node.unit))
     }
 
-    /// The hub's documents the node serves.
+    /// The hub's documents the node may read.
     pub fn scope(replica: &Replica, node: &Enrolment) -> Vec<String> {
         replica
             .doc_ids()
-            .filter(|d| Self::in_scope(node, d))
+            .filter(|d| Self::readable(node, d))
             .map(str::to_owned)
             .collect()
     }
@@ -218,12 +246,14 @@ impl Hub {
         let mut live = self.0.live.lock().expect("progress lock");
         if live.is_none() {
             *live = Some(Live::new(
+                self.0.plan.clone(),
                 &self.0.config.default_unit_version,
                 self.export(true)?,
             )?);
         }
         let all = || self.export(true).unwrap_or_default();
         Ok(progress::answer(
+            &self.0.plan,
             query,
             live.as_mut().expect("built"),
             all,

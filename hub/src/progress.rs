@@ -39,14 +39,8 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(version: &str, records: Vec<Record>) -> Result<Live, ProgressError> {
-        let engine = Engine::new(
-            Plan::builtin(),
-            Hierarchy::builtin(),
-            version,
-            today(),
-            records,
-        )?;
+    pub fn new(plan: Plan, version: &str, records: Vec<Record>) -> Result<Live, ProgressError> {
+        let engine = Engine::new(plan, Hierarchy::builtin(), version, today(), records)?;
         Ok(Live { engine })
     }
 
@@ -72,6 +66,7 @@ impl Live {
 /// Answers `query` from the live engine when it asks for the default view,
 /// else from scratch over `all_records` (called only then).
 pub fn answer(
+    plan: &Plan,
     query: &Query,
     live: &mut Live,
     all_records: impl FnOnce() -> Vec<Record>,
@@ -91,7 +86,7 @@ pub fn answer(
     let report = if version == live.version() && as_of == today() {
         live.report()
     } else {
-        progress::recompute(&Plan::builtin(), h, &version, as_of, &all_records())?
+        progress::recompute(plan, h, &version, as_of, &all_records())?
     };
     let v = h.version(&version)?;
     let unit = match query.unit.as_deref().filter(|u| !u.is_empty()) {

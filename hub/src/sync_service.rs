@@ -74,14 +74,21 @@ impl Session {
         })
     }
 
-    fn check_scope(&self, doc: &str) -> Result<(), Status> {
-        if Hub::in_scope(&self.node, doc) {
+    fn check_scope(&self, doc: &str, write: bool) -> Result<(), Status> {
+        let allowed = if write {
+            Hub::writable(&self.node, doc)
+        } else {
+            Hub::readable(&self.node, doc)
+        };
+        if allowed {
             Ok(())
         } else {
-            tracing::warn!(node = %self.node.name, doc, "refused: document outside the node's units");
+            tracing::warn!(node = %self.node.name, doc, write, "refused: document outside the node's scope");
             Err(Status::permission_denied(format!(
-                "document {doc} is outside the units of node {} ({} and below) / tài liệu nằm ngoài phạm vi của nút",
-                self.node.name, self.node.unit
+                "node {} may not {} document {doc}: it serves {} and below / nút không có quyền với tài liệu này",
+                self.node.name,
+                if write { "write" } else { "read" },
+                self.node.unit
             )))
         }
     }
@@ -159,7 +166,7 @@ impl Session {
 
     async fn receive_batch(&mut self, batch: pb::ChangeBatch) -> Result<(), Status> {
         for d in &batch.docs {
-            self.check_scope(&d.doc)?;
+            self.check_scope(&d.doc, true)?;
         }
         let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
         let changes: Vec<_> = batch.docs.into_iter().map(|d| (d.doc, d.changes)).collect();
@@ -191,7 +198,7 @@ impl Session {
 
     async fn send_wanted(&mut self, want: pb::Want) -> Result<(), Status> {
         for d in &want.docs {
-            self.check_scope(&d.doc)?;
+            self.check_scope(&d.doc, false)?;
         }
         let name = self.node.name.clone();
         let max = self.hub.config().max_batch_bytes;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use automerge::{ROOT, ReadDoc};
 use htx_core::docs;
 use htx_core::pki::Bundle;
+use htx_core::plan::Plan;
 use htx_core::replica::{Replica, ReplicaError};
 use htx_core::schema::{self, FieldError, FieldType, Record, Value};
 use htx_core::storage::{self, StoreError, WriteBatch};
@@ -71,6 +72,9 @@ struct Inner {
     session: tokio::sync::Mutex<()>,
     /// Wakes the sync loop early, e.g. after a local write.
     wake: tokio::sync::Notify,
+    /// The plan and unit lists last read from the hub's reference document,
+    /// with that document's heads.
+    reference: Mutex<Option<(Vec<automerge::ChangeHash>, Plan, &'static Hierarchy)>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -103,6 +107,7 @@ impl Node {
             replica: Mutex::new(replica),
             session: Default::default(),
             wake: Default::default(),
+            reference: Default::default(),
         })))
     }
 
@@ -357,7 +362,7 @@ impl Node {
             None => time::OffsetDateTime::now_utc().date(),
         };
         let records = self.export(true)?;
-        let plan = htx_core::plan::Plan::builtin();
+        let (plan, h) = self.reference()?;
         let report = progress::recompute(&plan, h, version, as_of, &records).map_err(bad)?;
         let me = htx_proto::v1::Source {
             node: b.node.clone(),
@@ -371,6 +376,36 @@ impl Node {
                 Vec::new()
             }
         }))
+    }
+
+    /// The plan and unit lists the hub published (read-only), or the ones
+    /// built in before the first sync.
+    fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
+        let heads = self.replica().heads(docs::REFERENCE_DOC);
+        if heads.is_empty() {
+            return Ok((Plan::builtin(), Hierarchy::builtin()));
+        }
+        let mut cache = self.0.reference.lock().expect("reference lock");
+        if let Some((_, plan, units)) = cache.as_ref().filter(|(h, _, _)| *h == heads) {
+            return Ok((plan.clone(), *units));
+        }
+        let r = docs::read_reference(self.replica().doc(docs::REFERENCE_DOC).expect("has heads"))
+            .ok_or_else(|| {
+            NodeError::Setup("the hub's reference document has no plan".into())
+        })?;
+        let plan = Plan::parse(&r.plan)
+            .map_err(|e| NodeError::Setup(format!("the plan the hub published: {e}")))?;
+        let lists: Vec<(&str, &str)> = r
+            .lists
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let units = Hierarchy::from_lists(&lists).map_err(|e| NodeError::Setup(e.to_string()))?;
+        // One hierarchy per published version of the lists, kept for the
+        // life of the process (they change once in years).
+        let units: &'static Hierarchy = Box::leak(Box::new(units));
+        *cache = Some((heads, plan.clone(), units));
+        Ok((plan, units))
     }
 
     pub fn sync_status(&self) -> SyncStatus {
@@ -399,6 +434,7 @@ impl Node {
         let ids: Vec<&str> = replica.doc_ids().collect();
         let records = ids
             .iter()
+            .filter(|d| docs::parse_unit_doc_id(d).is_some())
             .map(|d| {
                 replica
                     .doc(d)

@@ -96,7 +96,7 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
     assert!(view.stats.last_error.is_empty());
 
     assert_eq!(hub.export(), node.export());
-    assert_eq!(hub.digest(&docs), node.digest());
+    assert_eq!(hub.digest(&node.docs()), node.digest());
     let last = node.record(&ids[(EDITS - 1) % RECORDS]);
     assert_eq!(
         last.text("sector"),

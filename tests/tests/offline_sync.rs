@@ -45,8 +45,15 @@ async fn districts_record_offline_then_sync_when_the_hub_comes_up() {
     let ra = thanh_pho.sync().await.expect("sync 356");
     let rb = vu_ban.sync().await.expect("sync 359");
     assert!(ra.in_sync && rb.in_sync);
-    assert_eq!(ra.changes_received, 0, "356 gets nothing of 359");
-    assert_eq!(rb.changes_received, 0, "359 gets nothing of 356");
+    // Each gets one change: the plan and unit lists the hub publishes.
+    assert_eq!(
+        ra.changes_received, 1,
+        "356 gets the hub's plan, nothing of 359"
+    );
+    assert_eq!(
+        rb.changes_received, 1,
+        "359 gets the hub's plan, nothing of 356"
+    );
 
     let merged = hub.export();
     let ids: Vec<&str> = merged.iter().map(|r| r.id.as_str()).collect();
@@ -67,7 +74,10 @@ async fn districts_record_offline_then_sync_when_the_hub_comes_up() {
     }
     for name in ["node-356", "node-359"] {
         let v = hub.node_view(name);
-        assert_eq!(v.documents, 2, "{name}: two communes' documents");
+        assert_eq!(
+            v.documents, 3,
+            "{name}: two communes' documents and the plan"
+        );
         assert_eq!(v.stats.changes_received, 2, "{name}: one change per record");
         assert!(
             v.stats.last_error.is_empty(),

@@ -218,3 +218,81 @@ async fn a_node_computes_progress_for_its_units_offline() {
     let err = node.node().progress(Some("99999"), None, None).unwrap_err();
     assert!(err.to_string().contains("unknown unit"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_use_the_plan_the_hub_publishes_and_cannot_change_it() {
+    let mut hub = TestHub::create();
+    // The province adds a sub-target for Thành phố Nam Định: no code change.
+    let plan = format!(
+        "{}\n[[targets]]\nindicator = \"HTX_CONSOLIDATED\"\nphase = \"1\"\nunit = \"356\"\nat_least = 3\n",
+        htx_core::plan::DE_AN_01_NAM_DINH
+    );
+    std::fs::write(hub.dir().join("plan.toml"), plan).unwrap();
+    let mut cfg = htx_hub::config::HubConfig::load(hub.dir()).unwrap();
+    cfg.plan_file = "plan.toml".into();
+    std::fs::write(hub.dir().join("hub.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    hub.serve().await;
+    let node = hub.enroll_node("356", "node-356");
+    consolidated_htx(&node, "13633", "HTX Dệt may Hạ Long");
+
+    let before = node
+        .node()
+        .progress(None, Some("2025-06-30"), None)
+        .unwrap();
+    assert_eq!(
+        figure(&before, "356", "HTX_CONSOLIDATED", "1").target,
+        "",
+        "the built-in plan has no district target"
+    );
+    node.sync().await.unwrap();
+    let after = node
+        .node()
+        .progress(None, Some("2025-06-30"), None)
+        .unwrap();
+    let f = figure(&after, "356", "HTX_CONSOLIDATED", "1");
+    assert_eq!(
+        (f.numerator, f.target.as_str()),
+        (1, "≥ 3"),
+        "the hub's plan, replicated down"
+    );
+    assert_eq!(
+        figure(
+            &hub.hub().progress(&Default::default()).unwrap(),
+            "356",
+            "HTX_CONSOLIDATED",
+            "1"
+        )
+        .target,
+        "≥ 3"
+    );
+
+    // The node may read the plan, not write it: the hub refuses, and keeps its own.
+    let reference = htx_core::docs::REFERENCE_DOC;
+    node.node()
+        .replica()
+        .change(reference, |d| {
+            use automerge::transaction::Transactable;
+            d.put(
+                automerge::ROOT,
+                "plan",
+                "format = 1 # rewritten by a district",
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let err = node.sync().await.expect_err("refused");
+    assert!(
+        err.to_string().contains("may not write document ref/plan"),
+        "{err}"
+    );
+    let hub_plan = {
+        let r = hub.hub().replica();
+        htx_core::docs::read_reference(r.doc(reference).unwrap())
+            .unwrap()
+            .plan
+    };
+    assert!(
+        hub_plan.contains("unit = \"356\""),
+        "the hub's plan is unchanged"
+    );
+}

@@ -21,15 +21,31 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::open(path).map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StoreError::Locked(path.display().to_string())
+        let try_open = || {
+            sled::open(path).map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => backend(other),
+            })
+        };
+        // sled releases its file lock from a background thread after the
+        // last handle is dropped: a reopen in the same process may have to
+        // wait a moment for it.
+        let mut db = try_open();
+        for _ in 0..50 {
+            match db {
+                Err(StoreError::Locked(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    db = try_open();
+                }
+                _ => break,
             }
-            sled::Error::Io(io) if io.to_string().contains("lock") => {
-                StoreError::Locked(path.display().to_string())
-            }
-            other => backend(other),
-        })?;
+        }
+        let db = db?;
         Ok(SledStore {
             db,
             path: path.to_owned(),
