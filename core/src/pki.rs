@@ -76,7 +76,8 @@ pub enum Role<'a> {
     Client,
 }
 
-/// Signs a certificate for `common_name` with the CA's key.
+/// Signs a certificate for `common_name` with the CA's key, for a new key
+/// made here (returned with it).
 pub fn issue(
     ca_name: &str,
     ca_key_pem: &str,
@@ -84,6 +85,67 @@ pub fn issue(
     role: Role<'_>,
     valid: Duration,
 ) -> Result<Issued> {
+    let key = KeyPair::generate()?;
+    let (cert_pem, fingerprint) = sign(ca_name, ca_key_pem, common_name, role, valid, &key)?;
+    Ok(Issued {
+        cert_pem,
+        fingerprint,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A node's public key, as it sends it to renew its certificate: the raw
+/// ECDSA P-256 point of a key it made itself. The private key never leaves
+/// the node.
+pub struct NodePublicKey(pub Vec<u8>);
+
+impl rcgen::PublicKeyData for NodePublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+/// A new key for a node (PEM) and its public half, to send for renewal.
+pub fn new_node_key() -> Result<(String, Vec<u8>)> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    Ok((key.serialize_pem(), key.public_key_raw().to_vec()))
+}
+
+/// Signs a client certificate for a node's own public key; returns the
+/// certificate (PEM) and its fingerprint.
+pub fn issue_for_key(
+    ca_name: &str,
+    ca_key_pem: &str,
+    common_name: &str,
+    public_key: &NodePublicKey,
+    valid: Duration,
+) -> Result<(String, String)> {
+    if public_key.0.len() != 65 || public_key.0[0] != 4 {
+        return Err(PkiError::Bundle(
+            "renewal: not an uncompressed P-256 public key".into(),
+        ));
+    }
+    sign(
+        ca_name,
+        ca_key_pem,
+        common_name,
+        Role::Client,
+        valid,
+        public_key,
+    )
+}
+
+fn sign(
+    ca_name: &str,
+    ca_key_pem: &str,
+    common_name: &str,
+    role: Role<'_>,
+    valid: Duration,
+    key: &impl rcgen::PublicKeyData,
+) -> Result<(String, String)> {
     let ca_key = KeyPair::from_pem(ca_key_pem)?;
     let issuer = Issuer::new(ca_params(ca_name)?, ca_key);
     let sans = match role {
@@ -107,13 +169,8 @@ pub fn issue(
     serial.copy_from_slice(&Sha256::digest(format!("{common_name}{now}").as_bytes())[..16]);
     serial[0] &= 0x7f;
     p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    let key = KeyPair::generate()?;
-    let cert = p.signed_by(&key, &issuer)?;
-    Ok(Issued {
-        fingerprint: fingerprint(cert.der()),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    let cert = p.signed_by(key, &issuer)?;
+    Ok((cert.pem(), fingerprint(cert.der())))
 }
 
 /// Everything a node needs to join its hub, written by `htx-hub enroll`.
@@ -134,6 +191,12 @@ pub struct Bundle {
     pub ca_cert: String,
     pub cert: String,
     pub key: String,
+    /// When `cert` was issued and stops being valid (RFC 3339): the node
+    /// renews it once two thirds of its life have passed.
+    #[serde(default)]
+    pub cert_issued_at: String,
+    #[serde(default)]
+    pub cert_expires_at: String,
 }
 
 impl Bundle {

@@ -215,6 +215,22 @@ impl Replica {
         self.docs.get(id).map(|e| &e.doc)
     }
 
+    /// A copy of document `id` to try changes on (empty if this replica
+    /// does not have it); the replica itself is not touched.
+    pub fn fork(&mut self, id: &str) -> AutoCommit {
+        match self.docs.get_mut(id) {
+            Some(e) => e.doc.fork(),
+            None => AutoCommit::new(),
+        }
+    }
+
+    /// Bytes document `id` takes in the store (snapshot and chunks).
+    pub fn stored_bytes(&self, id: &str) -> u64 {
+        self.docs
+            .get(id)
+            .map_or(0, |e| e.snapshot_bytes + e.chunk_bytes)
+    }
+
     /// Heads of a document, sorted; empty if this replica does not have it.
     pub fn heads(&self, id: &str) -> Vec<ChangeHash> {
         let mut h = self

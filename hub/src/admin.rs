@@ -5,8 +5,8 @@
 
 use htx_core::wire;
 use htx_proto::v1::{
-    self as pb, hub_admin_server::HubAdminServer, progress_server::ProgressServer,
-    sync_server::SyncServer,
+    self as pb, enrolment_server::EnrolmentServer, hub_admin_server::HubAdminServer,
+    progress_server::ProgressServer, sync_server::SyncServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -15,7 +15,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 use crate::hub::Hub;
-use crate::sync_service::SyncService;
+use crate::sync_service::{EnrolmentService, SyncService};
 
 pub struct AdminService {
     hub: Hub,
@@ -134,6 +134,7 @@ pub async fn serve(
         .add_service(health.clone())
         .add_service(reflection()?)
         .add_service(ProgressServer::new(progress.clone()))
+        .add_service(EnrolmentServer::new(EnrolmentService::new(hub.clone())))
         .add_service(
             SyncServer::new(SyncService::new(hub.clone()))
                 .max_decoding_message_size(max)
@@ -147,6 +148,7 @@ pub async fn serve(
     let admin_server = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection()?)
+        .add_service(ProgressServer::new(progress))
         .add_service(
             HubAdminServer::new(AdminService { hub }).max_encoding_message_size(usize::MAX),
         )

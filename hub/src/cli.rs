@@ -63,6 +63,16 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Withdraws a node's certificate: the hub refuses it from now on, even
+    /// on a connection already open.
+    Revoke {
+        dir: PathBuf,
+        /// The node's name, as given at enrolment.
+        name: String,
+    },
+    /// Issues the hub a new server certificate from the same CA (nodes need
+    /// no new bundle); restart the hub to use it.
+    RotateCert { dir: PathBuf },
     /// Serves nodes (mutual TLS) and the admin API.
     Run { dir: PathBuf },
     /// Prints every merged record.
@@ -94,6 +104,20 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long, default_value = "text")]
         format: NodesFormat,
+    },
+    /// Lists the batches of changes the hub refused, or shows one.
+    Quarantine {
+        dir: PathBuf,
+        /// A quarantined batch's id: its reason, node, changes and records.
+        #[arg(long)]
+        show: Option<String>,
+    },
+    /// Prints the audit log: accepted and refused batches, warnings.
+    Audit {
+        dir: PathBuf,
+        /// Only this node's events.
+        #[arg(long)]
+        node: Option<String>,
     },
 }
 
@@ -201,7 +225,7 @@ impl Access {
                 Ok(client
                     .get(req)
                     .await
-                    .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+                    .map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?
                     .into_inner())
             }
             Access::Local(h) => h.progress(&query),
@@ -361,6 +385,21 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 out.display()
             );
         }
+        Command::Revoke { dir, name } => {
+            let e = Home::new(&dir).revoke(&name)?;
+            println!(
+                "node {:?} revoked at {} / đã thu hồi chứng chỉ của nút",
+                e.name, e.revoked_at
+            );
+        }
+        Command::RotateCert { dir } => {
+            let cfg = HubConfig::load(&dir)?;
+            let fp = Home::new(&dir).rotate_server_cert(&cfg)?;
+            println!(
+                "new hub certificate {fp} for {:?}; restart the hub to use it",
+                cfg.server_names
+            );
+        }
         Command::Run { dir } => run(&dir).await?,
         Command::Export {
             dir,
@@ -393,6 +432,15 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 ProgressFormat::Table => print!("{}", htx_core::report::to_table(&reply)),
                 ProgressFormat::Csv => print!("{}", htx_core::report::to_csv(&reply)),
                 ProgressFormat::Json => println!("{}", serde_json::to_string_pretty(&reply)?),
+            }
+        }
+        Command::Quarantine { dir, show } => match show {
+            Some(id) => crate::quarantine::print_one(&crate::quarantine::show(&dir, &id)?)?,
+            None => crate::quarantine::print_list(&crate::quarantine::list(&dir)?),
+        },
+        Command::Audit { dir, node } => {
+            for e in crate::audit::read(&dir, node.as_deref())? {
+                println!("{e}");
             }
         }
         Command::Nodes { dir, format } => {

@@ -32,12 +32,17 @@ pub struct HubConfig {
     pub plan_file: String,
     /// Hierarchy version for units named without one (the plan's own).
     pub default_unit_version: String,
-    /// Lifetime of the certificates `enroll` issues.
+    /// Lifetime of the certificates `enroll` and renewals issue.
     pub node_cert_days: i64,
+    /// If set, overrides `node_cert_days` (seconds; for tests of expiry).
+    pub node_cert_secs: Option<i64>,
     /// Largest message accepted from a node.
     pub max_message_bytes: usize,
     /// Upper bound of one batch of changes sent to a node.
     pub max_batch_bytes: usize,
+    /// Largest a document may grow to with a node's changes; a batch that
+    /// would take it over is refused and quarantined.
+    pub max_doc_bytes: u64,
     /// A session that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
 }
@@ -55,8 +60,10 @@ impl Default for HubConfig {
             plan_file: String::new(),
             default_unit_version: htx_core::units::DEFAULT_VERSION.into(),
             node_cert_days: 365,
+            node_cert_secs: None,
             max_message_bytes: 16 << 20,
             max_batch_bytes: htx_core::sync::MAX_BATCH_BYTES,
+            max_doc_bytes: 16 << 20,
             idle_timeout_secs: 120,
         }
     }
@@ -64,6 +71,13 @@ impl Default for HubConfig {
 
 impl HubConfig {
     pub const FILE: &'static str = "hub.toml";
+
+    pub fn node_cert_lifetime(&self) -> time::Duration {
+        match self.node_cert_secs {
+            Some(s) => time::Duration::seconds(s),
+            None => time::Duration::days(self.node_cert_days),
+        }
+    }
 
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);

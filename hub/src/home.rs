@@ -25,6 +25,13 @@ pub struct Enrolment {
     pub fingerprint: String,
     pub enrolled_at: String,
     pub expires_at: String,
+    /// Fingerprints of earlier certificates of this node, still accepted
+    /// until they expire (a renewal the node did not finish storing).
+    #[serde(default)]
+    pub previous_fingerprints: Vec<String>,
+    /// Set by `htx-hub revoke`: the hub refuses this node from then on.
+    #[serde(default)]
+    pub revoked_at: String,
 }
 
 pub struct Home {
@@ -116,22 +123,23 @@ impl Home {
         check_name(name)?;
         let ca_key = std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?;
         let ca_cert = self.ca_pem()?;
-        let days = cfg.node_cert_days;
+        let now = time::OffsetDateTime::now_utc();
         let leaf = pki::issue(
             &cfg.ca_name,
             &ca_key,
             name,
             Role::Client,
-            Duration::days(days),
+            cfg.node_cert_lifetime(),
         )?;
-        let now = time::OffsetDateTime::now_utc();
         let enrolment = Enrolment {
             name: name.to_owned(),
             unit: unit.to_owned(),
             unit_version: version.to_owned(),
             fingerprint: leaf.fingerprint.clone(),
             enrolled_at: rfc3339(now),
-            expires_at: rfc3339(now + Duration::days(days)),
+            expires_at: rfc3339(now + cfg.node_cert_lifetime()),
+            previous_fingerprints: Vec::new(),
+            revoked_at: String::new(),
         };
         // create_new: two enrolments can never take the same name.
         let file = std::fs::OpenOptions::new()
@@ -166,7 +174,90 @@ impl Home {
             ca_cert,
             cert: leaf.cert_pem,
             key: leaf.key_pem,
+            cert_issued_at: enrolment.enrolled_at.clone(),
+            cert_expires_at: enrolment.expires_at.clone(),
         })
+    }
+
+    fn enrolment_path(&self, name: &str) -> PathBuf {
+        self.path("nodes").join(format!("{name}.json"))
+    }
+
+    pub fn enrolment(&self, name: &str) -> anyhow::Result<Enrolment> {
+        let path = self.enrolment_path(name);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("no node named {name:?} is enrolled / không có nút tên {name:?}")
+        })?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    fn save_enrolment(&self, e: &Enrolment) -> anyhow::Result<()> {
+        write_private(
+            &self.enrolment_path(&e.name),
+            serde_json::to_string_pretty(e)?.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Withdraws a node's certificates: the hub refuses it from now on.
+    pub fn revoke(&self, name: &str) -> anyhow::Result<Enrolment> {
+        let mut e = self.enrolment(name)?;
+        if e.revoked_at.is_empty() {
+            e.revoked_at = rfc3339(time::OffsetDateTime::now_utc());
+            self.save_enrolment(&e)?;
+        }
+        Ok(e)
+    }
+
+    /// Signs a new certificate for an enrolled node's own public key and
+    /// records it; the previous one stays accepted until it expires.
+    pub fn renew(
+        &self,
+        cfg: &HubConfig,
+        name: &str,
+        public_key: Vec<u8>,
+    ) -> anyhow::Result<(String, Enrolment)> {
+        let mut e = self.enrolment(name)?;
+        if !e.revoked_at.is_empty() {
+            bail!("node {name:?} was revoked / nút đã bị thu hồi");
+        }
+        let ca_key = std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?;
+        let lifetime = cfg.node_cert_lifetime();
+        let (cert, fingerprint) = pki::issue_for_key(
+            &cfg.ca_name,
+            &ca_key,
+            name,
+            &pki::NodePublicKey(public_key),
+            lifetime,
+        )?;
+        let now = time::OffsetDateTime::now_utc();
+        let old = std::mem::replace(&mut e.fingerprint, fingerprint);
+        e.previous_fingerprints.insert(0, old);
+        e.previous_fingerprints.truncate(2);
+        e.enrolled_at = rfc3339(now);
+        e.expires_at = rfc3339(now + lifetime);
+        self.save_enrolment(&e)?;
+        Ok((cert, e))
+    }
+
+    /// Issues the hub a new server certificate from the same CA: nodes keep
+    /// trusting it without re-enrolment. Takes effect when the hub restarts.
+    pub fn rotate_server_cert(&self, cfg: &HubConfig) -> anyhow::Result<String> {
+        let ca_key = std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?;
+        let server = pki::issue(
+            &cfg.ca_name,
+            &ca_key,
+            cfg.server_names
+                .first()
+                .map(String::as_str)
+                .unwrap_or("localhost"),
+            Role::Server(&cfg.server_names),
+            Duration::days(825),
+        )?;
+        std::fs::write(self.path("hub.pem.tmp"), &server.cert_pem)?;
+        write_private(&self.path("hub.key"), server.key_pem.as_bytes())?;
+        std::fs::rename(self.path("hub.pem.tmp"), self.path("hub.pem"))?;
+        Ok(server.fingerprint)
     }
 
     /// Every enrolled node.

@@ -52,7 +52,8 @@ struct Inner {
     config: HubConfig,
     replica: Mutex<Replica>,
     /// Enrolments by certificate fingerprint.
-    enrolments: RwLock<HashMap<String, Enrolment>>,
+    /// Enrolments by certificate fingerprint, and when `nodes/` was read.
+    enrolments: RwLock<(Option<std::time::SystemTime>, HashMap<String, Enrolment>)>,
     /// The plan progress is computed with (published to nodes).
     plan: Plan,
     /// Progress in the default view, built on first use, then kept current.
@@ -114,31 +115,41 @@ impl Hub {
         self.0.replica.lock().expect("replica lock")
     }
 
+    /// Reads `nodes/` again if it changed since last read (an enrolment,
+    /// a renewal or a revocation, made by this process or by a command).
     fn reload_enrolments(&self) -> anyhow::Result<()> {
-        let map = self
-            .0
-            .home
-            .enrolments()?
-            .into_iter()
-            .map(|e| (e.fingerprint.clone(), e))
-            .collect();
-        *self.0.enrolments.write().expect("lock") = map;
+        let stamp = std::fs::metadata(self.0.home.dir.join("nodes"))?.modified()?;
+        let mut cache = self.0.enrolments.write().expect("lock");
+        if cache.0 == Some(stamp) {
+            return Ok(());
+        }
+        let mut map = HashMap::new();
+        for e in self.0.home.enrolments()? {
+            for fp in std::iter::once(&e.fingerprint).chain(&e.previous_fingerprints) {
+                map.insert(fp.clone(), e.clone());
+            }
+        }
+        *cache = (Some(stamp), map);
         Ok(())
     }
 
-    /// The node that presents the certificate with this fingerprint.
+    /// The node that presents the certificate with this fingerprint, unless
+    /// it was revoked.
     pub fn identify(&self, fingerprint: &str) -> Option<Enrolment> {
-        if let Some(e) = self.0.enrolments.read().expect("lock").get(fingerprint) {
-            return Some(e.clone());
+        if let Err(e) = self.reload_enrolments() {
+            tracing::warn!("cannot read the enrolled nodes: {e:#}");
         }
-        // Enrolled since start-up?
-        self.reload_enrolments().ok()?;
-        self.0
-            .enrolments
-            .read()
-            .expect("lock")
+        let cache = self.0.enrolments.read().expect("lock");
+        cache
+            .1
             .get(fingerprint)
+            .filter(|e| e.revoked_at.is_empty())
             .cloned()
+    }
+
+    /// Whether a node was revoked since it connected.
+    pub fn is_revoked(&self, fingerprint: &str) -> bool {
+        self.identify(fingerprint).is_none()
     }
 
     /// Whether the node may read `doc`: its units' documents and what the

@@ -6,14 +6,19 @@
 //! - [`progress`] — progress against the plan, kept current as records merge;
 //! - [`http`] — progress as JSON and CSV over HTTP;
 //! - [`sync_service`] — the hub's side of a sync session;
+//! - [`validate`] — checks a node's changes on a copy before they merge;
+//!   [`quarantine`] keeps what is refused, [`audit`] logs both;
 //! - [`admin`] — the administration API and the servers;
 //! - [`cli`] — the `htx-hub` commands.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod home;
 pub mod http;
 pub mod hub;
 pub mod progress;
+pub mod quarantine;
 pub mod sync_service;
+pub mod validate;

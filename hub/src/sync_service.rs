@@ -18,8 +18,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::audit::audit_event;
 use crate::home::Enrolment;
 use crate::hub::{Hub, NodeStats};
+use crate::quarantine;
+use crate::validate::{self, Checked, Refusal};
 
 pub struct SyncService {
     hub: Hub,
@@ -37,10 +40,37 @@ const FRAME: u64 = 5;
 struct Session {
     hub: Hub,
     node: Enrolment,
+    /// The certificate the node connected with: checked again on every
+    /// message, so a revocation cuts a session already open.
+    fingerprint: String,
     rx: Streaming<pb::NodeMessage>,
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
     stats: NodeStats,
     idle: Duration,
+}
+
+fn revoked(name: &str) -> Status {
+    Status::permission_denied(format!(
+        "the certificate of node {name} is revoked or not enrolled at this hub / chứng chỉ đã bị thu hồi hoặc chưa được đăng ký"
+    ))
+}
+
+/// The enrolled node behind a request's client certificate.
+fn identify<T>(hub: &Hub, req: &Request<T>) -> Result<(Enrolment, String), Status> {
+    let certs = req
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+    let fp = fingerprint(leaf.as_ref());
+    match hub.identify(&fp) {
+        Some(node) => Ok((node, fp)),
+        None => {
+            tracing::warn!(fingerprint = %fp, "refused: certificate not enrolled at this hub, or revoked");
+            Err(revoked("?"))
+        }
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -62,6 +92,10 @@ impl Session {
         let msg = tokio::time::timeout(self.idle, self.rx.message())
             .await
             .map_err(|_| Status::deadline_exceeded("the node sent nothing for too long"))??;
+        if self.hub.is_revoked(&self.fingerprint) {
+            tracing::warn!(node = %self.node.name, "refused: certificate revoked during the session");
+            return Err(revoked(&self.node.name));
+        }
         Ok(match msg {
             Some(m) => {
                 self.stats.bytes_received += m.encoded_len() as u64 + FRAME;
@@ -164,24 +198,40 @@ impl Session {
         Ok(())
     }
 
+    /// Validates a batch on a copy (see [`crate::validate`]), then merges
+    /// it, or refuses it: quarantined, logged, and the node told why.
     async fn receive_batch(&mut self, batch: pb::ChangeBatch) -> Result<(), Status> {
-        for d in &batch.docs {
-            self.check_scope(&d.doc, true)?;
-        }
         let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
         let changes: Vec<_> = batch.docs.into_iter().map(|d| (d.doc, d.changes)).collect();
         let touched: Vec<String> = changes.iter().map(|(d, _)| d.clone()).collect();
-        let heads = self
+        for (doc, _) in &changes {
+            if let Err(status) = self.check_scope(doc, true) {
+                let refusal = Refusal {
+                    permission: true,
+                    doc: doc.clone(),
+                    reason: status.message().to_owned(),
+                    records: Vec::new(),
+                };
+                return Err(self.refuse(refusal, changes).await);
+            }
+        }
+        let (name, max_doc) = (self.node.name.clone(), self.hub.config().max_doc_bytes);
+        let outcome = self
             .replica(move |r| {
-                r.apply(changes, WriteBatch::default())
-                    .map_err(|e| match e {
-                        htx_core::replica::ReplicaError::BadChange { .. } => {
-                            Status::invalid_argument(e.to_string())
-                        }
-                        other => internal(other),
-                    })
+                let mut checked = match validate::check(r, &name, &changes, max_doc) {
+                    Ok(c) => c,
+                    Err(refusal) => return Ok(Err((refusal, changes))),
+                };
+                let actors = std::mem::take(&mut checked.actors);
+                let heads = r.apply(changes, actors).map_err(internal)?;
+                Ok(Ok((heads, checked)))
             })
             .await?;
+        let (heads, checked) = match outcome {
+            Ok(ok) => ok,
+            Err((refusal, changes)) => return Err(self.refuse(refusal, changes).await),
+        };
+        self.audit_accepted(&checked).await?;
         self.stats.changes_received += n as u64;
         let hub = self.hub.clone();
         tokio::task::spawn_blocking(move || hub.merged(&touched))
@@ -194,6 +244,67 @@ impl Session {
             docs,
         }))
         .await
+    }
+
+    /// Keeps a refused batch in quarantine, logs it, and returns the
+    /// status that tells the node why.
+    async fn refuse(&self, refusal: Refusal, changes: Vec<(String, Vec<Vec<u8>>)>) -> Status {
+        let dir = self.hub.home().dir.clone();
+        let name = self.node.name.clone();
+        let message = refusal.to_string();
+        tracing::warn!(node = %name, "refused: {message}");
+        let permission = refusal.permission;
+        let kept = tokio::task::spawn_blocking(move || {
+            let id = quarantine::keep(&dir, &name, &refusal, &changes)?;
+            let bytes: usize = changes.iter().flat_map(|(_, c)| c).map(Vec::len).sum();
+            let count: usize = changes.iter().map(|(_, c)| c.len()).sum();
+            audit_event(
+                &dir,
+                "refused",
+                &name,
+                serde_json::json!({
+                    "doc": refusal.doc, "reason": refusal.to_string(), "quarantine": id,
+                    "changes": count, "bytes": bytes,
+                }),
+            )?;
+            anyhow::Ok(())
+        })
+        .await;
+        if let Err(e) = kept.map_err(anyhow::Error::from).and_then(|r| r) {
+            tracing::error!("could not keep a refused batch in quarantine: {e:#}");
+        }
+        if permission {
+            Status::permission_denied(message)
+        } else {
+            Status::invalid_argument(message)
+        }
+    }
+
+    /// Logs a merged batch and its data-quality warnings.
+    async fn audit_accepted(&self, checked: &Checked) -> Result<(), Status> {
+        let dir = self.hub.home().dir.clone();
+        let name = self.node.name.clone();
+        let docs: Vec<_> = checked
+            .docs
+            .iter()
+            .map(|(doc, actors, count, bytes)| {
+                serde_json::json!({"doc": doc, "actors": actors, "changes": count, "bytes": bytes})
+            })
+            .collect();
+        let warnings = checked.warnings.clone();
+        tokio::task::spawn_blocking(move || {
+            for d in docs {
+                audit_event(&dir, "accepted", &name, d)?;
+            }
+            for w in warnings {
+                tracing::warn!(node = %name, "data-quality warning: {w}");
+                audit_event(&dir, "warning", &name, serde_json::json!({ "warning": w }))?;
+            }
+            std::io::Result::Ok(())
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)
     }
 
     async fn send_wanted(&mut self, want: pb::Want) -> Result<(), Status> {
@@ -293,23 +404,12 @@ impl pb::sync_server::Sync for SyncService {
         &self,
         req: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let certs = req
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-        let fp = fingerprint(leaf.as_ref());
-        let node = self.hub.identify(&fp).ok_or_else(|| {
-            tracing::warn!(fingerprint = %fp, "refused: certificate not enrolled at this hub");
-            Status::permission_denied(
-                "this certificate is not enrolled at this hub / chứng chỉ chưa được đăng ký",
-            )
-        })?;
+        let (node, fingerprint) = identify(&self.hub, &req)?;
         let (tx, rx) = mpsc::channel(4);
         let mut session = Session {
             hub: self.hub.clone(),
             node,
+            fingerprint,
             rx: req.into_inner(),
             tx: tx.clone(),
             stats: NodeStats::default(),
@@ -330,5 +430,39 @@ impl pb::sync_server::Sync for SyncService {
                     .await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Certificate renewal, over the node's own authenticated connection.
+pub struct EnrolmentService {
+    hub: Hub,
+}
+
+impl EnrolmentService {
+    pub fn new(hub: Hub) -> Self {
+        EnrolmentService { hub }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::enrolment_server::Enrolment for EnrolmentService {
+    async fn renew(
+        &self,
+        req: Request<pb::RenewRequest>,
+    ) -> Result<Response<pb::RenewReply>, Status> {
+        let (node, _) = identify(&self.hub, &req)?;
+        let key = req.into_inner().public_key;
+        let hub = self.hub.clone();
+        let (cert, e) =
+            tokio::task::spawn_blocking(move || hub.home().renew(hub.config(), &node.name, key))
+                .await
+                .map_err(internal)?
+                .map_err(|e| Status::invalid_argument(format!("{e:#}")))?;
+        tracing::info!(node = %e.name, expires = %e.expires_at, "certificate renewed");
+        Ok(Response::new(pb::RenewReply {
+            cert,
+            issued_at: e.enrolled_at,
+            expires_at: e.expires_at,
+        }))
     }
 }

@@ -60,6 +60,26 @@ pub struct StatusView {
     pub sync: SyncStatus,
 }
 
+/// A node's certificate and private key (PEM), and the certificate's life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    pub cert: String,
+    pub key: String,
+    pub issued_at: String,
+    pub expires_at: String,
+}
+
+impl From<&Bundle> for Credentials {
+    fn from(b: &Bundle) -> Self {
+        Credentials {
+            cert: b.cert.clone(),
+            key: b.key.clone(),
+            issued_at: b.cert_issued_at.clone(),
+            expires_at: b.cert_expires_at.clone(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Node(Arc<Inner>);
 
@@ -68,6 +88,8 @@ struct Inner {
     config: NodeConfig,
     bundle: Bundle,
     replica: Mutex<Replica>,
+    /// The node's certificate and key: renewed while the node runs.
+    credentials: std::sync::RwLock<Credentials>,
     /// One sync session at a time, whoever asks (the loop or `sync --once`).
     session: tokio::sync::Mutex<()>,
     /// Wakes the sync loop early, e.g. after a local write.
@@ -103,8 +125,9 @@ impl Node {
         Ok(Node(Arc::new(Inner {
             dir: dir.to_owned(),
             config,
-            bundle,
             replica: Mutex::new(replica),
+            credentials: std::sync::RwLock::new(Credentials::from(&bundle)),
+            bundle,
             session: Default::default(),
             wake: Default::default(),
             reference: Default::default(),
@@ -120,6 +143,40 @@ impl Node {
     pub fn bundle(&self) -> &Bundle {
         &self.0.bundle
     }
+    /// The certificate and key to connect with (the latest renewal).
+    pub fn credentials(&self) -> Credentials {
+        self.0.credentials.read().expect("credentials lock").clone()
+    }
+
+    /// Whether two thirds of the certificate's life have passed.
+    pub fn needs_renewal(&self) -> bool {
+        let c = self.credentials();
+        let parse = |t: &str| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        };
+        match (parse(&c.issued_at), parse(&c.expires_at)) {
+            (Some(issued), Some(expires)) => {
+                let now = time::OffsetDateTime::now_utc();
+                expires - now < (expires - issued) / 3
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps a renewed certificate: on disk first (the bundle file), then
+    /// for the next connection.
+    pub fn store_renewal(&self, renewed: Credentials) -> Result<(), NodeError> {
+        let mut b = self.0.bundle.clone();
+        b.cert = renewed.cert.clone();
+        b.key = renewed.key.clone();
+        b.cert_issued_at = renewed.issued_at.clone();
+        b.cert_expires_at = renewed.expires_at.clone();
+        htx_core::pki::write_private(&self.0.dir.join(Self::BUNDLE_FILE), b.to_json().as_bytes())
+            .map_err(|e| NodeError::Setup(format!("cannot save the renewed certificate: {e}")))?;
+        *self.0.credentials.write().expect("credentials lock") = renewed;
+        Ok(())
+    }
+
     pub fn hub_url(&self) -> &str {
         self.0
             .config

@@ -100,6 +100,7 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 /// Opens a mutual-TLS channel to the hub named in the bundle.
 pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
     let b = node.bundle();
+    let creds = node.credentials();
     let url = node.hub_url().to_owned();
     let unreachable = |reason: String| SyncError::Unreachable {
         url: url.clone(),
@@ -107,7 +108,7 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
     };
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&b.ca_cert))
-        .identity(Identity::from_pem(&b.cert, &b.key))
+        .identity(Identity::from_pem(&creds.cert, &creds.key))
         .domain_name(b.hub_name.clone());
     let endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| unreachable(e.to_string()))?
@@ -394,6 +395,16 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
     let mut total = SessionReport::default();
     let result = async {
         let channel = connect(node).await?;
+        if node.needs_renewal() {
+            match renew(node, channel.clone()).await {
+                Ok(()) => tracing::info!(
+                    "certificate renewed until {}",
+                    node.credentials().expires_at
+                ),
+                // The current certificate still works: try again next session.
+                Err(e) => tracing::warn!("certificate renewal failed: {e}"),
+            }
+        }
         for _ in 0..3 {
             let mut report = SessionReport::default();
             let res = session(node, channel.clone(), &mut report).await;
@@ -424,6 +435,25 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
     }
     node.put_sync_status(&status)?;
     result.map(|()| total)
+}
+
+/// Renews the node's certificate over its authenticated connection: a new
+/// key made here, only its public half sent.
+pub async fn renew(node: &Node, channel: Channel) -> Result<(), SyncError> {
+    let (key, public) = htx_core::pki::new_node_key()
+        .map_err(|e| SyncError::Broken(format!("cannot make a key: {e}")))?;
+    let reply = pb::enrolment_client::EnrolmentClient::new(channel)
+        .renew(pb::RenewRequest { public_key: public })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    node.store_renewal(crate::node::Credentials {
+        cert: reply.cert,
+        key,
+        issued_at: reply.issued_at,
+        expires_at: reply.expires_at,
+    })?;
+    Ok(())
 }
 
 /// Exponential back-off with full jitter: a random wait in [base/2, base].

@@ -106,6 +106,21 @@ async fn commands_work_while_node_and_hub_run() {
     assert_eq!(nodes[0]["changes_received"], 1, "{nodes:?}");
     let table = run("htx-hub", &["nodes", hub_s]).await;
     assert!(table.ok().contains("office-pc"));
+    let progress = run(
+        "htx-hub",
+        &["progress", hub_s, "--unit", "356", "--format", "csv"],
+    )
+    .await;
+    assert!(
+        progress
+            .ok()
+            .lines()
+            .any(|l| l.starts_with("356,Thành phố Nam Định,district,HTX_CONSOLIDATED,1,count,0,")),
+        "{}",
+        progress.ok()
+    );
+    let table = run("htx-hub", &["progress", hub_s]).await;
+    assert!(table.ok().contains("36 Tỉnh Nam Định"), "{}", table.ok());
     let exported = run("htx-hub", &["export", hub_s]).await;
     let records = parse_export(exported.ok());
     assert_eq!(records.len(), 1);
