@@ -130,6 +130,7 @@ pub async fn serve(
         });
     let sync_server = tonic::transport::Server::builder()
         .tls_config(tls)?
+        .max_concurrent_streams(Some(hub.config().max_streams_per_connection))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health.clone())
         .add_service(reflection()?)

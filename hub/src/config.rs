@@ -43,6 +43,12 @@ pub struct HubConfig {
     /// Largest a document may grow to with a node's changes; a batch that
     /// would take it over is refused and quarantined.
     pub max_doc_bytes: u64,
+    /// Sync sessions one node may have open at once; more are refused.
+    pub max_sessions_per_node: usize,
+    /// Documents one session may send or ask for.
+    pub max_docs_per_session: usize,
+    /// gRPC streams one connection may open at once.
+    pub max_streams_per_connection: u32,
     /// A session that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
 }
@@ -64,6 +70,9 @@ impl Default for HubConfig {
             max_message_bytes: 16 << 20,
             max_batch_bytes: htx_core::sync::MAX_BATCH_BYTES,
             max_doc_bytes: 16 << 20,
+            max_sessions_per_node: 2,
+            max_docs_per_session: 10_000,
+            max_streams_per_connection: 16,
             idle_timeout_secs: 120,
         }
     }

@@ -158,6 +158,12 @@ impl Home {
         use std::io::Write;
         file.write_all(serde_json::to_string_pretty(&enrolment)?.as_bytes())?;
         file.sync_all()?;
+        self.audit(
+            "enrolled",
+            &enrolment.name,
+            serde_json::json!({ "unit": enrolment.unit, "unit_version": enrolment.unit_version,
+                "fingerprint": enrolment.fingerprint, "expires_at": enrolment.expires_at }),
+        );
         let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(ca_cert.as_bytes())?;
         Ok(Bundle {
             format: 1,
@@ -205,6 +211,11 @@ impl Home {
         if e.revoked_at.is_empty() {
             e.revoked_at = rfc3339(time::OffsetDateTime::now_utc());
             self.save_enrolment(&e)?;
+            self.audit(
+                "revoked",
+                name,
+                serde_json::json!({ "fingerprint": e.fingerprint }),
+            );
         }
         Ok(e)
     }
@@ -237,7 +248,20 @@ impl Home {
         e.enrolled_at = rfc3339(now);
         e.expires_at = rfc3339(now + lifetime);
         self.save_enrolment(&e)?;
+        self.audit(
+            "renewed",
+            name,
+            serde_json::json!({ "fingerprint": e.fingerprint, "expires_at": e.expires_at }),
+        );
         Ok((cert, e))
+    }
+
+    /// Records an administrative event in the audit log; a log that cannot
+    /// be written is reported, and does not undo the event.
+    fn audit(&self, event: &str, node: &str, details: serde_json::Value) {
+        if let Err(e) = crate::audit::audit_event(&self.dir, event, node, details) {
+            tracing::error!("cannot write the audit log: {e}");
+        }
     }
 
     /// Issues the hub a new server certificate from the same CA: nodes keep
@@ -257,6 +281,11 @@ impl Home {
         std::fs::write(self.path("hub.pem.tmp"), &server.cert_pem)?;
         write_private(&self.path("hub.key"), server.key_pem.as_bytes())?;
         std::fs::rename(self.path("hub.pem.tmp"), self.path("hub.pem"))?;
+        self.audit(
+            "hub_certificate_rotated",
+            "",
+            serde_json::json!({ "fingerprint": server.fingerprint }),
+        );
         Ok(server.fingerprint)
     }
 

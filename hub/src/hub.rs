@@ -47,6 +47,24 @@ pub struct NodeView {
 #[derive(Clone)]
 pub struct Hub(Arc<Inner>);
 
+/// One open sync session of a node; closing it frees the slot.
+pub struct SessionGuard {
+    hub: Hub,
+    node: String,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut open = self.hub.0.sessions.lock().expect("sessions lock");
+        if let Some(n) = open.get_mut(&self.node) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.node);
+            }
+        }
+    }
+}
+
 struct Inner {
     home: Home,
     config: HubConfig,
@@ -56,6 +74,8 @@ struct Inner {
     enrolments: RwLock<(Option<std::time::SystemTime>, HashMap<String, Enrolment>)>,
     /// The plan progress is computed with (published to nodes).
     plan: Plan,
+    /// Sync sessions open per node, for `max_sessions_per_node`.
+    sessions: Mutex<HashMap<String, usize>>,
     /// Progress in the default view, built on first use, then kept current.
     live: Mutex<Option<Live>>,
 }
@@ -98,6 +118,7 @@ impl Hub {
             replica: Mutex::new(replica),
             enrolments: RwLock::default(),
             plan,
+            sessions: Mutex::default(),
             live: Mutex::default(),
         }));
         hub.reload_enrolments()?;
@@ -145,6 +166,21 @@ impl Hub {
             .get(fingerprint)
             .filter(|e| e.revoked_at.is_empty())
             .cloned()
+    }
+
+    /// Counts a session of `node` open until the guard drops, unless the
+    /// node already has `max_sessions_per_node` open.
+    pub fn begin_session(&self, node: &str) -> Option<SessionGuard> {
+        let mut open = self.0.sessions.lock().expect("sessions lock");
+        let n = open.entry(node.to_owned()).or_default();
+        if *n >= self.0.config.max_sessions_per_node {
+            return None;
+        }
+        *n += 1;
+        Some(SessionGuard {
+            hub: self.clone(),
+            node: node.to_owned(),
+        })
     }
 
     /// Whether a node was revoked since it connected.

@@ -47,6 +47,8 @@ struct Session {
     tx: mpsc::Sender<Result<pb::HubMessage, Status>>,
     stats: NodeStats,
     idle: Duration,
+    /// Documents sent or asked for so far, for `max_docs_per_session`.
+    docs: usize,
 }
 
 fn revoked(name: &str) -> Status {
@@ -68,6 +70,10 @@ fn identify<T>(hub: &Hub, req: &Request<T>) -> Result<(Enrolment, String), Statu
         Some(node) => Ok((node, fp)),
         None => {
             tracing::warn!(fingerprint = %fp, "refused: certificate not enrolled at this hub, or revoked");
+            let details = serde_json::json!({ "reason": "certificate not enrolled or revoked", "fingerprint": fp });
+            if let Err(e) = crate::audit::audit_event(&hub.home().dir, "refused", "", details) {
+                tracing::error!("cannot write the audit log: {e}");
+            }
             Err(revoked("?"))
         }
     }
@@ -91,7 +97,17 @@ impl Session {
     async fn recv(&mut self) -> Result<Option<Nb>, Status> {
         let msg = tokio::time::timeout(self.idle, self.rx.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("the node sent nothing for too long"))??;
+            .map_err(|_| Status::deadline_exceeded("the node sent nothing for too long"))?
+            .inspect_err(|status| {
+                // Over-sized or undecodable messages never reach the checks
+                // below: log them here.
+                if !matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown) {
+                    let details = serde_json::json!({ "reason": status.message(), "code": status.code().to_string() });
+                    if let Err(e) = crate::audit::audit_event(&self.hub.home().dir, "refused", &self.node.name, details) {
+                        tracing::error!("cannot write the audit log: {e}");
+                    }
+                }
+            })?;
         if self.hub.is_revoked(&self.fingerprint) {
             tracing::warn!(node = %self.node.name, "refused: certificate revoked during the session");
             return Err(revoked(&self.node.name));
@@ -201,6 +217,7 @@ impl Session {
     /// Validates a batch on a copy (see [`crate::validate`]), then merges
     /// it, or refuses it: quarantined, logged, and the node told why.
     async fn receive_batch(&mut self, batch: pb::ChangeBatch) -> Result<(), Status> {
+        self.count_docs(batch.docs.len())?;
         let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
         let changes: Vec<_> = batch.docs.into_iter().map(|d| (d.doc, d.changes)).collect();
         let touched: Vec<String> = changes.iter().map(|(d, _)| d.clone()).collect();
@@ -307,7 +324,20 @@ impl Session {
         .map_err(internal)
     }
 
+    /// Counts documents against `max_docs_per_session`.
+    fn count_docs(&mut self, n: usize) -> Result<(), Status> {
+        self.docs += n;
+        let max = self.hub.config().max_docs_per_session;
+        if self.docs > max {
+            return Err(Status::resource_exhausted(format!(
+                "more than {max} documents in one session / quá nhiều tài liệu trong một phiên"
+            )));
+        }
+        Ok(())
+    }
+
     async fn send_wanted(&mut self, want: pb::Want) -> Result<(), Status> {
+        self.count_docs(want.docs.len())?;
         for d in &want.docs {
             self.check_scope(&d.doc, false)?;
         }
@@ -405,6 +435,22 @@ impl pb::sync_server::Sync for SyncService {
         req: Request<Streaming<pb::NodeMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let (node, fingerprint) = identify(&self.hub, &req)?;
+        // A flood of sessions from one node must not starve the others.
+        let guard = self.hub.begin_session(&node.name).ok_or_else(|| {
+            let reason = format!(
+                "node {} already has {} sync sessions open / nút đã mở quá nhiều phiên đồng bộ",
+                node.name,
+                self.hub.config().max_sessions_per_node
+            );
+            tracing::warn!(node = %node.name, "refused: too many sessions");
+            let details = serde_json::json!({ "reason": reason });
+            if let Err(e) =
+                crate::audit::audit_event(&self.hub.home().dir, "refused", &node.name, details)
+            {
+                tracing::error!("cannot write the audit log: {e}");
+            }
+            Status::resource_exhausted(reason)
+        })?;
         let (tx, rx) = mpsc::channel(4);
         let mut session = Session {
             hub: self.hub.clone(),
@@ -414,8 +460,10 @@ impl pb::sync_server::Sync for SyncService {
             tx: tx.clone(),
             stats: NodeStats::default(),
             idle: Duration::from_secs(self.hub.config().idle_timeout_secs),
+            docs: 0,
         };
         tokio::spawn(async move {
+            let _open = guard;
             let result = session.run().await;
             let completed = result.is_ok();
             if let Err(status) = result {
