@@ -136,3 +136,40 @@ async fn a_thousand_rapid_reconnects_leave_the_hub_serving_the_others() {
         memory_after >> 20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_refused_logged_and_changes_nothing() {
+    let mut hub = TestHub::create();
+    let mut cfg = htx_hub::config::HubConfig::load(hub.dir()).unwrap();
+    cfg.max_message_bytes = 64 * 1024;
+    std::fs::write(hub.dir().join("hub.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    hub.serve().await;
+    let mut node = hub.enroll_node("356", "bulky");
+    // The node's batches may be far larger than the hub accepts.
+    node.reconfigure(|c| c.max_batch_bytes = 8 << 20);
+    let big = "x".repeat(200 * 1024);
+    let id = node.add_coop("13633", "HTX Hạ Long");
+    node.write(vec![htx_tests::edit(
+        &id,
+        "cooperative",
+        &[("sector", big.as_str())],
+    )])
+    .unwrap();
+    let err = node.sync().await.expect_err("refused");
+    assert!(
+        err.to_string().contains("exceeded") || err.to_string().contains("too large"),
+        "{err}"
+    );
+    assert!(
+        hub.export().is_empty(),
+        "nothing of the refused message was merged"
+    );
+    let audit = htx_hub::audit::read(hub.dir(), Some("bulky")).unwrap();
+    assert!(
+        audit.iter().any(|e| e["event"] == "refused"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("exceeded") || r.contains("too large"))),
+        "{audit:#?}"
+    );
+}
