@@ -72,8 +72,9 @@ pub fn new_ca(ca_name: &str, days: i64) -> Result<Issued> {
 pub enum Role<'a> {
     /// The hub's server certificate, valid for these DNS names / IPs.
     Server(&'a [String]),
-    /// A node's client certificate.
-    Client,
+    /// A node's client certificate, naming the units it serves
+    /// (`{version}/{code}`, the unit and everything below it).
+    Client(&'a str),
 }
 
 /// Signs a certificate for `common_name` with the CA's key, for a new key
@@ -120,6 +121,7 @@ pub fn issue_for_key(
     ca_name: &str,
     ca_key_pem: &str,
     common_name: &str,
+    units: &str,
     public_key: &NodePublicKey,
     valid: Duration,
 ) -> Result<(String, String)> {
@@ -132,7 +134,7 @@ pub fn issue_for_key(
         ca_name,
         ca_key_pem,
         common_name,
-        Role::Client,
+        Role::Client(units),
         valid,
         public_key,
     )
@@ -150,17 +152,23 @@ fn sign(
     let issuer = Issuer::new(ca_params(ca_name)?, ca_key);
     let sans = match role {
         Role::Server(names) => names.to_vec(),
-        Role::Client => Vec::new(),
+        Role::Client(_) => Vec::new(),
     };
     let mut p = CertificateParams::new(sans)?;
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, "HTX Sync");
     dn.push(DnType::CommonName, common_name);
+    if let Role::Client(units) = role {
+        dn.push(
+            DnType::OrganizationalUnitName,
+            format!("units {units} and below"),
+        );
+    }
     p.distinguished_name = dn;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.extended_key_usages = match role {
         Role::Server(_) => vec![ExtendedKeyUsagePurpose::ServerAuth],
-        Role::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Role::Client(_) => vec![ExtendedKeyUsagePurpose::ClientAuth],
     };
     let now = OffsetDateTime::now_utc();
     p.not_before = now - Duration::minutes(5);
@@ -257,7 +265,7 @@ mod tests {
             "HTX test CA",
             &ca.key_pem,
             "node-356",
-            Role::Client,
+            Role::Client("2023/356"),
             Duration::days(30),
         )
         .unwrap();

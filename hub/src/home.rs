@@ -128,7 +128,7 @@ impl Home {
             &cfg.ca_name,
             &ca_key,
             name,
-            Role::Client,
+            Role::Client(&format!("{version}/{unit}")),
             cfg.node_cert_lifetime(),
         )?;
         let enrolment = Enrolment {
@@ -238,6 +238,7 @@ impl Home {
             &cfg.ca_name,
             &ca_key,
             name,
+            &format!("{}/{}", e.unit_version, e.unit),
             &pki::NodePublicKey(public_key),
             lifetime,
         )?;

@@ -104,6 +104,7 @@ impl pb::node_api_server::NodeApi for NodeApiService {
             last_error: s.sync.last_error,
             bytes_sent: s.sync.bytes_sent,
             bytes_received: s.sync.bytes_received,
+            refused_records: s.sync.refused_records,
         }))
     }
 

@@ -227,7 +227,7 @@ impl Access {
                     "node": s.node, "unit": s.unit, "hub": s.hub, "documents": s.documents,
                     "records": s.records, "documents_not_at_hub": s.documents_not_at_hub,
                     "last_attempt": s.last_attempt, "last_success": s.last_success,
-                    "last_error": s.last_error, "bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received,
+                    "last_error": s.last_error, "bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received, "refused_records": s.refused_records,
                     "running": true,
                 }))
             }

@@ -46,6 +46,10 @@ pub struct SyncStatus {
     pub last_error: String,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// Records the hub refused in the last sync, for the officer to fix;
+    /// the reasons are in `last_error`.
+    #[serde(default)]
+    pub refused_records: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -430,8 +430,14 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
         Ok(()) => {
             status.last_success = status.last_attempt.clone();
             status.last_error.clear();
+            status.refused_records.clear();
         }
-        Err(e) => status.last_error = e.to_string(),
+        Err(e) => {
+            status.last_error = e.to_string();
+            if let SyncError::Refused(reason) = e {
+                status.refused_records = record_ids_in(reason);
+            }
+        }
     }
     node.put_sync_status(&status)?;
     result.map(|()| total)
@@ -454,6 +460,28 @@ pub async fn renew(node: &Node, channel: Channel) -> Result<(), SyncError> {
         expires_at: reply.expires_at,
     })?;
     Ok(())
+}
+
+/// The record ids (UUIDs) a refusal names.
+fn record_ids_in(reason: &str) -> Vec<String> {
+    let mut ids: Vec<String> = reason
+        .split(|c: char| !(c.is_ascii_hexdigit() || c == '-'))
+        .filter(|w| uuid_like(w))
+        .map(str::to_owned)
+        .collect();
+    ids.dedup();
+    ids
+}
+
+fn uuid_like(w: &str) -> bool {
+    w.len() == 36
+        && w.char_indices().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
 }
 
 /// Exponential back-off with full jitter: a random wait in [base/2, base].

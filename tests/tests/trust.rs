@@ -227,6 +227,8 @@ async fn malformed_records_are_refused_naming_document_record_and_field() {
         let node = hub.enroll_node("356", name);
         let id = craft(&node, "u/2023/13633", kind, &fields);
         assert_refused(&hub, &node, &before, &["u/2023/13633", &id, why]).await;
+        // The officer sees which record to fix.
+        assert_eq!(node.node().status().sync.refused_records, vec![id.clone()]);
         // What the batch would have produced can be inspected.
         let entry = quarantine::list(hub.dir())
             .unwrap()
