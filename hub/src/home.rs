@@ -43,6 +43,22 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
         .expect("formats")
 }
 
+/// The hub's server certificate, valid for every `server_names`.
+fn issue_server_cert(cfg: &HubConfig, ca_key_pem: &str) -> anyhow::Result<pki::Issued> {
+    let name = cfg
+        .server_names
+        .first()
+        .map(String::as_str)
+        .unwrap_or("localhost");
+    Ok(pki::issue(
+        &cfg.ca_name,
+        ca_key_pem,
+        name,
+        Role::Server(&cfg.server_names),
+        Duration::days(825),
+    )?)
+}
+
 /// Names are used in file names and logs: keep them simple.
 fn check_name(name: &str) -> anyhow::Result<()> {
     if name.is_empty()
@@ -80,16 +96,7 @@ impl Home {
         }
         std::fs::create_dir_all(self.path("nodes"))?;
         let ca = pki::new_ca(&cfg.ca_name, 3650)?;
-        let server = pki::issue(
-            &cfg.ca_name,
-            &ca.key_pem,
-            cfg.server_names
-                .first()
-                .map(String::as_str)
-                .unwrap_or("localhost"),
-            Role::Server(&cfg.server_names),
-            Duration::days(825),
-        )?;
+        let server = issue_server_cert(cfg, &ca.key_pem)?;
         std::fs::write(self.path("ca.pem"), &ca.cert_pem)?;
         write_private(&self.path("ca.key"), ca.key_pem.as_bytes())?;
         std::fs::write(self.path("hub.pem"), &server.cert_pem)?;
@@ -269,16 +276,7 @@ impl Home {
     /// trusting it without re-enrolment. Takes effect when the hub restarts.
     pub fn rotate_server_cert(&self, cfg: &HubConfig) -> anyhow::Result<String> {
         let ca_key = std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?;
-        let server = pki::issue(
-            &cfg.ca_name,
-            &ca_key,
-            cfg.server_names
-                .first()
-                .map(String::as_str)
-                .unwrap_or("localhost"),
-            Role::Server(&cfg.server_names),
-            Duration::days(825),
-        )?;
+        let server = issue_server_cert(cfg, &ca_key)?;
         std::fs::write(self.path("hub.pem.tmp"), &server.cert_pem)?;
         write_private(&self.path("hub.key"), server.key_pem.as_bytes())?;
         std::fs::rename(self.path("hub.pem.tmp"), self.path("hub.pem"))?;

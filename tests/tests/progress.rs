@@ -7,7 +7,6 @@ use htx_core::schema::record_from_strings;
 use htx_proto::v1 as pb;
 use htx_tests::{Record, TestHub, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// An in-scope HTX (a woman chairs it), founded with Union support and
 /// consolidated in 2024: one more for HTX_CONSOLIDATED.
@@ -176,18 +175,9 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
     }
 
     // gRPC over mutual TLS, with a node's certificate.
-    let b = city.node().bundle().clone();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&b.ca_cert))
-        .identity(Identity::from_pem(&b.cert, &b.key))
-        .domain_name(b.hub_name.clone());
-    let ch = Endpoint::from_shared(hub.url())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    let ch = htx_node::sync_client::connect(city.node())
         .await
-        .unwrap();
+        .expect("mutual TLS");
     let reply = pb::progress_client::ProgressClient::new(ch)
         .get(pb::ProgressRequest {
             unit: "359".into(),

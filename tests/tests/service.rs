@@ -8,7 +8,7 @@ use std::time::Duration;
 use htx_node::sync_client;
 use htx_tests::{TestHub, eventually};
 use tokio::sync::watch;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_node_reconnects_by_itself_when_the_hub_comes_back() {
@@ -90,16 +90,7 @@ async fn deleting_is_recorded_and_reversible_on_every_replica() {
 async fn the_hub_serves_health_and_reflection_to_enrolled_clients_only() {
     let hub = TestHub::start().await;
     let node = hub.enroll_node("356", "node-356");
-    let b = node.node().bundle().clone();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&b.ca_cert))
-        .identity(Identity::from_pem(&b.cert, &b.key))
-        .domain_name(b.hub_name.clone());
-    let channel = Endpoint::from_shared(hub.url())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    let channel = htx_node::sync_client::connect(node.node())
         .await
         .expect("mutual TLS");
 
@@ -142,6 +133,7 @@ async fn the_hub_serves_health_and_reflection_to_enrolled_clients_only() {
     );
 
     // Without a client certificate the handshake itself fails.
+    let b = node.node().bundle();
     let anonymous = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&b.ca_cert))
         .domain_name(b.hub_name.clone());

@@ -14,7 +14,6 @@ use htx_hub::config::HubConfig;
 use htx_hub::{audit, quarantine};
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
 use htx_tests::{Record, TestHub, TestNode, coop, run};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// Writes a record map into `doc` of the node's replica, field by field,
 /// with no validation.
@@ -262,20 +261,10 @@ async fn malformed_records_are_refused_naming_document_record_and_field() {
 /// Opens a raw sync session with the node's certificate, says hello, and
 /// sends `batch` as change batches 1, 2, ...; returns the acks or the error.
 async fn raw_session(
-    hub: &TestHub,
     node: &TestNode,
     batches: Vec<Vec<pb::DocChanges>>,
 ) -> Result<Vec<pb::Ack>, tonic::Status> {
-    let b = node.node().bundle().clone();
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(&b.ca_cert))
-        .identity(Identity::from_pem(&b.cert, &b.key))
-        .domain_name(b.hub_name.clone());
-    let channel = Endpoint::from_shared(hub.url())
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+    let channel = htx_node::sync_client::connect(node.node())
         .await
         .expect("mutual TLS");
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -322,7 +311,7 @@ async fn malformed_sync_bytes_are_refused_and_kept() {
         doc: "u/2023/13633".into(),
         changes: vec![b"\x85\x6f\x4a\x83 not a change at all".to_vec()],
     };
-    let err = raw_session(&hub, &node, vec![vec![garbage]])
+    let err = raw_session(&node, vec![vec![garbage]])
         .await
         .expect_err("refused");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
@@ -372,7 +361,7 @@ async fn a_replayed_batch_changes_nothing() {
             })
             .collect()
     };
-    let acks = raw_session(&hub, &node, vec![replay.clone(), replay])
+    let acks = raw_session(&node, vec![replay.clone(), replay])
         .await
         .expect("a replay is acknowledged");
     assert_eq!(acks.len(), 2);
