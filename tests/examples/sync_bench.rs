@@ -111,7 +111,8 @@ async fn main() {
         coops.push(node.add_coop(c, &format!("HTX {i}")));
     }
     node.sync().await.expect("first sync");
-    assert_eq!(node.docs().len(), 30);
+    // 30 unit documents, and the plan the hub publishes to every node.
+    assert_eq!(node.docs().len(), 31);
 
     // 1. No-op session.
     let t0 = tcp(&proxy);
