@@ -48,7 +48,7 @@ async fn a_certificate_from_another_ca_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_renews_its_certificate_across_the_expiry_and_an_expired_one_is_refused() {
     let mut hub = TestHub::create();
-    set_hub_config(&hub, |c| c.node_cert_secs = Some(6));
+    set_hub_config(&hub, |c| c.node_cert_secs = Some(9));
     hub.serve().await;
     let renewing = hub.enroll_node("356", "renewing");
     let forgetful = hub.enroll_node("359", "forgetful");
@@ -62,7 +62,7 @@ async fn a_node_renews_its_certificate_across_the_expiry_and_an_expired_one_is_r
     forgetful.sync().await.expect("a fresh certificate works");
 
     // Two thirds of its life have passed: the next sync renews it.
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    tokio::time::sleep(Duration::from_millis(6800)).await;
     assert!(renewing.node().needs_renewal());
     renewing.sync().await.expect("sync and renew");
     let renewed = renewing.node().credentials();
@@ -77,7 +77,7 @@ async fn a_node_renews_its_certificate_across_the_expiry_and_an_expired_one_is_r
 
     // Past the first certificate's expiry: the renewed one still works,
     // the one that was never renewed is refused.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     renewing.add_coop("13633", "HTX Hạ Long");
     renewing
         .sync()
