@@ -89,3 +89,19 @@ pub fn doc_heads(doc: &str, heads: &[ChangeHash]) -> pb::DocHeads {
         heads: heads.iter().map(|h| h.0.to_vec()).collect(),
     }
 }
+
+/// A batch of the sync engine as it travels.
+pub fn batch_to_wire(batch: crate::sync::Batch) -> Vec<pb::DocChanges> {
+    batch
+        .into_iter()
+        .map(|d| pb::DocChanges {
+            doc: d.doc,
+            changes: d.changes,
+        })
+        .collect()
+}
+
+/// A received batch as (document, raw changes), ready for `Replica::apply`.
+pub fn batch_from_wire(docs: Vec<pb::DocChanges>) -> Vec<(String, Vec<Vec<u8>>)> {
+    docs.into_iter().map(|d| (d.doc, d.changes)).collect()
+}

@@ -11,7 +11,7 @@ use htx_core::pki::fingerprint;
 use htx_core::replica::{Replica, heads_from_bytes};
 use htx_core::storage::WriteBatch;
 use htx_core::sync;
-use htx_core::wire::doc_heads;
+use htx_core::wire::{self, doc_heads};
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -219,7 +219,7 @@ impl Session {
     async fn receive_batch(&mut self, batch: pb::ChangeBatch) -> Result<(), Status> {
         self.count_docs(batch.docs.len())?;
         let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
-        let changes: Vec<_> = batch.docs.into_iter().map(|d| (d.doc, d.changes)).collect();
+        let changes = wire::batch_from_wire(batch.docs);
         let touched: Vec<String> = changes.iter().map(|(d, _)| d.clone()).collect();
         for (doc, _) in &changes {
             if let Err(status) = self.check_scope(doc, true) {
@@ -378,13 +378,7 @@ impl Session {
             let seq = i as u64 + 1;
             let last = i + 1 == count;
             self.stats.changes_sent += sync::batch_size(&batch).0 as u64;
-            let docs = batch
-                .into_iter()
-                .map(|d| pb::DocChanges {
-                    doc: d.doc,
-                    changes: d.changes,
-                })
-                .collect();
+            let docs = wire::batch_to_wire(batch);
             // The final digest is what the node should hold once it has applied everything.
             let digest = if last {
                 self.scope_digest().await?

@@ -10,8 +10,8 @@ use std::time::Duration;
 use automerge::ChangeHash;
 use htx_core::replica::{Replica, heads_from_bytes};
 use htx_core::storage::WriteBatch;
-use htx_core::sync::{self, DocChanges};
-use htx_core::wire::doc_heads;
+use htx_core::sync;
+use htx_core::wire::{self, doc_heads};
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
 use prost::Message;
 use rand::Rng;
@@ -265,13 +265,7 @@ pub async fn session(
     for (i, batch) in batches.into_iter().enumerate() {
         let seq = i as u64 + 1;
         let (n, _) = sync::batch_size(&batch);
-        let docs = batch
-            .into_iter()
-            .map(|d| pb::DocChanges {
-                doc: d.doc,
-                changes: d.changes,
-            })
-            .collect();
+        let docs = wire::batch_to_wire(batch);
         conn.send(Nb::Changes(pb::ChangeBatch {
             seq,
             docs,
@@ -321,21 +315,11 @@ pub async fn session(
             }
         };
         if !batch.docs.is_empty() {
-            let changes: Vec<DocChanges> = batch
-                .docs
-                .into_iter()
-                .map(|d| DocChanges {
-                    doc: d.doc,
-                    changes: d.changes,
-                })
-                .collect();
-            let n: usize = changes.iter().map(|d| d.changes.len()).sum();
+            let changes = wire::batch_from_wire(batch.docs);
+            let n: usize = changes.iter().map(|(_, c)| c.len()).sum();
             let heads = {
                 let mut r = node.replica();
-                r.apply(
-                    changes.into_iter().map(|d| (d.doc, d.changes)).collect(),
-                    WriteBatch::default(),
-                )?
+                r.apply(changes, WriteBatch::default())?
             };
             conn.report.changes_received += n as u32;
             conn.report.batches_received += 1;
