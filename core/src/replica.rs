@@ -11,8 +11,20 @@
 //! Keys (`\0`-separated):
 //! - `d\0{doc}\0s`           snapshot
 //! - `d\0{doc}\0c{seq:be64}`  incremental chunk
-//! - `p\0{peer}\0{doc}`      heads both this replica and `peer` hold (sync state)
-//! - `m\0{name}`             replica metadata (actor id, node bookkeeping)
+//! - `p\0{peer}\0{doc}`      heads both this replica and `peer` hold (sync state),
+//!   with the peer incarnation that confirmed them
+//! - `m\0{name}`             replica metadata (node bookkeeping)
+//!
+//! # Incarnations
+//! Each time a replica is opened it takes a fresh random actor id, and that
+//! id is also its *incarnation*. A replica restored from a backup, or whose
+//! store was replaced, is therefore a new incarnation, and:
+//! - it never reuses an (actor, sequence number) pair that the copy it
+//!   replaces had already used and sent (Automerge refuses such twins, and
+//!   the peers would never converge);
+//! - what a peer believed it held ("shared heads", recorded with the
+//!   incarnation that confirmed them) is not trusted any more: see
+//!   [`crate::sync`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,6 +73,53 @@ impl Entry {
             next_chunk: 0,
             chunk_bytes: 0,
             snapshot_bytes: 0,
+        }
+    }
+}
+
+/// What [`Replica::apply`] did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Each touched document's heads afterwards.
+    pub heads: Vec<(String, Vec<ChangeHash>)>,
+    /// Changes this replica did not hold before.
+    pub new: usize,
+    /// Changes left out because a dependency is missing.
+    pub pending: usize,
+}
+
+/// Splits `changes` into those not yet in `doc` that can be applied in
+/// order (every dependency in `doc` or earlier in the list, whatever order
+/// they came in), and those still waiting for a dependency. Changes `doc`
+/// already holds are dropped.
+pub fn ready_changes(doc: &mut AutoCommit, changes: Vec<Change>) -> (Vec<Change>, Vec<Change>) {
+    let mut ready: Vec<Change> = Vec::new();
+    let mut have: std::collections::HashSet<ChangeHash> = std::collections::HashSet::new();
+    let mut waiting: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
+        .collect();
+    loop {
+        let before = waiting.len();
+        let mut still = Vec::new();
+        for c in waiting {
+            if have.contains(&c.hash()) {
+                continue; // a duplicate within the batch
+            }
+            let deps_held = c
+                .deps()
+                .iter()
+                .all(|d| have.contains(d) || doc.get_change_by_hash(d).is_some());
+            if deps_held {
+                have.insert(c.hash());
+                ready.push(c);
+            } else {
+                still.push(c);
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() || waiting.len() == before {
+            return (ready, waiting);
         }
     }
 }
@@ -122,16 +181,8 @@ pub fn heads_from_bytes(raw: &[Vec<u8>]) -> Vec<ChangeHash> {
 impl Replica {
     /// Opens the replica kept in `store`, loading and checking every document.
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
-        let actor = match store.get(&meta_key("actor"))? {
-            Some(bytes) => ActorId::from(bytes),
-            None => {
-                let actor = ActorId::random();
-                let mut b = WriteBatch::default();
-                b.put(meta_key("actor"), actor.to_bytes().to_vec());
-                store.commit(b)?;
-                actor
-            }
-        };
+        // A new incarnation: see the module docs.
+        let actor = ActorId::random();
         let mut by_doc: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
         for (k, v) in store.scan(b"d\0")? {
             let rest = &k[2..];
@@ -199,8 +250,15 @@ impl Replica {
         })
     }
 
+    /// This incarnation's actor id: the author of every local change made
+    /// since the replica was opened.
     pub fn actor(&self) -> &ActorId {
         &self.actor
+    }
+
+    /// This incarnation, as peers record it beside the heads they share.
+    pub fn incarnation(&self) -> Vec<u8> {
+        self.actor.to_bytes().to_vec()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -322,13 +380,17 @@ impl Replica {
     }
 
     /// Applies changes received from a peer, with `extra` (sync state) in
-    /// the same atomic commit. Returns each document's heads afterwards.
+    /// the same atomic commit. Entries naming the same document are taken
+    /// together. Only changes whose dependencies are held (here or earlier in
+    /// the batch) are applied: the rest are reported as `pending` and left
+    /// out, never queued inside Automerge where a later batch would release
+    /// them unchecked.
     pub fn apply(
         &mut self,
         changes: Vec<(String, Vec<Vec<u8>>)>,
         extra: WriteBatch,
-    ) -> Result<Vec<(String, Vec<ChangeHash>)>> {
-        let mut parsed = Vec::with_capacity(changes.len());
+    ) -> Result<Applied> {
+        let mut parsed: Vec<(String, Vec<Change>)> = Vec::new();
         for (doc, raw) in changes {
             let list = raw
                 .into_iter()
@@ -339,17 +401,24 @@ impl Replica {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            parsed.push((doc, list));
+            match parsed.iter_mut().find(|(d, _)| *d == doc) {
+                Some((_, l)) => l.extend(list),
+                None => parsed.push((doc, list)),
+            }
         }
         let actor = self.actor.clone();
         let mut touched = Vec::new();
+        let (mut new, mut pending) = (0, 0);
         for (doc, list) in parsed {
             touched.push(doc.clone());
             let entry = self
                 .docs
                 .entry(doc)
                 .or_insert_with(|| Entry::new(actor.clone()));
-            if let Err(e) = entry.doc.apply_changes(list) {
+            let (ready, waiting) = ready_changes(&mut entry.doc, list);
+            new += ready.len();
+            pending += waiting.len();
+            if let Err(e) = entry.doc.apply_changes(ready) {
                 // Leave memory as the disk has it.
                 for id in &touched {
                     self.reload(id)?;
@@ -358,13 +427,17 @@ impl Replica {
             }
         }
         self.persist(&touched, extra)?;
-        // Changes whose dependencies never arrived are queued by Automerge,
-        // not applied: a document that got nothing else is not kept.
+        // A document that got nothing applied is not kept.
         self.docs.retain(|_, e| !e.saved.is_empty());
-        Ok(touched
+        let heads = touched
             .into_iter()
             .map(|d| (d.clone(), self.heads(&d)))
-            .collect())
+            .collect();
+        Ok(Applied {
+            heads,
+            new,
+            pending,
+        })
     }
 
     /// Writes what changed in `docs` since it was last saved, and `extra`, in
@@ -460,18 +533,41 @@ impl Replica {
         }
     }
 
-    /// Heads both this replica and `peer` were last known to hold.
-    pub fn shared_heads(&self, peer: &str, doc: &str) -> Result<Vec<ChangeHash>> {
+    /// What this replica last recorded `peer` as holding of `doc`, and the
+    /// peer incarnation that confirmed it. A belief, for display ("documents
+    /// behind"): sync uses only [`Replica::shared_heads`].
+    pub fn belief(&self, peer: &str, doc: &str) -> Result<Option<(Vec<ChangeHash>, Vec<u8>)>> {
         Ok(self
             .store
             .get(&sync_key(peer, doc))?
-            .and_then(|v| decode_heads_value(&v).map(|(h, _)| h))
-            .unwrap_or_default())
+            .and_then(|v| decode_heads_value(&v).map(|(h, inc)| (h, inc.to_vec()))))
     }
 
-    /// Adds to `batch` the write that records `heads` as shared with `peer`.
-    pub fn put_shared_heads(batch: &mut WriteBatch, peer: &str, doc: &str, heads: &[ChangeHash]) {
-        batch.put(sync_key(peer, doc), encode_heads_value(heads, &[]));
+    /// Heads both this replica and `peer` hold, as confirmed by the peer's
+    /// current `incarnation` (reported in this session); empty if they were
+    /// confirmed by another incarnation (a restart, a restore) or never.
+    pub fn shared_heads(
+        &self,
+        peer: &str,
+        doc: &str,
+        incarnation: &[u8],
+    ) -> Result<Vec<ChangeHash>> {
+        Ok(match self.belief(peer, doc)? {
+            Some((heads, inc)) if !incarnation.is_empty() && inc == incarnation => heads,
+            _ => Vec::new(),
+        })
+    }
+
+    /// Adds to `batch` the write that records `heads` as shared with the
+    /// `incarnation` of `peer`.
+    pub fn put_shared_heads(
+        batch: &mut WriteBatch,
+        peer: &str,
+        doc: &str,
+        heads: &[ChangeHash],
+        incarnation: &[u8],
+    ) {
+        batch.put(sync_key(peer, doc), encode_heads_value(heads, incarnation));
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -515,7 +611,8 @@ mod tests {
             r2.doc("u/2023/1").unwrap().keys(automerge::ROOT).count(),
             2000
         );
-        assert_eq!(r2.actor(), r.actor());
+        // Each opening is a new incarnation, with an actor id of its own.
+        assert_ne!(r2.actor(), r.actor());
     }
 
     #[test]

@@ -10,6 +10,15 @@
 //!   of the peer's reported heads *or* of the heads both were last known to
 //!   share (persisted per peer and document), so that concurrent edits on
 //!   both sides still resend only what is missing.
+//! - A belief about the peer counts only if the peer confirms it in the
+//!   session: shared heads are recorded with the peer's *incarnation* (see
+//!   [`crate::replica`]), which each side states at the start of a session.
+//!   A peer restarted, restored from a backup or given a new store is a new
+//!   incarnation: it is sent everything its own reported heads lack, and
+//!   [`Outgoing::unconfirmed`] counts what an old belief would have skipped.
+//!   Set against the receiver's count of changes that were new to it, that
+//!   tells whether the peer had lost changes it once acknowledged
+//!   ([`lost_by_peer`]).
 //! - Changes travel in causal order, cut into batches of at most
 //!   [`MAX_BATCH_BYTES`]; the receiver stores each batch before it acks it
 //!   with its new heads, and the sender then records those heads as shared.
@@ -55,24 +64,43 @@ pub fn differing<'a>(
     out
 }
 
-/// The changes `peer` lacks, given the heads it reported per document, cut
-/// into batches of at most `max_bytes` (a single larger change goes alone).
+/// What to send a peer.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    pub batches: Vec<Batch>,
+    /// Changes in `batches` that the peer was believed to hold under an
+    /// earlier incarnation, and that its current one has not confirmed.
+    pub unconfirmed: usize,
+}
+
+/// The changes `peer` (in its `incarnation`) lacks, given the heads it
+/// reported per document, cut into batches of at most `max_bytes` (a single
+/// larger change goes alone).
 pub fn outgoing(
     replica: &mut Replica,
     peer: &str,
+    incarnation: &[u8],
     peer_heads: &[(String, Vec<ChangeHash>)],
     max_bytes: usize,
-) -> Result<Vec<Batch>> {
-    let mut batches: Vec<Batch> = Vec::new();
+) -> Result<Outgoing> {
+    let mut out = Outgoing::default();
     let mut current: Batch = Vec::new();
     let mut size = 0usize;
     for (doc, heads) in peer_heads {
         let mut have = heads.clone();
-        have.extend(replica.shared_heads(peer, doc)?);
-        for change in replica.changes_since(doc, &have) {
+        have.extend(replica.shared_heads(peer, doc, incarnation)?);
+        let changes = replica.changes_since(doc, &have);
+        if let Some((stale, inc)) = replica.belief(peer, doc)?
+            && inc != incarnation
+        {
+            let mut believed = have.clone();
+            believed.extend(stale);
+            out.unconfirmed += changes.len() - replica.changes_since(doc, &believed).len();
+        }
+        for change in changes {
             let bytes = change.raw_bytes().to_vec();
             if size > 0 && size + bytes.len() > max_bytes {
-                batches.push(std::mem::take(&mut current));
+                out.batches.push(std::mem::take(&mut current));
                 size = 0;
             }
             size += bytes.len();
@@ -86,9 +114,19 @@ pub fn outgoing(
         }
     }
     if !current.is_empty() {
-        batches.push(current);
+        out.batches.push(current);
     }
-    Ok(batches)
+    Ok(out)
+}
+
+/// How many changes a peer had lost although it had acknowledged them (it
+/// went back in time: restored from a backup, or its store replaced), given
+/// what was sent to it, how many of those were [`Outgoing::unconfirmed`],
+/// and how many the peer found new. Changes beyond the old belief may
+/// already be there (a batch whose ack was lost); changes within it that
+/// the peer found new are the ones it had lost.
+pub fn lost_by_peer(sent: usize, unconfirmed: usize, new_at_peer: usize) -> usize {
+    new_at_peer.saturating_sub(sent - unconfirmed)
 }
 
 /// Number of changes and bytes in a batch.
@@ -104,7 +142,7 @@ pub fn batch_size(batch: &Batch) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{MemoryStore, WriteBatch};
+    use crate::storage::{MemoryStore, Store, WriteBatch};
     use automerge::transaction::Transactable;
     use std::sync::Arc;
 
@@ -123,19 +161,26 @@ mod tests {
     }
 
     /// One direction of a session: `from` sends `to` what it lacks; `to`
-    /// acks each batch and `from` records the shared heads.
-    fn push(
-        from: &mut Replica,
-        from_name: &str,
-        to: &mut Replica,
-        to_name: &str,
-        max: usize,
-    ) -> usize {
+    /// acks each batch and `from` records the shared heads, confirmed by
+    /// `to`'s incarnation. Returns the changes sent, and how many of them
+    /// `to` had lost after acknowledging them.
+    fn push(from: &mut Replica, to: &mut Replica, to_name: &str, max: usize) -> (usize, usize) {
         let docs: Vec<String> = from.doc_ids().map(str::to_owned).collect();
         let theirs: Vec<_> = docs.iter().map(|d| (d.clone(), to.heads(d))).collect();
         let want = differing(from, docs.iter().map(String::as_str), &theirs);
-        let mut sent = 0;
-        for batch in outgoing(from, to_name, &want, max).unwrap() {
+        let inc = to.incarnation();
+        let out = outgoing(from, to_name, &inc, &want, max).unwrap();
+        // What the peer reported holding is shared (as the hub records a
+        // node's `Want`): after the plan, so that a stale belief is still
+        // there to count.
+        let mut b = WriteBatch::default();
+        for (doc, heads) in &theirs {
+            let known = from.known(doc, heads);
+            Replica::put_shared_heads(&mut b, to_name, doc, &known, &inc);
+        }
+        from.commit(b).unwrap();
+        let (mut sent, mut new) = (0, 0);
+        for batch in out.batches {
             sent += batch_size(&batch).0;
             let acked = to
                 .apply(
@@ -143,30 +188,124 @@ mod tests {
                     WriteBatch::default(),
                 )
                 .unwrap();
+            new += acked.new;
             let mut b = WriteBatch::default();
-            for (doc, heads) in acked {
+            for (doc, heads) in acked.heads {
                 let known = from.known(&doc, &heads);
-                Replica::put_shared_heads(&mut b, to_name, &doc, &known);
+                Replica::put_shared_heads(&mut b, to_name, &doc, &known, &inc);
             }
             from.commit(b).unwrap();
         }
-        let _ = from_name;
-        sent
+        (sent, lost_by_peer(sent, out.unconfirmed, new))
+    }
+
+    /// The replica as a backup copy of its store would reopen it.
+    fn backup(r: &Replica) -> Arc<MemoryStore> {
+        let copy = Arc::new(MemoryStore::default());
+        let mut b = WriteBatch::default();
+        for (k, v) in r.store().scan(b"").unwrap() {
+            b.put(k, v);
+        }
+        copy.commit(b).unwrap();
+        copy
+    }
+
+    const D: &str = "u/2023/1";
+
+    #[test]
+    fn a_hub_restored_from_a_backup_is_sent_what_it_lost() {
+        let (mut node, mut hub) = (replica(), replica());
+        edit(&mut node, D, 20, "a");
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES), (20, 0));
+        let saved = backup(&hub);
+        edit(&mut node, D, 5, "b");
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES), (5, 0));
+        // The hub is restored from the copy taken before those 5 changes:
+        // the node's belief that the hub holds them is not confirmed by the
+        // restored hub's incarnation, so they are sent again, and counted.
+        let mut hub = Replica::open(saved).unwrap();
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES), (5, 5));
+        assert_eq!(node.heads(D), hub.heads(D));
+        // A restart without loss resends nothing.
+        let mut hub = Replica::open(backup(&hub)).unwrap();
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES), (0, 0));
+    }
+
+    #[test]
+    fn a_node_restored_from_a_backup_gets_its_lost_changes_back_and_writes_on() {
+        let (mut node, mut hub) = (replica(), replica());
+        edit(&mut node, D, 20, "a");
+        push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES);
+        push(&mut hub, &mut node, "node", MAX_BATCH_BYTES);
+        let saved = backup(&node);
+        edit(&mut node, D, 5, "b");
+        push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES);
+        push(&mut hub, &mut node, "node", MAX_BATCH_BYTES);
+        let mut node = Replica::open(saved).unwrap();
+        assert_eq!(push(&mut hub, &mut node, "node", MAX_BATCH_BYTES), (5, 5));
+        assert_eq!(node.heads(D), hub.heads(D));
+        // The restored node writes under a new actor id: no change of the
+        // copy it replaced is ever made twice with other content.
+        edit(&mut node, D, 3, "c");
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES), (3, 0));
+        assert_eq!(node.heads(D), hub.heads(D));
+    }
+
+    #[test]
+    fn a_batch_naming_a_document_twice_is_applied_as_one() {
+        let (mut node, mut hub) = (replica(), replica());
+        edit(&mut node, D, 3, "a");
+        let changes: Vec<Vec<u8>> = node
+            .changes_since(D, &[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        // The dependent change first, in its own entry; an orphan elsewhere.
+        let applied = hub
+            .apply(
+                vec![
+                    (D.to_owned(), vec![changes[2].clone()]),
+                    (D.to_owned(), vec![changes[0].clone(), changes[1].clone()]),
+                ],
+                WriteBatch::default(),
+            )
+            .unwrap();
+        assert_eq!((applied.new, applied.pending), (3, 0));
+        assert_eq!(hub.heads(D), node.heads(D));
+        // A change whose dependency never came is left out, not queued.
+        let mut other = replica();
+        let applied = other
+            .apply(
+                vec![(D.to_owned(), vec![changes[2].clone()])],
+                WriteBatch::default(),
+            )
+            .unwrap();
+        assert_eq!((applied.new, applied.pending), (0, 1));
+        assert!(other.heads(D).is_empty());
+        let applied = other
+            .apply(
+                vec![(D.to_owned(), vec![changes[0].clone()])],
+                WriteBatch::default(),
+            )
+            .unwrap();
+        assert_eq!((applied.new, applied.pending), (1, 0));
+        assert_eq!(
+            other.changes_since(D, &[]).len(),
+            1,
+            "the orphan did not come back"
+        );
     }
 
     #[test]
     fn concurrent_edits_resend_only_what_is_missing() {
         let (mut node, mut hub) = (replica(), replica());
         edit(&mut node, "u/2023/1", 50, "a");
-        assert_eq!(
-            push(&mut node, "node", &mut hub, "hub", MAX_BATCH_BYTES),
-            50
-        );
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES).0, 50);
         // Both sides now edit the same document while apart.
         edit(&mut node, "u/2023/1", 7, "n");
         edit(&mut hub, "u/2023/1", 5, "h");
-        assert_eq!(push(&mut node, "node", &mut hub, "hub", MAX_BATCH_BYTES), 7);
-        assert_eq!(push(&mut hub, "hub", &mut node, "node", MAX_BATCH_BYTES), 5);
+        assert_eq!(push(&mut node, &mut hub, "hub", MAX_BATCH_BYTES).0, 7);
+        assert_eq!(push(&mut hub, &mut node, "node", MAX_BATCH_BYTES).0, 5);
         assert_eq!(node.heads("u/2023/1"), hub.heads("u/2023/1"));
         assert_eq!(node.digest(["u/2023/1"]), hub.digest(["u/2023/1"]));
     }
@@ -176,7 +315,9 @@ mod tests {
         let (mut node, mut hub) = (replica(), replica());
         edit(&mut node, "u/2023/1", 300, "a");
         let docs = vec![("u/2023/1".to_owned(), Vec::new())];
-        let batches = outgoing(&mut node, "hub", &docs, 2_000).unwrap();
+        let batches = outgoing(&mut node, "hub", &[], &docs, 2_000)
+            .unwrap()
+            .batches;
         assert!(batches.len() > 3);
         assert!(batches.iter().all(|b| batch_size(b).1 <= 2_000));
         // Only the first two batches arrive before the link is cut.
@@ -188,7 +329,15 @@ mod tests {
             .unwrap();
         }
         let had = hub.doc("u/2023/1").map(|_| hub.heads("u/2023/1")).unwrap();
-        let rest = outgoing(&mut node, "hub", &[("u/2023/1".to_owned(), had)], 2_000).unwrap();
+        let rest = outgoing(
+            &mut node,
+            "hub",
+            &[],
+            &[("u/2023/1".to_owned(), had)],
+            2_000,
+        )
+        .unwrap()
+        .batches;
         let resent: usize = rest.iter().map(|b| batch_size(b).0).sum();
         let first: usize = 300 - resent;
         assert!(

@@ -346,11 +346,16 @@ mod suite {
         s.commit(generation(0)).unwrap();
         let store = s.store.clone();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The writer starts once the reader is scanning: on a loaded machine
+        // a fast store could otherwise finish before the reader ever ran.
+        let started = Arc::new(std::sync::Barrier::new(2));
         let reader = {
             let done = done.clone();
+            let started = started.clone();
             thread::spawn(move || {
                 let mut scans = 0u64;
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                started.wait();
+                while scans == 0 || !done.load(std::sync::atomic::Ordering::Relaxed) {
                     let entries = store.scan(b"atom/").unwrap();
                     let g = u64::from_be_bytes(entries[0].1.as_slice().try_into().unwrap());
                     let seen: Vec<u64> = entries
@@ -367,6 +372,7 @@ mod suite {
                 scans
             })
         };
+        started.wait();
         for g in 1..=GENERATIONS {
             s.commit(generation(g)).unwrap();
         }

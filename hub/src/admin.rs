@@ -48,6 +48,8 @@ impl pb::hub_admin_server::HubAdmin for AdminService {
                 changes_sent: v.stats.changes_sent,
                 sessions: v.stats.sessions,
                 last_error: v.stats.last_error,
+                recovered_changes: v.stats.recovered_changes,
+                last_recovery: v.stats.last_recovery,
             })
             .collect();
         Ok(Response::new(pb::NodesReply { nodes }))

@@ -182,6 +182,7 @@ fn node_views(reply: pb::NodesReply) -> Vec<serde_json::Value> {
                 "bytes_received": n.bytes_received, "bytes_sent": n.bytes_sent,
                 "changes_received": n.changes_received, "changes_sent": n.changes_sent,
                 "sessions": n.sessions, "last_error": n.last_error,
+                "recovered_changes": n.recovered_changes, "last_recovery": n.last_recovery,
             })
         })
         .collect()

@@ -32,6 +32,13 @@ pub struct NodeStats {
     pub changes_received: u64,
     pub changes_sent: u64,
     pub last_error: String,
+    /// Changes sent again because one side had lost them after
+    /// acknowledging them (a node or the hub restored from a backup).
+    #[serde(default)]
+    pub recovered_changes: u64,
+    /// When that last happened, and what was done.
+    #[serde(default)]
+    pub last_recovery: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +119,7 @@ impl Hub {
                 .collect(),
         };
         replica.change(REFERENCE_DOC, |doc| docs::put_reference(doc, &reference))??;
+        replica.commit(crate::validate::claim_own_actor(&replica))?;
         let hub = Hub(Arc::new(Inner {
             home,
             config,
@@ -243,6 +251,10 @@ impl Hub {
         s.bytes_sent += session.bytes_sent;
         s.changes_received += session.changes_received;
         s.changes_sent += session.changes_sent;
+        s.recovered_changes += session.recovered_changes;
+        if !session.last_recovery.is_empty() {
+            s.last_recovery = session.last_recovery.clone();
+        }
         let mut b = WriteBatch::default();
         Replica::put_meta(
             &mut b,
@@ -261,7 +273,8 @@ impl Hub {
             let scope = Self::scope(&r, &e);
             let mut behind = 0;
             for d in &scope {
-                let mut shared = r.shared_heads(&e.name, d)?;
+                // What the node last confirmed, in whichever incarnation.
+                let mut shared = r.belief(&e.name, d)?.map(|(h, _)| h).unwrap_or_default();
                 shared.sort();
                 if shared != r.heads(d) {
                     behind += 1;

@@ -49,6 +49,9 @@ struct Session {
     idle: Duration,
     /// Documents sent or asked for so far, for `max_docs_per_session`.
     docs: usize,
+    /// The node replica's incarnation, from its hello: what the hub believes
+    /// the node holds counts only if this incarnation confirmed it.
+    incarnation: Vec<u8>,
 }
 
 fn revoked(name: &str) -> Status {
@@ -166,12 +169,17 @@ impl Session {
                 sync::PROTOCOL
             )));
         }
+        self.incarnation = hello.incarnation;
         let node = self.node.clone();
-        let (digest, heads) = self
+        let (digest, heads, hub_inc) = self
             .replica(move |r| {
                 let scope = Hub::scope(r, &node);
                 let heads: Vec<_> = scope.iter().map(|d| (d.clone(), r.heads(d))).collect();
-                Ok((r.digest(scope.iter().map(String::as_str)), heads))
+                Ok((
+                    r.digest(scope.iter().map(String::as_str)),
+                    heads,
+                    r.incarnation(),
+                ))
             })
             .await?;
         if digest.as_slice() == hello.digest {
@@ -179,16 +187,17 @@ impl Session {
                 node: self.node.name.clone(),
                 in_sync: true,
                 docs: vec![],
+                incarnation: hub_inc,
             }))
             .await?;
-            let name = self.node.name.clone();
+            let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
             self.replica(move |r| {
                 let mut b = WriteBatch::default();
                 for (d, h) in &heads {
-                    let mut shared = r.shared_heads(&name, d).map_err(internal)?;
+                    let mut shared = r.shared_heads(&name, d, &inc).map_err(internal)?;
                     shared.sort();
                     if shared != *h {
-                        Replica::put_shared_heads(&mut b, &name, d, h);
+                        Replica::put_shared_heads(&mut b, &name, d, h, &inc);
                     }
                 }
                 r.commit(b).map_err(internal)
@@ -201,6 +210,7 @@ impl Session {
             node: self.node.name.clone(),
             in_sync: false,
             docs,
+            incarnation: hub_inc,
         }))
         .await?;
 
@@ -220,45 +230,41 @@ impl Session {
         self.count_docs(batch.docs.len())?;
         let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
         let changes = wire::batch_from_wire(batch.docs);
-        let touched: Vec<String> = changes.iter().map(|(d, _)| d.clone()).collect();
-        for (doc, _) in &changes {
-            if let Err(status) = self.check_scope(doc, true) {
-                let refusal = Refusal {
-                    permission: true,
-                    doc: doc.clone(),
-                    reason: status.message().to_owned(),
-                    records: Vec::new(),
-                };
-                return Err(self.refuse(refusal, changes).await);
-            }
-        }
-        let (name, max_doc) = (self.node.name.clone(), self.hub.config().max_doc_bytes);
+        let (node, max_doc) = (self.node.clone(), self.hub.config().max_doc_bytes);
         let outcome = self
             .replica(move |r| {
-                let mut checked = match validate::check(r, &name, &changes, max_doc) {
-                    Ok(c) => c,
-                    Err(refusal) => return Ok(Err((refusal, changes))),
-                };
-                let actors = std::mem::take(&mut checked.actors);
-                let heads = r.apply(changes, actors).map_err(internal)?;
-                Ok(Ok((heads, checked)))
+                Ok(
+                    match validate::merge(r, &node, &changes, max_doc).map_err(internal)? {
+                        Ok(merged) => Ok(merged),
+                        Err(refusal) => Err((refusal, changes)),
+                    },
+                )
             })
             .await?;
-        let (heads, checked) = match outcome {
+        let (applied, checked) = match outcome {
             Ok(ok) => ok,
             Err((refusal, changes)) => return Err(self.refuse(refusal, changes).await),
         };
+        if checked.pending > 0 {
+            tracing::warn!(
+                node = %self.node.name,
+                pending = checked.pending,
+                "changes whose dependencies the hub does not hold were left out (not acknowledged)"
+            );
+        }
         self.audit_accepted(&checked).await?;
         self.stats.changes_received += n as u64;
         let hub = self.hub.clone();
+        let touched: Vec<String> = applied.heads.iter().map(|(d, _)| d.clone()).collect();
         tokio::task::spawn_blocking(move || hub.merged(&touched))
             .await
             .map_err(internal)?
             .map_err(internal)?;
-        let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
+        let docs = applied.heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
         self.send(Hb::Ack(pb::Ack {
             seq: batch.seq,
             docs,
+            new_changes: applied.new as u32,
         }))
         .await
     }
@@ -341,28 +347,38 @@ impl Session {
         for d in &want.docs {
             self.check_scope(&d.doc, false)?;
         }
-        let name = self.node.name.clone();
+        if want.resent_lost > 0 {
+            let what = format!(
+                "node {} sent again {} change(s) this hub had lost after acknowledging them (was the hub restored from a backup?) / nút đã gửi lại {} thay đổi mà máy chủ tỉnh đã mất",
+                self.node.name, want.resent_lost, want.resent_lost
+            );
+            self.note_recovery("hub_recovered", want.resent_lost as u64, what)
+                .await?;
+        }
+        let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
         let max = self.hub.config().max_batch_bytes;
         let node_heads: Vec<(String, Vec<ChangeHash>)> = want
             .docs
             .iter()
             .map(|d| (d.doc.clone(), heads_from_bytes(&d.heads)))
             .collect();
-        let batches = self
+        let out = self
             .replica(move |r| {
-                // What the node holds is shared: record it before sending more.
+                // Planned before recording what the node now reports, so that
+                // a belief from an earlier incarnation can still be counted.
+                let out = sync::outgoing(r, &name, &inc, &node_heads, max).map_err(internal)?;
                 let mut b = WriteBatch::default();
                 for (doc, heads) in &node_heads {
                     let known = r.known(doc, heads);
                     if !known.is_empty() {
-                        Replica::put_shared_heads(&mut b, &name, doc, &known);
+                        Replica::put_shared_heads(&mut b, &name, doc, &known, &inc);
                     }
                 }
                 r.commit(b).map_err(internal)?;
-                sync::outgoing(r, &name, &node_heads, max).map_err(internal)
+                Ok(out)
             })
             .await?;
-        let count = batches.len();
+        let (count, unconfirmed) = (out.batches.len(), out.unconfirmed);
         if count == 0 {
             let digest = self.scope_digest().await?;
             return self
@@ -374,10 +390,13 @@ impl Session {
                 }))
                 .await;
         }
-        for (i, batch) in batches.into_iter().enumerate() {
+        let (mut sent, mut new_at_node) = (0, 0);
+        for (i, batch) in out.batches.into_iter().enumerate() {
             let seq = i as u64 + 1;
             let last = i + 1 == count;
-            self.stats.changes_sent += sync::batch_size(&batch).0 as u64;
+            let n = sync::batch_size(&batch).0;
+            sent += n;
+            self.stats.changes_sent += n as u64;
             let docs = wire::batch_to_wire(batch);
             // The final digest is what the node should hold once it has applied everything.
             let digest = if last {
@@ -396,18 +415,57 @@ impl Session {
                 Some(Nb::Ack(a)) if a.seq == seq => a,
                 _ => return Err(Status::invalid_argument(format!("expected ack {seq}"))),
             };
-            let name = self.node.name.clone();
+            new_at_node += ack.new_changes as usize;
+            let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
             self.replica(move |r| {
                 let mut b = WriteBatch::default();
                 for d in &ack.docs {
                     let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
-                    Replica::put_shared_heads(&mut b, &name, &d.doc, &known);
+                    Replica::put_shared_heads(&mut b, &name, &d.doc, &known, &inc);
                 }
                 r.commit(b).map_err(internal)
             })
             .await?;
         }
+        let lost = sync::lost_by_peer(sent, unconfirmed, new_at_node);
+        if lost > 0 {
+            let what = format!(
+                "node {} had lost {lost} change(s) it had acknowledged (restored from a backup, or its store replaced?); the hub sent them again / nút đã mất {lost} thay đổi; máy chủ tỉnh đã gửi lại",
+                self.node.name
+            );
+            self.note_recovery("node_recovered", lost as u64, what)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// A replica went back in time and the session made it whole again:
+    /// logged, audited, and kept in the node's figures (`htx-hub nodes`).
+    async fn note_recovery(
+        &mut self,
+        event: &str,
+        changes: u64,
+        what: String,
+    ) -> Result<(), Status> {
+        tracing::warn!(node = %self.node.name, "{what}");
+        self.stats.recovered_changes += changes;
+        self.stats.last_recovery = format!("{}: {what}", crate::hub::now_rfc3339());
+        let (dir, name, event) = (
+            self.hub.home().dir.clone(),
+            self.node.name.clone(),
+            event.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || {
+            audit_event(
+                &dir,
+                &event,
+                &name,
+                serde_json::json!({ "changes": changes, "what": what }),
+            )
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)
     }
 
     async fn scope_digest(&self) -> Result<Vec<u8>, Status> {
@@ -455,6 +513,7 @@ impl pb::sync_server::Sync for SyncService {
             stats: NodeStats::default(),
             idle: Duration::from_secs(self.hub.config().idle_timeout_secs),
             docs: 0,
+            incarnation: Vec::new(),
         };
         tokio::spawn(async move {
             let _open = guard;

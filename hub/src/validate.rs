@@ -3,9 +3,16 @@
 //! Automerge trusts whoever it syncs with (see `shared/notes/automerge.md`,
 //! "Untrusted peers"), so the hub never applies a node's changes straight
 //! to its documents. [`check`] applies them to a fork of each document and
-//! looks at what they would do:
+//! looks at what they would do, judging exactly the state that will be
+//! merged:
 //!
+//! - entries naming the same document are taken together, on one fork (a
+//!   batch split in two must not pass where the whole would not);
+//! - the node may write the document (its own units' documents only);
 //! - each change parses, and is new or already held (a replay is a no-op);
+//! - only changes whose dependencies are held, at the hub or in the batch,
+//!   are checked and merged ([`Checked::merge`]); the others are left out,
+//!   never queued where a later batch could release them unchecked;
 //! - each new change's actor id belongs to this node: the first time the hub
 //!   sees an actor it records it for the node that sent it (replica meta
 //!   `actor/{hex}`), and refuses it from any other node, or the hub's own;
@@ -23,10 +30,13 @@ use std::collections::BTreeSet;
 
 use automerge::{AutoCommit, Change, ObjType, PatchAction, Prop, ROOT, ReadDoc};
 use htx_core::docs::{self, parse_unit_doc_id};
-use htx_core::replica::Replica;
+use htx_core::replica::{Applied, Replica, ReplicaError, ready_changes};
 use htx_core::schema::{self, Record, Value};
 use htx_core::storage::WriteBatch;
 use htx_core::units::Hierarchy;
+
+use crate::home::Enrolment;
+use crate::hub::Hub;
 
 /// Why a batch was refused: names the document, and the record and field
 /// when one is to blame.
@@ -53,6 +63,11 @@ impl std::fmt::Display for Refusal {
 /// What the hub learnt from a batch that passed.
 #[derive(Debug, Default)]
 pub struct Checked {
+    /// Exactly the changes that were checked and are to be merged: new to
+    /// the hub, dependencies held, grouped by document, in causal order.
+    pub merge: Vec<(String, Vec<Vec<u8>>)>,
+    /// Changes left out because a dependency is missing.
+    pub pending: usize,
     /// (document, actors of its new changes, new changes, their bytes).
     pub docs: Vec<(String, Vec<String>, usize, usize)>,
     /// Data-quality warnings: accepted, but worth a look.
@@ -65,6 +80,18 @@ fn actor_key(actor: &str) -> String {
     format!("actor/{actor}")
 }
 
+/// Who owns the hub's own actor ids: never a node.
+pub const HUB_OWNER: &str = "the hub";
+
+/// Records this incarnation's actor id as the hub's own (each opening of
+/// the replica has a new one), so that no node can claim it later.
+pub fn claim_own_actor(replica: &Replica) -> WriteBatch {
+    let mut b = WriteBatch::default();
+    let key = actor_key(&replica.actor().to_hex_string());
+    Replica::put_meta(&mut b, &key, HUB_OWNER.as_bytes());
+    b
+}
+
 /// The node an actor id was first seen from, if any.
 pub fn actor_owner(replica: &Replica, actor: &str) -> Option<String> {
     let v = replica.meta(&actor_key(actor)).ok()??;
@@ -74,23 +101,40 @@ pub fn actor_owner(replica: &Replica, actor: &str) -> Option<String> {
 /// Checks `node`'s batch against `replica` without changing it.
 pub fn check(
     replica: &mut Replica,
-    node: &str,
+    node: &Enrolment,
     batch: &[(String, Vec<Vec<u8>>)],
     max_doc_bytes: u64,
 ) -> Result<Checked, Refusal> {
     let mut out = Checked::default();
     let hub_actor = replica.actor().to_hex_string();
     let mut first_seen = BTreeSet::new();
+    // One entry per document, whatever the batch did.
+    let mut grouped: Vec<(&str, Vec<&Vec<u8>>)> = Vec::new();
     for (doc, raw) in batch {
+        match grouped.iter_mut().find(|(d, _)| d == doc) {
+            Some((_, all)) => all.extend(raw),
+            None => grouped.push((doc, raw.iter().collect())),
+        }
+    }
+    for (doc, raw) in grouped {
         let refuse = |permission: bool, reason: String| Refusal {
             permission,
-            doc: doc.clone(),
+            doc: doc.to_owned(),
             reason,
             records: Vec::new(),
         };
+        if !Hub::writable(node, doc) {
+            return Err(refuse(
+                true,
+                format!(
+                    "node {} may not write document {doc}: it serves {} and below / nút không có quyền ghi tài liệu này",
+                    node.name, node.unit
+                ),
+            ));
+        }
         let mut changes = Vec::with_capacity(raw.len());
         for (i, bytes) in raw.iter().enumerate() {
-            let c = Change::from_bytes(bytes.clone()).map_err(|e| {
+            let c = Change::from_bytes((*bytes).clone()).map_err(|e| {
                 refuse(
                     false,
                     format!("change {} of {} is malformed: {e}", i + 1, raw.len()),
@@ -100,26 +144,26 @@ pub fn check(
         }
         let mut fork = replica.fork(doc);
         let before = fork.get_heads();
-        // Only changes the hub does not hold yet are checked: a replay is a no-op.
-        let new: Vec<Change> = changes
-            .into_iter()
-            .filter(|c| fork.get_change_by_hash(&c.hash()).is_none())
-            .collect();
+        // Only changes the hub does not hold yet are checked (a replay is a
+        // no-op), and only those that can apply now.
+        let (new, waiting) = ready_changes(&mut fork, changes);
+        out.pending += waiting.len();
         let mut actors = BTreeSet::new();
         for c in &new {
             let actor = c.actor_id().to_hex_string();
             let owner = if actor == hub_actor {
-                Some("the hub".to_owned())
+                Some(HUB_OWNER.to_owned())
             } else {
                 actor_owner(replica, &actor)
             };
             match owner {
-                Some(o) if o != node => {
+                Some(o) if o != node.name => {
                     return Err(refuse(
                         true,
                         format!(
-                            "change {} is made under actor id {actor}, which belongs to {o}, not to node {node} / mã tác nhân của nút khác",
-                            c.hash()
+                            "change {} is made under actor id {actor}, which belongs to {o}, not to node {} / mã tác nhân của nút khác",
+                            c.hash(),
+                            node.name
                         ),
                     ));
                 }
@@ -141,6 +185,7 @@ pub fn check(
             ));
         }
         let count = new.len();
+        let merge: Vec<Vec<u8>> = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
         fork.apply_changes(new)
             .map_err(|e| refuse(false, format!("the changes do not apply: {e}")))?;
         let after = fork.get_heads();
@@ -159,12 +204,31 @@ pub fn check(
             }
         }
         out.docs
-            .push((doc.clone(), actors.into_iter().collect(), count, bytes));
+            .push((doc.to_owned(), actors.into_iter().collect(), count, bytes));
+        out.merge.push((doc.to_owned(), merge));
     }
     for actor in first_seen {
-        Replica::put_meta(&mut out.actors, &actor_key(&actor), node.as_bytes());
+        Replica::put_meta(&mut out.actors, &actor_key(&actor), node.name.as_bytes());
     }
     Ok(out)
+}
+
+/// Checks `node`'s batch and merges exactly what was checked, or refuses it
+/// leaving the replica as it was. What a sync session does with a batch.
+pub fn merge(
+    replica: &mut Replica,
+    node: &Enrolment,
+    batch: &[(String, Vec<Vec<u8>>)],
+    max_doc_bytes: u64,
+) -> Result<Result<(Applied, Checked), Refusal>, ReplicaError> {
+    let mut checked = match check(replica, node, batch, max_doc_bytes) {
+        Ok(c) => c,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let actors = std::mem::take(&mut checked.actors);
+    let merge = std::mem::take(&mut checked.merge);
+    let applied = replica.apply(merge, actors)?;
+    Ok(Ok((applied, checked)))
 }
 
 /// Ids of the records (root keys) changed between two sets of heads.
@@ -281,19 +345,42 @@ mod tests {
     use automerge::transaction::Transactable;
     use automerge::{ActorId, ScalarValue};
     use htx_core::storage::MemoryStore;
+    use proptest::prelude::*;
 
     use super::*;
 
     const DOC: &str = "u/2023/13633";
+    /// A commune of another district (Nghĩa Hưng, 366's neighbour).
+    const OTHER_DOC: &str = "u/2023/13741";
 
     fn hub() -> Replica {
         Replica::open(Arc::new(MemoryStore::default())).unwrap()
+    }
+
+    /// A node enrolled for Thành phố Nam Định (356).
+    fn node(name: &str) -> Enrolment {
+        Enrolment {
+            name: name.into(),
+            unit: "356".into(),
+            unit_version: "2023".into(),
+            fingerprint: String::new(),
+            enrolled_at: String::new(),
+            expires_at: String::new(),
+            previous_fingerprints: Vec::new(),
+            revoked_at: String::new(),
+        }
     }
 
     /// A node's document with one record made of `fields`; returns its
     /// changes and the record id.
     fn node_doc(actor: &ActorId, fields: &[(&str, ScalarValue)]) -> (AutoCommit, String) {
         let mut d = AutoCommit::new().with_actor(actor.clone());
+        let id = put(&mut d, fields);
+        (d, id)
+    }
+
+    /// Adds a record made of `fields` to `d` as one change.
+    fn put(d: &mut AutoCommit, fields: &[(&str, ScalarValue)]) -> String {
         let id = schema::new_id();
         let obj = d.put_object(ROOT, id.as_str(), ObjType::Map).unwrap();
         d.put(&obj, "kind", "observation").unwrap();
@@ -301,26 +388,39 @@ mod tests {
             d.put(&obj, *k, v.clone()).unwrap();
         }
         d.commit();
-        (d, id)
+        id
+    }
+
+    fn raw(changes: &[Change]) -> Vec<Vec<u8>> {
+        changes.iter().map(|c| c.raw_bytes().to_vec()).collect()
     }
 
     fn batch(d: &mut AutoCommit) -> Vec<(String, Vec<Vec<u8>>)> {
-        let changes = d
-            .get_changes(&[])
-            .iter()
-            .map(|c| c.raw_bytes().to_vec())
-            .collect();
-        vec![(DOC.to_owned(), changes)]
+        vec![(DOC.to_owned(), raw(&d.get_changes(&[])))]
     }
 
     fn observation(date: &str, workers: i64, female: i64) -> Vec<(&'static str, ScalarValue)> {
+        observation_in("13633", date, workers, female)
+    }
+
+    fn observation_in(
+        unit: &str,
+        date: &str,
+        workers: i64,
+        female: i64,
+    ) -> Vec<(&'static str, ScalarValue)> {
         vec![
             ("cooperative", "c".into()),
             ("observed_on", date.into()),
             ("workers", workers.into()),
             ("female_workers", female.into()),
-            ("unit", "13633".into()),
+            ("unit", unit.into()),
         ]
+    }
+
+    /// Everything the store holds, byte for byte.
+    fn stored(r: &Replica) -> Vec<(Vec<u8>, Vec<u8>)> {
+        r.store().scan(b"").unwrap()
     }
 
     #[test]
@@ -328,7 +428,7 @@ mod tests {
         let mut r = hub();
         let actor = ActorId::random();
         let (mut d, id) = node_doc(&actor, &observation("2025-06-30", 5, 12));
-        let checked = check(&mut r, "node-a", &batch(&mut d), 1 << 20).unwrap();
+        let checked = check(&mut r, &node("node-a"), &batch(&mut d), 1 << 20).unwrap();
         assert_eq!(checked.warnings.len(), 1);
         assert!(checked.warnings[0].contains(&id));
         r.apply(batch(&mut d), checked.actors).unwrap();
@@ -337,11 +437,26 @@ mod tests {
             Some("node-a")
         );
         // The same actor from another node is refused.
-        let e = check(&mut r, "node-b", &batch(&mut d), 1 << 20);
+        let e = check(&mut r, &node("node-b"), &batch(&mut d), 1 << 20);
         assert!(e.is_ok(), "a replay of what the hub holds is a no-op");
         let (mut other, _) = node_doc(&actor, &observation("2025-06-30", 5, 1));
-        let e = check(&mut r, "node-b", &batch(&mut other), 1 << 20).unwrap_err();
+        let e = check(&mut r, &node("node-b"), &batch(&mut other), 1 << 20).unwrap_err();
         assert!(e.permission && e.reason.contains("node-a"), "{e}");
+    }
+
+    #[test]
+    fn no_node_may_write_under_an_actor_id_the_hub_has_used() {
+        let store = Arc::new(MemoryStore::default());
+        let r = Replica::open(store.clone()).unwrap();
+        r.commit(claim_own_actor(&r)).unwrap();
+        let earlier = r.actor().clone();
+        drop(r);
+        // A later incarnation of the hub still knows it as its own.
+        let mut r = Replica::open(store).unwrap();
+        assert_ne!(r.actor(), &earlier);
+        let (mut d, _) = node_doc(&earlier, &observation("2025-06-30", 5, 1));
+        let e = check(&mut r, &node("node-a"), &batch(&mut d), 1 << 20).unwrap_err();
+        assert!(e.permission && e.reason.contains(HUB_OWNER), "{e}");
     }
 
     #[test]
@@ -349,18 +464,234 @@ mod tests {
         let mut r = hub();
         let actor = ActorId::random();
         let (mut d, id) = node_doc(&actor, &observation("2025-13-45", 5, 1));
-        let e = check(&mut r, "node-a", &batch(&mut d), 1 << 20).unwrap_err();
+        let e = check(&mut r, &node("node-a"), &batch(&mut d), 1 << 20).unwrap_err();
         assert!(
             e.reason.contains(&id) && e.reason.contains("observed_on"),
             "{e}"
         );
 
         let (mut d, id) = node_doc(&actor, &observation("2025-06-30", 5, 1));
-        let checked = check(&mut r, "node-a", &batch(&mut d), 1 << 20).unwrap();
+        let checked = check(&mut r, &node("node-a"), &batch(&mut d), 1 << 20).unwrap();
         r.apply(batch(&mut d), checked.actors).unwrap();
         d.delete(ROOT, id.as_str()).unwrap();
         d.commit();
-        let e = check(&mut r, "node-a", &batch(&mut d), 1 << 20).unwrap_err();
+        let e = check(&mut r, &node("node-a"), &batch(&mut d), 1 << 20).unwrap_err();
         assert!(e.reason.contains("not a record"), "{e}");
+    }
+
+    /// The attack that once passed: a valid change in one entry, a forbidden
+    /// change depending on it in a second entry for the same document. Each
+    /// entry alone looked harmless (the second only waited for its
+    /// dependency); merged, both applied.
+    #[test]
+    fn a_forbidden_change_split_from_its_dependency_is_refused() {
+        let mut r = hub();
+        let before = stored(&r);
+        let mut d = AutoCommit::new().with_actor(ActorId::random());
+        put(&mut d, &observation("2025-06-30", 5, 1));
+        let id = put(&mut d, &observation("2025-06-30", -3, 1));
+        let changes = d.get_changes(&[]);
+        let split = vec![
+            (DOC.to_owned(), raw(&changes[..1])),
+            (DOC.to_owned(), raw(&changes[1..])),
+        ];
+        let e = merge(&mut r, &node("node-a"), &split, 1 << 20)
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.reason.contains(&id) && e.reason.contains("workers"),
+            "{e}"
+        );
+        assert_eq!(stored(&r), before, "nothing was merged");
+        assert!(r.doc(DOC).is_none());
+    }
+
+    /// Split, the document's size limit still counts the whole batch.
+    #[test]
+    fn a_split_batch_cannot_exceed_the_document_size() {
+        let mut r = hub();
+        let mut d = AutoCommit::new().with_actor(ActorId::random());
+        for _ in 0..4 {
+            let mut f = observation("2025-06-30", 5, 1);
+            f.push(("cooperative", "x".repeat(600).into()));
+            put(&mut d, &f);
+        }
+        let changes = d.get_changes(&[]);
+        let split: Vec<_> = changes
+            .iter()
+            .map(|c| (DOC.to_owned(), raw(std::slice::from_ref(c))))
+            .collect();
+        let e = merge(&mut r, &node("node-a"), &split, 1_500)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.reason.contains("over the limit"), "{e}");
+    }
+
+    /// A change whose dependency never arrives is neither checked, merged
+    /// nor acknowledged, and cannot be released by a later batch.
+    #[test]
+    fn a_change_waiting_for_its_dependency_is_left_out() {
+        let mut r = hub();
+        let mut d = AutoCommit::new().with_actor(ActorId::random());
+        put(&mut d, &observation("2025-06-30", 5, 1));
+        put(&mut d, &observation("2025-06-30", -3, 1));
+        let changes = d.get_changes(&[]);
+        let (applied, checked) = merge(
+            &mut r,
+            &node("node-a"),
+            &[(DOC.to_owned(), raw(&changes[1..]))],
+            1 << 20,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((applied.new, checked.pending), (0, 1));
+        assert!(r.heads(DOC).is_empty(), "nothing acknowledged");
+        // The valid dependency alone merges; the bad change stays out.
+        let (applied, _) = merge(
+            &mut r,
+            &node("node-a"),
+            &[(DOC.to_owned(), raw(&changes[..1]))],
+            1 << 20,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(applied.new, 1);
+        let records = docs::read_records(r.doc(DOC).unwrap()).unwrap();
+        assert_eq!(records.len(), 1);
+        assert!(records.iter().all(|rec| rec.validate().is_ok()));
+    }
+
+    /// What an adversarial node does to one change of its batch.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Valid,
+        OtherDistrictUnit,
+        NegativeCount,
+        TextForCount,
+        /// Removes the hub's record of another node.
+        DeleteOthers,
+        /// Writes into another district's document.
+        OtherDocument,
+        Large,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => Just(Op::Valid),
+            1 => Just(Op::OtherDistrictUnit),
+            1 => Just(Op::NegativeCount),
+            1 => Just(Op::TextForCount),
+            1 => Just(Op::DeleteOthers),
+            1 => Just(Op::OtherDocument),
+            1 => Just(Op::Large),
+        ]
+    }
+
+    /// How the batch's entries are cut and arranged: entry sizes, which
+    /// entries are sent twice, and a permutation seed.
+    fn arrangement() -> impl Strategy<Value = (Vec<usize>, Vec<bool>, u64)> {
+        (
+            prop::collection::vec(1usize..4, 1..12),
+            prop::collection::vec(any::<bool>(), 12),
+            any::<u64>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// For random batches from an adversarial node — split, duplicated and
+        /// reordered entries — every accepted batch leaves every record
+        /// well-formed and inside the node's scope, and every refused one
+        /// leaves the hub byte for byte as it was.
+        #[test]
+        fn adversarial_batches_never_merge_a_bad_record(
+            ops in prop::collection::vec(op(), 1..8),
+            (sizes, dup, seed) in arrangement(),
+        ) {
+            // The hub holds another node's record in the shared document.
+            let mut r = hub();
+            let mut theirs = AutoCommit::new().with_actor(ActorId::random());
+            let other_id = put(&mut theirs, &observation("2025-01-31", 7, 4));
+            r.apply(batch(&mut theirs), WriteBatch::default()).unwrap();
+            let before = stored(&r);
+            let heads_before = r.heads(DOC);
+
+            // The attacker starts from the hub's copy of the document.
+            let actor = ActorId::random();
+            let mut mine = r.fork(DOC).with_actor(actor.clone());
+            let mut elsewhere = AutoCommit::new().with_actor(actor);
+            let base = mine.get_heads();
+            for op in &ops {
+                match op {
+                    Op::Valid => { put(&mut mine, &observation("2025-06-30", 5, 2)); }
+                    Op::OtherDistrictUnit => { put(&mut mine, &observation_in("13741", "2025-06-30", 5, 2)); }
+                    Op::NegativeCount => { put(&mut mine, &observation("2025-06-30", -5, 2)); }
+                    Op::TextForCount => {
+                        let mut f = observation("2025-06-30", 5, 2);
+                        f.push(("workers", "năm".into()));
+                        put(&mut mine, &f);
+                    }
+                    Op::DeleteOthers => {
+                        mine.delete(ROOT, other_id.as_str()).unwrap();
+                        mine.commit();
+                    }
+                    Op::OtherDocument => { put(&mut elsewhere, &observation_in("13741", "2025-06-30", 5, 2)); }
+                    Op::Large => {
+                        let mut f = observation("2025-06-30", 5, 2);
+                        f.push(("cooperative", "x".repeat(3_000).into()));
+                        put(&mut mine, &f);
+                    }
+                }
+            }
+            // Cut into entries, some sent twice, in a shuffled order.
+            let mut all: Vec<(String, Change)> = mine
+                .get_changes(&base)
+                .into_iter()
+                .map(|c| (DOC.to_owned(), c))
+                .collect();
+            all.extend(elsewhere.get_changes(&[]).into_iter().map(|c| (OTHER_DOC.to_owned(), c)));
+            let mut entries: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+            let mut rest = all.as_slice();
+            for n in sizes.iter().cycle() {
+                if rest.is_empty() { break; }
+                let (take, left) = rest.split_at((*n).min(rest.len()));
+                rest = left;
+                // An entry holds one document's changes.
+                for (doc, c) in take {
+                    entries.push((doc.clone(), vec![c.raw_bytes().to_vec()]));
+                }
+                let last = entries.len() - 1;
+                if dup[last % dup.len()] {
+                    entries.push(entries[last].clone());
+                }
+            }
+            let mut rng = seed;
+            for i in (1..entries.len()).rev() {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                entries.swap(i, (rng >> 33) as usize % (i + 1));
+            }
+
+            let n = node("node-a");
+            match merge(&mut r, &n, &entries, 8_000).unwrap() {
+                Ok(_) => {
+                    for doc in r.doc_ids().map(str::to_owned).collect::<Vec<_>>() {
+                        prop_assert!(Hub::writable(&n, &doc), "merged into {doc}");
+                        let d = r.doc(&doc).unwrap();
+                        let records = docs::read_records(d).unwrap();
+                        prop_assert!(records.iter().any(|rec| rec.id == other_id), "the other node's record is still there");
+                        for rec in records {
+                            let mut w = Vec::new();
+                            prop_assert!(check_record(d, &doc, &rec.id, &mut w).is_ok(), "bad record merged: {rec:?}");
+                        }
+                    }
+                }
+                Err(_) => {
+                    prop_assert_eq!(stored(&r), before);
+                    prop_assert_eq!(r.heads(DOC), heads_before);
+                    prop_assert!(r.doc(OTHER_DOC).is_none());
+                }
+            }
+        }
     }
 }

@@ -50,6 +50,13 @@ pub struct SyncStatus {
     /// the reasons are in `last_error`.
     #[serde(default)]
     pub refused_records: Vec<String>,
+    /// Changes sent to the hub again because it had lost them after
+    /// acknowledging them (a hub restored from a backup), in all.
+    #[serde(default)]
+    pub recovered_changes: u64,
+    /// When that last happened, and what was done.
+    #[serde(default)]
+    pub last_recovery: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -505,14 +512,12 @@ impl Node {
             .sum();
         let not_at_hub = ids
             .iter()
-            .filter(|d| {
-                replica
-                    .shared_heads(HUB_PEER, d)
-                    .map(|mut h| {
-                        h.sort();
-                        h != replica.heads(d)
-                    })
-                    .unwrap_or(true)
+            .filter(|d| match replica.belief(HUB_PEER, d) {
+                Ok(Some((mut h, _))) => {
+                    h.sort();
+                    h != replica.heads(d)
+                }
+                _ => true,
             })
             .count();
         StatusView {

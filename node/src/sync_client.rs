@@ -206,6 +206,7 @@ pub async fn session(
         protocol: sync::PROTOCOL,
         digest: digest.to_vec(),
         documents: at_hello.len() as u32,
+        incarnation: node.replica().incarnation(),
     };
     let msg = pb::NodeMessage {
         body: Some(Nb::Hello(hello)),
@@ -240,10 +241,12 @@ pub async fn session(
         }
     };
     conn.report.round_trips = 1;
+    // Beliefs about the hub count only if this incarnation of it confirmed them.
+    let hub_inc = welcome.incarnation.clone();
     if welcome.in_sync {
         conn.finish().await?;
         conn.report.in_sync = true;
-        mark_shared(node, &at_hello)?;
+        mark_shared(node, &at_hello, &hub_inc)?;
         return Ok(());
     }
     let hub_heads: Vec<(String, Vec<ChangeHash>)> = welcome
@@ -260,9 +263,16 @@ pub async fn session(
             .into_iter()
             .filter(|(d, _)| r.doc(d).is_some())
             .collect();
-        sync::outgoing(&mut r, HUB_PEER, &up, node.config().max_batch_bytes)?
+        sync::outgoing(
+            &mut r,
+            HUB_PEER,
+            &hub_inc,
+            &up,
+            node.config().max_batch_bytes,
+        )?
     };
-    for (i, batch) in batches.into_iter().enumerate() {
+    let (unconfirmed, mut sent, mut new_at_hub) = (batches.unconfirmed, 0, 0);
+    for (i, batch) in batches.batches.into_iter().enumerate() {
         let seq = i as u64 + 1;
         let (n, _) = sync::batch_size(&batch);
         let docs = wire::batch_to_wire(batch);
@@ -284,9 +294,11 @@ pub async fn session(
         let mut b = WriteBatch::default();
         for d in &ack.docs {
             let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
-            Replica::put_shared_heads(&mut b, HUB_PEER, &d.doc, &known);
+            Replica::put_shared_heads(&mut b, HUB_PEER, &d.doc, &known, &hub_inc);
         }
         r.commit(b)?;
+        sent += n;
+        new_at_hub += ack.new_changes as usize;
         conn.report.changes_sent += n as u32;
         conn.report.batches_sent += 1;
         conn.report.round_trips += 1;
@@ -303,7 +315,15 @@ pub async fn session(
             .map(|d| doc_heads(d, &r.heads(d)))
             .collect()
     };
-    conn.send(Nb::Want(pb::Want { docs: want })).await?;
+    let lost = sync::lost_by_peer(sent, unconfirmed, new_at_hub);
+    if lost > 0 {
+        note_recovery(node, lost)?;
+    }
+    conn.send(Nb::Want(pb::Want {
+        docs: want,
+        resent_lost: lost as u32,
+    }))
+    .await?;
     conn.report.round_trips += 1;
     let hub_digest = loop {
         let batch = match conn.recv().await? {
@@ -317,16 +337,17 @@ pub async fn session(
         if !batch.docs.is_empty() {
             let changes = wire::batch_from_wire(batch.docs);
             let n: usize = changes.iter().map(|(_, c)| c.len()).sum();
-            let heads = {
+            let applied = {
                 let mut r = node.replica();
                 r.apply(changes, WriteBatch::default())?
             };
             conn.report.changes_received += n as u32;
             conn.report.batches_received += 1;
-            let docs = heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
+            let docs = applied.heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
             conn.send(Nb::Ack(pb::Ack {
                 seq: batch.seq,
                 docs,
+                new_changes: applied.new as u32,
             }))
             .await?;
         }
@@ -339,8 +360,26 @@ pub async fn session(
     let (now, ours) = snapshot(node);
     conn.report.in_sync = ours.as_slice() == hub_digest;
     if conn.report.in_sync {
-        mark_shared(node, &now)?;
+        mark_shared(node, &now, &hub_inc)?;
     }
+    Ok(())
+}
+
+/// The hub had lost `lost` changes after acknowledging them (restored from
+/// a backup, or its store replaced): they were just sent again. Logged and
+/// kept in the node's status, so that an administrator sees it happened.
+fn note_recovery(node: &Node, lost: usize) -> Result<(), SyncError> {
+    tracing::warn!(
+        lost,
+        "the hub had lost changes it had acknowledged (restored from a backup?); sent them again"
+    );
+    let mut status = node.sync_status();
+    status.recovered_changes += lost as u64;
+    status.last_recovery = format!(
+        "{}: the hub had lost {lost} change(s) it had acknowledged (restored from a backup?); they were sent again / máy chủ tỉnh đã mất {lost} thay đổi (khôi phục từ bản sao lưu?); đã gửi lại",
+        now_rfc3339()
+    );
+    node.put_sync_status(&status)?;
     Ok(())
 }
 
@@ -351,17 +390,22 @@ fn snapshot(node: &Node) -> (Vec<(String, Vec<ChangeHash>)>, [u8; 32]) {
     (heads, r.digest(r.doc_ids()))
 }
 
-/// After a session that ended with equal digests, the hub holds exactly
-/// `heads`: what this node held when its digest was taken. Not what it holds
-/// now: a write during the session is not at the hub yet.
-fn mark_shared(node: &Node, heads: &[(String, Vec<ChangeHash>)]) -> Result<(), SyncError> {
+/// After a session that ended with equal digests, the hub (in its
+/// incarnation `hub_inc`) holds exactly `heads`: what this node held when
+/// its digest was taken. Not what it holds now: a write during the session
+/// is not at the hub yet.
+fn mark_shared(
+    node: &Node,
+    heads: &[(String, Vec<ChangeHash>)],
+    hub_inc: &[u8],
+) -> Result<(), SyncError> {
     let r = node.replica();
     let mut b = WriteBatch::default();
     for (doc, heads) in heads {
-        let mut shared = r.shared_heads(HUB_PEER, doc)?;
+        let mut shared = r.shared_heads(HUB_PEER, doc, hub_inc)?;
         shared.sort();
         if shared != *heads {
-            Replica::put_shared_heads(&mut b, HUB_PEER, doc, heads);
+            Replica::put_shared_heads(&mut b, HUB_PEER, doc, heads, hub_inc);
         }
     }
     if !b.is_empty() {
@@ -374,8 +418,7 @@ fn mark_shared(node: &Node, heads: &[(String, Vec<ChangeHash>)]) -> Result<(), S
 /// a few, in case other nodes keep changing the hub meanwhile), recording
 /// the outcome in the node's sync status.
 pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
-    let mut status = node.sync_status();
-    status.last_attempt = now_rfc3339();
+    let attempt = now_rfc3339();
     let mut total = SessionReport::default();
     let result = async {
         let channel = connect(node).await?;
@@ -408,6 +451,9 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
         Ok::<_, SyncError>(())
     }
     .await;
+    // Read now: the session may have noted a recovery meanwhile.
+    let mut status = node.sync_status();
+    status.last_attempt = attempt;
     status.bytes_sent += total.bytes_sent;
     status.bytes_received += total.bytes_received;
     match &result {

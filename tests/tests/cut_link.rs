@@ -44,7 +44,9 @@ async fn a_cut_link_resumes_from_the_acknowledged_batches() {
     let (all_batches, change_bytes) = {
         let mut r = node.node().replica();
         let from_scratch: Vec<_> = docs.iter().map(|d| (d.clone(), Vec::new())).collect();
-        let batches = sync::outgoing(&mut r, "nobody", &from_scratch, MAX_BATCH_BYTES).unwrap();
+        let batches = sync::outgoing(&mut r, "nobody", &[], &from_scratch, MAX_BATCH_BYTES)
+            .unwrap()
+            .batches;
         let bytes: usize = batches.iter().map(|b| sync::batch_size(b).1).sum();
         (batches.len(), bytes)
     };

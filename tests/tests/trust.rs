@@ -273,6 +273,7 @@ async fn raw_session(
         protocol: htx_core::sync::PROTOCOL,
         digest: vec![0; 32],
         documents: 1,
+        incarnation: vec![],
     })))
     .await
     .unwrap();
@@ -407,4 +408,101 @@ async fn odd_but_valid_data_is_accepted_and_flagged() {
         Some(node.node().replica().actor().to_hex_string().as_str())
     );
     assert!(quarantine::list(hub.dir()).unwrap().is_empty());
+}
+
+/// The node's changes to `doc` that the hub does not hold, in causal order.
+fn unsent(hub: &TestHub, node: &TestNode, doc: &str) -> Vec<Vec<u8>> {
+    let hub_heads = hub.hub().replica().heads(doc);
+    node.node()
+        .replica()
+        .changes_since(doc, &hub_heads)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
+
+fn entry(doc: &str, changes: &[Vec<u8>]) -> pb::DocChanges {
+    pb::DocChanges {
+        doc: doc.into(),
+        changes: changes.to_vec(),
+    }
+}
+
+/// The attack that once passed validation: one batch naming the same
+/// document twice, a valid change in the first entry and a bad change that
+/// depends on it in the second. Judged together, it is refused whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_change_split_from_its_dependency_is_refused() {
+    let hub = TestHub::start().await;
+    let node = hub.enroll_node("356", "splitter");
+    node.add_coop("13633", "HTX Hạ Long");
+    node.sync().await.expect("sync");
+    let before = hub.export();
+    let doc = "u/2023/13633";
+    let accepted =
+        |log: &[serde_json::Value]| log.iter().filter(|e| e["event"] == "accepted").count();
+    let accepted_before = accepted(&audit::read(hub.dir(), Some("splitter")).unwrap());
+    node.add_coop("13633", "HTX Mỹ Xá");
+    let bad = craft(
+        &node,
+        doc,
+        "observation",
+        &[
+            ("cooperative", text("c")),
+            ("observed_on", text("2025-06-30")),
+            ("workers", ScalarValue::Int(-3)),
+            ("unit", text("13633")),
+        ],
+    );
+    let changes = unsent(&hub, &node, doc);
+    assert_eq!(changes.len(), 2);
+    let err = raw_session(
+        &node,
+        vec![vec![entry(doc, &changes[..1]), entry(doc, &changes[1..])]],
+    )
+    .await
+    .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains(&bad), "{}", err.message());
+    assert_eq!(hub.export(), before, "nothing merged");
+    let log = audit::read(hub.dir(), Some("splitter")).unwrap();
+    assert!(log.iter().any(|e| e["event"] == "refused"), "{log:#?}");
+    assert_eq!(accepted(&log), accepted_before, "no batch was accepted");
+    assert_eq!(quarantine::list(hub.dir()).unwrap().len(), 1);
+}
+
+/// A bad change sent before its dependency, in an earlier batch, is not
+/// kept waiting at the hub: when the dependency comes, only it is merged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_sent_before_its_dependency_is_not_released_later() {
+    let hub = TestHub::start().await;
+    let node = hub.enroll_node("356", "orphaner");
+    let doc = "u/2023/13633";
+    let good = node.add_coop("13633", "HTX Hạ Long");
+    let bad = craft(
+        &node,
+        doc,
+        "cooperative",
+        &[
+            ("type", text("HTX")),
+            ("name", text("HTX Ngoài")),
+            ("unit", text("13741")),
+        ],
+    );
+    let changes = unsent(&hub, &node, doc);
+    let acks = raw_session(
+        &node,
+        vec![
+            vec![entry(doc, &changes[1..])],
+            vec![entry(doc, &changes[..1])],
+        ],
+    )
+    .await
+    .expect("both batches answered");
+    assert_eq!(acks[0].new_changes, 0, "the orphan was not merged");
+    assert!(acks[0].docs[0].heads.is_empty(), "nor acknowledged");
+    assert_eq!(acks[1].new_changes, 1);
+    let ids: Vec<String> = hub.export().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![good]);
+    assert!(!ids.contains(&bad));
 }

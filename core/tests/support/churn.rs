@@ -163,7 +163,13 @@ impl Churn {
                 }
                 not_writing += t.elapsed();
                 let mut sync_state = WriteBatch::default();
-                Replica::put_shared_heads(&mut sync_state, "hub", &id, &replica.heads(&id));
+                Replica::put_shared_heads(
+                    &mut sync_state,
+                    "hub",
+                    &id,
+                    &replica.heads(&id),
+                    &[1; 16],
+                );
                 replica.commit(sync_state)?;
                 commits += 1;
             }
