@@ -7,7 +7,8 @@
 //! - [`replica`]: Automerge documents kept durably in a store, with sync state;
 //! - [`sync`]: the I/O-free sync engine (digests, change batches);
 //! - [`schema`]: the record kinds and their fields; [`docs`]: how records sit
-//!   inside Automerge documents; [`units`]: the administrative hierarchy,
+//!   inside Automerge documents; [`index`]: every record materialized
+//!   beside its document, for fast reads; [`units`]: the administrative hierarchy,
 //!   its versions and how a unit of one version counts under another;
 //! - [`plan`]: the plan's phases, indicators and targets, read from a plan
 //!   file; [`progress`]: the I/O-free engine that computes progress against
@@ -15,6 +16,7 @@
 //! - [`pki`]: the hub's CA, certificates and node bundles.
 
 pub mod docs;
+pub mod index;
 pub mod pki;
 pub mod plan;
 pub mod progress;

@@ -76,7 +76,9 @@ struct Inner {
     home: Home,
     config: HubConfig,
     replica: Mutex<Replica>,
-    /// Enrolments by certificate fingerprint.
+    /// The replica's store, for reads that need not wait for the replica
+    /// (the record index).
+    store: Arc<dyn htx_core::storage::Store>,
     /// Enrolments by certificate fingerprint, and when `nodes/` was read.
     enrolments: RwLock<(Option<std::time::SystemTime>, HashMap<String, Enrolment>)>,
     /// The plan progress is computed with (published to nodes).
@@ -109,7 +111,7 @@ impl Hub {
         let plan = Plan::parse(&plan_text)
             .map_err(|e| anyhow::anyhow!("plan file {}: {e}", config.plan_file))?;
         let store = storage::open(config.backend, dir)?;
-        let mut replica = Replica::open(store)?;
+        let mut replica = Replica::open(store.clone())?;
         // Publish the plan and the unit lists to every node, read-only.
         let reference = Reference {
             plan: plan_text,
@@ -120,10 +122,14 @@ impl Hub {
         };
         replica.change(REFERENCE_DOC, |doc| docs::put_reference(doc, &reference))??;
         replica.commit(crate::validate::claim_own_actor(&replica))?;
+        if htx_core::index::ensure(&replica)? {
+            tracing::info!("indexed every record of the store (first opening of this format)");
+        }
         let hub = Hub(Arc::new(Inner {
             home,
             config,
             replica: Mutex::new(replica),
+            store,
             enrolments: RwLock::default(),
             plan,
             sessions: Mutex::default(),
@@ -303,56 +309,37 @@ impl Hub {
                 (e, s)
             })
             .collect();
-        let mut live = self.0.live.lock().expect("progress lock");
-        if live.is_none() {
-            *live = Some(Live::new(
-                self.0.plan.clone(),
-                &self.0.config.default_unit_version,
-                self.export(true)?,
-            )?);
-        }
-        let all = || self.export(true).unwrap_or_default();
-        Ok(progress::answer(
-            &self.0.plan,
-            query,
-            live.as_mut().expect("built"),
-            all,
-            &nodes,
-        )?)
-    }
-
-    /// Feeds the records of documents that just merged to the live view.
-    pub fn merged(&self, docs: &[String]) -> Result<(), ReplicaError> {
-        let mut live = self.0.live.lock().expect("progress lock");
-        let Some(live) = live.as_mut() else {
-            return Ok(());
-        };
-        let records = {
-            let r = self.replica();
-            let mut out = Vec::new();
-            for d in docs {
-                if let Some(doc) = r.doc(d) {
-                    out.extend(docs::read_records(doc)?);
-                }
+        let default_version = &self.0.config.default_unit_version;
+        let view = progress::view(query, default_version)?;
+        let report = if progress::is_live(&view, default_version) {
+            let mut live = self.0.live.lock().expect("progress lock");
+            if live.is_none() {
+                *live = Some(Live::new(
+                    self.0.plan.clone(),
+                    default_version,
+                    self.export(true)?,
+                )?);
             }
-            out
+            live.as_mut().expect("built").report()
+        } else {
+            progress::from_scratch(&self.0.plan, &view, &self.export(true)?)?
         };
-        live.merged(records);
-        Ok(())
+        Ok(progress::reply(&report, query, &view.0, &nodes)?)
     }
 
-    /// Every merged record; deleted ones only if asked.
-    pub fn export(&self, include_deleted: bool) -> Result<Vec<Record>, ReplicaError> {
-        let r = self.replica();
-        let mut out = Vec::new();
-        for id in r.doc_ids() {
-            let records = docs::read_records(r.doc(id).expect("listed"))?;
-            out.extend(
-                records
-                    .into_iter()
-                    .filter(|rec| include_deleted || !rec.is_deleted()),
-            );
+    /// Feeds records that just merged to the live view.
+    pub fn merged(&self, records: Vec<Record>) {
+        let mut live = self.0.live.lock().expect("progress lock");
+        if let Some(live) = live.as_mut() {
+            live.merged(records);
         }
-        Ok(out)
+    }
+
+    /// Every merged record; deleted ones only if asked. Read from the record
+    /// index, as of one point in time, without holding the replica.
+    pub fn export(&self, include_deleted: bool) -> Result<Vec<Record>, htx_core::index::IndexError> {
+        let mut all = htx_core::index::read_all(self.0.store.as_ref())?;
+        all.retain(|rec| include_deleted || !rec.is_deleted());
+        Ok(all)
     }
 }

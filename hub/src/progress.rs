@@ -1,10 +1,11 @@
 //! # Progress at the hub
 //!
 //! The hub keeps one [`Engine`] current for its default view (the default
-//! hierarchy version, as of today): every batch a node sends is re-read
-//! and fed to it, so a merged change shows up without recomputing the
+//! hierarchy version, as of today): the records each merged batch touched
+//! are fed to it, so a merged change shows up without recomputing the
 //! province. Any other date or version is computed from scratch from the
-//! merged records. Each unit's figures name the nodes whose data they
+//! record index ([`htx_core::index`]), holding neither the replica nor the
+//! live view, so such a query never holds up a sync. Each unit's figures name the nodes whose data they
 //! include and when each last synced.
 
 use htx_core::plan::Plan;
@@ -51,7 +52,7 @@ impl Live {
         }
     }
 
-    fn report(&mut self) -> Report {
+    pub fn report(&mut self) -> Report {
         if self.engine.as_of() != today() {
             self.engine.set_as_of(today());
         }
@@ -63,38 +64,51 @@ impl Live {
     }
 }
 
-/// Answers `query` from the live engine when it asks for the default view,
-/// else from scratch over `all_records` (called only then).
-pub fn answer(
-    plan: &Plan,
-    query: &Query,
-    live: &mut Live,
-    all_records: impl FnOnce() -> Vec<Record>,
-    nodes: &[(Enrolment, NodeStats)],
-) -> Result<pb::ProgressReply, ProgressError> {
-    let h = Hierarchy::builtin();
+/// The view `query` asks for: a hierarchy version (checked) and a date.
+/// `default_version` is the live view's.
+pub fn view(query: &Query, default_version: &str) -> Result<(String, Date), ProgressError> {
     let version = query
         .hierarchy
         .clone()
         .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| live.version().to_owned());
-    h.version(&version)?;
+        .unwrap_or_else(|| default_version.to_owned());
+    Hierarchy::builtin().version(&version)?;
     let as_of = match query.as_of.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => progress::parse_date(d)?,
         None => today(),
     };
-    let report = if version == live.version() && as_of == today() {
-        live.report()
-    } else {
-        progress::recompute(plan, h, &version, as_of, &all_records())?
-    };
-    let v = h.version(&version)?;
+    Ok((version, as_of))
+}
+
+/// Whether `view` is the live one.
+pub fn is_live(view: &(String, Date), default_version: &str) -> bool {
+    view.0 == default_version && view.1 == today()
+}
+
+/// The report of a view other than the live one, from scratch.
+pub fn from_scratch(
+    plan: &Plan,
+    view: &(String, Date),
+    records: &[Record],
+) -> Result<Report, ProgressError> {
+    progress::recompute(plan, Hierarchy::builtin(), &view.0, view.1, records)
+}
+
+/// The reply for `query`'s unit (or the root) in `version`.
+pub fn reply(
+    report: &Report,
+    query: &Query,
+    version: &str,
+    nodes: &[(Enrolment, NodeStats)],
+) -> Result<pb::ProgressReply, ProgressError> {
+    let h = Hierarchy::builtin();
+    let v = h.version(version)?;
     let unit = match query.unit.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => h.unit(&version, u)?.code.clone(),
+        Some(u) => h.unit(version, u)?.code.clone(),
         None => v.roots().next().map(|u| u.code.clone()).unwrap_or_default(),
     };
-    Ok(report::to_wire(&report, v, &unit, |code| {
-        sources(&version, code, nodes)
+    Ok(report::to_wire(report, v, &unit, |code| {
+        sources(version, code, nodes)
     }))
 }
 

@@ -254,11 +254,12 @@ impl Session {
         }
         self.audit_accepted(&checked).await?;
         self.stats.changes_received += n as u64;
+        // The live progress view takes the touched records as validation
+        // read them: nothing is read again from the documents.
         let hub = self.hub.clone();
-        let touched: Vec<String> = applied.heads.iter().map(|(d, _)| d.clone()).collect();
-        tokio::task::spawn_blocking(move || hub.merged(&touched))
+        let records = checked.records.into_iter().map(|(_, r)| r).collect();
+        tokio::task::spawn_blocking(move || hub.merged(records))
             .await
-            .map_err(internal)?
             .map_err(internal)?;
         let docs = applied.heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
         self.send(Hb::Ack(pb::Ack {

@@ -30,6 +30,7 @@ use std::collections::BTreeSet;
 
 use automerge::{AutoCommit, Change, ObjType, PatchAction, Prop, ROOT, ReadDoc};
 use htx_core::docs::{self, parse_unit_doc_id};
+use htx_core::index;
 use htx_core::replica::{Applied, Replica, ReplicaError, ready_changes};
 use htx_core::schema::{self, Record, Value};
 use htx_core::storage::WriteBatch;
@@ -68,6 +69,9 @@ pub struct Checked {
     pub merge: Vec<(String, Vec<Vec<u8>>)>,
     /// Changes left out because a dependency is missing.
     pub pending: usize,
+    /// The records the merged changes touch, as they will read once merged
+    /// (document, record): for the record index and the live progress view.
+    pub records: Vec<(String, Record)>,
     /// (document, actors of its new changes, new changes, their bytes).
     pub docs: Vec<(String, Vec<String>, usize, usize)>,
     /// Data-quality warnings: accepted, but worth a look.
@@ -190,19 +194,20 @@ pub fn check(
             .map_err(|e| refuse(false, format!("the changes do not apply: {e}")))?;
         let after = fork.get_heads();
         let touched = touched_records(&mut fork, &before, &after);
-        let records = touched
+        let records: Vec<Record> = touched
             .iter()
             .filter_map(|id| docs::read_record(&fork, id).ok().flatten())
-            .map(|r| r.to_json())
-            .collect::<Vec<_>>();
+            .collect();
         for id in &touched {
             if let Err(reason) = check_record(&fork, doc, id, &mut out.warnings) {
                 return Err(Refusal {
-                    records,
+                    records: records.iter().map(Record::to_json).collect(),
                     ..refuse(false, format!("record {id}: {reason}"))
                 });
             }
         }
+        out.records
+            .extend(records.into_iter().map(|r| (doc.to_owned(), r)));
         out.docs
             .push((doc.to_owned(), actors.into_iter().collect(), count, bytes));
         out.merge.push((doc.to_owned(), merge));
@@ -225,9 +230,14 @@ pub fn merge(
         Ok(c) => c,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let actors = std::mem::take(&mut checked.actors);
+    // The actors first seen and the records as merged go in the same
+    // atomic commit as the changes.
+    let mut extra = std::mem::take(&mut checked.actors);
+    for (doc, rec) in &checked.records {
+        index::put(&mut extra, doc, rec);
+    }
     let merge = std::mem::take(&mut checked.merge);
-    let applied = replica.apply(merge, actors)?;
+    let applied = replica.apply(merge, extra)?;
     Ok(Ok((applied, checked)))
 }
 

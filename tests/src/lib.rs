@@ -240,6 +240,17 @@ impl TestHub {
         sorted(self.hub().export(false).expect("hub export"))
     }
 
+    /// Every record as read out of the hub's Automerge documents themselves
+    /// (deleted ones included), by id: what the record index must agree with.
+    pub fn export_from_documents(&self) -> Vec<Record> {
+        let r = self.hub().replica();
+        let mut out = Vec::new();
+        for id in r.doc_ids() {
+            out.extend(htx_core::docs::read_records(r.doc(id).expect("listed")).expect("readable"));
+        }
+        sorted(out)
+    }
+
     /// What the hub knows of every node.
     pub fn nodes(&self) -> Vec<NodeView> {
         self.hub().nodes().expect("hub nodes")
