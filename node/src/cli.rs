@@ -398,6 +398,10 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
         };
         std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
     }
+    // Only `init` creates a store; `Node::open` refuses a missing one. An
+    // existing store is checked, never reset.
+    let cfg = NodeConfig::load(dir)?;
+    drop(htx_core::storage::create(cfg.backend, dir)?);
     let node = Node::open(dir)?;
     println!(
         "node {:?} set up in {} for unit {} ({}); hub {}",
