@@ -423,7 +423,7 @@ mod suite {
     fn store_file(backend: Backend, home: &Path) -> std::path::PathBuf {
         match backend {
             Backend::Redb => home.join("store.redb"),
-            Backend::Sled => home.join("store.sled").join("db"),
+            Backend::Sled => home.join("store.sled").join("conf"),
         }
     }
 

@@ -33,14 +33,20 @@ impl SledStore {
                 reason: "not a sled directory".into(),
             });
         }
-        for part in ["conf", "db"] {
-            super::check_existing_file(&path.join(part)).map_err(|e| match e {
-                StoreError::Missing(p) => StoreError::Unreadable {
-                    path: shown.clone(),
-                    reason: format!("{p} is missing"),
-                },
-                other => other,
-            })?;
+        // sled writes `conf` when it creates a database; `db` only fills
+        // once something is flushed, so it may be empty but not missing.
+        super::check_existing_file(&path.join("conf")).map_err(|e| match e {
+            StoreError::Missing(p) => StoreError::Unreadable {
+                path: shown.clone(),
+                reason: format!("{p} is missing"),
+            },
+            other => other,
+        })?;
+        if !path.join("db").is_file() {
+            return Err(StoreError::Unreadable {
+                path: shown,
+                reason: "its db file is missing".into(),
+            });
         }
         Self::open_or_create(path)
     }
