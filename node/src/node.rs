@@ -430,13 +430,14 @@ impl Node {
             unit: b.unit.clone(),
             last_sync: self.sync_status().last_success,
         };
-        Ok(htx_core::report::to_wire(&report, v, &unit, |code| {
+        htx_core::report::to_wire(&report, v, &unit, |code| {
             if v.within(code, &own) || v.within(&own, code) {
                 vec![me.clone()]
             } else {
                 Vec::new()
             }
-        }))
+        })
+        .map_err(bad)
     }
 
     /// The plan and unit lists the hub published (read-only), or the ones
