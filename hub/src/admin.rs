@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::hub::Hub;
@@ -96,6 +97,27 @@ impl pb::progress_server::Progress for ProgressService {
     }
 }
 
+/// The reflection service for a port serving `services`, besides health
+/// and reflection themselves (served on every port).
+pub fn reflection(
+    services: &[&str],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for s in services {
+        b = b.with_service_name(*s);
+    }
+    b.build_v1()
+}
+
 /// Serves the sync endpoint (mutual TLS) on `sync`, the admin API on
 /// `admin` and progress over HTTP on `http`, until `shutdown` resolves.
 pub async fn serve(
@@ -113,12 +135,23 @@ pub async fn serve(
     health_reporter
         .set_serving::<SyncServer<SyncService>>()
         .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-    };
+    // Reflection lists what each port serves, nothing more.
+    let sync_reflection = reflection(&[
+        <ProgressServer<ProgressService> as NamedService>::NAME,
+        <EnrolmentServer<EnrolmentService> as NamedService>::NAME,
+        <SyncServer<SyncService> as NamedService>::NAME,
+    ])?;
+    let admin_reflection = reflection(&[
+        <ProgressServer<ProgressService> as NamedService>::NAME,
+        <HubAdminServer<AdminService> as NamedService>::NAME,
+    ])?;
+    // Every service of the sync port (health and reflection included)
+    // answers only an enrolled, unrevoked certificate: checked once, here,
+    // in front of all of them, so no service can forget it.
+    let enrolled_only = tonic::service::InterceptorLayer::new({
+        let hub = hub.clone();
+        move |req: Request<()>| crate::sync_service::identify(&hub, &req).map(|_| req)
+    });
     let max = hub.config().max_message_bytes;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut stop_admin = stop_rx.clone();
@@ -132,8 +165,9 @@ pub async fn serve(
         .tls_config(tls)?
         .max_concurrent_streams(Some(hub.config().max_streams_per_connection))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(enrolled_only)
         .add_service(health.clone())
-        .add_service(reflection()?)
+        .add_service(sync_reflection)
         .add_service(ProgressServer::new(progress.clone()))
         .add_service(EnrolmentServer::new(EnrolmentService::new(hub.clone())))
         .add_service(
@@ -148,7 +182,7 @@ pub async fn serve(
         });
     let admin_server = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(reflection()?)
+        .add_service(admin_reflection)
         .add_service(ProgressServer::new(progress))
         .add_service(
             HubAdminServer::new(AdminService { hub }).max_encoding_message_size(usize::MAX),

@@ -13,6 +13,9 @@ use std::sync::Mutex;
 
 pub const FILE: &str = "audit.log";
 
+/// The `node` of a refusal no enrolment or certificate name could be tied to.
+pub const UNATTRIBUTED: &str = "unattributed";
+
 /// Serializes writers in this process, so lines never interleave.
 static LOCK: Mutex<()> = Mutex::new(());
 

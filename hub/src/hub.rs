@@ -168,6 +168,16 @@ impl Hub {
             .cloned()
     }
 
+    /// The enrolment a certificate fingerprint belongs to, revoked or not:
+    /// to name the node in the log and the audit when it is refused.
+    pub fn enrolment_by_fingerprint(&self, fingerprint: &str) -> Option<Enrolment> {
+        if let Err(e) = self.reload_enrolments() {
+            tracing::warn!("cannot read the enrolled nodes: {e:#}");
+        }
+        let cache = self.0.enrolments.read().expect("lock");
+        cache.1.get(fingerprint).cloned()
+    }
+
     /// Counts a session of `node` open until the guard drops, unless the
     /// node already has `max_sessions_per_node` open.
     pub fn begin_session(&self, node: &str) -> Option<SessionGuard> {
