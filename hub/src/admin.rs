@@ -11,7 +11,6 @@ use htx_proto::v1::{
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
@@ -128,9 +127,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (cert, key) = hub.home().server_identity()?;
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(hub.home().ca_pem()?));
+    let tls = crate::tls::server_config(
+        &hub.home().ca_pem()?,
+        &cert,
+        &key,
+        hub.home().dir.clone(),
+    )?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SyncServer<SyncService>>()
@@ -162,7 +164,6 @@ pub async fn serve(
             let _ = stop_http.changed().await;
         });
     let sync_server = tonic::transport::Server::builder()
-        .tls_config(tls)?
         .max_concurrent_streams(Some(hub.config().max_streams_per_connection))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .layer(enrolled_only)
@@ -176,7 +177,7 @@ pub async fn serve(
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(sync), async move {
+        .serve_with_incoming_shutdown(crate::tls::incoming(sync, tls), async move {
             let mut rx = stop_rx;
             let _ = rx.changed().await;
         });
