@@ -151,3 +151,36 @@ async fn a_damaged_certificate_in_the_bundle_is_not_called_a_network_problem() {
     );
     assert!(text.contains("hỏng"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_line_does_not_hide_the_rest_of_the_audit_log() {
+    let hub = TestHub::create();
+    let dir = hub.dir();
+    htx_hub::audit::audit_event(dir, "refused", "node-a", serde_json::json!({"reason": "first"}))
+        .unwrap();
+    // A torn write: half a line and bytes that are not text.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(htx_hub::audit::FILE))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"time\": \"2025-\xff\xfe\n").unwrap();
+    drop(f);
+    htx_hub::audit::audit_event(dir, "refused", "node-a", serde_json::json!({"reason": "last"}))
+        .unwrap();
+
+    let out = htx_tests::run("htx-hub", &["audit", dir.to_str().unwrap(), "--node", "node-a"]).await;
+    let printed: Vec<serde_json::Value> = out
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 2, "both good entries: {printed:?}");
+    assert_eq!(printed[0]["reason"], "first");
+    assert_eq!(printed[1]["reason"], "last");
+    assert!(
+        out.stderr.contains("line 2 is not a readable entry and was skipped"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("đã bỏ qua"), "{}", out.stderr);
+}
