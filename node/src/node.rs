@@ -291,6 +291,11 @@ impl Node {
                         full = rec.clone();
                     }
                 }
+                // With no unit given, an unknown cooperative is why none was
+                // found: say that, not "unit is required".
+                if !full.fields.contains_key("unit") {
+                    check_refs(&full, &known)?;
+                }
                 full.validate()?;
                 let unit = full.text("unit").unwrap_or_default().to_owned();
                 if version.unit(&unit).is_none() {

@@ -184,3 +184,31 @@ async fn one_bad_line_does_not_hide_the_rest_of_the_audit_log() {
     );
     assert!(out.stderr.contains("đã bỏ qua"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_cooperative_is_named_not_reported_as_a_missing_unit() {
+    use htx_core::schema::{Record, Value};
+    let hub = TestHub::create();
+    let node = hub.enroll_node("356", "node-356");
+    let before = node.export();
+    let ghost = htx_core::schema::new_id();
+    let mut obs = Record {
+        kind: "observation".into(),
+        ..Default::default()
+    };
+    for (k, v) in [
+        ("cooperative", Value::Text(ghost.clone())),
+        ("observed_on", Value::Text("2025-06-30".into())),
+        ("members", Value::Int(3)),
+    ] {
+        obs.fields.insert(k.into(), v);
+    }
+    let err = node.write(vec![obs]).expect_err("unknown cooperative");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("no cooperative with id \"{ghost}\" on this node")),
+        "{text}"
+    );
+    assert!(!text.contains("\"unit\" is required"), "{text}");
+    assert_eq!(node.export(), before);
+}
