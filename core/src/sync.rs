@@ -68,7 +68,12 @@ pub fn outgoing(
     let mut size = 0usize;
     for (doc, heads) in peer_heads {
         let mut have = heads.clone();
-        have.extend(replica.shared_heads(peer, doc)?);
+        // A peer that reports no heads holds nothing of the document (a
+        // node that set a damaged copy aside): what it was once known to
+        // share is gone, so it gets the document whole.
+        if !heads.is_empty() {
+            have.extend(replica.shared_heads(peer, doc)?);
+        }
         for change in replica.changes_since(doc, &have) {
             let bytes = change.raw_bytes().to_vec();
             if size > 0 && size + bytes.len() > max_bytes {

@@ -105,6 +105,7 @@ impl pb::node_api_server::NodeApi for NodeApiService {
             bytes_sent: s.sync.bytes_sent,
             bytes_received: s.sync.bytes_received,
             refused_records: s.sync.refused_records,
+            damaged_documents: s.damaged_documents,
         }))
     }
 

@@ -228,6 +228,7 @@ impl Access {
                     "records": s.records, "documents_not_at_hub": s.documents_not_at_hub,
                     "last_attempt": s.last_attempt, "last_success": s.last_success,
                     "last_error": s.last_error, "bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received, "refused_records": s.refused_records,
+                    "damaged_documents": s.damaged_documents,
                     "running": true,
                 }))
             }

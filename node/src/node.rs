@@ -60,6 +60,9 @@ pub struct StatusView {
     pub documents: usize,
     pub records: usize,
     pub documents_not_at_hub: usize,
+    /// Documents that failed their checks when the store was opened and
+    /// were set aside (kept under the store's quarantine prefix).
+    pub damaged_documents: Vec<String>,
     #[serde(flatten)]
     pub sync: SyncStatus,
 }
@@ -528,9 +531,32 @@ impl Node {
             documents: ids.len(),
             records,
             documents_not_at_hub: not_at_hub,
+            damaged_documents: damaged_lines(&replica),
             sync,
         }
     }
+}
+
+/// The documents found damaged in the store, as the officer reads them.
+fn damaged_lines(replica: &Replica) -> Vec<String> {
+    let damaged = replica.damaged().unwrap_or_else(|e| {
+        tracing::warn!("cannot list the damaged documents: {e}");
+        Vec::new()
+    });
+    damaged
+        .into_iter()
+        .map(|d| {
+            let now = if replica.has_doc(&d.doc) {
+                "recovered from the hub since / đã được khôi phục từ máy chủ tỉnh"
+            } else {
+                "the next sync downloads it from the hub / lần đồng bộ tới sẽ tải lại từ máy chủ tỉnh"
+            };
+            format!(
+                "{}: damaged in the store ({}), set aside at {}; {now} / tài liệu bị hỏng, đã được tách riêng",
+                d.doc, d.reason, d.set_aside_at
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
