@@ -212,3 +212,31 @@ async fn an_unknown_cooperative_is_named_not_reported_as_a_missing_unit() {
     assert!(!text.contains("\"unit\" is required"), "{text}");
     assert_eq!(node.export(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_node_s_refusal_is_audited_under_its_name() {
+    let hub = TestHub::start().await;
+    let node = hub.enroll_node("356", "laptop");
+    node.sync().await.expect("sync");
+    htx_hub::home::Home::new(hub.dir())
+        .revoke("laptop")
+        .expect("revoke");
+    let err = node.sync().await.expect_err("revoked");
+    assert!(err.to_string().contains("node laptop is revoked"), "{err}");
+    let out = htx_tests::run(
+        "htx-hub",
+        &["audit", hub.dir().to_str().unwrap(), "--node", "laptop"],
+    )
+    .await;
+    let refused: Vec<serde_json::Value> = out
+        .ok()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "refused")
+        .collect();
+    assert!(!refused.is_empty(), "{}", out.stdout);
+    assert!(
+        refused[0]["reason"].as_str().unwrap().starts_with("certificate revoked at "),
+        "{refused:?}"
+    );
+}
