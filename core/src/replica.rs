@@ -207,7 +207,10 @@ impl Replica {
             batch.delete(k);
         }
         for (rest, v) in entries {
-            batch.put([quarantine_prefix(doc_id), rest.clone()].concat(), v.clone());
+            batch.put(
+                [quarantine_prefix(doc_id), rest.clone()].concat(),
+                v.clone(),
+            );
             batch.delete([doc_prefix(doc_id), rest.clone()].concat());
         }
         let suffix = [b"\0", doc_id.as_bytes()].concat();
@@ -654,7 +657,13 @@ mod tests {
         assert!(!damaged[0].reason.is_empty());
         // Kept for inspection, gone from the documents, and no longer
         // counted as shared with the hub.
-        assert!(store.scan(b"q\0u/2023/1\0").unwrap().iter().any(|(_, x)| *x == v));
+        assert!(
+            store
+                .scan(b"q\0u/2023/1\0")
+                .unwrap()
+                .iter()
+                .any(|(_, x)| *x == v)
+        );
         assert!(store.scan(b"d\0u/2023/1\0").unwrap().is_empty());
         assert!(r.shared_heads("hub", "u/2023/1").unwrap().is_empty());
         // Opening again finds nothing new to set aside.

@@ -1079,7 +1079,15 @@ fn sums_of_large_values_are_exact_and_never_wrap() {
     let report = recompute(&plan, h, "2023", as_of, &huge).unwrap();
     assert_eq!(loans(&report, "36"), exact);
     assert_eq!(loans(&report, "13633"), exact);
-    assert!(report.unit("36").unwrap().figure("LOANS_VND", "1").unwrap().value > Some(1e19));
+    assert!(
+        report
+            .unit("36")
+            .unwrap()
+            .figure("LOANS_VND", "1")
+            .unwrap()
+            .value
+            > Some(1e19)
+    );
     for r in &huge {
         engine.upsert(r.clone());
     }

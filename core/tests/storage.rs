@@ -454,7 +454,10 @@ mod suite {
         let file = store_file(backend, home.path());
         for (what, bytes) in [
             ("empty", Vec::new()),
-            ("garbage", b"this is not a database, only a damaged copy".repeat(200)),
+            (
+                "garbage",
+                b"this is not a database, only a damaged copy".repeat(200),
+            ),
         ] {
             std::fs::write(&file, &bytes).unwrap();
             for attempt in ["open", "create"] {

@@ -127,12 +127,8 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (cert, key) = hub.home().server_identity()?;
-    let tls = crate::tls::server_config(
-        &hub.home().ca_pem()?,
-        &cert,
-        &key,
-        hub.home().dir.clone(),
-    )?;
+    let tls =
+        crate::tls::server_config(&hub.home().ca_pem()?, &cert, &key, hub.home().dir.clone())?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SyncServer<SyncService>>()

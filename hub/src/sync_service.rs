@@ -60,12 +60,12 @@ fn revoked(name: &str) -> Status {
 /// The enrolled node behind a request's client certificate. Every service
 /// of the sync port runs this (see `admin::serve`), not only `Sync`.
 pub(crate) fn identify<T>(hub: &Hub, req: &Request<T>) -> Result<(Enrolment, String), Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required / cần chứng chỉ máy khách"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required / cần chứng chỉ máy khách"))?;
+    let certs = req.peer_certs().ok_or_else(|| {
+        Status::unauthenticated("a client certificate is required / cần chứng chỉ máy khách")
+    })?;
+    let leaf = certs.first().ok_or_else(|| {
+        Status::unauthenticated("a client certificate is required / cần chứng chỉ máy khách")
+    })?;
     let fp = fingerprint(leaf.as_ref());
     match hub.identify(&fp) {
         Some(node) => Ok((node, fp)),

@@ -150,7 +150,9 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("grpc.health.v1.Health")
         .with_service_name("grpc.reflection.v1.ServerReflection")
-        .with_service_name(<pb::progress_server::ProgressServer<NodeApiService> as NamedService>::NAME)
+        .with_service_name(
+            <pb::progress_server::ProgressServer<NodeApiService> as NamedService>::NAME,
+        )
         .with_service_name(<NodeApiServer<NodeApiService> as NamedService>::NAME)
         .build_v1()?;
     tonic::transport::Server::builder()

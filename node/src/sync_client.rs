@@ -254,7 +254,10 @@ fn status_error(s: tonic::Status) -> SyncError {
     for (alert, why) in [
         ("CertificateExpired", "its certificate expired"),
         ("UnknownCA", "its certificate is not from the hub's CA"),
-        ("BadCertificate", "its certificate is damaged or not from the hub's CA"),
+        (
+            "BadCertificate",
+            "its certificate is damaged or not from the hub's CA",
+        ),
         ("CertificateRequired", "it presented no certificate"),
         ("DecryptError", "its certificate and key do not match"),
     ] {

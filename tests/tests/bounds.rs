@@ -54,15 +54,27 @@ async fn counts_and_amounts_above_their_bound_are_refused_by_the_node() {
     let before = node.export();
 
     for (rec, field, value, max) in [
-        (observation(MAX_COUNT + 1), "members", MAX_COUNT + 1, MAX_COUNT),
+        (
+            observation(MAX_COUNT + 1),
+            "members",
+            MAX_COUNT + 1,
+            MAX_COUNT,
+        ),
         (observation(i64::MAX), "members", i64::MAX, MAX_COUNT),
-        (loan(MAX_AMOUNT_VND + 1), "amount_vnd", MAX_AMOUNT_VND + 1, MAX_AMOUNT_VND),
+        (
+            loan(MAX_AMOUNT_VND + 1),
+            "amount_vnd",
+            MAX_AMOUNT_VND + 1,
+            MAX_AMOUNT_VND,
+        ),
     ] {
         let err = node.write(vec![rec]).expect_err("above the bound");
         assert!(matches!(err, NodeError::Invalid(_)), "{err:?}");
         let text = err.to_string();
         assert!(
-            text.contains(&format!("field \"{field}\": {value} is above the largest plausible value, {max}")),
+            text.contains(&format!(
+                "field \"{field}\": {value} is above the largest plausible value, {max}"
+            )),
             "{text}"
         );
         assert!(text.contains("vượt quá mức tối đa"), "{text}");
@@ -123,16 +135,17 @@ fn crafted(actor: &ActorId, n: i64) -> Vec<(String, Vec<Vec<u8>>)> {
 #[test]
 fn the_hub_refuses_a_crafted_count_above_its_bound() {
     let mut hub = Replica::open(Arc::new(MemoryStore::default())).unwrap();
-    htx_hub::validate::check(&mut hub, "node-a", &crafted(&ActorId::random(), MAX_COUNT), 1 << 20)
-        .expect("a count at the bound is accepted");
+    htx_hub::validate::check(
+        &mut hub,
+        "node-a",
+        &crafted(&ActorId::random(), MAX_COUNT),
+        1 << 20,
+    )
+    .expect("a count at the bound is accepted");
     for n in [MAX_COUNT + 1, i64::MAX] {
-        let refusal = htx_hub::validate::check(
-            &mut hub,
-            "node-a",
-            &crafted(&ActorId::random(), n),
-            1 << 20,
-        )
-        .expect_err("above the bound");
+        let refusal =
+            htx_hub::validate::check(&mut hub, "node-a", &crafted(&ActorId::random(), n), 1 << 20)
+                .expect_err("above the bound");
         assert!(!refusal.permission);
         assert!(
             refusal.reason.contains(&format!(

@@ -44,14 +44,21 @@ async fn a_damaged_document_is_set_aside_named_and_recovered_from_the_hub() {
 
     // The rest of the node works; the damaged document is named.
     let ids: Vec<String> = node.export().into_iter().map(|r| r.id).collect();
-    assert_eq!(ids, vec![other.clone()], "only the undamaged document's records");
+    assert_eq!(
+        ids,
+        vec![other.clone()],
+        "only the undamaged document's records"
+    );
     let status = node.node().status();
     assert_eq!(status.damaged_documents.len(), 1, "{status:?}");
     assert!(
         status.damaged_documents[0].starts_with(&format!("{DAMAGED}: damaged in the store")),
         "{status:?}"
     );
-    assert!(status.damaged_documents[0].contains("bị hỏng"), "{status:?}");
+    assert!(
+        status.damaged_documents[0].contains("bị hỏng"),
+        "{status:?}"
+    );
     let added = node.add_coop("13636", "HTX Mỹ Xá");
 
     // `htx-node status` shows it too.
@@ -86,7 +93,11 @@ async fn a_damaged_document_is_set_aside_named_and_recovered_from_the_hub() {
         "{:?}",
         node.node().status()
     );
-    assert_eq!(node.digest(), hub.digest(&node.docs()), "node and hub agree");
+    assert_eq!(
+        node.digest(),
+        hub.digest(&node.docs()),
+        "node and hub agree"
+    );
 
     // And it stays whole across a restart.
     node.restart();

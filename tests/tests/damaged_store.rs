@@ -34,9 +34,19 @@ async fn refused(program: &str, args: &[&str], dir: &Path, file: &Path, case: &s
         _ => "is empty or unreadable",
     };
     assert!(err.contains(expected), "{program} {case}: {err}");
-    assert!(err.contains("store.redb"), "{program} {case}: names the file: {err}");
-    assert!(err.contains("kho dữ liệu"), "{program} {case}: Vietnamese: {err}");
-    assert_eq!(listing(dir), before_files, "{program} {case}: nothing created");
+    assert!(
+        err.contains("store.redb"),
+        "{program} {case}: names the file: {err}"
+    );
+    assert!(
+        err.contains("kho dữ liệu"),
+        "{program} {case}: Vietnamese: {err}"
+    );
+    assert_eq!(
+        listing(dir),
+        before_files,
+        "{program} {case}: nothing created"
+    );
     assert_eq!(
         std::fs::read(file).ok(),
         before_bytes,
@@ -52,9 +62,12 @@ async fn an_empty_missing_or_damaged_store_is_refused_and_only_init_creates_one(
     hub.write_bundle("356", "node-356", &bundle);
     let node_dir = tmp.path().join("node");
     let node = node_dir.to_str().unwrap();
-    run("htx-node", &["init", node, "--bundle", bundle.to_str().unwrap()])
-        .await
-        .ok();
+    run(
+        "htx-node",
+        &["init", node, "--bundle", bundle.to_str().unwrap()],
+    )
+    .await
+    .ok();
     run("htx-node", &["export", node]).await.ok();
     let node_store = node_dir.join("store.redb");
 

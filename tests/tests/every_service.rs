@@ -34,15 +34,13 @@ async fn listed(channel: Channel) -> Result<Vec<String>, tonic::Status> {
 }
 
 async fn health(channel: Channel) -> Result<i32, tonic::Status> {
-    Ok(
-        tonic_health::pb::health_client::HealthClient::new(channel)
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            })
-            .await?
-            .into_inner()
-            .status,
-    )
+    Ok(tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await?
+        .into_inner()
+        .status)
 }
 
 async fn progress(channel: Channel) -> Result<pb::ProgressReply, tonic::Status> {
@@ -88,9 +86,14 @@ async fn a_revoked_node_gets_nothing_on_the_sync_port() {
         .await
         .expect("the handshake itself still passes: same CA, not expired");
     for (what, channel) in [("open connection", open), ("new connection", fresh)] {
-        let e = progress(channel.clone()).await.expect_err("progress refused");
+        let e = progress(channel.clone())
+            .await
+            .expect_err("progress refused");
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{what}: {e:?}");
-        assert!(e.message().contains("laptop") && e.message().contains("revoked"), "{what}: {e:?}");
+        assert!(
+            e.message().contains("laptop") && e.message().contains("revoked"),
+            "{what}: {e:?}"
+        );
         let e = health(channel.clone()).await.expect_err("health refused");
         assert_eq!(e.code(), tonic::Code::PermissionDenied, "{what}: {e:?}");
         let e = listed(channel).await.expect_err("reflection refused");
@@ -105,7 +108,9 @@ async fn a_revoked_node_gets_nothing_on_the_sync_port() {
         .collect();
     assert!(refused.len() >= 6, "{refused:#?}");
     assert!(
-        refused.iter().all(|e| e["reason"].as_str().unwrap_or("").contains("revoked")),
+        refused
+            .iter()
+            .all(|e| e["reason"].as_str().unwrap_or("").contains("revoked")),
         "{refused:#?}"
     );
 }

@@ -125,7 +125,10 @@ async fn an_expired_certificate_is_explained_by_the_node_and_audited_by_the_hub(
     let refused = refusals(&hub, "forgetful");
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert!(
-        refused[0]["reason"].as_str().unwrap().contains("certificate expired"),
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("certificate expired"),
         "{refused:#?}"
     );
 }
@@ -156,8 +159,13 @@ async fn a_damaged_certificate_in_the_bundle_is_not_called_a_network_problem() {
 async fn one_bad_line_does_not_hide_the_rest_of_the_audit_log() {
     let hub = TestHub::create();
     let dir = hub.dir();
-    htx_hub::audit::audit_event(dir, "refused", "node-a", serde_json::json!({"reason": "first"}))
-        .unwrap();
+    htx_hub::audit::audit_event(
+        dir,
+        "refused",
+        "node-a",
+        serde_json::json!({"reason": "first"}),
+    )
+    .unwrap();
     // A torn write: half a line and bytes that are not text.
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -165,10 +173,19 @@ async fn one_bad_line_does_not_hide_the_rest_of_the_audit_log() {
         .unwrap();
     std::io::Write::write_all(&mut f, b"{\"time\": \"2025-\xff\xfe\n").unwrap();
     drop(f);
-    htx_hub::audit::audit_event(dir, "refused", "node-a", serde_json::json!({"reason": "last"}))
-        .unwrap();
+    htx_hub::audit::audit_event(
+        dir,
+        "refused",
+        "node-a",
+        serde_json::json!({"reason": "last"}),
+    )
+    .unwrap();
 
-    let out = htx_tests::run("htx-hub", &["audit", dir.to_str().unwrap(), "--node", "node-a"]).await;
+    let out = htx_tests::run(
+        "htx-hub",
+        &["audit", dir.to_str().unwrap(), "--node", "node-a"],
+    )
+    .await;
     let printed: Vec<serde_json::Value> = out
         .ok()
         .lines()
@@ -178,7 +195,8 @@ async fn one_bad_line_does_not_hide_the_rest_of_the_audit_log() {
     assert_eq!(printed[0]["reason"], "first");
     assert_eq!(printed[1]["reason"], "last");
     assert!(
-        out.stderr.contains("line 2 is not a readable entry and was skipped"),
+        out.stderr
+            .contains("line 2 is not a readable entry and was skipped"),
         "{}",
         out.stderr
     );
@@ -236,7 +254,10 @@ async fn a_revoked_node_s_refusal_is_audited_under_its_name() {
         .collect();
     assert!(!refused.is_empty(), "{}", out.stdout);
     assert!(
-        refused[0]["reason"].as_str().unwrap().starts_with("certificate revoked at "),
+        refused[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("certificate revoked at "),
         "{refused:?}"
     );
 }
