@@ -90,7 +90,10 @@ fn main() {
     let from_index = index::read_all(store.as_ref()).expect("read");
     let index_time = t.elapsed();
     let index_rss = rss_mb() - rss0;
-    println!("\n| every record ({}) | time | RSS growth |", from_index.len());
+    println!(
+        "\n| every record ({}) | time | RSS growth |",
+        from_index.len()
+    );
     println!("|---|---|---|");
     println!(
         "| read out of the Automerge documents (before) | {:.0} ms | {:.0} MB |",
@@ -108,7 +111,9 @@ fn main() {
     let mut now = Vec::new();
     for round in 0..20 {
         let doc = &ids[round % DOCS];
-        let target = docs::list_records(replica.doc(doc).unwrap())[round].0.clone();
+        let target = docs::list_records(replica.doc(doc).unwrap())[round]
+            .0
+            .clone();
         replica
             .change(doc, |d| {
                 let obj = match d.get(automerge::ROOT, target.as_str())? {

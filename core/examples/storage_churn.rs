@@ -111,7 +111,7 @@ fn main() -> ExitCode {
             None => tempfile::tempdir(),
         }
         .expect("a temporary directory");
-        let open = || storage::open(backend, home.path()).expect("open the store");
+        let open = || storage::create(backend, home.path()).expect("open the store");
         let started = std::time::Instant::now();
         let mut worst: Option<Usage> = None;
         let outcome = args

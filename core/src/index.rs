@@ -188,7 +188,11 @@ mod tests {
     fn coop(name: &str) -> Record {
         let mut r = record_from_strings(
             "cooperative",
-            [("type", "HTX"), ("name", name), ("founded_on", "2024-03-01")],
+            [
+                ("type", "HTX"),
+                ("name", name),
+                ("founded_on", "2024-03-01"),
+            ],
         )
         .unwrap();
         r.id = crate::schema::new_id();

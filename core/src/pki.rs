@@ -36,6 +36,30 @@ pub fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
+/// The subject's common name (CN) of a DER certificate, if it can be read:
+/// to name who a refused certificate claims to be. Not a validation: the
+/// name is whatever the certificate says.
+///
+/// A certificate's TBS part holds the issuer's name, then the subject's; the
+/// subject's CN is therefore the last `id-at-commonName` attribute before the
+/// extensions (which never hold that OID as a name attribute here).
+pub fn common_name(der: &[u8]) -> Option<String> {
+    const CN_OID: [u8; 5] = [0x06, 0x03, 0x55, 0x04, 0x03];
+    let at = der.windows(CN_OID.len()).rposition(|w| w == CN_OID)? + CN_OID.len();
+    let tag = *der.get(at)?;
+    // UTF8String, PrintableString, IA5String, T61String, BMPString excluded.
+    if !matches!(tag, 0x0c | 0x13 | 0x16 | 0x14) {
+        return None;
+    }
+    let len = usize::from(*der.get(at + 1)?);
+    if len >= 0x80 {
+        return None; // names this long are not ours
+    }
+    let bytes = der.get(at + 2..at + 2 + len)?;
+    let name = std::str::from_utf8(bytes).ok()?;
+    (!name.is_empty() && name.chars().all(|c| !c.is_control())).then(|| name.to_owned())
+}
+
 // The CA's parameters are a pure function of its name, so the issuer can be
 // rebuilt from the name and the key without parsing the CA certificate.
 fn ca_params(ca_name: &str) -> Result<CertificateParams> {

@@ -116,6 +116,9 @@ pub enum Goal {
     Milestone,
 }
 
+/// The largest target (the largest amount a record may hold).
+pub const MAX_TARGET: f64 = crate::schema::MAX_AMOUNT_VND as f64;
+
 #[derive(Debug, Clone)]
 pub struct Target {
     pub indicator: String,
@@ -657,6 +660,14 @@ impl Compiler<'_> {
                     "targets are not negative; percents are at most 100",
                 );
             }
+            // Sub-targets of one level are added up into their parent's
+            // goal: a bound keeps those sums finite and exact.
+            if numbers.iter().any(|x| !x.is_finite() || *x > MAX_TARGET) {
+                return self.err(
+                    t.span(),
+                    "a target is a number of at most 1e15 (inf and nan are not targets)",
+                );
+            }
             if targets
                 .iter()
                 .any(|x| x.indicator == ind.id && &x.phase == d.phase.get_ref() && x.unit == unit)
@@ -958,6 +969,19 @@ mod tests {
         assert_eq!(e.line, n, "{e}");
         assert!(e.reason.contains(why), "{e}");
         assert!(e.to_string().contains(&format!("line {n}")), "{e}");
+    }
+
+    #[test]
+    fn an_unbounded_target_is_refused() {
+        for bad in ["at_least = inf", "at_least = nan", "at_least = 1e300"] {
+            let (n, r) = with("at_least = 10", bad);
+            let e = r.expect_err("refused");
+            // The error points at the target's `[[targets]]` line.
+            assert_eq!(e.line, n - 3, "{e}");
+            assert!(e.reason.contains("at most 1e15"), "{e}");
+        }
+        let (_, ok) = with("at_least = 10", "at_least = 1e15");
+        ok.expect("a target at the bound is accepted");
     }
 
     #[test]

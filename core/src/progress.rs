@@ -54,6 +54,16 @@ pub enum ProgressError {
     Unit(#[from] UnitError),
     #[error("{0:?} is not a date of the form YYYY-MM-DD / ngày {0:?} không hợp lệ")]
     BadDate(String),
+    /// A total too large for the wire's 64-bit integers: records above the
+    /// schema's bounds that were stored before the bounds existed.
+    #[error(
+        "{indicator} at unit {unit}: the total {value} is beyond what can be reported (at most {max}); check the records of this unit for impossible values / tổng {value} của {indicator} tại {unit} quá lớn, hãy kiểm tra các bản ghi"
+    , max = i64::MAX)]
+    TooLarge {
+        indicator: String,
+        unit: String,
+        value: i128,
+    },
 }
 
 /// Reads the date progress is asked for (`YYYY-MM-DD`).
@@ -62,14 +72,20 @@ pub fn parse_date(text: &str) -> Result<Date, ProgressError> {
 }
 
 /// A numerator and, for ratios, a denominator (0 for counts and sums).
+///
+/// Kept in 128 bits: every term is one record's value, a 64-bit integer,
+/// and there are fewer than 2^63 records, so no sum, partial or total,
+/// added or taken off, can leave the range (64 bits wrapped: two counts of
+/// i64::MAX made a sum of -2). Narrowed, checked, only at the wire
+/// ([`crate::report::to_wire`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
-    pub numerator: i64,
-    pub denominator: i64,
+    pub numerator: i128,
+    pub denominator: i128,
 }
 
 impl Tally {
-    fn add(&mut self, t: Tally, sign: i64) {
+    fn add(&mut self, t: Tally, sign: i128) {
         self.numerator += sign * t.numerator;
         self.denominator += sign * t.denominator;
     }
@@ -365,12 +381,12 @@ impl<'a> Eval<'a> {
                     Some(rel) => self.latest(r, rel),
                 };
                 Tally {
-                    numerator: source.and_then(|s| int(s, field)).unwrap_or(0),
+                    numerator: source.and_then(|s| int(s, field)).unwrap_or(0).into(),
                     denominator: 0,
                 }
             }
             Compute::Ratio => Tally {
-                numerator: i64::from(self.all(r, &ind.numerator)),
+                numerator: i128::from(self.all(r, &ind.numerator)),
                 denominator: 1,
             },
         };
@@ -843,7 +859,7 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, unit: usize, tallies: &[(usize, Tally)], sign: i64) {
+    fn apply(&mut self, unit: usize, tallies: &[(usize, Tally)], sign: i128) {
         let n = self.view.slots();
         for &(s, t) in tallies {
             self.direct[unit * n + s].add(t, sign);

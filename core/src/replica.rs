@@ -14,6 +14,9 @@
 //! - `p\0{peer}\0{doc}`      heads both this replica and `peer` hold (sync state),
 //!   with the peer incarnation that confirmed them
 //! - `m\0{name}`             replica metadata (node bookkeeping)
+//! - `q\0{doc}\0...`         a damaged document's snapshot and chunks, set
+//!   aside when the replica opened (see [`Replica::damaged`])
+//! - `r\0{doc}\0{id}`        the record index, kept by the hub ([`crate::index`])
 //!
 //! # Incarnations
 //! Each time a replica is opened it takes a fresh random actor id, and that
@@ -172,6 +175,24 @@ pub fn decode_heads_value(v: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
     Some((heads, &v[end..]))
 }
 
+/// A document that failed its checks when the replica opened: its stored
+/// snapshot and chunks were moved under `q\0{doc}\0` (kept for inspection)
+/// and the replica opened without it. A node then lacks that document, and
+/// its next sync downloads it whole from the hub.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Damaged {
+    pub doc: String,
+    pub reason: String,
+    pub set_aside_at: String,
+}
+
+fn quarantine_prefix(doc: &str) -> Vec<u8> {
+    [b"q\0", doc.as_bytes(), b"\0"].concat()
+}
+fn damaged_key(doc: &str) -> Vec<u8> {
+    meta_key(&format!("damaged\0{doc}"))
+}
+
 pub fn heads_from_bytes(raw: &[Vec<u8>]) -> Vec<ChangeHash> {
     raw.iter()
         .filter_map(|h| ChangeHash::try_from(h.as_slice()).ok())
@@ -196,11 +217,89 @@ impl Replica {
                 .push((rest[sep + 1..].to_vec(), v));
         }
         let mut docs = BTreeMap::new();
+        let mut set_aside = WriteBatch::default();
         for (doc_id, entries) in by_doc {
-            let entry = Self::load_entry(&doc_id, entries, &actor)?;
-            docs.insert(doc_id, entry);
+            match Self::load_entry(&doc_id, entries.clone(), &actor) {
+                Ok(entry) => {
+                    docs.insert(doc_id, entry);
+                }
+                // One damaged document must not make the whole replica
+                // unreadable: set it aside, name it, open the rest.
+                Err(e @ (ReplicaError::Corrupt { .. } | ReplicaError::Automerge(_))) => {
+                    let reason = match e {
+                        ReplicaError::Corrupt { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    tracing::error!(
+                        doc = %doc_id,
+                        "document {doc_id} is damaged in the store ({reason}); set aside, the replica opens without it / tài liệu {doc_id} bị hỏng, đã được tách riêng"
+                    );
+                    Self::set_aside(&store, &doc_id, &entries, &reason, &mut set_aside)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !set_aside.is_empty() {
+            store.commit(set_aside)?;
         }
         Ok(Replica { store, actor, docs })
+    }
+
+    /// Moves a damaged document's stored values under the quarantine
+    /// prefix, forgets what any peer was known to hold of it (so a sync
+    /// sends it whole again), and records why.
+    fn set_aside(
+        store: &Arc<dyn Store>,
+        doc_id: &str,
+        entries: &[KeyValue],
+        reason: &str,
+        batch: &mut WriteBatch,
+    ) -> Result<()> {
+        for (k, _) in store.scan(&quarantine_prefix(doc_id))? {
+            batch.delete(k);
+        }
+        for (rest, v) in entries {
+            batch.put(
+                [quarantine_prefix(doc_id), rest.clone()].concat(),
+                v.clone(),
+            );
+            batch.delete([doc_prefix(doc_id), rest.clone()].concat());
+        }
+        let suffix = [b"\0", doc_id.as_bytes()].concat();
+        for (k, _) in store.scan(b"p\0")? {
+            if k.ends_with(&suffix) {
+                batch.delete(k);
+            }
+        }
+        let record = Damaged {
+            doc: doc_id.to_owned(),
+            reason: reason.to_owned(),
+            set_aside_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        };
+        batch.put(
+            damaged_key(doc_id),
+            serde_json::to_vec(&record).expect("serializes"),
+        );
+        Ok(())
+    }
+
+    /// Every document found damaged and set aside since this store was
+    /// made, oldest name first. One the replica holds again (a sync brought
+    /// it back) is still listed: `has_doc` tells.
+    pub fn damaged(&self) -> Result<Vec<Damaged>> {
+        let prefix = meta_key("damaged\0");
+        Ok(self
+            .store
+            .scan(&prefix)?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect())
+    }
+
+    pub fn has_doc(&self, id: &str) -> bool {
+        self.docs.contains_key(id)
     }
 
     fn load_entry(doc_id: &str, entries: Vec<KeyValue>, actor: &ActorId) -> Result<Entry> {
@@ -630,20 +729,45 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_chunk_is_detected_on_open() {
+    fn a_damaged_chunk_is_detected_on_open_and_only_its_document_set_aside() {
         let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let mut r = Replica::open(store.clone()).unwrap();
+        put(&mut r, "u/2023/0", "x", "kept");
         put(&mut r, "u/2023/1", "a", "1");
         put(&mut r, "u/2023/1", "b", "2");
+        let mut b = WriteBatch::default();
+        Replica::put_shared_heads(&mut b, "hub", "u/2023/1", &r.heads("u/2023/1"), &[7; 16]);
+        r.commit(b).unwrap();
+        drop(r);
         let (k, mut v) = store.scan(b"d\0").unwrap().pop().unwrap();
+        assert!(k.starts_with(b"d\0u/2023/1\0"));
         let n = v.len();
         v.truncate(n - 5);
         let mut b = WriteBatch::default();
-        b.put(k, v);
+        b.put(k, v.clone());
         store.commit(b).unwrap();
-        assert!(matches!(
-            Replica::open(store),
-            Err(ReplicaError::Corrupt { .. }) | Err(ReplicaError::Automerge(_))
-        ));
+
+        let r = Replica::open(store.clone()).expect("the rest opens");
+        assert_eq!(r.doc_ids().collect::<Vec<_>>(), vec!["u/2023/0"]);
+        let damaged = r.damaged().unwrap();
+        assert_eq!(damaged.len(), 1);
+        assert_eq!(damaged[0].doc, "u/2023/1");
+        assert!(!damaged[0].reason.is_empty());
+        // Kept for inspection, gone from the documents, and no longer
+        // counted as shared with the hub.
+        assert!(
+            store
+                .scan(b"q\0u/2023/1\0")
+                .unwrap()
+                .iter()
+                .any(|(_, x)| *x == v)
+        );
+        assert!(store.scan(b"d\0u/2023/1\0").unwrap().is_empty());
+        assert!(r.belief("hub", "u/2023/1").unwrap().is_none());
+        // Opening again finds nothing new to set aside.
+        drop(r);
+        let r = Replica::open(store).unwrap();
+        assert_eq!(r.damaged().unwrap().len(), 1);
+        assert_eq!(r.doc_ids().count(), 1);
     }
 }

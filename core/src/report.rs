@@ -10,7 +10,7 @@ use std::fmt::Write;
 use htx_proto::v1 as pb;
 
 use crate::plan::{Compute, Goal};
-use crate::progress::{Report, UnitProgress};
+use crate::progress::{ProgressError, Report, UnitProgress};
 use crate::units::UnitVersion;
 
 /// The target as people read it: "≥ 10", "> 400", "5–7", "≥ 100%".
@@ -26,8 +26,20 @@ pub fn target_text(goal: Option<&Goal>, ratio: bool) -> String {
     }
 }
 
-fn unit_to_wire(u: &UnitProgress, sources: Vec<pb::Source>) -> pb::UnitFigures {
-    pb::UnitFigures {
+fn unit_to_wire(
+    u: &UnitProgress,
+    sources: Vec<pb::Source>,
+) -> Result<pb::UnitFigures, ProgressError> {
+    // The engine adds in 128 bits; the wire carries 64. A total beyond that
+    // is an explicit error, never a wrapped (negative) number.
+    let narrow = |indicator: &str, value: i128| {
+        i64::try_from(value).map_err(|_| ProgressError::TooLarge {
+            indicator: indicator.to_owned(),
+            unit: u.code.clone(),
+            value,
+        })
+    };
+    Ok(pb::UnitFigures {
         unit: u.code.clone(),
         name: u.name.clone(),
         level: format!("{:?}", u.level).to_lowercase(),
@@ -37,13 +49,13 @@ fn unit_to_wire(u: &UnitProgress, sources: Vec<pb::Source>) -> pb::UnitFigures {
             .iter()
             .map(|f| {
                 let ratio = matches!(f.compute, Compute::Ratio);
-                pb::Figure {
+                Ok(pb::Figure {
                     target: target_text(f.goal.as_ref(), ratio),
                     indicator: f.indicator.clone(),
                     phase: f.phase.clone(),
                     compute: format!("{:?}", f.compute).to_lowercase(),
-                    numerator: f.total.numerator,
-                    denominator: f.total.denominator,
+                    numerator: narrow(&f.indicator, f.total.numerator)?,
+                    denominator: narrow(&f.indicator, f.total.denominator)?,
                     value: f.value,
                     expected: f.expected,
                     share: f.share,
@@ -51,11 +63,11 @@ fn unit_to_wire(u: &UnitProgress, sources: Vec<pb::Source>) -> pb::UnitFigures {
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default(),
-                }
+                })
             })
-            .collect(),
+            .collect::<Result<_, ProgressError>>()?,
         sources,
-    }
+    })
 }
 
 /// The reply for `unit` and every unit below it, each with the nodes its
@@ -65,8 +77,8 @@ pub fn to_wire(
     version: &UnitVersion,
     unit: &str,
     sources: impl Fn(&str) -> Vec<pb::Source>,
-) -> pb::ProgressReply {
-    pb::ProgressReply {
+) -> Result<pb::ProgressReply, ProgressError> {
+    Ok(pb::ProgressReply {
         plan: report.plan.clone(),
         hierarchy: report.hierarchy.clone(),
         as_of: crate::schema::format_date(report.as_of),
@@ -75,9 +87,9 @@ pub fn to_wire(
             .iter()
             .filter(|u| version.within(&u.code, unit))
             .map(|u| unit_to_wire(u, sources(&u.code)))
-            .collect(),
+            .collect::<Result<_, _>>()?,
         unplaced: report.unplaced.len() as u32,
-    }
+    })
 }
 
 fn num(v: Option<f64>) -> String {

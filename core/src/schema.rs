@@ -27,6 +27,13 @@ pub enum FieldType {
     RefList(&'static [&'static str]),
 }
 
+/// The largest count a record may hold: more people, jobs or products than
+/// a province could have is a typing slip or a crafted value, and sums of
+/// such values would overflow.
+pub const MAX_COUNT: i64 = 1_000_000;
+/// The largest amount of money a record may hold, in VND (10^15 đồng).
+pub const MAX_AMOUNT_VND: i64 = 1_000_000_000_000_000;
+
 #[derive(Debug)]
 pub struct FieldSpec {
     pub name: &'static str,
@@ -272,6 +279,15 @@ pub enum FieldError {
         field: String,
         value: i64,
     },
+    #[error(
+        "{kind}: field {field:?}: {value} is above the largest plausible value, {max} / giá trị {value} vượt quá mức tối đa {max}"
+    )]
+    TooLarge {
+        kind: String,
+        field: String,
+        value: i64,
+        max: i64,
+    },
     #[error("{kind}: field {field:?}: {value:?} is not true or false / phải là true hoặc false")]
     BadBool {
         kind: String,
@@ -301,6 +317,15 @@ pub enum FieldError {
 }
 
 impl FieldSpec {
+    /// The largest value a count or amount field accepts.
+    pub const fn max(&self) -> Option<i64> {
+        match self.ty {
+            Count => Some(MAX_COUNT),
+            Amount => Some(MAX_AMOUNT_VND),
+            _ => None,
+        }
+    }
+
     /// Reads a value typed by a person (CLI flag, CSV cell).
     pub fn parse(&self, kind: &str, raw: &str) -> Result<Value, FieldError> {
         let raw = raw.trim();
@@ -377,6 +402,14 @@ impl FieldSpec {
                 field,
                 value: n,
             }),
+            (Count | Amount, Value::Int(n)) if n > self.max().unwrap_or(i64::MAX) => {
+                Err(FieldError::TooLarge {
+                    kind,
+                    field,
+                    value: n,
+                    max: self.max().unwrap_or(i64::MAX),
+                })
+            }
             (Count | Amount, Value::Int(n)) => Ok(Value::Int(n)),
             (Bool, Value::Bool(b)) => Ok(Value::Bool(b)),
             (Enum(allowed), Value::Text(s)) if allowed.contains(&s.as_str()) => Ok(Value::Text(s)),

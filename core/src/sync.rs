@@ -88,7 +88,12 @@ pub fn outgoing(
     let mut size = 0usize;
     for (doc, heads) in peer_heads {
         let mut have = heads.clone();
-        have.extend(replica.shared_heads(peer, doc, incarnation)?);
+        // A peer that reports no heads holds nothing of the document (a
+        // node that set a damaged copy aside): what it was once known to
+        // share is gone, so it gets the document whole.
+        if !heads.is_empty() {
+            have.extend(replica.shared_heads(peer, doc, incarnation)?);
+        }
         let changes = replica.changes_since(doc, &have);
         if let Some((stale, inc)) = replica.belief(peer, doc)?
             && inc != incarnation

@@ -196,8 +196,8 @@ fn assert_totals(report: &Report, expected: &BTreeMap<&str, Vec<(&str, i64, i64)
                 (
                     i,
                     Tally {
-                        numerator: n,
-                        denominator: d,
+                        numerator: n.into(),
+                        denominator: d.into(),
                     },
                 )
             })
@@ -1027,4 +1027,84 @@ fn a_plan_file_with_a_typo_names_the_line() {
     );
     // The same file with the typo fixed is fine.
     Plan::parse(&text.replace("cooperativ\"", "cooperative\"")).unwrap();
+}
+
+// ---- (e) Large values: exact sums, never wrapped ---------------------------
+
+/// A loan activity of `amount` VND in commune `unit`, built without the
+/// schema's checks (as a store written before the bounds existed holds it).
+fn loan(id: &str, unit: &str, amount: i64) -> Record {
+    let mut r = rec(
+        "activity",
+        id,
+        "2023",
+        unit,
+        &[("type", "loan"), ("held_on", "2024-03-01")],
+    );
+    r.fields.insert("amount_vnd".into(), Value::Int(amount));
+    r
+}
+
+#[test]
+fn sums_of_large_values_are_exact_and_never_wrap() {
+    let plan = Plan::parse(htx_core::plan::DE_AN_01_NAM_DINH).unwrap();
+    let h = Hierarchy::builtin();
+    let as_of = day("2025-06-30");
+    let loans = |report: &Report, unit: &str| {
+        report
+            .unit(unit)
+            .unwrap()
+            .figure("LOANS_VND", "1")
+            .unwrap()
+            .total
+            .numerator
+    };
+
+    // Ten loans at the schema's bound, in two districts: 10^16 VND, exact.
+    let max = htx_core::schema::MAX_AMOUNT_VND;
+    let at_bound: Vec<Record> = (0..10)
+        .map(|i| loan(&format!("L{i}"), if i < 5 { "13633" } else { "13741" }, max))
+        .collect();
+    let report = recompute(&plan, h, "2023", as_of, &at_bound).unwrap();
+    assert_eq!(loans(&report, "36"), 10 * i128::from(max));
+    assert_eq!(loans(&report, "356"), 5 * i128::from(max));
+    let mut engine = Engine::new(plan.clone(), h, "2023", as_of, at_bound).unwrap();
+    assert_eq!(loans(&engine.report(), "36"), 10 * i128::from(max));
+
+    // Two values of i64::MAX made -2 in 64 bits. The engine's totals are
+    // exact, incrementally too, and a total the wire cannot carry is an
+    // error naming the indicator and the unit, not a wrapped number.
+    let huge = vec![loan("H1", "13633", i64::MAX), loan("H2", "13633", i64::MAX)];
+    let exact = 2 * i128::from(i64::MAX);
+    let report = recompute(&plan, h, "2023", as_of, &huge).unwrap();
+    assert_eq!(loans(&report, "36"), exact);
+    assert_eq!(loans(&report, "13633"), exact);
+    assert!(
+        report
+            .unit("36")
+            .unwrap()
+            .figure("LOANS_VND", "1")
+            .unwrap()
+            .value
+            > Some(1e19)
+    );
+    for r in &huge {
+        engine.upsert(r.clone());
+    }
+    assert_eq!(loans(&engine.report(), "36"), 10 * i128::from(max) + exact);
+    engine.delete("H2");
+    assert_eq!(
+        loans(&engine.report(), "36"),
+        10 * i128::from(max) + i128::from(i64::MAX),
+        "taking a huge value off restores the exact sum"
+    );
+
+    let v = h.version("2023").unwrap();
+    let err = htx_core::report::to_wire(&report, v, "36", |_| vec![]).unwrap_err();
+    assert!(
+        matches!(&err, ProgressError::TooLarge { indicator, value, .. }
+            if indicator == "LOANS_VND" && *value == exact),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("quá lớn"), "{err}");
 }

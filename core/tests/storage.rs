@@ -55,7 +55,7 @@ impl Subject {
 
     fn on_disk(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = storage::open(backend, dir.path()).expect("open a new store");
+        let store = storage::create(backend, dir.path()).expect("open a new store");
         Subject {
             store,
             home: Some((backend, dir)),
@@ -424,6 +424,71 @@ mod suite {
         );
     }
 
+    /// The file (redb) or the main file inside the directory (sled) that a
+    /// crashed copy or a bad restore would leave empty or damaged.
+    fn store_file(backend: Backend, home: &Path) -> std::path::PathBuf {
+        match backend {
+            Backend::Redb => home.join("store.redb"),
+            Backend::Sled => home.join("store.sled").join("conf"),
+        }
+    }
+
+    /// Only `create` (used by `init`) makes a store: `open` refuses a
+    /// missing, empty or damaged one, names it, and leaves it as it was.
+    pub fn open_refuses_a_missing_empty_or_damaged_store(backend: Backend) {
+        let home = tempfile::tempdir().unwrap();
+        match storage::open(backend, home.path()) {
+            Err(StoreError::Missing(p)) => assert!(p.contains("store."), "{p}"),
+            Err(other) => panic!("a missing store must be reported missing, got: {other}"),
+            Ok(_) => panic!("opened a store that does not exist"),
+        }
+        assert_eq!(
+            std::fs::read_dir(home.path()).unwrap().count(),
+            0,
+            "open must create nothing"
+        );
+
+        let store = storage::create(backend, home.path()).expect("create a store");
+        let mut b = WriteBatch::default();
+        b.put(b"k".to_vec(), b"v".to_vec());
+        store.commit(b).unwrap();
+        drop(store);
+        let store = storage::open(backend, home.path()).expect("a created store opens");
+        assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()));
+        drop(store);
+
+        let file = store_file(backend, home.path());
+        for (what, bytes) in [
+            ("empty", Vec::new()),
+            (
+                "garbage",
+                b"this is not a database, only a damaged copy".repeat(200),
+            ),
+        ] {
+            std::fs::write(&file, &bytes).unwrap();
+            for attempt in ["open", "create"] {
+                let result = match attempt {
+                    "open" => storage::open(backend, home.path()),
+                    _ => storage::create(backend, home.path()),
+                };
+                match result {
+                    Err(e @ StoreError::Unreadable { .. }) => {
+                        let text = e.to_string();
+                        assert!(text.contains("store."), "names the store: {text}");
+                        assert!(text.contains("hỏng"), "in Vietnamese too: {text}");
+                    }
+                    Err(other) => panic!("{what} store, {attempt}: wrong error: {other}"),
+                    Ok(_) => panic!("{what} store, {attempt}: opened as if it were fine"),
+                }
+                assert_eq!(
+                    std::fs::read(&file).unwrap(),
+                    bytes,
+                    "{what} store, {attempt}: the file must be left as it was"
+                );
+            }
+        }
+    }
+
     pub fn a_second_open_is_refused_while_a_process_holds_the_store(backend: Backend) {
         let home = tempfile::tempdir().unwrap();
         let mut holder = ChildProcess::spawn("hold", backend, 0, home.path());
@@ -657,7 +722,7 @@ mod suite {
             checkpoints: 5,
             restarts: true,
         };
-        let open = || storage::open(backend, home.path()).expect("open the store");
+        let open = || storage::create(backend, home.path()).expect("open the store");
         let outcome = churn
             .run(open, |u| {
                 eprintln!(
@@ -845,7 +910,7 @@ fn child_process() {
     };
     let backend: Backend = backend.parse().unwrap();
     let arg: u64 = arg.parse().unwrap();
-    let store = storage::open(backend, Path::new(dir)).expect("the child opens the store");
+    let store = storage::create(backend, Path::new(dir)).expect("the child opens the store");
     // Never outlive a parent that forgot us.
     let deadline = Instant::now() + Duration::from_secs(60);
     match mode {
@@ -960,6 +1025,11 @@ macro_rules! disk_tests {
         #[test]
         fn size_on_disk_counts_what_was_written() {
             suite::size_on_disk_counts_what_was_written(&Subject::on_disk($backend));
+        }
+
+        #[test]
+        fn open_refuses_a_missing_empty_or_damaged_store() {
+            suite::open_refuses_a_missing_empty_or_damaged_store($backend);
         }
 
         #[test]

@@ -11,7 +11,7 @@ use htx_proto::v1::{
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use crate::hub::Hub;
@@ -98,6 +98,27 @@ impl pb::progress_server::Progress for ProgressService {
     }
 }
 
+/// The reflection service for a port serving `services`, besides health
+/// and reflection themselves (served on every port).
+pub fn reflection(
+    services: &[&str],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for s in services {
+        b = b.with_service_name(*s);
+    }
+    b.build_v1()
+}
+
 /// Serves the sync endpoint (mutual TLS) on `sync`, the admin API on
 /// `admin` and progress over HTTP on `http`, until `shutdown` resolves.
 pub async fn serve(
@@ -108,19 +129,29 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (cert, key) = hub.home().server_identity()?;
-    let tls = ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(hub.home().ca_pem()?));
+    let tls =
+        crate::tls::server_config(&hub.home().ca_pem()?, &cert, &key, hub.home().dir.clone())?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<SyncServer<SyncService>>()
         .await;
-    let reflection = || {
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-    };
+    // Reflection lists what each port serves, nothing more.
+    let sync_reflection = reflection(&[
+        <ProgressServer<ProgressService> as NamedService>::NAME,
+        <EnrolmentServer<EnrolmentService> as NamedService>::NAME,
+        <SyncServer<SyncService> as NamedService>::NAME,
+    ])?;
+    let admin_reflection = reflection(&[
+        <ProgressServer<ProgressService> as NamedService>::NAME,
+        <HubAdminServer<AdminService> as NamedService>::NAME,
+    ])?;
+    // Every service of the sync port (health and reflection included)
+    // answers only an enrolled, unrevoked certificate: checked once, here,
+    // in front of all of them, so no service can forget it.
+    let enrolled_only = tonic::service::InterceptorLayer::new({
+        let hub = hub.clone();
+        move |req: Request<()>| crate::sync_service::identify(&hub, &req).map(|_| req)
+    });
     let max = hub.config().max_message_bytes;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut stop_admin = stop_rx.clone();
@@ -131,11 +162,11 @@ pub async fn serve(
             let _ = stop_http.changed().await;
         });
     let sync_server = tonic::transport::Server::builder()
-        .tls_config(tls)?
         .max_concurrent_streams(Some(hub.config().max_streams_per_connection))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(enrolled_only)
         .add_service(health.clone())
-        .add_service(reflection()?)
+        .add_service(sync_reflection)
         .add_service(ProgressServer::new(progress.clone()))
         .add_service(EnrolmentServer::new(EnrolmentService::new(hub.clone())))
         .add_service(
@@ -144,13 +175,13 @@ pub async fn serve(
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(sync), async move {
+        .serve_with_incoming_shutdown(crate::tls::incoming(sync, tls), async move {
             let mut rx = stop_rx;
             let _ = rx.changed().await;
         });
     let admin_server = tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(reflection()?)
+        .add_service(admin_reflection)
         .add_service(ProgressServer::new(progress))
         .add_service(
             HubAdminServer::new(AdminService { hub }).max_encoding_message_size(usize::MAX),

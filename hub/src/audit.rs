@@ -13,6 +13,9 @@ use std::sync::Mutex;
 
 pub const FILE: &str = "audit.log";
 
+/// The `node` of a refusal no enrolment or certificate name could be tied to.
+pub const UNATTRIBUTED: &str = "unattributed";
+
 /// Serializes writers in this process, so lines never interleave.
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -43,16 +46,49 @@ pub fn audit_event(
     f.sync_data()
 }
 
-/// Every event in the log, oldest first, optionally only one node's.
-pub fn read(dir: &Path, node: Option<&str>) -> std::io::Result<Vec<serde_json::Value>> {
-    let text = match std::fs::read_to_string(dir.join(FILE)) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+/// The log as read: its events, and the lines that could not be read.
+#[derive(Debug, Default)]
+pub struct Log {
+    /// Oldest first.
+    pub events: Vec<serde_json::Value>,
+    /// (line number from 1, why): damaged lines, skipped so that one bad
+    /// line (a torn write, a stray edit) hides nothing else.
+    pub bad_lines: Vec<(usize, String)>,
+}
+
+/// Every event in the log, oldest first, optionally only one node's, and
+/// the lines that are not events.
+pub fn read_log(dir: &Path, node: Option<&str>) -> std::io::Result<Log> {
+    let bytes = match std::fs::read(dir.join(FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(e),
     };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|e| node.is_none_or(|n| e["node"] == n))
-        .collect())
+    let mut log = Log::default();
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = std::str::from_utf8(line)
+            .map_err(|e| format!("not UTF-8 text ({e})"))
+            .and_then(|text| {
+                serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())
+            })
+            .and_then(|v| match v {
+                serde_json::Value::Object(_) => Ok(v),
+                _ => Err("not a JSON object".to_owned()),
+            });
+        match event {
+            Ok(e) if node.is_none_or(|n| e["node"] == n) => log.events.push(e),
+            Ok(_) => {}
+            Err(why) => log.bad_lines.push((i + 1, why)),
+        }
+    }
+    Ok(log)
+}
+
+/// Every event in the log, oldest first, optionally only one node's;
+/// unreadable lines are skipped (see [`read_log`] to know which).
+pub fn read(dir: &Path, node: Option<&str>) -> std::io::Result<Vec<serde_json::Value>> {
+    Ok(read_log(dir, node)?.events)
 }

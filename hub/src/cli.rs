@@ -440,8 +440,15 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             None => crate::quarantine::print_list(&crate::quarantine::list(&dir)?),
         },
         Command::Audit { dir, node } => {
-            for e in crate::audit::read(&dir, node.as_deref())? {
+            let log = crate::audit::read_log(&dir, node.as_deref())?;
+            for e in &log.events {
                 println!("{e}");
+            }
+            for (line, why) in &log.bad_lines {
+                eprintln!(
+                    "{}: line {line} is not a readable entry and was skipped: {why} / dòng {line} của nhật ký không đọc được, đã bỏ qua",
+                    dir.join(crate::audit::FILE).display()
+                );
             }
         }
         Command::Nodes { dir, format } => {

@@ -94,6 +94,10 @@ impl Home {
                 self.dir.display()
             );
         }
+        std::fs::create_dir_all(&self.dir)?;
+        // Only `init` creates the store; `Hub::open` refuses a missing,
+        // empty or damaged one rather than starting from nothing.
+        drop(htx_core::storage::create(cfg.backend, &self.dir)?);
         std::fs::create_dir_all(self.path("nodes"))?;
         let ca = pki::new_ca(&cfg.ca_name, 3650)?;
         let server = issue_server_cert(cfg, &ca.key_pem)?;

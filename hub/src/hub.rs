@@ -182,6 +182,16 @@ impl Hub {
             .cloned()
     }
 
+    /// The enrolment a certificate fingerprint belongs to, revoked or not:
+    /// to name the node in the log and the audit when it is refused.
+    pub fn enrolment_by_fingerprint(&self, fingerprint: &str) -> Option<Enrolment> {
+        if let Err(e) = self.reload_enrolments() {
+            tracing::warn!("cannot read the enrolled nodes: {e:#}");
+        }
+        let cache = self.0.enrolments.read().expect("lock");
+        cache.1.get(fingerprint).cloned()
+    }
+
     /// Counts a session of `node` open until the guard drops, unless the
     /// node already has `max_sessions_per_node` open.
     pub fn begin_session(&self, node: &str) -> Option<SessionGuard> {
@@ -337,7 +347,10 @@ impl Hub {
 
     /// Every merged record; deleted ones only if asked. Read from the record
     /// index, as of one point in time, without holding the replica.
-    pub fn export(&self, include_deleted: bool) -> Result<Vec<Record>, htx_core::index::IndexError> {
+    pub fn export(
+        &self,
+        include_deleted: bool,
+    ) -> Result<Vec<Record>, htx_core::index::IndexError> {
         let mut all = htx_core::index::read_all(self.0.store.as_ref())?;
         all.retain(|rec| include_deleted || !rec.is_deleted());
         Ok(all)

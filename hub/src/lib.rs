@@ -21,4 +21,5 @@ pub mod hub;
 pub mod progress;
 pub mod quarantine;
 pub mod sync_service;
+pub mod tls;
 pub mod validate;

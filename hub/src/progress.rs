@@ -107,9 +107,7 @@ pub fn reply(
         Some(u) => h.unit(version, u)?.code.clone(),
         None => v.roots().next().map(|u| u.code.clone()).unwrap_or_default(),
     };
-    Ok(report::to_wire(report, v, &unit, |code| {
-        sources(version, code, nodes)
-    }))
+    report::to_wire(report, v, &unit, |code| sources(version, code, nodes))
 }
 
 /// The nodes whose units overlap `unit` (asked in `version`).

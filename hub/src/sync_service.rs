@@ -60,24 +60,34 @@ fn revoked(name: &str) -> Status {
     ))
 }
 
-/// The enrolled node behind a request's client certificate.
-fn identify<T>(hub: &Hub, req: &Request<T>) -> Result<(Enrolment, String), Status> {
-    let certs = req
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+/// The enrolled node behind a request's client certificate. Every service
+/// of the sync port runs this (see `admin::serve`), not only `Sync`.
+pub(crate) fn identify<T>(hub: &Hub, req: &Request<T>) -> Result<(Enrolment, String), Status> {
+    let certs = req.peer_certs().ok_or_else(|| {
+        Status::unauthenticated("a client certificate is required / cần chứng chỉ máy khách")
+    })?;
+    let leaf = certs.first().ok_or_else(|| {
+        Status::unauthenticated("a client certificate is required / cần chứng chỉ máy khách")
+    })?;
     let fp = fingerprint(leaf.as_ref());
     match hub.identify(&fp) {
         Some(node) => Ok((node, fp)),
         None => {
-            tracing::warn!(fingerprint = %fp, "refused: certificate not enrolled at this hub, or revoked");
-            let details = serde_json::json!({ "reason": "certificate not enrolled or revoked", "fingerprint": fp });
-            if let Err(e) = crate::audit::audit_event(&hub.home().dir, "refused", "", details) {
+            // Name the node when the certificate was enrolled (and revoked
+            // since), so `htx-hub audit --node NAME` finds the refusal.
+            let (name, reason) = match hub.enrolment_by_fingerprint(&fp) {
+                Some(e) => (e.name, format!("certificate revoked at {}", e.revoked_at)),
+                None => (
+                    crate::audit::UNATTRIBUTED.to_owned(),
+                    "certificate not enrolled at this hub".to_owned(),
+                ),
+            };
+            tracing::warn!(node = %name, fingerprint = %fp, "refused: {reason}");
+            let details = serde_json::json!({ "reason": reason, "fingerprint": fp });
+            if let Err(e) = crate::audit::audit_event(&hub.home().dir, "refused", &name, details) {
                 tracing::error!("cannot write the audit log: {e}");
             }
-            Err(revoked("?"))
+            Err(revoked(&name))
         }
     }
 }

@@ -105,6 +105,7 @@ impl pb::node_api_server::NodeApi for NodeApiService {
             bytes_sent: s.sync.bytes_sent,
             bytes_received: s.sync.bytes_received,
             refused_records: s.sync.refused_records,
+            damaged_documents: s.damaged_documents,
         }))
     }
 
@@ -142,8 +143,17 @@ pub async fn serve(
     health_reporter
         .set_serving::<NodeApiServer<NodeApiService>>()
         .await;
+    // Reflection lists exactly what this port serves.
+    use tonic::server::NamedService;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(htx_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection")
+        .with_service_name(
+            <pb::progress_server::ProgressServer<NodeApiService> as NamedService>::NAME,
+        )
+        .with_service_name(<NodeApiServer<NodeApiService> as NamedService>::NAME)
         .build_v1()?;
     tonic::transport::Server::builder()
         .add_service(health)

@@ -228,6 +228,7 @@ impl Access {
                     "records": s.records, "documents_not_at_hub": s.documents_not_at_hub,
                     "last_attempt": s.last_attempt, "last_success": s.last_success,
                     "last_error": s.last_error, "bytes_sent": s.bytes_sent, "bytes_received": s.bytes_received, "refused_records": s.refused_records,
+                    "damaged_documents": s.damaged_documents,
                     "running": true,
                 }))
             }
@@ -398,6 +399,10 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
         };
         std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
     }
+    // Only `init` creates a store; `Node::open` refuses a missing one. An
+    // existing store is checked, never reset.
+    let cfg = NodeConfig::load(dir)?;
+    drop(htx_core::storage::create(cfg.backend, dir)?);
     let node = Node::open(dir)?;
     println!(
         "node {:?} set up in {} for unit {} ({}); hub {}",

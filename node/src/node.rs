@@ -67,6 +67,9 @@ pub struct StatusView {
     pub documents: usize,
     pub records: usize,
     pub documents_not_at_hub: usize,
+    /// Documents that failed their checks when the store was opened and
+    /// were set aside (kept under the store's quarantine prefix).
+    pub damaged_documents: Vec<String>,
     #[serde(flatten)]
     pub sync: SyncStatus,
 }
@@ -298,6 +301,11 @@ impl Node {
                         full = rec.clone();
                     }
                 }
+                // With no unit given, an unknown cooperative is why none was
+                // found: say that, not "unit is required".
+                if !full.fields.contains_key("unit") {
+                    check_refs(&full, &known)?;
+                }
                 full.validate()?;
                 let unit = full.text("unit").unwrap_or_default().to_owned();
                 if version.unit(&unit).is_none() {
@@ -437,13 +445,14 @@ impl Node {
             unit: b.unit.clone(),
             last_sync: self.sync_status().last_success,
         };
-        Ok(htx_core::report::to_wire(&report, v, &unit, |code| {
+        htx_core::report::to_wire(&report, v, &unit, |code| {
             if v.within(code, &own) || v.within(&own, code) {
                 vec![me.clone()]
             } else {
                 Vec::new()
             }
-        }))
+        })
+        .map_err(bad)
     }
 
     /// The plan and unit lists the hub published (read-only), or the ones
@@ -527,9 +536,32 @@ impl Node {
             documents: ids.len(),
             records,
             documents_not_at_hub: not_at_hub,
+            damaged_documents: damaged_lines(&replica),
             sync,
         }
     }
+}
+
+/// The documents found damaged in the store, as the officer reads them.
+fn damaged_lines(replica: &Replica) -> Vec<String> {
+    let damaged = replica.damaged().unwrap_or_else(|e| {
+        tracing::warn!("cannot list the damaged documents: {e}");
+        Vec::new()
+    });
+    damaged
+        .into_iter()
+        .map(|d| {
+            let now = if replica.has_doc(&d.doc) {
+                "recovered from the hub since / đã được khôi phục từ máy chủ tỉnh"
+            } else {
+                "the next sync downloads it from the hub / lần đồng bộ tới sẽ tải lại từ máy chủ tỉnh"
+            };
+            format!(
+                "{}: damaged in the store ({}), set aside at {}; {now} / tài liệu bị hỏng, đã được tách riêng",
+                d.doc, d.reason, d.set_aside_at
+            )
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]

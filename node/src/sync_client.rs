@@ -30,6 +30,14 @@ pub enum SyncError {
         "the server at {url} is not the hub this node was enrolled with (its certificate is not signed by the CA in the bundle) / máy chủ không đúng"
     )]
     WrongHub { url: String },
+    #[error(
+        "this node's certificate expired at {expires_at}: ask the hub's administrator for a new bundle (`htx-hub enroll`) and set the node up with it (`htx-node init DIR --bundle FILE`) / chứng chỉ của nút đã hết hạn lúc {expires_at}, hãy xin tệp cấu hình mới"
+    )]
+    Expired { expires_at: String },
+    /// The bundle's own certificate, key or CA cannot be used: nothing to
+    /// do with the network.
+    #[error("{0}")]
+    BadCertificate(String),
     #[error("the hub refused this node: {0} / máy chủ tỉnh từ chối nút này")]
     Refused(String),
     #[error("sync session broken: {0} / phiên đồng bộ bị gián đoạn")]
@@ -97,8 +105,67 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// Checks the node's own certificate against its bundle before connecting:
+/// the hub would refuse a damaged, expired or foreign certificate in the
+/// TLS handshake, and the node would only see "transport error" or "the
+/// operation was cancelled". The bundle knows better, so it says so.
+pub fn check_own_certificate(node: &Node) -> Result<(), SyncError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+    use rustls::{CertificateError, Error as TlsError};
+
+    let b = node.bundle();
+    let creds = node.credentials();
+    let damaged = |what: &str, vi: &str, e: &dyn std::fmt::Display| {
+        SyncError::BadCertificate(format!(
+            "the {what} in this node's bundle is damaged ({e}): ask the hub's administrator for a new bundle / {vi} trong tệp cấu hình nút bị hỏng"
+        ))
+    };
+    let cert = CertificateDer::from_pem_slice(creds.cert.as_bytes())
+        .map_err(|e| damaged("certificate", "chứng chỉ", &e))?;
+    PrivateKeyDer::from_pem_slice(creds.key.as_bytes())
+        .map_err(|e| damaged("private key", "khóa bí mật", &e))?;
+    let ca = CertificateDer::from_pem_slice(b.ca_cert.as_bytes())
+        .map_err(|e| damaged("CA certificate", "chứng chỉ CA", &e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca)
+        .map_err(|e| damaged("CA certificate", "chứng chỉ CA", &e))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .map_err(|e| damaged("CA certificate", "chứng chỉ CA", &e))?;
+    match verifier.verify_client_cert(&cert, &[], UnixTime::now()) {
+        Ok(_) => Ok(()),
+        Err(TlsError::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        )) => Err(SyncError::Expired {
+            expires_at: creds.expires_at,
+        }),
+        Err(TlsError::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+        )) => Err(SyncError::BadCertificate(format!(
+            "this node's certificate is valid only from {}: check this computer's date and time / chứng chỉ của nút chưa có hiệu lực, hãy kiểm tra ngày giờ của máy",
+            creds.issued_at
+        ))),
+        Err(TlsError::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        )) => Err(SyncError::BadCertificate(
+            "this node's certificate was not issued by the CA in this node's bundle (the bundle mixes two hubs): ask the hub's administrator for a new bundle / chứng chỉ của nút không do CA trong tệp cấu hình cấp".into(),
+        )),
+        Err(TlsError::InvalidCertificate(CertificateError::BadEncoding)) => Err(damaged(
+            "certificate",
+            "chứng chỉ",
+            &"not a readable certificate",
+        )),
+        Err(e) => Err(damaged("certificate", "chứng chỉ", &e)),
+    }
+}
+
 /// Opens a mutual-TLS channel to the hub named in the bundle.
 pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
+    check_own_certificate(node)?;
     let b = node.bundle();
     let creds = node.credentials();
     let url = node.hub_url().to_owned();
@@ -180,6 +247,26 @@ impl Conn<'_> {
 }
 
 fn status_error(s: tonic::Status) -> SyncError {
+    // A client certificate the hub refuses fails the first call, not the
+    // connect (TLS 1.3 checks it after the client's last handshake flight):
+    // the reason is only in the TLS alert, deep in the error's sources.
+    let chain = describe(&s);
+    for (alert, why) in [
+        ("CertificateExpired", "its certificate expired"),
+        ("UnknownCA", "its certificate is not from the hub's CA"),
+        (
+            "BadCertificate",
+            "its certificate is damaged or not from the hub's CA",
+        ),
+        ("CertificateRequired", "it presented no certificate"),
+        ("DecryptError", "its certificate and key do not match"),
+    ] {
+        if chain.contains(alert) {
+            return SyncError::Refused(format!(
+                "the hub refused this node's certificate in the TLS handshake: {why} ({alert}) / máy chủ tỉnh từ chối chứng chỉ của nút"
+            ));
+        }
+    }
     match s.code() {
         tonic::Code::PermissionDenied
         | tonic::Code::Unauthenticated

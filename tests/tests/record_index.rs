@@ -19,7 +19,11 @@ async fn the_index_says_what_the_documents_say() {
         .write(vec![edit(&coop, "cooperative", &[("sector", "thủy sản")])])
         .expect("edit");
     laptop
-        .write(vec![edit(&coop, "cooperative", &[("sector", "nông nghiệp")])])
+        .write(vec![edit(
+            &coop,
+            "cooperative",
+            &[("sector", "nông nghiệp")],
+        )])
         .expect("edit");
     let gone = laptop.add_coop("13636", "HTX Lộc Hòa");
     laptop.node().delete(&gone, false).expect("delete");
@@ -34,12 +38,21 @@ async fn the_index_says_what_the_documents_say() {
     let merged = indexed.iter().find(|r| r.id == coop).expect("merged");
     assert_eq!(merged.conflicts["sector"].len(), 2, "{merged:?}");
     assert!(indexed.iter().any(|r| r.id == gone && r.is_deleted()));
-    assert!(!hub.export().iter().any(|r| r.id == gone), "deleted records are left out by default");
+    assert!(
+        !hub.export().iter().any(|r| r.id == gone),
+        "deleted records are left out by default"
+    );
 
     // A restart reads the index as it was written with the changes.
     hub.restart().await;
-    assert_eq!(sorted(hub.hub().export(true).expect("index")), from_documents);
+    assert_eq!(
+        sorted(hub.hub().export(true).expect("index")),
+        from_documents
+    );
     laptop.node().delete(&gone, true).expect("restore");
     laptop.sync().await.expect("laptop syncs");
-    assert_eq!(sorted(hub.hub().export(true).expect("index")), hub.export_from_documents());
+    assert_eq!(
+        sorted(hub.hub().export(true).expect("index")),
+        hub.export_from_documents()
+    );
 }

@@ -27,6 +27,14 @@ pub enum StoreError {
         "the store at {0} is in use by another process (is `run` already running on this directory?)"
     )]
     Locked(String),
+    #[error(
+        "no store at {0}; a store is created only by `init`, nothing was created / không có kho dữ liệu, chỉ lệnh `init` mới tạo kho"
+    )]
+    Missing(String),
+    #[error(
+        "the store at {path} is empty or unreadable ({reason}); nothing was changed: restore it from a backup, or set the directory up again with `init` in a new directory / kho dữ liệu trống hoặc hỏng, không có gì bị thay đổi"
+    )]
+    Unreadable { path: String, reason: String },
     #[error("storage error: {0}")]
     Backend(String),
     #[error("storage I/O error: {0}")]
@@ -101,12 +109,46 @@ impl std::str::FromStr for Backend {
     }
 }
 
-/// Opens (creating if needed) the store of a node or hub home directory.
+/// Opens the existing store of a node or hub home directory. A missing,
+/// empty or unreadable store is refused, never replaced by a new empty one:
+/// an empty replica would look like a fresh node, and the hub would forget
+/// every node's sync state and actor bindings.
 pub fn open(backend: Backend, dir: &Path) -> Result<Arc<dyn Store>> {
     Ok(match backend {
         Backend::Redb => Arc::new(RedbStore::open(&dir.join("store.redb"))?),
         Backend::Sled => Arc::new(SledStore::open(&dir.join("store.sled"))?),
     })
+}
+
+/// Creates the store of a new home directory, for `init` only; a store that
+/// is already there is opened as by [`open`] (so it is checked, not reset).
+pub fn create(backend: Backend, dir: &Path) -> Result<Arc<dyn Store>> {
+    Ok(match backend {
+        Backend::Redb => Arc::new(RedbStore::create(&dir.join("store.redb"))?),
+        Backend::Sled => Arc::new(SledStore::create(&dir.join("store.sled"))?),
+    })
+}
+
+/// Refuses a store file that is missing or empty (0 bytes: a crashed copy,
+/// a bad restore), before a backend gets the chance to initialise it.
+pub(crate) fn check_existing_file(path: &Path) -> Result<()> {
+    let shown = path.display().to_string();
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::Missing(shown)),
+        Err(e) => Err(StoreError::Unreadable {
+            path: shown,
+            reason: e.to_string(),
+        }),
+        Ok(m) if !m.is_file() => Err(StoreError::Unreadable {
+            path: shown,
+            reason: "not a file".into(),
+        }),
+        Ok(m) if m.len() == 0 => Err(StoreError::Unreadable {
+            path: shown,
+            reason: "the file is 0 bytes".into(),
+        }),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Bytes used by every file under `path` (a file or a directory).

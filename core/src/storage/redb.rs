@@ -20,7 +20,35 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RedbStore {
+    /// Opens an existing store; refuses a missing, empty or damaged file.
     pub fn open(path: &Path) -> Result<Self> {
+        super::check_existing_file(path)?;
+        let unreadable = |reason: String| StoreError::Unreadable {
+            path: path.display().to_string(),
+            reason,
+        };
+        let db = Database::builder().open(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
+            other => unreadable(other.to_string()),
+        })?;
+        // Every store `create` made has the table: a redb file without it
+        // is not ours.
+        {
+            let tx = db.begin_read().map_err(|e| unreadable(e.to_string()))?;
+            tx.open_table(KV).map_err(|e| unreadable(e.to_string()))?;
+        }
+        Ok(RedbStore {
+            db: RwLock::new(db),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Creates a new store (for `init`); an existing file is opened and
+    /// checked as by [`RedbStore::open`], never reset.
+    pub fn create(path: &Path) -> Result<Self> {
+        if path.exists() {
+            return Self::open(path);
+        }
         let db = Database::builder().create(path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
             other => backend(other),

@@ -20,7 +20,47 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
+    /// Opens an existing store; refuses a missing one, or one whose files
+    /// are gone or empty (sled would silently start a new database there).
     pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        if !path.exists() {
+            return Err(StoreError::Missing(shown));
+        }
+        if !path.is_dir() {
+            return Err(StoreError::Unreadable {
+                path: shown,
+                reason: "not a sled directory".into(),
+            });
+        }
+        // sled writes `conf` when it creates a database; `db` only fills
+        // once something is flushed, so it may be empty but not missing.
+        super::check_existing_file(&path.join("conf")).map_err(|e| match e {
+            StoreError::Missing(p) => StoreError::Unreadable {
+                path: shown.clone(),
+                reason: format!("{p} is missing"),
+            },
+            other => other,
+        })?;
+        if !path.join("db").is_file() {
+            return Err(StoreError::Unreadable {
+                path: shown,
+                reason: "its db file is missing".into(),
+            });
+        }
+        Self::open_or_create(path)
+    }
+
+    /// Creates a new store (for `init`); an existing one is opened and
+    /// checked as by [`SledStore::open`].
+    pub fn create(path: &Path) -> Result<Self> {
+        if path.exists() {
+            return Self::open(path);
+        }
+        Self::open_or_create(path)
+    }
+
+    fn open_or_create(path: &Path) -> Result<Self> {
         let try_open = || {
             sled::open(path).map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -29,7 +69,10 @@ impl SledStore {
                 sled::Error::Io(io) if io.to_string().contains("lock") => {
                     StoreError::Locked(path.display().to_string())
                 }
-                other => backend(other),
+                other => StoreError::Unreadable {
+                    path: path.display().to_string(),
+                    reason: other.to_string(),
+                },
             })
         };
         // sled releases its file lock from a background thread after the
