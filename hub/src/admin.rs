@@ -3,19 +3,26 @@
 //! [`serve`] runs both of the hub's servers: the sync endpoint over mutual
 //! TLS for nodes, and this API on loopback for the `htx-hub` commands.
 
+use axum::serve::ListenerExt;
 use htx_core::wire;
 use htx_proto::v1::{
     self as pb, enrolment_server::EnrolmentServer, hub_admin_server::HubAdminServer,
     progress_server::ProgressServer, sync_server::SyncServer,
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::hub::Hub;
 use crate::sync_service::{EnrolmentService, SyncService};
+
+/// Every listener answers at once: no reply waits for a delayed ACK
+/// (the sync port sets it in `crate::tls`).
+fn nodelay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
+}
 
 pub struct AdminService {
     hub: Hub,
@@ -157,8 +164,8 @@ pub async fn serve(
     let mut stop_admin = stop_rx.clone();
     let mut stop_http = stop_rx.clone();
     let progress = ProgressService { hub: hub.clone() };
-    let web =
-        axum::serve(http, crate::http::router(hub.clone())).with_graceful_shutdown(async move {
+    let web = axum::serve(http.tap_io(nodelay), crate::http::router(hub.clone()))
+        .with_graceful_shutdown(async move {
             let _ = stop_http.changed().await;
         });
     let sync_server = tonic::transport::Server::builder()
@@ -186,9 +193,12 @@ pub async fn serve(
         .add_service(
             HubAdminServer::new(AdminService { hub }).max_encoding_message_size(usize::MAX),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(admin), async move {
-            let _ = stop_admin.changed().await;
-        });
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(admin).with_nodelay(Some(true)),
+            async move {
+                let _ = stop_admin.changed().await;
+            },
+        );
     let stopper = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(());

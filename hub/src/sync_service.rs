@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use automerge::ChangeHash;
 use htx_core::pki::fingerprint;
-use htx_core::replica::{Replica, heads_from_bytes};
+use htx_core::replica::{Applied, Replica, heads_from_bytes};
 use htx_core::storage::WriteBatch;
 use htx_core::sync;
 use htx_core::wire::{self, doc_heads};
@@ -180,6 +180,13 @@ impl Session {
             )));
         }
         self.incarnation = hello.incarnation;
+        // A warm hello carries the node's new changes: merged first, so that
+        // the digests can already agree.
+        let eager_new = if hello.changes.is_empty() {
+            0
+        } else {
+            self.merge(hello.changes).await?.new
+        };
         let node = self.node.clone();
         let (digest, heads, hub_inc) = self
             .replica(move |r| {
@@ -198,6 +205,7 @@ impl Session {
                 in_sync: true,
                 docs: vec![],
                 incarnation: hub_inc,
+                new_changes: eager_new as u32,
             }))
             .await?;
             let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
@@ -221,6 +229,7 @@ impl Session {
             in_sync: false,
             docs,
             incarnation: hub_inc,
+            new_changes: eager_new as u32,
         }))
         .await?;
 
@@ -237,9 +246,22 @@ impl Session {
     /// Validates a batch on a copy (see [`crate::validate`]), then merges
     /// it, or refuses it: quarantined, logged, and the node told why.
     async fn receive_batch(&mut self, batch: pb::ChangeBatch) -> Result<(), Status> {
-        self.count_docs(batch.docs.len())?;
-        let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
-        let changes = wire::batch_from_wire(batch.docs);
+        let applied = self.merge(batch.docs).await?;
+        let docs = applied.heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
+        self.send(Hb::Ack(pb::Ack {
+            seq: batch.seq,
+            docs,
+            new_changes: applied.new as u32,
+        }))
+        .await
+    }
+
+    /// Merges what validation accepts of the node's changes, or refuses
+    /// them all: for a batch, and for the changes a warm hello carries.
+    async fn merge(&mut self, docs: Vec<pb::DocChanges>) -> Result<Applied, Status> {
+        self.count_docs(docs.len())?;
+        let n: usize = docs.iter().map(|d| d.changes.len()).sum();
+        let changes = wire::batch_from_wire(docs);
         let (node, max_doc) = (self.node.clone(), self.hub.config().max_doc_bytes);
         let outcome = self
             .replica(move |r| {
@@ -271,13 +293,7 @@ impl Session {
         tokio::task::spawn_blocking(move || hub.merged(records))
             .await
             .map_err(internal)?;
-        let docs = applied.heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
-        self.send(Hb::Ack(pb::Ack {
-            seq: batch.seq,
-            docs,
-            new_changes: applied.new as u32,
-        }))
-        .await
+        Ok(applied)
     }
 
     /// Keeps a refused batch in quarantine, logs it, and returns the

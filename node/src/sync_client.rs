@@ -182,8 +182,12 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
         .tls_config(tls)
         .map_err(|e| unreachable(e.to_string()))?
         .connect_timeout(Duration::from_secs(node.config().timeout_secs))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(node.config().timeout_secs));
+        .tcp_nodelay(true)
+        // Pings on the kept connection, also while idle: a dead link is
+        // noticed within 10 s, not at the next session's timeout.
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .keep_alive_timeout(Duration::from_secs(5));
     endpoint.connect().await.map_err(|e| {
         let reason = describe(&e);
         if reason.contains("UnknownIssuer")
@@ -279,6 +283,23 @@ fn status_error(s: tonic::Status) -> SyncError {
     }
 }
 
+/// A connection to the hub kept between sessions, and the hub incarnation
+/// its last session met: on it a session opens with no handshake, and the
+/// hello already carries the node's new changes.
+pub struct Link {
+    channel: Channel,
+    hub_incarnation: Vec<u8>,
+}
+
+impl Link {
+    pub async fn connect(node: &Node) -> Result<Link, SyncError> {
+        Ok(Link {
+            channel: connect(node).await?,
+            hub_incarnation: Vec::new(),
+        })
+    }
+}
+
 /// Runs one session on `channel`; `report` holds what was done even if the
 /// session breaks part-way.
 pub async fn session(
@@ -286,14 +307,59 @@ pub async fn session(
     channel: Channel,
     report: &mut SessionReport,
 ) -> Result<(), SyncError> {
+    let mut link = Link {
+        channel,
+        hub_incarnation: Vec::new(),
+    };
+    session_on(node, &mut link, report).await
+}
+
+/// The node's changes beyond what the hub (in incarnation `hub_inc`) was
+/// known to hold, if they fit in one batch: sent with the hello, so that on
+/// a warm link an edit reaches the hub in one round trip.
+fn eager_changes(node: &Node, hub_inc: &[u8]) -> Result<sync::Batch, SyncError> {
+    if hub_inc.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = node.replica();
+    let mut believed = Vec::new();
+    for doc in r.doc_ids().map(str::to_owned).collect::<Vec<_>>() {
+        let mut shared = r.shared_heads(HUB_PEER, &doc, hub_inc)?;
+        shared.sort();
+        if shared != r.heads(&doc) && !shared.is_empty() {
+            believed.push((doc, shared));
+        }
+    }
+    let mut out = sync::outgoing(
+        &mut r,
+        HUB_PEER,
+        hub_inc,
+        &believed,
+        node.config().max_batch_bytes,
+    )?;
+    Ok(match out.batches.len() {
+        1 => out.batches.remove(0),
+        _ => Vec::new(),
+    })
+}
+
+/// Runs one session on `link`.
+pub async fn session_on(
+    node: &Node,
+    link: &mut Link,
+    report: &mut SessionReport,
+) -> Result<(), SyncError> {
     let _one_at_a_time = node.session_lock().lock().await;
     let (tx, rx) = mpsc::channel(4);
     let (at_hello, digest) = snapshot(node);
+    let eager = eager_changes(node, &link.hub_incarnation)?;
+    let eager_count = sync::batch_size(&eager).0;
     let hello = pb::Hello {
         protocol: sync::PROTOCOL,
         digest: digest.to_vec(),
         documents: at_hello.len() as u32,
         incarnation: node.replica().incarnation(),
+        changes: wire::batch_to_wire(eager),
     };
     let msg = pb::NodeMessage {
         body: Some(Nb::Hello(hello)),
@@ -302,7 +368,7 @@ pub async fn session(
     tx.send(msg).await.expect("receiver alive");
     // Batches are gzip-compressed on the wire: Automerge changes sent one by
     // one repeat actor ids and keys that compress well (see BENCHMARKS.md).
-    let mut client = pb::sync_client::SyncClient::new(channel)
+    let mut client = pb::sync_client::SyncClient::new(link.channel.clone())
         .max_decoding_message_size(64 << 20)
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip);
@@ -330,6 +396,11 @@ pub async fn session(
     conn.report.round_trips = 1;
     // Beliefs about the hub count only if this incarnation of it confirmed them.
     let hub_inc = welcome.incarnation.clone();
+    link.hub_incarnation = hub_inc.clone();
+    if eager_count > 0 {
+        conn.report.changes_sent += eager_count as u32;
+        conn.report.batches_sent += 1;
+    }
     if welcome.in_sync {
         conn.finish().await?;
         conn.report.in_sync = true;
@@ -505,12 +576,21 @@ fn mark_shared(
 /// a few, in case other nodes keep changing the hub meanwhile), recording
 /// the outcome in the node's sync status.
 pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
+    sync_with(node, &mut None).await
+}
+
+/// As [`sync_once`], on `link` when it is open (else it is opened and
+/// kept there); a link that failed is dropped, to be opened afresh.
+pub async fn sync_with(node: &Node, link: &mut Option<Link>) -> Result<SessionReport, SyncError> {
     let attempt = now_rfc3339();
     let mut total = SessionReport::default();
     let result = async {
-        let channel = connect(node).await?;
+        if link.is_none() {
+            *link = Some(Link::connect(node).await?);
+        }
+        let open = link.as_mut().expect("just opened");
         if node.needs_renewal() {
-            match renew(node, channel.clone()).await {
+            match renew(node, open.channel.clone()).await {
                 Ok(()) => tracing::info!(
                     "certificate renewed until {}",
                     node.credentials().expires_at
@@ -521,7 +601,7 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
         }
         for _ in 0..3 {
             let mut report = SessionReport::default();
-            let res = session(node, channel.clone(), &mut report).await;
+            let res = session_on(node, open, &mut report).await;
             total.round_trips += report.round_trips;
             total.bytes_sent += report.bytes_sent;
             total.bytes_received += report.bytes_received;
@@ -538,6 +618,9 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
         Ok::<_, SyncError>(())
     }
     .await;
+    if result.is_err() {
+        *link = None;
+    }
     // Read now: the session may have noted a recovery meanwhile.
     let mut status = node.sync_status();
     status.last_attempt = attempt;
@@ -614,8 +697,10 @@ pub async fn run_loop(node: Node, mut shutdown: watch::Receiver<bool>) {
     let min = Duration::from_secs(cfg.retry_min_secs.max(1));
     let max = Duration::from_secs(cfg.retry_max_secs.max(cfg.retry_min_secs.max(1)));
     let mut backoff = min;
+    // Kept between sessions: a warm session costs no TCP or TLS handshake.
+    let mut link = None;
     loop {
-        let wait = match sync_once(&node).await {
+        let wait = match sync_with(&node, &mut link).await {
             Ok(r) => {
                 tracing::info!(
                     changes_sent = r.changes_sent,

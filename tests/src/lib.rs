@@ -441,6 +441,8 @@ struct Link {
     forwarded: AtomicU64,
     returned: AtomicU64,
     cuts: AtomicU64,
+    /// TCP connections accepted.
+    connections: AtomicU64,
     /// True while the hub's replies are held back.
     hold: tokio::sync::watch::Sender<bool>,
 }
@@ -454,11 +456,13 @@ impl Proxy {
             forwarded: AtomicU64::new(0),
             returned: AtomicU64::new(0),
             cuts: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             hold: tokio::sync::watch::channel(false).0,
         });
         let l = link.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
+                l.connections.fetch_add(1, Ordering::SeqCst);
                 let l = l.clone();
                 tokio::spawn(async move {
                     if let Ok(up) = TcpStream::connect(("127.0.0.1", upstream_port)).await {
@@ -488,6 +492,11 @@ impl Proxy {
     /// Bytes forwarded upstream so far.
     pub fn forwarded(&self) -> u64 {
         self.link.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections opened through the proxy so far.
+    pub fn connections(&self) -> u64 {
+        self.link.connections.load(Ordering::SeqCst)
     }
 
     /// How many times the link was cut.

@@ -41,7 +41,7 @@ async fn hold_session(
             protocol: 1,
             digest: vec![0; 32],
             documents: 0,
-            incarnation: vec![],
+            ..Default::default()
         })),
     })
     .await

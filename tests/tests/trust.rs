@@ -273,7 +273,7 @@ async fn raw_session(
         protocol: htx_core::sync::PROTOCOL,
         digest: vec![0; 32],
         documents: 1,
-        incarnation: vec![],
+        ..Default::default()
     })))
     .await
     .unwrap();
