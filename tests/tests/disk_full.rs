@@ -38,7 +38,8 @@ async fn an_import_on_a_full_disk_tells_the_truth_and_a_retry_adds_each_row_once
     let root = tempfile::TempDir::new().unwrap();
     let disk = root.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    // Room for the node directory and a small part of the import.
+    // Room for the node directory and a part of the import (12,000 rows
+    // of about 100 bytes each).
     let _mounted = match mount_tmpfs(&disk, "400k") {
         Ok(m) => m,
         Err(e) => {
@@ -59,10 +60,21 @@ async fn an_import_on_a_full_disk_tells_the_truth_and_a_retry_adds_each_row_once
 
     const ROWS: usize = 12_000;
     let csv = root.path().join("cooperatives.csv");
-    let mut text = String::from("kind,type,name,unit,founded_on\n");
+    // Each row with a sector text of its own, so that the rows take about
+    // half a megabyte however well the store compresses.
+    let mut text = String::from("kind,type,name,unit,founded_on,sector\n");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..ROWS {
+        let sector: String = (0..5)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{x:016x}")
+            })
+            .collect();
         text.push_str(&format!(
-            "cooperative,HTX,Hợp tác xã số {i:05},13633,2020-01-15\n"
+            "cooperative,HTX,Hợp tác xã số {i:05},13633,2020-01-15,{sector}\n"
         ));
     }
     std::fs::write(&csv, text).unwrap();
