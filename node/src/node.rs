@@ -55,6 +55,9 @@ pub enum NodeError {
     Setup(String),
 }
 
+/// Bad records of a write, numbered from 1 in the order given.
+type BadRecords = Vec<(usize, FieldError)>;
+
 /// What reading the store back after a failed commit showed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Written {
@@ -296,7 +299,7 @@ impl Node {
         &self,
         mut records: Vec<Record>,
         refuse: bool,
-    ) -> Result<Result<Vec<String>, Vec<(usize, FieldError)>>, NodeError> {
+    ) -> Result<Result<Vec<String>, BadRecords>, NodeError> {
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
         // The one place every record enters: text is stored in NFC.

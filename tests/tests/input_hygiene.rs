@@ -213,7 +213,8 @@ async fn nonsensical_settings_are_refused_at_start_up() {
     // The hub's settings, likewise.
     let hub_dir = hub.dir().to_owned();
     let good = std::fs::read_to_string(hub_dir.join(HubConfig::FILE)).unwrap();
-    let cases: [(fn(&mut HubConfig), &str); 6] = [
+    type Change = fn(&mut HubConfig);
+    let cases: [(Change, &str); 6] = [
         (|c| c.idle_timeout_secs = 0, "idle_timeout_secs"),
         (|c| c.max_message_bytes = 0, "max_message_bytes"),
         (|c| c.max_batch_bytes = 0, "max_batch_bytes"),
