@@ -163,22 +163,10 @@ impl HubConfig {
                     .into(),
             );
         }
-        for (field, addr) in [("listen", &self.listen), ("http_listen", &self.http_listen)] {
-            if let Err(e) = addr.parse::<std::net::SocketAddr>() {
-                return Err(format!(
-                    "{field} = {addr:?}: not an address of the form IP:PORT ({e}) / {field} không phải địa chỉ IP:cổng"
-                ));
-            }
-        }
-        match self.admin_listen.parse::<std::net::SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() => {}
-            _ => {
-                return Err(format!(
-                    "admin_listen = {:?}: must be a loopback address of the form IP:PORT (127.0.0.1:0); the admin API has no authentication / admin_listen chỉ được nghe trên địa chỉ nội bộ (loopback)",
-                    self.admin_listen
-                ));
-            }
-        }
+        use htx_core::settings::{check_listen, check_loopback};
+        check_listen("listen", &self.listen)?;
+        check_listen("http_listen", &self.http_listen)?;
+        check_loopback("admin_listen", &self.admin_listen)?;
         if htx_core::units::Hierarchy::builtin()
             .version(&self.default_unit_version)
             .is_err()

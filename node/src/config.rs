@@ -107,7 +107,7 @@ impl NodeConfig {
                 64 << 20
             ));
         }
-        check_loopback("api_listen", &self.api_listen)?;
+        htx_core::settings::check_loopback("api_listen", &self.api_listen)?;
         if let Some(url) = &self.hub_url
             && !url.starts_with("https://")
         {
@@ -116,18 +116,5 @@ impl NodeConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// The local API is not authenticated: it may listen on loopback only.
-pub fn check_loopback(field: &str, addr: &str) -> Result<(), String> {
-    match addr.parse::<std::net::SocketAddr>() {
-        Ok(a) if a.ip().is_loopback() => Ok(()),
-        Ok(_) => Err(format!(
-            "{field} = {addr:?}: must be a loopback address (127.0.0.1 or [::1]); the local API has no authentication / {field} chỉ được nghe trên địa chỉ nội bộ (loopback)"
-        )),
-        Err(e) => Err(format!(
-            "{field} = {addr:?}: not an address of the form IP:PORT ({e}) / {field} không phải địa chỉ IP:cổng"
-        )),
     }
 }
