@@ -168,6 +168,16 @@ impl Node {
 
     /// Opens the node kept in `dir` (set up by `htx-node init`).
     pub fn open(dir: &Path) -> Result<Node, NodeError> {
+        Self::open_with(dir, |config| Ok(storage::open(config.backend, dir)?))
+    }
+
+    /// As [`Node::open`], with the store `open_store` gives (e.g. one that
+    /// wraps the configured store to inject faults in tests). After a failed
+    /// commit the node reopens the configured store itself.
+    pub fn open_with(
+        dir: &Path,
+        open_store: impl FnOnce(&NodeConfig) -> Result<Arc<dyn storage::Store>, NodeError>,
+    ) -> Result<Node, NodeError> {
         let config = NodeConfig::load(dir).map_err(|e| NodeError::Setup(e.to_string()))?;
         let bundle_path = dir.join(Self::BUNDLE_FILE);
         let text = std::fs::read_to_string(&bundle_path).map_err(|e| {
@@ -178,8 +188,7 @@ impl Node {
             ))
         })?;
         let bundle = Bundle::parse(&text).map_err(|e| NodeError::Setup(e.to_string()))?;
-        let store = storage::open(config.backend, dir)?;
-        let replica = Replica::open(store)?;
+        let replica = Replica::open(open_store(&config)?)?;
         Ok(Node(Arc::new(Inner {
             dir: dir.to_owned(),
             config,
