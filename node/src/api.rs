@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::node::{Node, NodeError};
+use crate::node::{Node, NodeError, Unreadable};
 use crate::sync_client::{self, SyncError};
 
 pub struct NodeApiService {
@@ -95,7 +95,11 @@ impl pb::node_api_server::NodeApi for NodeApiService {
                     .unwrap_or_default();
                 rows.push((r.row, record));
             }
-            unreadable.extend(chunk.unreadable.into_iter().map(|u| (u.row, u.reason)));
+            unreadable.extend(chunk.unreadable.into_iter().map(|u| Unreadable {
+                row: u.row,
+                id: u.id,
+                reason: u.reason,
+            }));
         }
         let imported = blocking(&self.node, move |n| n.import(rows, unreadable)).await?;
         self.node.wake().notify_one();

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
-use crate::node::{Node, NodeError, StatusView};
+use crate::node::{Node, NodeError, StatusView, Unreadable};
 use crate::sync_client::{self, SessionReport};
 
 #[derive(Parser, Debug)]
@@ -204,7 +204,11 @@ impl Access {
                     unreadable: file
                         .unreadable
                         .into_iter()
-                        .map(|(row, reason)| pb::UnreadableRow { row, reason })
+                        .map(|u| pb::UnreadableRow {
+                            row: u.row,
+                            reason: u.reason,
+                            id: u.id,
+                        })
                         .collect(),
                 }];
                 let mut size = 0;
@@ -373,7 +377,7 @@ const IMPORT_CHUNK_BYTES: usize = 1 << 20;
 #[derive(Debug, Default)]
 pub struct ImportFile {
     pub rows: Vec<(u64, Record)>,
-    pub unreadable: Vec<(u64, String)>,
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// Reads an import file. A row without an id gets one derived from the
@@ -404,21 +408,28 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
         _ => FileFormat::Csv,
     });
     let mut file = ImportFile::default();
-    let mut read = |row: u64, rec: Result<Record, schema::FieldError>| match rec {
+    // `id`: the row's id column, kept for a bad row so that rows that
+    // refer to it can say so.
+    let mut read = |row: u64, id: &str, rec: Result<Record, schema::FieldError>| match rec {
         Ok(mut r) => {
             if r.id.is_empty() {
                 r.id = schema::import_id(&hash, row);
             }
             file.rows.push((row, r));
         }
-        Err(e) => file.unreadable.push((row, e.to_string())),
+        Err(e) => file.unreadable.push(Unreadable {
+            row,
+            id: id.trim().to_owned(),
+            reason: e.to_string(),
+        }),
     };
     match format {
         FileFormat::Json => {
             let rows: Vec<serde_json::Value> = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a JSON array of records", path.display()))?;
             for (i, row) in rows.iter().enumerate() {
-                read(i as u64 + 1, schema::record_from_json(row));
+                let id = row.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+                read(i as u64 + 1, id, schema::record_from_json(row));
             }
         }
         FileFormat::Csv => {
@@ -437,19 +448,22 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
                 let row = match row {
                     Ok(r) => r,
                     Err(e) => {
-                        read(row_no, Err(schema::FieldError::BadUnit(e.to_string())));
+                        read(row_no, "", Err(schema::FieldError::BadUnit(e.to_string())));
                         continue;
                     }
                 };
-                let kind = headers
-                    .iter()
-                    .zip(row.iter())
-                    .find(|(h, _)| *h == "kind")
-                    .map(|(_, v)| v)
-                    .unwrap_or("");
+                let column = |name: &str| {
+                    headers
+                        .iter()
+                        .zip(row.iter())
+                        .find(|(h, _)| *h == name)
+                        .map(|(_, v)| v)
+                        .unwrap_or("")
+                };
                 read(
                     row_no,
-                    schema::record_from_strings(kind, headers.iter().zip(row.iter())),
+                    column("id"),
+                    schema::record_from_strings(column("kind"), headers.iter().zip(row.iter())),
                 );
             }
         }

@@ -55,6 +55,15 @@ pub enum NodeError {
     Setup(String),
 }
 
+/// A row of an import file that could not be read into a record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unreadable {
+    pub row: u64,
+    /// Its id column, if it had one.
+    pub id: String,
+    pub reason: String,
+}
+
 /// Bad records of a write, numbered from 1 in the order given.
 type BadRecords = Vec<(usize, FieldError)>;
 
@@ -283,18 +292,34 @@ impl Node {
     pub fn import(
         &self,
         rows: Vec<(u64, Record)>,
-        unreadable: Vec<(u64, String)>,
+        unreadable: Vec<Unreadable>,
     ) -> Result<usize, NodeError> {
         let (numbers, records): (Vec<u64>, Vec<Record>) = rows.into_iter().unzip();
         match self.check_and_write(records, !unreadable.is_empty())? {
             Ok(ids) => Ok(ids.len()),
             Err(errors) => {
-                let mut all = unreadable;
-                all.extend(
-                    errors
-                        .into_iter()
-                        .map(|(i, e)| (numbers[i - 1], e.to_string())),
-                );
+                // A reference to a bad row of the same file is not "no such
+                // record on this node": it names the row to fix.
+                let bad_ids: HashMap<&str, u64> = unreadable
+                    .iter()
+                    .filter(|u| !u.id.is_empty())
+                    .map(|u| (u.id.as_str(), u.row))
+                    .collect();
+                let explain = |e: FieldError| match &e {
+                    FieldError::BadRef {
+                        kind, field, value, ..
+                    } if bad_ids.contains_key(value.as_str()) => format!(
+                        "{kind}: field {field:?}: {value:?} is the id of row {}, which is refused / tham chiếu tới dòng {} bị lỗi",
+                        bad_ids[value.as_str()],
+                        bad_ids[value.as_str()]
+                    ),
+                    _ => e.to_string(),
+                };
+                let mut all: Vec<(u64, String)> = errors
+                    .into_iter()
+                    .map(|(i, e)| (numbers[i - 1], explain(e)))
+                    .collect();
+                all.extend(unreadable.into_iter().map(|u| (u.row, u.reason)));
                 all.sort_by_key(|(row, _)| *row);
                 Err(NodeError::BadRows(all))
             }

@@ -26,6 +26,7 @@ async fn an_import_reports_every_error_of_the_file_at_once() {
     let dir = node.dir().to_str().unwrap().to_owned();
 
     let good_coop = "0190a2b4-0000-7000-8000-000000000001";
+    let bad_coop = "0190a2b4-0000-7000-8000-000000000002";
     let csv = tempfile::Builder::new().suffix(".csv").tempfile().unwrap();
     std::fs::write(
         csv.path(),
@@ -35,7 +36,9 @@ async fn an_import_reports_every_error_of_the_file_at_once() {
              cooperative,,HTX,HTX Hai,13633,2025-13-01,,,\n\
              cooperative,,HTX,HTX Ba,99999,,,,\n\
              observation,,,,,,0190a2b4-0000-7000-8000-00000000dead,2025-06-30,12\n\
-             observation,,,,,,{good_coop},2025-06-30,10\n"
+             observation,,,,,,{good_coop},2025-06-30,10\n\
+             cooperative,{bad_coop},HTX,HTX Sáu,13633,2025-02-30,,,\n\
+             observation,,,,,,{bad_coop},2025-06-30,10\n"
         ),
     )
     .unwrap();
@@ -59,7 +62,16 @@ async fn an_import_reports_every_error_of_the_file_at_once() {
         !stderr.contains("row 1:") && !stderr.contains("row 5:"),
         "{stderr}"
     );
-    assert!(stderr.contains("3 bad row(s)"), "{stderr}");
+    // A row that refers to a bad row says which row to fix.
+    assert!(
+        stderr.contains("row 6") && stderr.contains("2025-02-30"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("row 7: observation: field \"cooperative\": \"{bad_coop}\" is the id of row 6, which is refused")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("5 bad row(s)"), "{stderr}");
     assert!(stderr.contains("nothing was imported"), "{stderr}");
     assert!(cli_export(&dir).await.is_empty(), "nothing imported");
 }
