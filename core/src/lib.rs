@@ -13,7 +13,8 @@
 //! - [`plan`]: the plan's phases, indicators and targets, read from a plan
 //!   file; [`progress`]: the I/O-free engine that computes progress against
 //!   it for every unit, incrementally as records change;
-//! - [`pki`]: the hub's CA, certificates and node bundles.
+//! - [`pki`]: the hub's CA, certificates and node bundles;
+//! - [`settings`]: checks shared by the node's and the hub's settings.
 
 pub mod docs;
 pub mod index;
@@ -23,6 +24,7 @@ pub mod progress;
 pub mod replica;
 pub mod report;
 pub mod schema;
+pub mod settings;
 pub mod storage;
 pub mod sync;
 pub mod units;

@@ -10,6 +10,20 @@ use std::fmt;
 
 use time::Date;
 use time::macros::format_description;
+use unicode_normalization::UnicodeNormalization;
+
+/// Text as it is stored: trimmed, and in Unicode NFC. The same Vietnamese
+/// name typed on two keyboards can arrive precomposed (NFC) or as base
+/// letters plus combining marks (NFD); stored as given, the two would not
+/// match in search, de-duplication or conflicts.
+pub fn normalize_text(s: &str) -> String {
+    let s = s.trim();
+    if unicode_normalization::is_nfc(s) {
+        s.to_owned()
+    } else {
+        s.nfc().collect()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
@@ -314,6 +328,39 @@ pub enum FieldError {
     BadUnit(String),
     #[error("id {0:?} is not a UUID / mã bản ghi không hợp lệ")]
     BadId(String),
+    #[error(
+        "{kind}: field {field:?}: a JSON {got} is not text; give a single value / giá trị phải là văn bản, không phải mảng hay đối tượng JSON"
+    )]
+    NotText {
+        kind: String,
+        field: String,
+        got: &'static str,
+    },
+}
+
+/// The name of a JSON value's type when it cannot stand for one value.
+fn json_compound(v: &serde_json::Value) -> Option<&'static str> {
+    match v {
+        serde_json::Value::Array(_) => Some("array"),
+        serde_json::Value::Object(_) => Some("object"),
+        _ => None,
+    }
+}
+
+/// A JSON value given for a single text value (system fields, ids), as text.
+fn json_text(kind: &str, field: &str, v: &serde_json::Value) -> Result<String, FieldError> {
+    if let Some(got) = json_compound(v) {
+        return Err(FieldError::NotText {
+            kind: kind.into(),
+            field: field.into(),
+            got,
+        });
+    }
+    Ok(normalize_text(
+        &v.as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string()),
+    ))
 }
 
 impl FieldSpec {
@@ -328,7 +375,7 @@ impl FieldSpec {
 
     /// Reads a value typed by a person (CLI flag, CSV cell).
     pub fn parse(&self, kind: &str, raw: &str) -> Result<Value, FieldError> {
-        let raw = raw.trim();
+        let raw = &normalize_text(raw);
         let err_ctx = || (kind.to_owned(), self.name.to_owned(), raw.to_owned());
         match self.ty {
             Text | Ref(_) => Ok(Value::Text(raw.to_owned())),
@@ -362,8 +409,15 @@ impl FieldSpec {
         }
     }
 
-    /// Reads a JSON value, accepting strings for every type.
+    /// Reads a JSON value, accepting strings for every type. An array or
+    /// object is refused where one value is expected (it used to be stored
+    /// as its JSON text, e.g. a name `["HTX","Lúa"]`).
     pub fn from_json(&self, kind: &str, v: &serde_json::Value) -> Result<Value, FieldError> {
+        let not_text = |got| FieldError::NotText {
+            kind: kind.into(),
+            field: self.name.into(),
+            got,
+        };
         match (self.ty, v) {
             (_, serde_json::Value::String(s)) => self.parse(kind, s),
             (Count | Amount, serde_json::Value::Number(n)) => match n.as_i64() {
@@ -378,14 +432,16 @@ impl FieldSpec {
             (RefList(_), serde_json::Value::Array(items)) => Ok(Value::List(
                 items
                     .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| i.to_string())
+                    .map(|i| match i {
+                        serde_json::Value::String(s) => Ok(normalize_text(s)),
+                        other => Err(not_text(json_compound(other).unwrap_or("number"))),
                     })
-                    .collect(),
+                    .collect::<Result<_, _>>()?,
             )),
-            (_, other) => self.parse(kind, &other.to_string()),
+            (_, other) => match json_compound(other) {
+                Some(got) => Err(not_text(got)),
+                None => self.parse(kind, &other.to_string()),
+            },
         }
     }
 
@@ -450,6 +506,21 @@ impl Record {
 
     pub fn is_deleted(&self) -> bool {
         self.fields.contains_key("deleted_at")
+    }
+
+    /// Puts every text of the record in the form it is stored in (trimmed,
+    /// Unicode NFC; see [`normalize_text`]), whichever way it came: CLI,
+    /// import file or a program on the local API.
+    pub fn normalize(&mut self) {
+        self.id = normalize_text(&self.id);
+        self.kind = normalize_text(&self.kind);
+        for v in self.fields.values_mut() {
+            match v {
+                Value::Text(s) => *s = normalize_text(s),
+                Value::List(items) => items.iter_mut().for_each(|i| *i = normalize_text(i)),
+                _ => {}
+            }
+        }
     }
 
     /// Checks every field against the kind's schema and that required
@@ -522,10 +593,10 @@ pub fn record_from_strings<'a>(
             continue;
         }
         match name {
-            "id" => rec.id = raw.trim().to_owned(),
+            "id" => rec.id = normalize_text(raw),
             "unit" | "unit_version" => {
                 rec.fields
-                    .insert(name.to_owned(), Value::Text(raw.trim().to_owned()));
+                    .insert(name.to_owned(), Value::Text(normalize_text(raw)));
             }
             _ => {
                 let field = spec.field(name).ok_or_else(|| FieldError::UnknownField {
@@ -556,12 +627,20 @@ pub fn record_from_json(obj: &serde_json::Value) -> Result<Record, FieldError> {
             continue;
         }
         match name.as_str() {
-            "id" => rec.id = v.as_str().unwrap_or_default().to_owned(),
+            // An id that is not a string would have been dropped, and the
+            // row recorded under a new id.
+            "id" => match v {
+                serde_json::Value::String(s) => rec.id = normalize_text(s),
+                other => {
+                    return Err(FieldError::NotText {
+                        kind: kind_name.to_owned(),
+                        field: name.clone(),
+                        got: json_compound(other).unwrap_or("number or boolean"),
+                    });
+                }
+            },
             n if SYSTEM_FIELDS.contains(&n) => {
-                let text = v
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| v.to_string());
+                let text = json_text(kind_name, n, v)?;
                 rec.fields.insert(name.clone(), Value::Text(text));
             }
             _ => {
@@ -580,6 +659,29 @@ pub fn record_from_json(obj: &serde_json::Value) -> Result<Record, FieldError> {
 /// A new client-generated record id: UUID v7, ordered by creation time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
+}
+
+/// SHA-256 of an import file's bytes, for [`import_id`].
+pub fn file_hash(bytes: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).into()
+}
+
+/// The id of row `row` of an import file whose content has SHA-256
+/// `file_hash`, for a row that names none: a UUID v8 whose first half is
+/// the start of the file's hash and whose second half is the row number.
+/// The same file imported again gives its rows the same ids, so a retried
+/// import (after an error, or a cut connection) changes what is there
+/// instead of adding it twice. A file's ids share their first half and
+/// count up, as v7 ids made one after another do, which keeps the stored
+/// documents compact.
+pub fn import_id(file_hash: &[u8; 32], row: u64) -> String {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&file_hash[..8]);
+    bytes[8..].copy_from_slice(&row.to_be_bytes());
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 #[cfg(test)]
@@ -618,6 +720,54 @@ mod tests {
         r.validate().unwrap();
         r.fields.remove("name");
         assert!(matches!(r.validate(), Err(FieldError::Missing { field, .. }) if field == "name"));
+    }
+
+    #[test]
+    fn text_is_stored_in_nfc() {
+        let nfd = "Ha\u{306}\u{300}ng";
+        let r = record_from_strings("cadre", [("name", nfd), ("level", "commune")]).unwrap();
+        assert_eq!(r.text("name"), Some("Hằng"));
+        let r =
+            record_from_json(&serde_json::json!({"kind": "cadre", "name": nfd, "unit": " 13633 "}))
+                .unwrap();
+        assert_eq!(r.text("name"), Some("Hằng"));
+        assert_eq!(r.text("unit"), Some("13633"));
+        let mut r = Record {
+            fields: [("name".to_owned(), Value::Text(nfd.into()))].into(),
+            ..Default::default()
+        };
+        r.normalize();
+        assert_eq!(r.text("name"), Some("Hằng"));
+    }
+
+    #[test]
+    fn json_arrays_and_objects_are_not_text() {
+        for (field, v) in [
+            ("name", serde_json::json!(["a", "b"])),
+            ("name", serde_json::json!({"vi": "a"})),
+            ("unit", serde_json::json!(["13633"])),
+            ("id", serde_json::json!(7)),
+        ] {
+            let mut obj = serde_json::json!({"kind": "cadre", "name": "A", "level": "commune"});
+            obj[field] = v;
+            let e = record_from_json(&obj).unwrap_err();
+            assert!(
+                matches!(&e, FieldError::NotText { field: f, .. } if f == field),
+                "{e}"
+            );
+        }
+        let e = record_from_json(&serde_json::json!({"kind": "training", "attendees": [1, 2]}))
+            .unwrap_err();
+        assert!(matches!(e, FieldError::NotText { .. }), "{e}");
+    }
+
+    #[test]
+    fn import_ids_are_stable_uuids() {
+        let a = import_id(&[1; 32], 1);
+        assert_eq!(a, import_id(&[1; 32], 1));
+        assert_ne!(a, import_id(&[1; 32], 2));
+        assert_ne!(a, import_id(&[2; 32], 1));
+        assert_eq!(uuid::Uuid::parse_str(&a).unwrap().get_version_num(), 8);
     }
 
     #[test]

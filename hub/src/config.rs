@@ -114,6 +114,68 @@ impl HubConfig {
         if let Ok(v) = std::env::var("HTX_HUB_BACKEND") {
             cfg.backend = v.parse().map_err(anyhow::Error::msg)?;
         }
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Refuses settings that make no sense, naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive: [(&str, u64); 8] = [
+            ("node_cert_days", self.node_cert_days.max(0) as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("max_batch_bytes", self.max_batch_bytes as u64),
+            ("max_doc_bytes", self.max_doc_bytes),
+            ("max_sessions_per_node", self.max_sessions_per_node as u64),
+            ("max_docs_per_session", self.max_docs_per_session as u64),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection as u64,
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(format!(
+                    "{field} must be at least 1 / {field} phải lớn hơn hoặc bằng 1"
+                ));
+            }
+        }
+        if let Some(s) = self.node_cert_secs
+            && s < 1
+        {
+            return Err(format!(
+                "node_cert_secs = {s}: must be at least 1 / node_cert_secs phải lớn hơn hoặc bằng 1"
+            ));
+        }
+        // What the hub sends in one batch must fit in what a node accepts in
+        // one message (64 MiB), with room for the message around it.
+        if self.max_batch_bytes > 32 << 20 {
+            return Err(format!(
+                "max_batch_bytes = {}: at most {} (32 MiB; a node accepts messages up to 64 MiB) / max_batch_bytes tối đa 32 MiB",
+                self.max_batch_bytes,
+                32 << 20
+            ));
+        }
+        if self.server_names.is_empty() {
+            return Err(
+                "server_names is empty: name at least the one nodes connect to / server_names không được để trống"
+                    .into(),
+            );
+        }
+        use htx_core::settings::{check_listen, check_loopback};
+        check_listen("listen", &self.listen)?;
+        check_listen("http_listen", &self.http_listen)?;
+        check_loopback("admin_listen", &self.admin_listen)?;
+        if htx_core::units::Hierarchy::builtin()
+            .version(&self.default_unit_version)
+            .is_err()
+        {
+            return Err(format!(
+                "default_unit_version = {:?}: not a known hierarchy version (2023, 2024, 2025) / phiên bản danh mục không tồn tại",
+                self.default_unit_version
+            ));
+        }
+        Ok(())
     }
 }

@@ -5,11 +5,12 @@
 
 use htx_core::wire;
 use htx_proto::v1::{self as pb, node_api_server::NodeApiServer};
+use prost::Message;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status};
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
 
-use crate::node::{Node, NodeError};
+use crate::node::{Node, NodeError, Unreadable};
 use crate::sync_client::{self, SyncError};
 
 pub struct NodeApiService {
@@ -19,7 +20,12 @@ pub struct NodeApiService {
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Status {
         match e {
-            NodeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            NodeError::Invalid(_) | NodeError::BadRows(_) => {
+                Status::invalid_argument(e.to_string())
+            }
+            NodeError::StoreUnavailable(_) => Status::unavailable(e.to_string()),
+            // The message says what reading the store back showed.
+            NodeError::CommitFailed { .. } => Status::data_loss(e.to_string()),
             NodeError::NotFound(_) => Status::not_found(e.to_string()),
             NodeError::Setup(_) => Status::invalid_argument(e.to_string()),
             _ => Status::internal(e.to_string()),
@@ -63,6 +69,43 @@ impl pb::node_api_server::NodeApi for NodeApiService {
         let ids = blocking(&self.node, move |n| n.write(records)).await?;
         self.node.wake().notify_one();
         Ok(Response::new(pb::WriteReply { ids }))
+    }
+
+    async fn import(
+        &self,
+        req: Request<Streaming<pb::ImportChunk>>,
+    ) -> Result<Response<pb::ImportReply>, Status> {
+        let mut stream = req.into_inner();
+        let (mut rows, mut unreadable, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+        // Everything is gathered before anything is written: a stream cut
+        // half-way ends here with an error, and the store is untouched.
+        while let Some(chunk) = stream.message().await? {
+            bytes += chunk.encoded_len();
+            if bytes > crate::cli::MAX_IMPORT_BYTES as usize {
+                return Err(Status::resource_exhausted(format!(
+                    "an import may hold at most {} MiB; split the file / tệp nhập quá lớn, hãy chia nhỏ",
+                    crate::cli::MAX_IMPORT_BYTES >> 20
+                )));
+            }
+            for r in chunk.rows {
+                let record = r
+                    .record
+                    .as_ref()
+                    .map(wire::record_from_wire)
+                    .unwrap_or_default();
+                rows.push((r.row, record));
+            }
+            unreadable.extend(chunk.unreadable.into_iter().map(|u| Unreadable {
+                row: u.row,
+                id: u.id,
+                reason: u.reason,
+            }));
+        }
+        let imported = blocking(&self.node, move |n| n.import(rows, unreadable)).await?;
+        self.node.wake().notify_one();
+        Ok(Response::new(pb::ImportReply {
+            imported: imported as u64,
+        }))
     }
 
     async fn delete(
@@ -162,7 +205,10 @@ pub async fn serve(
             node: node.clone(),
         }))
         .add_service(NodeApiServer::new(NodeApiService { node }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

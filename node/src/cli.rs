@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
-use crate::node::{Node, StatusView};
+use crate::node::{Node, NodeError, StatusView, Unreadable};
 use crate::sync_client::{self, SessionReport};
 
 #[derive(Parser, Debug)]
@@ -134,6 +134,17 @@ pub enum StatusFormat {
     Json,
 }
 
+/// Why an import failed, and what that says of the store.
+enum ImportError {
+    /// Rows were refused before anything was written.
+    Refused(String),
+    /// The commit failed; the message says what reading the store back showed.
+    Checked(String),
+    /// Anything else (e.g. the running node stopped answering half-way):
+    /// whether the rows were written is not known here.
+    Unknown(String),
+}
+
 /// A node directory reached through the running process, or opened here.
 enum Access {
     /// The running process's loopback API.
@@ -178,6 +189,59 @@ impl Access {
                     .ids)
             }
             Access::Local(n) => Ok(n.write(records)?),
+        }
+    }
+
+    /// Imports a file's rows, all or nothing; returns how many.
+    async fn import(&mut self, file: ImportFile) -> Result<usize, ImportError> {
+        match self {
+            Access::Remote(ch) => {
+                use prost::Message;
+                // Chunks of about IMPORT_CHUNK_BYTES; the node writes
+                // nothing before the last one has arrived.
+                let mut chunks = vec![pb::ImportChunk {
+                    rows: Vec::new(),
+                    unreadable: file
+                        .unreadable
+                        .into_iter()
+                        .map(|u| pb::UnreadableRow {
+                            row: u.row,
+                            reason: u.reason,
+                            id: u.id,
+                        })
+                        .collect(),
+                }];
+                let mut size = 0;
+                for (row, rec) in &file.rows {
+                    let r = pb::ImportRow {
+                        row: *row,
+                        record: Some(wire::record_to_wire(rec)),
+                    };
+                    size += r.encoded_len() + 8;
+                    if size > IMPORT_CHUNK_BYTES {
+                        chunks.push(pb::ImportChunk::default());
+                        size = r.encoded_len() + 8;
+                    }
+                    chunks.last_mut().expect("one chunk").rows.push(r);
+                }
+                let mut c = NodeApiClient::new(ch.clone());
+                match c.import(tokio_stream::iter(chunks)).await {
+                    Ok(reply) => Ok(reply.into_inner().imported as usize),
+                    Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                        Err(ImportError::Refused(s.message().to_owned()))
+                    }
+                    Err(s) if s.code() == tonic::Code::DataLoss => {
+                        Err(ImportError::Checked(s.message().to_owned()))
+                    }
+                    Err(s) => Err(ImportError::Unknown(s.message().to_owned())),
+                }
+            }
+            Access::Local(n) => match n.import(file.rows, file.unreadable) {
+                Ok(n) => Ok(n),
+                Err(e @ NodeError::BadRows(_)) => Err(ImportError::Refused(e.to_string())),
+                Err(e @ NodeError::CommitFailed { .. }) => Err(ImportError::Checked(e.to_string())),
+                Err(e) => Err(ImportError::Unknown(e.to_string())),
+            },
         }
     }
 
@@ -301,25 +365,72 @@ fn field_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(out)
 }
 
-/// Reads an import file into records; every bad row is reported, by number.
-pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Vec<Record>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+/// The largest import file, offline or through a running node: the whole
+/// file is held in memory and committed at once.
+pub const MAX_IMPORT_BYTES: u64 = 256 << 20;
+
+/// Rows of a stream chunk sent to a running node: about this many bytes,
+/// well under the 4 MiB a gRPC message may hold.
+const IMPORT_CHUNK_BYTES: usize = 1 << 20;
+
+/// An import file, read: the rows that are records, by row number (from 1,
+/// after the header line), and the rows that could not be read, with why.
+#[derive(Debug, Default)]
+pub struct ImportFile {
+    pub rows: Vec<(u64, Record)>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Reads an import file. A row without an id gets one derived from the
+/// file's content and its row number ([`schema::import_id`]), so the same
+/// file imported twice adds nothing the second time.
+pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<ImportFile> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if size > MAX_IMPORT_BYTES {
+        bail!(
+            "{} holds {} MiB; an import may hold at most {} MiB: split the file / tệp nhập quá lớn, hãy chia nhỏ",
+            path.display(),
+            size >> 20,
+            MAX_IMPORT_BYTES >> 20
+        );
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let hash = schema::file_hash(&bytes);
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text ({e}); save it as UTF-8 / tệp phải được lưu ở dạng UTF-8",
+            path.display()
+        )
+    })?;
     let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
         Some("json") => FileFormat::Json,
         _ => FileFormat::Csv,
     });
-    let mut records = Vec::new();
-    let mut errors = Vec::new();
+    let mut file = ImportFile::default();
+    // `id`: the row's id column, kept for a bad row so that rows that
+    // refer to it can say so.
+    let mut read = |row: u64, id: &str, rec: Result<Record, schema::FieldError>| match rec {
+        Ok(mut r) => {
+            if r.id.is_empty() {
+                r.id = schema::import_id(&hash, row);
+            }
+            file.rows.push((row, r));
+        }
+        Err(e) => file.unreadable.push(Unreadable {
+            row,
+            id: id.trim().to_owned(),
+            reason: e.to_string(),
+        }),
+    };
     match format {
         FileFormat::Json => {
             let rows: Vec<serde_json::Value> = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a JSON array of records", path.display()))?;
             for (i, row) in rows.iter().enumerate() {
-                match schema::record_from_json(row) {
-                    Ok(r) => records.push(r),
-                    Err(e) => errors.push(format!("row {}: {e}", i + 1)),
-                }
+                let id = row.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+                read(i as u64 + 1, id, schema::record_from_json(row));
             }
         }
         FileFormat::Csv => {
@@ -334,35 +445,31 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
                 );
             }
             for (i, row) in rdr.records().enumerate() {
+                let row_no = i as u64 + 1;
                 let row = match row {
                     Ok(r) => r,
                     Err(e) => {
-                        errors.push(format!("row {}: {e}", i + 1));
+                        read(row_no, "", Err(schema::FieldError::BadUnit(e.to_string())));
                         continue;
                     }
                 };
-                let kind = headers
-                    .iter()
-                    .zip(row.iter())
-                    .find(|(h, _)| *h == "kind")
-                    .map(|(_, v)| v)
-                    .unwrap_or("");
-                match schema::record_from_strings(kind, headers.iter().zip(row.iter())) {
-                    Ok(r) => records.push(r),
-                    Err(e) => errors.push(format!("row {}: {e}", i + 1)),
-                }
+                let column = |name: &str| {
+                    headers
+                        .iter()
+                        .zip(row.iter())
+                        .find(|(h, _)| *h == name)
+                        .map(|(_, v)| v)
+                        .unwrap_or("")
+                };
+                read(
+                    row_no,
+                    column("id"),
+                    schema::record_from_strings(column("kind"), headers.iter().zip(row.iter())),
+                );
             }
         }
     }
-    if !errors.is_empty() {
-        bail!(
-            "{} bad row(s) in {}; nothing was imported / không nhập gì cả:\n{}",
-            errors.len(),
-            path.display(),
-            errors.join("\n")
-        );
-    }
-    Ok(records)
+    Ok(file)
 }
 
 /// `htx-node init`: checks the bundle and sets up `dir`.
@@ -472,14 +579,20 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", ids[0]);
         }
         Command::Import { dir, file, format } => {
-            let records = read_import(&file, format)?;
-            let n = records.len();
-            access(&dir)
-                .await?
-                .write(records)
-                .await
-                .map_err(|e| anyhow::anyhow!("nothing was imported / không nhập gì cả:\n{e}"))?;
-            println!("imported {n} records / đã nhập {n} bản ghi");
+            let rows = read_import(&file, format)?;
+            match access(&dir).await?.import(rows).await {
+                Ok(n) => println!("imported {n} records / đã nhập {n} bản ghi"),
+                Err(ImportError::Refused(rows)) => bail!(
+                    "{} bad row(s) in {}; nothing was imported / không nhập gì cả:\n{rows}",
+                    rows.lines().count(),
+                    file.display()
+                ),
+                Err(ImportError::Checked(what)) => bail!("{}: {what}", file.display()),
+                Err(ImportError::Unknown(e)) => bail!(
+                    "{}: {e}\nunknown whether the records were written: check with `htx-node export`; importing the same file again adds nothing twice / không rõ đã ghi hay chưa: hãy kiểm tra bằng `htx-node export`; nhập lại cùng tệp sẽ không bị trùng",
+                    file.display()
+                ),
+            }
         }
         Command::Export {
             dir,

@@ -71,6 +71,50 @@ impl NodeConfig {
         if let Ok(v) = std::env::var("HTX_NODE_MAX_BATCH_BYTES") {
             cfg.max_batch_bytes = v.parse()?;
         }
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Refuses settings that make no sense (a zero interval would sync in a
+    /// busy loop, a zero timeout fail every session), naming the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("sync_interval_secs", self.sync_interval_secs),
+            ("retry_min_secs", self.retry_min_secs),
+            ("retry_max_secs", self.retry_max_secs),
+            ("timeout_secs", self.timeout_secs),
+        ];
+        for (field, v) in at_least_one {
+            if v == 0 {
+                return Err(format!(
+                    "{field} = 0: must be at least 1 (seconds) / {field} phải lớn hơn hoặc bằng 1"
+                ));
+            }
+        }
+        if self.retry_min_secs > self.retry_max_secs {
+            return Err(format!(
+                "retry_min_secs = {} is above retry_max_secs = {}; the back-off goes from min up to max / retry_min_secs phải nhỏ hơn hoặc bằng retry_max_secs",
+                self.retry_min_secs, self.retry_max_secs
+            ));
+        }
+        // The hub refuses a message over its max_message_bytes (16 MiB by
+        // default) and the node accepts at most 64 MiB.
+        if self.max_batch_bytes == 0 || self.max_batch_bytes > 64 << 20 {
+            return Err(format!(
+                "max_batch_bytes = {}: must be between 1 and {} (64 MiB) / max_batch_bytes phải từ 1 đến 64 MiB",
+                self.max_batch_bytes,
+                64 << 20
+            ));
+        }
+        htx_core::settings::check_loopback("api_listen", &self.api_listen)?;
+        if let Some(url) = &self.hub_url
+            && !url.starts_with("https://")
+        {
+            return Err(format!(
+                "hub_url = {url:?}: must be an https:// address / hub_url phải là địa chỉ https://"
+            ));
+        }
+        Ok(())
     }
 }

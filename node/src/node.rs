@@ -32,10 +32,69 @@ pub enum NodeError {
     NotFound(String),
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// Every bad row of an import (unreadable, or refused by the checks
+    /// here), by its row number in the file.
+    #[error("{}", .0.iter().map(|(i, e)| format!("row {i}: {e}")).collect::<Vec<_>>().join("\n"))]
+    BadRows(Vec<(u64, String)>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The store refused a write's commit; what is on disk was checked
+    /// afterwards (see [`Written`]).
+    #[error("{}", commit_failed(.written, .total, .error))]
+    CommitFailed {
+        written: Written,
+        total: usize,
+        error: String,
+    },
+    /// An earlier commit failed and the store could not be opened again.
+    #[error(
+        "the store could not be opened again after a failed write ({0}); free disk space or restart `htx-node run` / không mở lại được kho dữ liệu sau lỗi ghi"
+    )]
+    StoreUnavailable(String),
     #[error("{0}")]
     Setup(String),
+}
+
+/// A row of an import file that could not be read into a record.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Unreadable {
+    pub row: u64,
+    /// Its id column, if it had one.
+    pub id: String,
+    pub reason: String,
+}
+
+/// Bad records of a write, numbered from 1 in the order given.
+type BadRecords = Vec<(usize, FieldError)>;
+
+/// What reading the store back after a failed commit showed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// Every record of the write is there, as written.
+    All,
+    /// None is.
+    Nothing,
+    /// This many are (a commit is atomic, so this means a damaged store).
+    Some(usize),
+    /// The store could not be read back, for this reason.
+    Unknown(String),
+}
+
+fn commit_failed(written: &Written, total: &usize, error: &str) -> String {
+    match written {
+        Written::All => format!(
+            "the store reported an error ({error}), but reading it back shows all {total} record(s) there: they were written / kho dữ liệu báo lỗi nhưng kiểm tra lại cho thấy đã ghi đủ {total} bản ghi"
+        ),
+        Written::Nothing => format!(
+            "the store refused the write ({error}); reading it back shows none of the {total} record(s) there: nothing was written / kho dữ liệu từ chối ghi; đã kiểm tra lại: không ghi bản ghi nào"
+        ),
+        Written::Some(n) => format!(
+            "the store refused the write ({error}); reading it back shows {n} of the {total} record(s) there: partly written; once the problem is fixed, run the same import again: it adds nothing twice / chỉ ghi được {n} trên {total} bản ghi; hãy nhập lại cùng tệp sau khi khắc phục, không bị trùng"
+        ),
+        Written::Unknown(why) => format!(
+            "the store refused the write ({error}) and could not be read back ({why}): unknown whether the {total} record(s) were written; check with `htx-node export` once the problem is fixed / không rõ đã ghi hay chưa; hãy kiểm tra bằng `htx-node export` sau khi khắc phục"
+        ),
+    }
 }
 
 /// What `htx-node status` shows; persisted between runs.
@@ -111,6 +170,10 @@ struct Inner {
     /// The plan and unit lists last read from the hub's reference document,
     /// with that document's heads.
     reference: Mutex<Option<(Vec<automerge::ChangeHash>, Plan, &'static Hierarchy)>>,
+    /// Set when a commit failed and the store could not be opened again;
+    /// the replica then holds nothing and writes are refused until a reopen
+    /// succeeds.
+    unavailable: Mutex<Option<String>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -124,6 +187,16 @@ impl Node {
 
     /// Opens the node kept in `dir` (set up by `htx-node init`).
     pub fn open(dir: &Path) -> Result<Node, NodeError> {
+        Self::open_with(dir, |config| Ok(storage::open(config.backend, dir)?))
+    }
+
+    /// As [`Node::open`], with the store `open_store` gives (e.g. one that
+    /// wraps the configured store to inject faults in tests). After a failed
+    /// commit the node reopens the configured store itself.
+    pub fn open_with(
+        dir: &Path,
+        open_store: impl FnOnce(&NodeConfig) -> Result<Arc<dyn storage::Store>, NodeError>,
+    ) -> Result<Node, NodeError> {
         let config = NodeConfig::load(dir).map_err(|e| NodeError::Setup(e.to_string()))?;
         let bundle_path = dir.join(Self::BUNDLE_FILE);
         let text = std::fs::read_to_string(&bundle_path).map_err(|e| {
@@ -134,8 +207,7 @@ impl Node {
             ))
         })?;
         let bundle = Bundle::parse(&text).map_err(|e| NodeError::Setup(e.to_string()))?;
-        let store = storage::open(config.backend, dir)?;
-        let replica = Replica::open(store)?;
+        let replica = Replica::open(open_store(&config)?)?;
         Ok(Node(Arc::new(Inner {
             dir: dir.to_owned(),
             config,
@@ -145,6 +217,7 @@ impl Node {
             session: Default::default(),
             wake: Default::default(),
             reference: Default::default(),
+            unavailable: Default::default(),
         })))
     }
 
@@ -213,8 +286,68 @@ impl Node {
 
     /// Records new records or changes to existing ones, all or nothing.
     /// Returns their ids once every change is on disk.
-    pub fn write(&self, mut records: Vec<Record>) -> Result<Vec<String>, NodeError> {
+    pub fn write(&self, records: Vec<Record>) -> Result<Vec<String>, NodeError> {
+        match self.check_and_write(records, false)? {
+            Ok(ids) => Ok(ids),
+            Err(errors) => Err(NodeError::Invalid(errors)),
+        }
+    }
+
+    /// Records the rows of an import file, all or nothing, and returns how
+    /// many. `rows` are the rows that could be read, with their row number;
+    /// `unreadable` the others, with why. Every row is checked (schema,
+    /// unit, references) before anything is refused, so a file's every
+    /// error is reported at once, by row; nothing is written unless all are
+    /// good.
+    pub fn import(
+        &self,
+        rows: Vec<(u64, Record)>,
+        unreadable: Vec<Unreadable>,
+    ) -> Result<usize, NodeError> {
+        let (numbers, records): (Vec<u64>, Vec<Record>) = rows.into_iter().unzip();
+        match self.check_and_write(records, !unreadable.is_empty())? {
+            Ok(ids) => Ok(ids.len()),
+            Err(errors) => {
+                // A reference to a bad row of the same file is not "no such
+                // record on this node": it names the row to fix.
+                let bad_ids: HashMap<&str, u64> = unreadable
+                    .iter()
+                    .filter(|u| !u.id.is_empty())
+                    .map(|u| (u.id.as_str(), u.row))
+                    .collect();
+                let explain = |e: FieldError| match &e {
+                    FieldError::BadRef {
+                        kind, field, value, ..
+                    } if bad_ids.contains_key(value.as_str()) => format!(
+                        "{kind}: field {field:?}: {value:?} is the id of row {}, which is refused / tham chiếu tới dòng {} bị lỗi",
+                        bad_ids[value.as_str()],
+                        bad_ids[value.as_str()]
+                    ),
+                    _ => e.to_string(),
+                };
+                let mut all: Vec<(u64, String)> = errors
+                    .into_iter()
+                    .map(|(i, e)| (numbers[i - 1], explain(e)))
+                    .collect();
+                all.extend(unreadable.into_iter().map(|u| (u.row, u.reason)));
+                all.sort_by_key(|(row, _)| *row);
+                Err(NodeError::BadRows(all))
+            }
+        }
+    }
+
+    /// Checks every record; writes them all if every one is good and
+    /// `refuse` is false. Otherwise returns the bad ones (numbered from 1),
+    /// and writes nothing.
+    fn check_and_write(
+        &self,
+        mut records: Vec<Record>,
+        refuse: bool,
+    ) -> Result<Result<Vec<String>, BadRecords>, NodeError> {
         let mut replica = self.replica();
+        self.reopen_if_unavailable(&mut replica)?;
+        // The one place every record enters: text is stored in NFC.
+        records.iter_mut().for_each(Record::normalize);
         let mut known = locate(&replica);
         let b = &self.0.bundle;
         let h = Hierarchy::builtin();
@@ -301,11 +434,9 @@ impl Node {
                         full = rec.clone();
                     }
                 }
-                // With no unit given, an unknown cooperative is why none was
-                // found: say that, not "unit is required".
-                if !full.fields.contains_key("unit") {
-                    check_refs(&full, &known)?;
-                }
+                // A reference to nothing first: it is also why a record that
+                // takes its unit from its cooperative has none.
+                check_refs(&full, &known)?;
                 full.validate()?;
                 let unit = full.text("unit").unwrap_or_default().to_owned();
                 if version.unit(&unit).is_none() {
@@ -320,7 +451,6 @@ impl Node {
                         b.unit
                     )));
                 }
-                check_refs(&full, &known)?;
                 known.insert(
                     rec.id.clone(),
                     Loc {
@@ -335,8 +465,8 @@ impl Node {
                 errors.push((i + 1, e));
             }
         }
-        if !errors.is_empty() {
-            return Err(NodeError::Invalid(errors));
+        if !errors.is_empty() || refuse {
+            return Ok(Err(errors));
         }
         let mut by_doc: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
         for rec in &records {
@@ -346,19 +476,104 @@ impl Node {
                 .push(rec);
         }
         let ids: Vec<String> = by_doc.keys().cloned().collect();
-        replica
-            .change_all(&ids, |doc_id, doc| {
-                by_doc[doc_id]
-                    .iter()
-                    .try_for_each(|rec| docs::put_record(doc, rec))
-            })?
-            .map_err(ReplicaError::from)?;
-        Ok(records.into_iter().map(|r| r.id).collect())
+        let res = replica.change_all(&ids, |doc_id, doc| {
+            by_doc[doc_id]
+                .iter()
+                .try_for_each(|rec| docs::put_record(doc, rec))
+        });
+        match res {
+            Ok(edited) => edited.map_err(ReplicaError::from)?,
+            Err(ReplicaError::Store(e)) => {
+                let written = self.read_back(&mut replica, &records);
+                if written == Written::All {
+                    tracing::warn!(
+                        "{}",
+                        commit_failed(&written, &records.len(), &e.to_string())
+                    );
+                } else {
+                    return Err(NodeError::CommitFailed {
+                        written,
+                        total: records.len(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Ok(records.into_iter().map(|r| r.id).collect()))
+    }
+
+    /// After a failed commit: opens the store again (a store may refuse
+    /// everything after an I/O error until it is reopened, and reopening
+    /// runs its recovery) and reports which of `records` are there, with
+    /// the values written. Never assumes: a commit can fail after its data
+    /// reached the disk.
+    fn read_back(&self, replica: &mut Replica, records: &[Record]) -> Written {
+        if let Err(e) = self.reopen(replica) {
+            return Written::Unknown(e.to_string());
+        }
+        let known = locate(replica);
+        let there = records
+            .iter()
+            .filter(|rec| {
+                let Some(loc) = known.get(&rec.id) else {
+                    return false;
+                };
+                let Some(doc) = replica.doc(&loc.doc) else {
+                    return false;
+                };
+                match docs::read_record(doc, &rec.id) {
+                    Ok(Some(stored)) => rec
+                        .fields
+                        .iter()
+                        .all(|(k, v)| stored.fields.get(k).is_some_and(|s| same_value(s, v))),
+                    _ => false,
+                }
+            })
+            .count();
+        match there {
+            n if n == records.len() => Written::All,
+            0 => Written::Nothing,
+            n => Written::Some(n),
+        }
+    }
+
+    /// Closes the store and opens it again from disk into `replica`. If it
+    /// cannot be opened, the replica is left empty (on memory) and the node
+    /// refuses writes until [`Node::reopen_if_unavailable`] succeeds.
+    fn reopen(&self, replica: &mut Replica) -> Result<(), NodeError> {
+        // The old store must be dropped first: it holds the file's lock.
+        let empty = Replica::open(Arc::new(storage::MemoryStore::default()))?;
+        drop(std::mem::replace(replica, empty));
+        let opened = storage::open(self.0.config.backend, &self.0.dir)
+            .map_err(ReplicaError::from)
+            .and_then(Replica::open);
+        let mut unavailable = self.0.unavailable.lock().expect("unavailable lock");
+        match opened {
+            Ok(fresh) => {
+                *replica = fresh;
+                *unavailable = None;
+                Ok(())
+            }
+            Err(e) => {
+                *unavailable = Some(e.to_string());
+                Err(NodeError::StoreUnavailable(e.to_string()))
+            }
+        }
+    }
+
+    fn reopen_if_unavailable(&self, replica: &mut Replica) -> Result<(), NodeError> {
+        let failed = self.0.unavailable.lock().expect("unavailable lock").clone();
+        match failed {
+            Some(_) => self.reopen(replica),
+            None => Ok(()),
+        }
     }
 
     /// Marks a record deleted (who, when), or restores it. Nothing is erased.
     pub fn delete(&self, id: &str, restore: bool) -> Result<(), NodeError> {
         let mut replica = self.replica();
+        self.reopen_if_unavailable(&mut replica)?;
         let loc = locate(&replica)
             .remove(id)
             .ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
@@ -389,7 +604,9 @@ impl Node {
 
     /// Every record this node holds, deleted ones only if asked.
     pub fn export(&self, include_deleted: bool) -> Result<Vec<Record>, NodeError> {
-        let replica = self.replica();
+        let mut replica = self.replica();
+        // Never an empty list for a store that could not be read.
+        self.reopen_if_unavailable(&mut replica)?;
         let mut out = Vec::new();
         for id in replica.doc_ids() {
             let doc = replica.doc(id).expect("listed");
@@ -592,6 +809,20 @@ fn locate(replica: &Replica) -> HashMap<String, Loc> {
         }
     }
     out
+}
+
+/// Whether a stored value is the one written (dates may travel as text,
+/// lists in any order).
+fn same_value(stored: &Value, written: &Value) -> bool {
+    match (stored, written) {
+        (Value::List(a), Value::List(b)) => {
+            let (mut a, mut b) = (a.clone(), b.clone());
+            a.sort();
+            b.sort();
+            a == b
+        }
+        (a, b) => a == b || a.to_string() == b.to_string(),
+    }
 }
 
 fn check_refs(rec: &Record, known: &HashMap<String, Loc>) -> Result<(), FieldError> {

@@ -670,9 +670,14 @@ fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> tokio::process::Comman
 
 /// Runs `program args...` to completion (at most a minute).
 pub async fn run<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Output {
-    let out = tokio::time::timeout(Duration::from_secs(60), command(program, args).output())
+    run_within(Duration::from_secs(60), program, args).await
+}
+
+/// Runs `program args...` to completion, within `limit` (large imports).
+pub async fn run_within<S: AsRef<OsStr>>(limit: Duration, program: &str, args: &[S]) -> Output {
+    let out = tokio::time::timeout(limit, command(program, args).output())
         .await
-        .unwrap_or_else(|_| panic!("{program} did not finish within a minute"))
+        .unwrap_or_else(|_| panic!("{program} did not finish within {limit:?}"))
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     Output {
         status: out.status,
