@@ -53,7 +53,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let dir = tempfile::TempDir::new().expect("temp dir");
-    let store = storage::open(Backend::Redb, dir.path()).expect("store");
+    let store = storage::create(Backend::Redb, dir.path()).expect("store");
     let mut replica = Replica::open(store.clone()).expect("replica");
     let ids: Vec<String> = (0..DOCS).map(|d| format!("u/2023/{}", 13600 + d)).collect();
     for (d, id) in ids.iter().enumerate() {
