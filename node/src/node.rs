@@ -19,6 +19,7 @@ use htx_core::units::Hierarchy;
 use serde::{Deserialize, Serialize};
 
 use crate::config::NodeConfig;
+use crate::locations::{Known, Loc, Locations};
 
 /// The peer name under which the node keeps its sync state with the hub.
 pub const HUB_PEER: &str = "hub";
@@ -174,6 +175,8 @@ struct Inner {
     /// the replica then holds nothing and writes are refused until a reopen
     /// succeeds.
     unavailable: Mutex<Option<String>>,
+    /// Where each record is; locked after the replica.
+    locations: Mutex<Locations>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -218,6 +221,7 @@ impl Node {
             wake: Default::default(),
             reference: Default::default(),
             unavailable: Default::default(),
+            locations: Default::default(),
         })))
     }
 
@@ -284,6 +288,11 @@ impl Node {
         self.0.replica.lock().expect("replica lock")
     }
 
+    /// The record id index; take it only while holding the replica.
+    fn locations(&self) -> MutexGuard<'_, Locations> {
+        self.0.locations.lock().expect("locations lock")
+    }
+
     /// Records new records or changes to existing ones, all or nothing.
     /// Returns their ids once every change is on disk.
     pub fn write(&self, records: Vec<Record>) -> Result<Vec<String>, NodeError> {
@@ -348,7 +357,9 @@ impl Node {
         self.reopen_if_unavailable(&mut replica)?;
         // The one place every record enters: text is stored in NFC.
         records.iter_mut().for_each(Record::normalize);
-        let mut known = locate(&replica);
+        let mut locations = self.locations();
+        locations.refresh(&replica);
+        let mut known = Known::new(&locations);
         let b = &self.0.bundle;
         let h = Hierarchy::builtin();
         let version = h
@@ -471,7 +482,7 @@ impl Node {
         let mut by_doc: BTreeMap<String, Vec<&Record>> = BTreeMap::new();
         for rec in &records {
             by_doc
-                .entry(known[&rec.id].doc.clone())
+                .entry(known.get(&rec.id).expect("checked").doc.clone())
                 .or_default()
                 .push(rec);
         }
@@ -512,7 +523,10 @@ impl Node {
         if let Err(e) = self.reopen(replica) {
             return Written::Unknown(e.to_string());
         }
-        let known = locate(replica);
+        // A fresh index: this runs inside a write that holds the shared one,
+        // and after a reopen nothing cached can be trusted.
+        let mut known = Locations::default();
+        known.refresh(replica);
         let there = records
             .iter()
             .filter(|rec| {
@@ -574,9 +588,14 @@ impl Node {
     pub fn delete(&self, id: &str, restore: bool) -> Result<(), NodeError> {
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
-        let loc = locate(&replica)
-            .remove(id)
-            .ok_or_else(|| NodeError::NotFound(id.to_owned()))?;
+        let loc = {
+            let mut locations = self.locations();
+            locations.refresh(&replica);
+            locations
+                .get(id)
+                .cloned()
+                .ok_or_else(|| NodeError::NotFound(id.to_owned()))?
+        };
         let who = Value::Text(self.0.bundle.node.clone());
         let when = Value::Text(now_rfc3339());
         let mut rec = Record {
@@ -781,36 +800,6 @@ fn damaged_lines(replica: &Replica) -> Vec<String> {
         .collect()
 }
 
-#[derive(Debug, Clone)]
-struct Loc {
-    doc: String,
-    kind: String,
-    unit: String,
-}
-
-/// Where every record is: id -> (document, kind, unit). Reads two fields per
-/// record, not whole records.
-fn locate(replica: &Replica) -> HashMap<String, Loc> {
-    let mut out = HashMap::new();
-    for doc_id in replica.doc_ids() {
-        let doc = replica.doc(doc_id).expect("listed");
-        let unit = docs::parse_unit_doc_id(doc_id)
-            .map(|(_, u)| u.to_owned())
-            .unwrap_or_default();
-        for (id, kind) in docs::list_records(doc) {
-            out.insert(
-                id,
-                Loc {
-                    doc: doc_id.to_owned(),
-                    kind,
-                    unit: unit.clone(),
-                },
-            );
-        }
-    }
-    out
-}
-
 /// Whether a stored value is the one written (dates may travel as text,
 /// lists in any order).
 fn same_value(stored: &Value, written: &Value) -> bool {
@@ -825,7 +814,7 @@ fn same_value(stored: &Value, written: &Value) -> bool {
     }
 }
 
-fn check_refs(rec: &Record, known: &HashMap<String, Loc>) -> Result<(), FieldError> {
+fn check_refs(rec: &Record, known: &Known) -> Result<(), FieldError> {
     let spec = schema::kind(&rec.kind)?;
     for field in spec.fields {
         let (targets, ids): (&[&str], Vec<&str>) = match (field.ty, rec.fields.get(field.name)) {
