@@ -251,6 +251,31 @@ impl Plan {
     }
 }
 
+impl Indicator {
+    /// Whether its conditions look at the phase's bounds (`$phase_start`,
+    /// `$phase_end`). When they do not, two phases that see the same date
+    /// give every record the same tally, and progress evaluates it once.
+    pub(crate) fn uses_phase_bounds(&self) -> bool {
+        self.filter
+            .iter()
+            .chain(&self.numerator)
+            .any(Pred::uses_phase_bounds)
+    }
+}
+
+impl Pred {
+    fn uses_phase_bounds(&self) -> bool {
+        let all = |ps: &[Pred]| ps.iter().any(Pred::uses_phase_bounds);
+        match self {
+            Pred::Cmp { rhs, .. } => matches!(rhs, Operand::PhaseStart | Operand::PhaseEnd),
+            Pred::In { .. } | Pred::Set { .. } | Pred::Share { .. } => false,
+            Pred::Has(_, cond) | Pred::Latest(_, cond) | Pred::Ref { cond, .. } => all(cond),
+            Pred::Any(ps) | Pred::All(ps) => all(ps),
+            Pred::Not(p) => p.uses_phase_bounds(),
+        }
+    }
+}
+
 // ---- The file as written -------------------------------------------------
 
 #[derive(Deserialize)]
