@@ -169,6 +169,10 @@ pub(crate) enum Pred {
     Any(Vec<Pred>),
     All(Vec<Pred>),
     Not(Box<Pred>),
+    /// A rule's conditions (all must hold), with the rule's number: every
+    /// use of one rule has the same number, so a record's result for it is
+    /// worked out once per date however many indicators use it.
+    Rule(usize, Vec<Pred>),
 }
 
 /// Records of `kind` whose field `via` points at the record in hand.
@@ -270,7 +274,7 @@ impl Pred {
             Pred::Cmp { rhs, .. } => matches!(rhs, Operand::PhaseStart | Operand::PhaseEnd),
             Pred::In { .. } | Pred::Set { .. } | Pred::Share { .. } => false,
             Pred::Has(_, cond) | Pred::Latest(_, cond) | Pred::Ref { cond, .. } => all(cond),
-            Pred::Any(ps) | Pred::All(ps) => all(ps),
+            Pred::Any(ps) | Pred::All(ps) | Pred::Rule(_, ps) => all(ps),
             Pred::Not(p) => p.uses_phase_bounds(),
         }
     }
@@ -427,8 +431,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct Compiler<'a> {
     text: &'a str,
     rules: &'a BTreeMap<String, Spanned<RuleDef>>,
-    /// Rules compiled so far: kind and conditions.
-    compiled: BTreeMap<String, (String, Vec<Pred>)>,
+    /// Rules compiled so far: kind, conditions and number.
+    compiled: BTreeMap<String, (String, Vec<Pred>, usize)>,
     /// Rules being compiled, to refuse a rule that uses itself.
     visiting: Vec<String>,
 }
@@ -754,10 +758,11 @@ impl Compiler<'_> {
             self.visiting.push(name.to_owned());
             let preds = self.preds(&d.kind, &d.cond)?;
             self.visiting.pop();
+            let number = self.compiled.len();
             self.compiled
-                .insert(name.to_owned(), (d.kind.clone(), preds));
+                .insert(name.to_owned(), (d.kind.clone(), preds, number));
         }
-        let (kind, preds) = &self.compiled[name];
+        let (kind, preds, number) = &self.compiled[name];
         if let Some((used, span)) = used_on
             && used != kind
         {
@@ -766,7 +771,7 @@ impl Compiler<'_> {
                 format!("rule {name:?} is about {kind} records, not {used}"),
             );
         }
-        Ok(Pred::All(preds.clone()))
+        Ok(Pred::Rule(*number, preds.clone()))
     }
 
     fn preds(&mut self, kind: &str, defs: &[Spanned<PredDef>]) -> Res<Vec<Pred>> {
@@ -939,7 +944,7 @@ fn depth(preds: &[Pred]) -> usize {
         .map(|p| match p {
             Pred::Has(_, c) | Pred::Latest(_, c) => 1 + depth(c),
             Pred::Ref { cond, .. } => 1 + depth(cond),
-            Pred::Any(c) | Pred::All(c) => depth(c),
+            Pred::Any(c) | Pred::All(c) | Pred::Rule(_, c) => depth(c),
             Pred::Not(p) => depth(std::slice::from_ref(p.as_ref())),
             _ => 0,
         })

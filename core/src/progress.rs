@@ -38,6 +38,7 @@
 //! bottom-up; the tests hold the two to agree.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -375,6 +376,20 @@ struct Eval<'a, W> {
     as_of: Date,
     phase_start: Date,
     phase_end: Date,
+    /// What this evaluation already worked out. A cooperative is asked
+    /// whether it is in scope by five indicators, and for its latest
+    /// observation by four: each is answered once (the answers only
+    /// depend on the record, the date and the phase, all fixed here).
+    memo: RefCell<Memo<'a>>,
+}
+
+/// Records are told apart by address: they do not move while evaluated.
+#[derive(Default)]
+struct Memo<'a> {
+    /// (record, rule number) -> whether the rule holds.
+    rules: Vec<(*const Record, usize, bool)>,
+    /// (record, relation) -> its latest related record.
+    latest: Vec<(*const Record, &'a Related, Option<&'a Record>)>,
 }
 
 impl<'a, W: Links> Eval<'a, W> {
@@ -418,9 +433,33 @@ impl<'a, W: Links> Eval<'a, W> {
 
     /// The latest of them, by the date its life starts, then by id.
     fn latest(&self, r: &'a Record, rel: &'a Related) -> Option<&'a Record> {
+        let known = self.memo.borrow().latest.iter().find_map(|&(x, k, found)| {
+            (std::ptr::eq(x, r) && k.kind == rel.kind && k.via == rel.via).then_some(found)
+        });
+        if let Some(found) = known {
+            return found;
+        }
         let from = self.plan.lifespan(&rel.kind).and_then(|l| l.from.as_ref());
-        self.related(r, rel)
-            .max_by_key(|x| (self.lifespan_date(x, from), x.id.as_str()))
+        let found = self
+            .related(r, rel)
+            .max_by_key(|x| (self.lifespan_date(x, from), x.id.as_str()));
+        self.memo.borrow_mut().latest.push((r, rel, found));
+        found
+    }
+
+    fn rule(&self, r: &'a Record, number: usize, preds: &'a [Pred]) -> bool {
+        let known = self
+            .memo
+            .borrow()
+            .rules
+            .iter()
+            .find_map(|&(x, n, holds)| (std::ptr::eq(x, r) && n == number).then_some(holds));
+        if let Some(holds) = known {
+            return holds;
+        }
+        let holds = self.all(r, preds);
+        self.memo.borrow_mut().rules.push((r, number, holds));
+        holds
     }
 
     fn all(&self, r: &'a Record, preds: &'a [Pred]) -> bool {
@@ -454,6 +493,7 @@ impl<'a, W: Links> Eval<'a, W> {
                 .is_some_and(|x| self.alive(x) && self.all(x, cond)),
             Pred::Any(ps) => ps.iter().any(|p| self.test(r, p)),
             Pred::All(ps) => self.all(r, ps),
+            Pred::Rule(number, ps) => self.rule(r, *number, ps),
             Pred::Not(p) => !self.test(r, p),
         }
     }
@@ -656,41 +696,41 @@ impl View {
         out
     }
 
-    /// As [`View::tallies`], appended to `out`, in slot order.
+    /// As [`View::tallies`], appended to `out`.
     fn tallies_into<W: Links>(&self, world: &W, rec: &Record, out: &mut Vec<(usize, Tally)>) {
         let plan = &self.plan;
         let np = plan.phases.len();
         let Some(indicators) = self.by_kind.get(rec.kind.as_str()) else {
             return;
         };
-        for &i in indicators {
-            let ind = &plan.indicators[i];
-            let bounds = self.phase_bounds[i];
-            // What a phase's evaluation depends on: its date, and its
-            // bounds only if the indicator looks at them.
-            let key = |p: usize| {
-                let phase = &plan.phases[p];
-                let as_of = self.as_of.min(phase.end);
-                (as_of, bounds.then_some((phase.start, phase.end)))
+        let first = out.len();
+        for (p, phase) in plan.phases.iter().enumerate() {
+            // One evaluation per phase, shared by the indicators, so what
+            // one works out (a rule, a latest record) serves the others.
+            let eval = Eval {
+                plan,
+                world,
+                as_of: self.as_of.min(phase.end),
+                phase_start: phase.start,
+                phase_end: phase.end,
+                memo: RefCell::default(),
             };
-            let first = out.len();
-            for (p, phase) in plan.phases.iter().enumerate() {
+            for &i in indicators {
+                // What an evaluation depends on: the phase's date, and its
+                // bounds only if the indicator looks at them.
+                let key = |q: usize| {
+                    let phase = &plan.phases[q];
+                    let bounds = self.phase_bounds[i].then_some((phase.start, phase.end));
+                    (self.as_of.min(phase.end), bounds)
+                };
                 // A phase that sees what an earlier one saw (the date is
                 // before both ends) gets the same tally: copy it.
-                let same = (0..p).find(|&q| key(q) == key(p));
-                let t = match same {
+                let t = match (0..p).find(|&q| key(q) == key(p)) {
                     Some(q) => out[first..]
                         .iter()
                         .find(|(s, _)| *s == i * np + q)
                         .map(|&(_, t)| t),
-                    None => Eval {
-                        plan,
-                        world,
-                        as_of: self.as_of.min(phase.end),
-                        phase_start: phase.start,
-                        phase_end: phase.end,
-                    }
-                    .tally(ind, rec),
+                    None => eval.tally(&plan.indicators[i], rec),
                 };
                 if let Some(t) = t {
                     out.push((i * np + p, t));
