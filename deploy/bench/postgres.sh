@@ -55,8 +55,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== ours: building and exporting the national synthetic set"
-(cd "$root" && cargo build --release -q -p htx-core --example progress_bench)
-AS_OF=$AS_OF RUNS=$RUNS "$root/target/release/examples/progress_bench" --export "$work/data" \
+(cd "$root" && AS_OF=$AS_OF RUNS=$RUNS \
+  cargo run --release -q -p htx-core --example progress_bench -- --export "$work/data") \
   > "$work/ours.txt"
 cat "$work/ours.txt"
 get() { sed -n "s/^$1=//p" "$work/ours.txt"; }
