@@ -3,11 +3,17 @@
 //! records each), from scratch and for one merged change.
 //!
 //! `cargo run --release -p htx-core --example progress_bench`
+//!
+//! With `-- --export DIR`, it writes the national records as CSV for the
+//! PostgreSQL comparison (`deploy/bench/postgres.sh`), with our figures and
+//! our best time for a full `recompute` of them, instead of the table.
 
+use std::fmt::Write as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use htx_core::plan::{Compute, Plan};
-use htx_core::progress::{Engine, parse_date, recompute};
+use htx_core::progress::{Engine, Report, parse_date, recompute};
 use htx_core::schema::{Record, Value};
 use htx_core::units::{Hierarchy, Level};
 use time::Date;
@@ -201,7 +207,7 @@ struct Row {
 
 fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
     let plan = Plan::builtin();
-    let as_of = day("2025-06-30");
+    let as_of = day(AS_OF);
     let v = h.version(version).unwrap();
     let communes: Vec<String> = v
         .units()
@@ -289,7 +295,170 @@ fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
 
+// ---- Export for the PostgreSQL comparison ----------------------------------
+
+/// Every kind the generator makes, with the columns its table has (after
+/// `id` and `unit`). A training's attendees go to their own table.
+const TABLES: [(&str, &[&str]); 6] = [
+    (
+        "cooperative",
+        &[
+            "type",
+            "founded_on",
+            "dissolved_on",
+            "union_supported",
+            "consolidated_on",
+        ],
+    ),
+    (
+        "observation",
+        &[
+            "cooperative",
+            "observed_on",
+            "workers",
+            "female_workers",
+            "stable_jobs_women",
+            "new_jobs_women",
+        ],
+    ),
+    (
+        "manager",
+        &["cooperative", "gender", "role", "since", "until"],
+    ),
+    ("cadre", &["kttt_support", "since", "until"]),
+    ("training", &["held_on", "type"]),
+    ("activity", &["type", "held_on", "amount_vnd"]),
+];
+
+/// A field as PostgreSQL's CSV reads it; missing is NULL (empty).
+fn cell(v: Option<&Value>) -> String {
+    match v {
+        None => String::new(),
+        Some(Value::Text(s)) => s.clone(),
+        Some(Value::Int(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Date(d)) => htx_core::schema::format_date(*d),
+        Some(Value::List(_)) => panic!("lists have their own table"),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// The records, the unit tree, the phases and our figures, as CSV.
+fn export(dir: &Path, h: &'static Hierarchy, version: &str, as_of: &str, runs: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let plan = Plan::builtin();
+    let as_of_text = as_of;
+    let as_of = day(as_of);
+    let v = h.version(version).unwrap();
+    let communes: Vec<String> = v
+        .units()
+        .filter(|u| u.level == Level::Commune)
+        .map(|u| u.code.clone())
+        .collect();
+    let records: Vec<Record> = communes
+        .iter()
+        .enumerate()
+        .flat_map(|(n, c)| commune_records(version, c, n))
+        .collect();
+
+    // Each unit with its province, district and commune (empty above it).
+    let mut units = String::new();
+    for u in v.units() {
+        let mut path: Vec<&str> = v
+            .ancestors(&u.code)
+            .iter()
+            .rev()
+            .map(|a| a.code.as_str())
+            .collect();
+        path.push(&u.code);
+        path.resize(3, "");
+        writeln!(units, "{},{}", u.code, path.join(",")).unwrap();
+    }
+    write(dir, "unit_path.csv", &units);
+    let mut phases = String::new();
+    for p in &plan.phases {
+        let f = htx_core::schema::format_date;
+        writeln!(phases, "{},{},{}", p.id, f(p.start), f(p.end)).unwrap();
+    }
+    write(dir, "phase.csv", &phases);
+    for (kind, columns) in TABLES {
+        let mut out = String::new();
+        for r in records.iter().filter(|r| r.kind == kind) {
+            let mut row = vec![r.id.clone(), cell(r.fields.get("unit"))];
+            row.extend(columns.iter().map(|c| cell(r.fields.get(*c))));
+            writeln!(out, "{}", row.join(",")).unwrap();
+        }
+        write(dir, &format!("{kind}.csv"), &out);
+    }
+    let mut attendees = String::new();
+    for r in records.iter().filter(|r| r.kind == "training") {
+        if let Some(Value::List(people)) = r.fields.get("attendees") {
+            for p in people {
+                writeln!(attendees, "{},{p}", r.id).unwrap();
+            }
+        }
+    }
+    write(dir, "training_attendee.csv", &attendees);
+
+    let (best, report) = best_of(runs, || {
+        recompute(&plan, h, version, as_of, &records).unwrap()
+    });
+    write(dir, "ours.csv", &figures_csv(&plan, &report));
+    println!("records={}", records.len());
+    println!("units={}", report.units.len());
+    println!("as_of={as_of_text}");
+    println!("plan_start={}", htx_core::schema::format_date(plan.start));
+    println!("ours_ms={:.1}", best.as_secs_f64() * 1e3);
+}
+
+/// One row per unit and phase: the total of each indicator (numerator and
+/// denominator for a ratio), sorted by unit code then phase, as the SQL
+/// writes them.
+fn figures_csv(plan: &Plan, report: &Report) -> String {
+    let mut header = vec!["code".to_owned(), "phase".to_owned()];
+    for ind in &plan.indicators {
+        let id = ind.id.to_lowercase();
+        match ind.compute {
+            Compute::Ratio => header.extend([format!("{id}_num"), format!("{id}_den")]),
+            _ => header.push(id),
+        }
+    }
+    let mut rows = Vec::new();
+    for u in &report.units {
+        for p in &plan.phases {
+            let mut row = vec![u.code.clone(), p.id.clone()];
+            for ind in &plan.indicators {
+                let f = u.figure(&ind.id, &p.id).unwrap();
+                row.push(f.total.numerator.to_string());
+                if ind.compute == Compute::Ratio {
+                    row.push(f.total.denominator.to_string());
+                }
+            }
+            rows.push(row);
+        }
+    }
+    rows.sort();
+    let mut out = header.join(",") + "\n";
+    for r in rows {
+        out += &r.join(",");
+        out.push('\n');
+    }
+    out
+}
+
+const AS_OF: &str = "2025-06-30";
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--export") {
+        let dir = args.get(at + 1).expect("--export DIR");
+        let runs = std::env::var("RUNS").map_or(5, |r| r.parse().expect("RUNS is a number"));
+        let as_of = std::env::var("AS_OF").unwrap_or_else(|_| AS_OF.to_owned());
+        return export(Path::new(dir), national(), "nation", &as_of, runs);
+    }
     let builtin = Hierarchy::builtin();
     let columns = [
         ("Nam Định, 2023 hierarchy", measure(builtin, "2023", "2023")),

@@ -169,6 +169,10 @@ pub(crate) enum Pred {
     Any(Vec<Pred>),
     All(Vec<Pred>),
     Not(Box<Pred>),
+    /// A rule's conditions (all must hold), with the rule's number: every
+    /// use of one rule has the same number, so a record's result for it is
+    /// worked out once per date however many indicators use it.
+    Rule(usize, Vec<Pred>),
 }
 
 /// Records of `kind` whose field `via` points at the record in hand.
@@ -248,6 +252,31 @@ impl Plan {
 
     pub(crate) fn lifespan(&self, kind: &str) -> Option<&Lifespan> {
         self.lifespans.get(kind)
+    }
+}
+
+impl Indicator {
+    /// Whether its conditions look at the phase's bounds (`$phase_start`,
+    /// `$phase_end`). When they do not, two phases that see the same date
+    /// give every record the same tally, and progress evaluates it once.
+    pub(crate) fn uses_phase_bounds(&self) -> bool {
+        self.filter
+            .iter()
+            .chain(&self.numerator)
+            .any(Pred::uses_phase_bounds)
+    }
+}
+
+impl Pred {
+    fn uses_phase_bounds(&self) -> bool {
+        let all = |ps: &[Pred]| ps.iter().any(Pred::uses_phase_bounds);
+        match self {
+            Pred::Cmp { rhs, .. } => matches!(rhs, Operand::PhaseStart | Operand::PhaseEnd),
+            Pred::In { .. } | Pred::Set { .. } | Pred::Share { .. } => false,
+            Pred::Has(_, cond) | Pred::Latest(_, cond) | Pred::Ref { cond, .. } => all(cond),
+            Pred::Any(ps) | Pred::All(ps) | Pred::Rule(_, ps) => all(ps),
+            Pred::Not(p) => p.uses_phase_bounds(),
+        }
     }
 }
 
@@ -402,8 +431,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 struct Compiler<'a> {
     text: &'a str,
     rules: &'a BTreeMap<String, Spanned<RuleDef>>,
-    /// Rules compiled so far: kind and conditions.
-    compiled: BTreeMap<String, (String, Vec<Pred>)>,
+    /// Rules compiled so far: kind, conditions and number.
+    compiled: BTreeMap<String, (String, Vec<Pred>, usize)>,
     /// Rules being compiled, to refuse a rule that uses itself.
     visiting: Vec<String>,
 }
@@ -729,10 +758,11 @@ impl Compiler<'_> {
             self.visiting.push(name.to_owned());
             let preds = self.preds(&d.kind, &d.cond)?;
             self.visiting.pop();
+            let number = self.compiled.len();
             self.compiled
-                .insert(name.to_owned(), (d.kind.clone(), preds));
+                .insert(name.to_owned(), (d.kind.clone(), preds, number));
         }
-        let (kind, preds) = &self.compiled[name];
+        let (kind, preds, number) = &self.compiled[name];
         if let Some((used, span)) = used_on
             && used != kind
         {
@@ -741,7 +771,7 @@ impl Compiler<'_> {
                 format!("rule {name:?} is about {kind} records, not {used}"),
             );
         }
-        Ok(Pred::All(preds.clone()))
+        Ok(Pred::Rule(*number, preds.clone()))
     }
 
     fn preds(&mut self, kind: &str, defs: &[Spanned<PredDef>]) -> Res<Vec<Pred>> {
@@ -914,7 +944,7 @@ fn depth(preds: &[Pred]) -> usize {
         .map(|p| match p {
             Pred::Has(_, c) | Pred::Latest(_, c) => 1 + depth(c),
             Pred::Ref { cond, .. } => 1 + depth(cond),
-            Pred::Any(c) | Pred::All(c) => depth(c),
+            Pred::Any(c) | Pred::All(c) | Pred::Rule(_, c) => depth(c),
             Pred::Not(p) => depth(std::slice::from_ref(p.as_ref())),
             _ => 0,
         })

@@ -38,6 +38,7 @@
 //! bottom-up; the tests hold the two to agree.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -185,11 +186,14 @@ struct World {
 
 /// The ids `rec` points at (its `Ref` and `RefList` fields).
 fn links(rec: &Record) -> Vec<&str> {
-    let Ok(spec) = schema::kind(&rec.kind) else {
-        return vec![];
-    };
     let mut out = Vec::new();
-    for f in spec.fields {
+    links_into(rec, schema::kind(&rec.kind).ok(), &mut out);
+    out
+}
+
+/// As [`links`], for a record of kind `spec`, appended to `out`.
+fn links_into<'r>(rec: &'r Record, spec: Option<&schema::KindSpec>, out: &mut Vec<&'r str>) {
+    for f in spec.map_or(&[][..], |s| s.fields) {
         if let FieldType::Ref(_) | FieldType::RefList(_) = f.ty {
             match rec.fields.get(f.name) {
                 Some(Value::Text(id)) => out.push(id.as_str()),
@@ -198,7 +202,6 @@ fn links(rec: &Record) -> Vec<&str> {
             }
         }
     }
-    out
 }
 
 impl World {
@@ -240,6 +243,105 @@ impl World {
     }
 }
 
+/// What evaluating a condition needs of the records: one by id, and those
+/// that point at one. [`World`] keeps them for the [`Engine`], owned and
+/// changing; [`Snapshot`] borrows them for one [`recompute`].
+trait Links {
+    fn record(&self, id: &str) -> Option<&Record>;
+    /// The records whose reference fields hold `id`, each once.
+    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record>;
+}
+
+impl Links for World {
+    fn record(&self, id: &str) -> Option<&Record> {
+        self.records.get(id)
+    }
+
+    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record> {
+        self.referrers
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|x| self.records.get(x))
+    }
+}
+
+/// The live records of one recomputation, borrowed from the caller: a
+/// national set is 175,000 records, and copying them (and a set of
+/// referrer ids per record) into a [`World`] took most of the time.
+struct Snapshot<'r> {
+    input: &'r [Record],
+    /// id -> the last record of that id in `input`, if not deleted.
+    by_id: HashMap<&'r str, usize>,
+    /// By position in `input`: whether it is the record its id counts as.
+    live: Vec<bool>,
+    referrers: HashMap<&'r str, Vec<&'r Record>>,
+}
+
+impl<'r> Snapshot<'r> {
+    /// Deleted records are skipped; if an id comes twice the last one counts.
+    fn new(input: &'r [Record]) -> Snapshot<'r> {
+        let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(input.len());
+        let mut live = vec![false; input.len()];
+        for (i, r) in input.iter().enumerate() {
+            let before = match r.is_deleted() {
+                true => by_id.remove(r.id.as_str()),
+                false => {
+                    live[i] = true;
+                    by_id.insert(r.id.as_str(), i)
+                }
+            };
+            if let Some(j) = before {
+                live[j] = false;
+            }
+        }
+        let mut snapshot = Snapshot {
+            input,
+            by_id,
+            live,
+            referrers: HashMap::new(),
+        };
+        let mut referrers: HashMap<&str, Vec<&Record>> = HashMap::with_capacity(input.len());
+        let mut to = Vec::new();
+        // Records of one kind usually come together: look the kind up once.
+        let mut spec: Option<&schema::KindSpec> = None;
+        for r in snapshot.records() {
+            if spec.is_none_or(|k| k.name != r.kind) {
+                spec = schema::kind(&r.kind).ok();
+            }
+            to.clear();
+            links_into(r, spec, &mut to);
+            // Each referrer once, as the engine's sets keep them.
+            to.sort_unstable();
+            to.dedup();
+            for &id in &to {
+                referrers.entry(id).or_default().push(r);
+            }
+        }
+        snapshot.referrers = referrers;
+        snapshot
+    }
+
+    /// The live records, in the order they were given (the order they
+    /// were read in, so neighbours in memory are visited together).
+    fn records(&self) -> impl Iterator<Item = &'r Record> + '_ {
+        self.input
+            .iter()
+            .zip(&self.live)
+            .filter_map(|(r, live)| live.then_some(r))
+    }
+}
+
+impl Links for Snapshot<'_> {
+    fn record(&self, id: &str) -> Option<&Record> {
+        self.by_id.get(id).map(|&i| &self.input[i])
+    }
+
+    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record> {
+        self.referrers.get(id).into_iter().flatten().copied()
+    }
+}
+
 // ---- Evaluating conditions ----------------------------------------------
 
 fn date_of(v: &Value) -> Option<Date> {
@@ -268,15 +370,29 @@ fn compare(v: &Value, rhs: &Value) -> Option<Ordering> {
 }
 
 /// The world as of one date, for one phase.
-struct Eval<'a> {
+struct Eval<'a, W> {
     plan: &'a Plan,
-    world: &'a World,
+    world: &'a W,
     as_of: Date,
     phase_start: Date,
     phase_end: Date,
+    /// What this evaluation already worked out. A cooperative is asked
+    /// whether it is in scope by five indicators, and for its latest
+    /// observation by four: each is answered once (the answers only
+    /// depend on the record, the date and the phase, all fixed here).
+    memo: RefCell<Memo<'a>>,
 }
 
-impl<'a> Eval<'a> {
+/// Records are told apart by address: they do not move while evaluated.
+#[derive(Default)]
+struct Memo<'a> {
+    /// (record, rule number) -> whether the rule holds.
+    rules: Vec<(*const Record, usize, bool)>,
+    /// (record, relation) -> its latest related record.
+    latest: Vec<(*const Record, &'a Related, Option<&'a Record>)>,
+}
+
+impl<'a, W: Links> Eval<'a, W> {
     fn lifespan_date(&self, r: &Record, field: Option<&String>) -> Option<Date> {
         field.and_then(|f| r.fields.get(f)).and_then(date_of)
     }
@@ -304,29 +420,46 @@ impl<'a> Eval<'a> {
 
     /// The living records of `rel.kind` whose `rel.via` points at `r`.
     fn related(&self, r: &'a Record, rel: &'a Related) -> impl Iterator<Item = &'a Record> + '_ {
-        let world = self.world;
-        world
-            .referrers
-            .get(&r.id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| world.records.get(id))
-            .filter(move |x| {
-                x.kind == rel.kind
-                    && match x.fields.get(&rel.via) {
-                        Some(Value::Text(id)) => *id == r.id,
-                        Some(Value::List(ids)) => ids.contains(&r.id),
-                        _ => false,
-                    }
-                    && self.alive(x)
-            })
+        self.world.referrers(&r.id).filter(move |x| {
+            x.kind == rel.kind
+                && match x.fields.get(&rel.via) {
+                    Some(Value::Text(id)) => *id == r.id,
+                    Some(Value::List(ids)) => ids.contains(&r.id),
+                    _ => false,
+                }
+                && self.alive(x)
+        })
     }
 
     /// The latest of them, by the date its life starts, then by id.
     fn latest(&self, r: &'a Record, rel: &'a Related) -> Option<&'a Record> {
+        let known = self.memo.borrow().latest.iter().find_map(|&(x, k, found)| {
+            (std::ptr::eq(x, r) && k.kind == rel.kind && k.via == rel.via).then_some(found)
+        });
+        if let Some(found) = known {
+            return found;
+        }
         let from = self.plan.lifespan(&rel.kind).and_then(|l| l.from.as_ref());
-        self.related(r, rel)
-            .max_by_key(|x| (self.lifespan_date(x, from), x.id.as_str()))
+        let found = self
+            .related(r, rel)
+            .max_by_key(|x| (self.lifespan_date(x, from), x.id.as_str()));
+        self.memo.borrow_mut().latest.push((r, rel, found));
+        found
+    }
+
+    fn rule(&self, r: &'a Record, number: usize, preds: &'a [Pred]) -> bool {
+        let known = self
+            .memo
+            .borrow()
+            .rules
+            .iter()
+            .find_map(|&(x, n, holds)| (std::ptr::eq(x, r) && n == number).then_some(holds));
+        if let Some(holds) = known {
+            return holds;
+        }
+        let holds = self.all(r, preds);
+        self.memo.borrow_mut().rules.push((r, number, holds));
+        holds
     }
 
     fn all(&self, r: &'a Record, preds: &'a [Pred]) -> bool {
@@ -356,10 +489,11 @@ impl<'a> Eval<'a> {
             Pred::Latest(rel, cond) => self.latest(r, rel).is_some_and(|x| self.all(x, cond)),
             Pred::Ref { field, cond } => r
                 .text(field)
-                .and_then(|id| self.world.records.get(id))
+                .and_then(|id| self.world.record(id))
                 .is_some_and(|x| self.alive(x) && self.all(x, cond)),
             Pred::Any(ps) => ps.iter().any(|p| self.test(r, p)),
             Pred::All(ps) => self.all(r, ps),
+            Pred::Rule(number, ps) => self.rule(r, *number, ps),
             Pred::Not(p) => !self.test(r, p),
         }
     }
@@ -412,6 +546,10 @@ struct View {
     parent: Vec<Option<usize>>,
     /// (unit, slot) -> goal. A slot is an (indicator, phase) pair.
     goals: HashMap<(usize, usize), Goal>,
+    /// kind -> the indicators whose roots are of that kind, in order.
+    by_kind: HashMap<String, Vec<usize>>,
+    /// By indicator: whether it looks at the phase's bounds.
+    phase_bounds: Vec<bool>,
 }
 
 impl View {
@@ -458,7 +596,13 @@ impl View {
             placements,
             parent,
             goals: HashMap::new(),
+            by_kind: HashMap::new(),
+            phase_bounds: Vec::new(),
         };
+        for (i, ind) in view.plan.indicators.iter().enumerate() {
+            view.by_kind.entry(ind.kind.clone()).or_default().push(i);
+            view.phase_bounds.push(ind.uses_phase_bounds());
+        }
         view.goals = view.place_goals();
         Ok(view)
     }
@@ -526,11 +670,17 @@ impl View {
         goals
     }
 
+    /// The unit code `rec` was entered for, and its hierarchy version.
+    fn unit_of<'r>(&'r self, rec: &'r Record) -> (&'r str, &'r str) {
+        let code = rec.text("unit").unwrap_or_default();
+        let from = rec.text("unit_version").unwrap_or(&self.plan.hierarchy);
+        (code, from)
+    }
+
     /// The unit `rec` counts under, as an index into `units`.
     /// A record without `unit_version` is taken to be in the plan's version.
     fn place(&self, rec: &Record) -> Result<usize, UnitError> {
-        let code = rec.text("unit").unwrap_or_default();
-        let from = rec.text("unit_version").unwrap_or(&self.plan.hierarchy);
+        let (code, from) = self.unit_of(rec);
         if let Some(&u) = self.placements.get(from).and_then(|p| p.get(code)) {
             return Ok(u);
         }
@@ -540,27 +690,53 @@ impl View {
     }
 
     /// Every (slot, tally) root `rec` adds, as of the view's date.
-    fn tallies(&self, world: &World, rec: &Record) -> Vec<(usize, Tally)> {
-        let plan = &self.plan;
+    fn tallies<W: Links>(&self, world: &W, rec: &Record) -> Vec<(usize, Tally)> {
         let mut out = Vec::new();
-        for (i, ind) in plan.indicators.iter().enumerate() {
-            if ind.kind != rec.kind {
-                continue;
-            }
-            for (p, phase) in plan.phases.iter().enumerate() {
-                let eval = Eval {
-                    plan,
-                    world,
-                    as_of: self.as_of.min(phase.end),
-                    phase_start: phase.start,
-                    phase_end: phase.end,
+        self.tallies_into(world, rec, &mut out);
+        out
+    }
+
+    /// As [`View::tallies`], appended to `out`.
+    fn tallies_into<W: Links>(&self, world: &W, rec: &Record, out: &mut Vec<(usize, Tally)>) {
+        let plan = &self.plan;
+        let np = plan.phases.len();
+        let Some(indicators) = self.by_kind.get(rec.kind.as_str()) else {
+            return;
+        };
+        let first = out.len();
+        for (p, phase) in plan.phases.iter().enumerate() {
+            // One evaluation per phase, shared by the indicators, so what
+            // one works out (a rule, a latest record) serves the others.
+            let eval = Eval {
+                plan,
+                world,
+                as_of: self.as_of.min(phase.end),
+                phase_start: phase.start,
+                phase_end: phase.end,
+                memo: RefCell::default(),
+            };
+            for &i in indicators {
+                // What an evaluation depends on: the phase's date, and its
+                // bounds only if the indicator looks at them.
+                let key = |q: usize| {
+                    let phase = &plan.phases[q];
+                    let bounds = self.phase_bounds[i].then_some((phase.start, phase.end));
+                    (self.as_of.min(phase.end), bounds)
                 };
-                if let Some(t) = eval.tally(ind, rec) {
-                    out.push((i * plan.phases.len() + p, t));
+                // A phase that sees what an earlier one saw (the date is
+                // before both ends) gets the same tally: copy it.
+                let t = match (0..p).find(|&q| key(q) == key(p)) {
+                    Some(q) => out[first..]
+                        .iter()
+                        .find(|(s, _)| *s == i * np + q)
+                        .map(|&(_, t)| t),
+                    None => eval.tally(&plan.indicators[i], rec),
+                };
+                if let Some(t) = t {
+                    out.push((i * np + p, t));
                 }
             }
         }
-        out
     }
 
     fn figure(&self, unit: usize, slot: usize, direct: Tally, total: Tally) -> Figure {
@@ -675,21 +851,28 @@ pub fn recompute(
     records: &[Record],
 ) -> Result<Report, ProgressError> {
     let view = View::new(plan.clone(), hierarchy, version, as_of)?;
-    let mut world = World::default();
-    for r in records {
-        match r.is_deleted() {
-            true => world.remove(&r.id),
-            false => world.insert(r.clone()),
-        }
-    }
+    let world = Snapshot::new(records);
     let n = view.slots();
     let mut direct = vec![Tally::default(); view.units.len() * n];
     let mut lost = Vec::new();
-    for rec in world.records.values() {
-        match view.place(rec) {
+    let mut tallies = Vec::new();
+    // Records of one commune usually come together: place its unit once.
+    let mut last: Option<(&str, &str, usize)> = None;
+    for rec in world.records() {
+        let (code, from) = view.unit_of(rec);
+        let placed = match last {
+            Some((c, f, u)) if c == code && f == from => Ok(u),
+            _ => view.place(rec),
+        };
+        if let Ok(u) = placed {
+            last = Some((code, from, u));
+        }
+        match placed {
             Err(e) => lost.push(unplaced(rec, e)),
             Ok(u) => {
-                for (s, t) in view.tallies(&world, rec) {
+                tallies.clear();
+                view.tallies_into(&world, rec, &mut tallies);
+                for &(s, t) in &tallies {
                     direct[u * n + s].add(t, 1);
                 }
             }

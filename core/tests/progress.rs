@@ -1108,3 +1108,94 @@ fn sums_of_large_values_are_exact_and_never_wrap() {
     );
     assert!(err.to_string().contains("quá lớn"), "{err}");
 }
+
+// ---- (f) Phases that see the same date ---------------------------------------
+
+/// Before the end of phase 1 both phases see the same date, and progress
+/// evaluates a record once for both; an indicator that looks at the phase's
+/// own bounds must still be evaluated per phase, by `recompute` and by the
+/// engine alike.
+#[test]
+fn phases_seeing_the_same_date_still_use_their_own_bounds() {
+    let plan = random_plan();
+    let h = Hierarchy::builtin();
+    let as_of = day("2025-06-30"); // before phase 1 ends: both phases see it
+    let obs = |id: &str, on: &str, workers: &str| {
+        rec(
+            "observation",
+            id,
+            "2023",
+            "13633",
+            &[("observed_on", on), ("workers", workers)],
+        )
+    };
+    let records = vec![obs("o1", "2024-01-01", "5"), obs("o2", "2023-01-01", "7")];
+    let workers = |r: &Report, phase: &str| {
+        r.unit("36")
+            .unwrap()
+            .figure("WORKERS_PHASE", phase)
+            .unwrap()
+            .total
+            .numerator
+    };
+    let fresh = recompute(&plan, h, "2023", as_of, &records).unwrap();
+    // Phase 1 (2023-05-01..2025-12-31) holds o1 only; phase 2 starts 2026.
+    assert_eq!((workers(&fresh, "1"), workers(&fresh, "2")), (5, 0));
+    let engine = Engine::new(plan.clone(), h, "2023", as_of, records).unwrap();
+    assert_eq!(engine.report(), fresh);
+    // An indicator that does not look at the bounds counts in both phases.
+    let coops = |r: &Report, phase: &str| {
+        r.unit("36")
+            .unwrap()
+            .figure("ACTIVITIES", phase)
+            .unwrap()
+            .total
+            .numerator
+    };
+    let act = rec(
+        "activity",
+        "a1",
+        "2023",
+        "13633",
+        &[("type", "ocop"), ("held_on", "2024-03-01")],
+    );
+    let r = recompute(&plan, h, "2023", as_of, &[act]).unwrap();
+    assert_eq!((coops(&r, "1"), coops(&r, "2")), (1, 1));
+}
+
+/// `recompute` takes the records as a store lists them: if an id comes
+/// twice the last one counts, and a deleted one counts nowhere, whatever
+/// came before it.
+#[test]
+fn recompute_counts_the_last_version_of_a_record() {
+    let plan = random_plan();
+    let h = Hierarchy::builtin();
+    let act = |id: &str, held_on: &str| {
+        rec(
+            "activity",
+            id,
+            "2023",
+            "13633",
+            &[
+                ("type", "loan"),
+                ("held_on", held_on),
+                ("amount_vnd", "1000"),
+            ],
+        )
+    };
+    let mut gone = act("a3", "2024-03-01");
+    gone.fields.insert(
+        "deleted_at".into(),
+        Value::Text("2025-01-01T00:00:00Z".into()),
+    );
+    let records = vec![
+        act("a1", "2020-01-01"), // before the plan: not counted...
+        act("a2", "2024-03-01"),
+        act("a3", "2024-03-01"),
+        act("a1", "2024-03-01"), // ...but its last version is
+        gone,                    // a3 deleted
+    ];
+    let r = recompute(&plan, h, "2023", day("2025-06-30"), &records).unwrap();
+    let f = r.unit("36").unwrap().figure("LOANS_VND", "1").unwrap();
+    assert_eq!(f.total.numerator, 2000);
+}
