@@ -16,7 +16,7 @@ use time::Duration;
 use crate::config::HubConfig;
 
 /// A node the hub has issued a certificate to.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Enrolment {
     pub name: String,
     pub unit: String,

@@ -373,11 +373,7 @@ mod tests {
             name: name.into(),
             unit: "356".into(),
             unit_version: "2023".into(),
-            fingerprint: String::new(),
-            enrolled_at: String::new(),
-            expires_at: String::new(),
-            previous_fingerprints: Vec::new(),
-            revoked_at: String::new(),
+            ..Default::default()
         }
     }
 

@@ -79,6 +79,24 @@ impl Locations {
     pub fn get(&self, id: &str) -> Option<&Loc> {
         self.by_id.get(id)
     }
+
+    /// After a write this process made to `replica` while holding it, with
+    /// the index refreshed just before: adds what it wrote and moves the
+    /// written documents to their new heads, without re-reading them.
+    pub fn wrote(&mut self, replica: &Replica, added: HashMap<String, Loc>) {
+        let mut written = std::collections::BTreeSet::new();
+        for (id, loc) in added {
+            written.insert(loc.doc.clone());
+            let doc = loc.doc.clone();
+            if self.by_id.insert(id.clone(), loc).is_none() {
+                self.docs.entry(doc).or_default().1.push(id);
+            }
+        }
+        for doc in written {
+            let heads = replica.heads(&doc);
+            self.docs.entry(doc).or_default().0 = heads;
+        }
+    }
 }
 
 /// The index as one write sees it: what is stored, and the records the
@@ -103,6 +121,11 @@ impl<'a> Known<'a> {
 
     pub fn insert(&mut self, id: String, loc: Loc) {
         self.added.insert(id, loc);
+    }
+
+    /// What the write added, for [`Locations::wrote`] once it is stored.
+    pub fn into_added(self) -> HashMap<String, Loc> {
+        self.added
     }
 }
 
@@ -164,5 +187,24 @@ mod tests {
         );
         assert!(k.get("new").is_some() && k.get(&a).is_some());
         assert!(l.get("new").is_none());
+        // A write's own result is taken in without re-reading, and a later
+        // refresh (heads unchanged) agrees with a full scan.
+        drop(k);
+        let d = add(&mut r, "u/2023/13639", "13639");
+        let mut added = HashMap::new();
+        added.insert(
+            d.clone(),
+            Loc {
+                doc: "u/2023/13639".into(),
+                kind: "cooperative".into(),
+                unit: "13639".into(),
+            },
+        );
+        l.wrote(&r, added);
+        l.refresh(&r);
+        let mut full = Locations::default();
+        full.refresh(&r);
+        assert_eq!(l.by_id, full.by_id);
+        assert_eq!(l.docs["u/2023/13639"].0, full.docs["u/2023/13639"].0);
     }
 }

@@ -511,6 +511,9 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         }
+        // The index learns the write from the write itself.
+        let added = known.into_added();
+        locations.wrote(&replica, added);
         Ok(Ok(records.into_iter().map(|r| r.id).collect()))
     }
 
@@ -600,7 +603,7 @@ impl Node {
         let when = Value::Text(now_rfc3339());
         let mut rec = Record {
             id: id.to_owned(),
-            kind: loc.kind,
+            kind: loc.kind.clone(),
             ..Default::default()
         };
         let (set, clear) = if restore {
@@ -618,6 +621,8 @@ impl Node {
                     .try_for_each(|f| docs::remove_field(doc, id, f))
             })?
             .map_err(ReplicaError::from)?;
+        self.locations()
+            .wrote(&replica, HashMap::from([(id.to_owned(), loc)]));
         Ok(())
     }
 
