@@ -311,12 +311,8 @@ impl Home {
 /// Reads an enrolment file; a damaged one (not UTF-8, not the JSON of an
 /// enrolment) is named in the error, so the operator knows which to fix.
 fn read_enrolment(path: &Path, bytes: &[u8]) -> anyhow::Result<Enrolment> {
-    serde_json::from_slice(bytes).with_context(|| {
-        format!(
-            "{} is damaged / tệp đăng ký nút bị hỏng",
-            path.display()
-        )
-    })
+    serde_json::from_slice(bytes)
+        .with_context(|| format!("{} is damaged / tệp đăng ký nút bị hỏng", path.display()))
 }
 
 use rustls::pki_types::pem::PemObject;

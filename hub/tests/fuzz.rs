@@ -30,8 +30,8 @@ use htx_hub::home::Enrolment;
 use htx_hub::hub::Hub;
 use htx_hub::validate;
 use htx_proto::v1::{self as pb, node_message::Body as Nb};
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 use sha2::{Digest, Sha256};
 
 use fuzz::{Largest, Mutation, bounded, config, json_input, mutate, mutations, token, toml_input};
@@ -129,14 +129,32 @@ fn scalar() -> impl Strategy<Value = ScalarValue> {
 enum Edit {
     /// Sets field `field` (by index into the kind's fields, or a stray
     /// name) of record `rec` to a value.
-    Set { rec: usize, field: usize, stray: Option<String>, value: ScalarValue },
+    Set {
+        rec: usize,
+        field: usize,
+        stray: Option<String>,
+        value: ScalarValue,
+    },
     /// Makes a field a map, list or text.
-    Object { rec: usize, field: usize, ty: u8 },
-    Delete { rec: usize, field: Option<usize> },
+    Object {
+        rec: usize,
+        field: usize,
+        ty: u8,
+    },
+    Delete {
+        rec: usize,
+        field: Option<usize>,
+    },
     /// A new record with a kind and nothing else, or a root scalar.
-    New { kind: String, scalar: bool },
+    New {
+        kind: String,
+        scalar: bool,
+    },
     /// Another district's unit for a record.
-    MoveTo { rec: usize, unit: String },
+    MoveTo {
+        rec: usize,
+        unit: String,
+    },
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
@@ -172,7 +190,12 @@ fn apply_edit(d: &mut AutoCommit, ids: &[String], e: &Edit) {
         _ => None,
     };
     match e {
-        Edit::Set { rec, field, stray, value } => {
+        Edit::Set {
+            rec,
+            field,
+            stray,
+            value,
+        } => {
             let rec = rec % ids.len();
             if let Some(obj) = obj_of(d, rec) {
                 let name = stray.clone().unwrap_or_else(|| field_name(rec, *field));
@@ -285,7 +308,13 @@ fn batch_input() -> impl Strategy<Value = BatchInput> {
         ),
         prop::option::weighted(0.2, mutations(4)),
     )
-        .prop_map(|(edits, damage, cuts, junk, wire)| BatchInput { edits, damage, cuts, junk, wire })
+        .prop_map(|(edits, damage, cuts, junk, wire)| BatchInput {
+            edits,
+            damage,
+            cuts,
+            junk,
+            wire,
+        })
 }
 
 /// The hub's replica, holding the first sample records as node-a sent them
@@ -297,9 +326,14 @@ fn setup() -> (Replica, AutoCommit, Vec<String>) {
     other.id = schema::new_id();
     docs::put_record(&mut theirs, &other).unwrap();
     theirs.commit();
-    validate::merge(&mut hub, &node("node-b"), &[(DOC.into(), raw(&theirs.get_changes(&[])))], MAX_DOC_BYTES)
-        .unwrap()
-        .unwrap();
+    validate::merge(
+        &mut hub,
+        &node("node-b"),
+        &[(DOC.into(), raw(&theirs.get_changes(&[])))],
+        MAX_DOC_BYTES,
+    )
+    .unwrap()
+    .unwrap();
     let mut mine = hub.fork(DOC).with_actor(ActorId::random());
     let records = sample_records();
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
@@ -308,9 +342,14 @@ fn setup() -> (Replica, AutoCommit, Vec<String>) {
         docs::put_record(&mut mine, r).unwrap();
         mine.commit();
     }
-    validate::merge(&mut hub, &node("node-a"), &[(DOC.into(), raw(&mine.get_changes(&base)))], MAX_DOC_BYTES)
-        .unwrap()
-        .unwrap();
+    validate::merge(
+        &mut hub,
+        &node("node-a"),
+        &[(DOC.into(), raw(&mine.get_changes(&base)))],
+        MAX_DOC_BYTES,
+    )
+    .unwrap()
+    .unwrap();
     for r in &records[2..] {
         docs::put_record(&mut mine, r).unwrap();
         mine.commit();
@@ -319,7 +358,11 @@ fn setup() -> (Replica, AutoCommit, Vec<String>) {
 }
 
 /// Builds the batch entries node-a sends for `input`.
-fn entries(input: &BatchInput, mine: &mut AutoCommit, ids: &[String]) -> Vec<(String, Vec<Vec<u8>>)> {
+fn entries(
+    input: &BatchInput,
+    mine: &mut AutoCommit,
+    ids: &[String],
+) -> Vec<(String, Vec<Vec<u8>>)> {
     for e in &input.edits {
         apply_edit(mine, ids, e);
     }
@@ -507,7 +550,10 @@ proptest! {
 fn a_batch_of_junk_is_refused_and_changes_nothing() {
     let (mut hub, _, _) = setup();
     let before = stored(&hub);
-    let junk = vec![(DOC.to_owned(), vec![vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0]])];
+    let junk = vec![(
+        DOC.to_owned(),
+        vec![vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0, 1, 0]],
+    )];
     let r = validate::merge(&mut hub, &node("node-a"), &junk, MAX_DOC_BYTES).unwrap();
     assert!(r.is_err());
     assert_eq!(stored(&hub), before);
@@ -522,7 +568,11 @@ fn a_damaged_enrolment_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let home = htx_hub::home::Home::new(dir.path());
     std::fs::create_dir(dir.path().join("nodes")).unwrap();
-    std::fs::write(dir.path().join("nodes/node-a.json"), b"{\"name\": \"\xff\"}").unwrap();
+    std::fs::write(
+        dir.path().join("nodes/node-a.json"),
+        b"{\"name\": \"\xff\"}",
+    )
+    .unwrap();
     let e = format!("{:#}", home.enrolments().unwrap_err());
     assert!(e.contains("nodes/node-a.json") && e.contains(" / "), "{e}");
     std::fs::write(dir.path().join("nodes/node-a.json"), b"{\"name\": 5}").unwrap();

@@ -303,8 +303,8 @@ fn field_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 
 /// Reads an import file into records; every bad row is reported, by number.
 pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Vec<Record>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} / không đọc được tệp", path.display()))?;
     let format = format.unwrap_or(match path.extension().and_then(|e| e.to_str()) {
         Some("json") => FileFormat::Json,
         _ => FileFormat::Csv,
@@ -314,7 +314,10 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
     match format {
         FileFormat::Json => {
             let rows: Vec<serde_json::Value> = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a JSON array of records", path.display()))?;
+                .with_context(|| format!(
+                    "{} is not a JSON array of records / tệp không phải là một mảng JSON các bản ghi",
+                    path.display()
+                ))?;
             for (i, row) in rows.iter().enumerate() {
                 match schema::record_from_json(row) {
                     Ok(r) => records.push(r),
@@ -329,7 +332,7 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Ve
             let headers = rdr.headers()?.clone();
             if !headers.iter().any(|h| h == "kind") {
                 bail!(
-                    "{}: the first line must name the columns, one of them `kind`",
+                    "{}: the first line must name the columns, one of them `kind` / dòng đầu phải ghi tên các cột, trong đó có cột `kind`",
                     path.display()
                 );
             }
