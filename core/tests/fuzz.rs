@@ -27,10 +27,13 @@ use htx_core::plan::{DE_AN_01_NAM_DINH, Plan};
 use htx_core::replica::{Replica, decode_heads_value, encode_heads_value};
 use htx_core::schema::{self, FieldType, Record, Value};
 use htx_core::storage::{MemoryStore, Store, WriteBatch};
-use htx_core::units::Hierarchy;
+use htx_core::units::{BUILTIN_LISTS, Hierarchy};
 use proptest::prelude::*;
 
-use fuzz::{Largest, Mutation, bounded, config, json_input, mutate, mutations, token, toml_input};
+use fuzz::{
+    Largest, Mutation, bounded, config, json_input, mutate, mutations, text_input, token,
+    toml_input,
+};
 
 #[global_allocator]
 static ALLOC: Largest = Largest;
@@ -82,6 +85,43 @@ proptest! {
                 prop_assert!(report.is_ok(), "{:?}", report.err());
             }
         }
+    }
+}
+
+// ---- The unit lists a hub publishes ------------------------------------
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    /// Damaged unit lists (as a node reads them from its hub's reference
+    /// document) are read or refused; a hierarchy that is read answers
+    /// every question about its units, each in bounded time (a cycle of
+    /// parents must not hang it).
+    #[test]
+    fn unit_lists((which, input) in (0usize..4)
+        .prop_flat_map(|w| (Just(w), text_input(BUILTIN_LISTS[w].1.to_owned()))))
+    {
+        let text = String::from_utf8_lossy(&input).into_owned();
+        let mut files: Vec<(&str, &str)> = BUILTIN_LISTS.to_vec();
+        files[which].1 = &text;
+        let read = bounded("Hierarchy::from_lists", || Hierarchy::from_lists(&files))?;
+        let Ok(h) = read else { return Ok(()) };
+        let started = Instant::now();
+        let versions: Vec<String> = h.versions().map(str::to_owned).collect();
+        for v in &versions {
+            let list = h.version(v).unwrap();
+            let codes: Vec<String> = list.units().map(|u| u.code.clone()).collect();
+            for code in &codes {
+                let _ = list.ancestors(code);
+                for root in list.roots() {
+                    let _ = list.within(code, &root.code);
+                }
+                for to in &versions {
+                    let _ = h.resolve(v, code, to);
+                }
+            }
+        }
+        prop_assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
     }
 }
 

@@ -15,6 +15,7 @@ mod fuzz;
 
 use std::sync::Arc;
 
+use automerge::transaction::CommitOptions;
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue};
 use htx_core::docs;
@@ -227,7 +228,7 @@ fn apply_edit(d: &mut AutoCommit, ids: &[String], e: &Edit) {
             }
         }
         Edit::New { kind, scalar } => {
-            let id = schema::new_id();
+            let id = format!("01890000-0000-7000-8000-{:012x}", d.length(ROOT));
             if *scalar {
                 d.put(ROOT, id.as_str(), kind.as_str()).unwrap();
             } else {
@@ -242,7 +243,7 @@ fn apply_edit(d: &mut AutoCommit, ids: &[String], e: &Edit) {
             }
         }
     }
-    d.commit();
+    commit(d);
 }
 
 /// What happens to one change on its way to the hub.
@@ -259,8 +260,7 @@ enum Damage {
 
 fn damage() -> impl Strategy<Value = Damage> {
     prop_oneof![
-        8 => Just(Damage::None),
-        3 => mutations(3).prop_map(Damage::Resealed),
+        4 => mutations(3).prop_map(Damage::Resealed),
         1 => mutations(3).prop_map(Damage::Raw),
         1 => Just(Damage::Dropped),
         1 => Just(Damage::Twice),
@@ -285,9 +285,13 @@ const DOCS: &[&str] = &[
 #[derive(Debug, Clone)]
 struct BatchInput {
     edits: Vec<Edit>,
-    damage: Vec<Damage>,
-    /// Entry sizes, and which document each entry names.
+    /// What happens to which change (by index, modulo their number);
+    /// most batches arrive whole, so that their content gets checked.
+    damage: Vec<(usize, Damage)>,
+    /// Entry sizes, and which document each entry names (most batches
+    /// name only the node's own document).
     cuts: Vec<(usize, usize)>,
+    elsewhere: bool,
     /// Entries of random bytes.
     junk: Vec<(String, Vec<Vec<u8>>)>,
     /// Mutations of the encoded `NodeMessage`, if it is damaged on the wire.
@@ -297,35 +301,50 @@ struct BatchInput {
 fn batch_input() -> impl Strategy<Value = BatchInput> {
     (
         prop::collection::vec(edit(), 0..8),
-        prop::collection::vec(damage(), 16),
+        prop_oneof![
+            2 => Just(Vec::new()),
+            1 => prop::collection::vec((any::<usize>(), damage()), 1..3),
+        ],
         prop::collection::vec((1usize..5, any::<usize>()), 1..6),
-        prop::collection::vec(
-            (
-                prop_oneof![prop::sample::select(DOCS).prop_map(str::to_owned), token()],
-                prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..3),
+        prop::bool::weighted(0.15),
+        prop_oneof![
+            6 => Just(Vec::new()),
+            1 => prop::collection::vec(
+                (
+                    prop_oneof![prop::sample::select(DOCS).prop_map(str::to_owned), token()],
+                    prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..3),
+                ),
+                1..2,
             ),
-            0..2,
-        ),
-        prop::option::weighted(0.2, mutations(4)),
+        ],
+        prop::option::weighted(0.15, mutations(4)),
     )
-        .prop_map(|(edits, damage, cuts, junk, wire)| BatchInput {
+        .prop_map(|(edits, damage, cuts, elsewhere, junk, wire)| BatchInput {
             edits,
             damage,
             cuts,
+            elsewhere,
             junk,
             wire,
         })
 }
 
+/// Commits with a fixed time: a batch is then the same bytes on every run,
+/// and a failing case can be replayed exactly.
+fn commit(d: &mut AutoCommit) {
+    d.commit_with(CommitOptions::default().with_time(0));
+}
+
 /// The hub's replica, holding the first sample records as node-a sent them
 /// and one record of node-b; and node-a's document, continuing from there.
+/// Everything but the hub's own actor id is the same on every run.
 fn setup() -> (Replica, AutoCommit, Vec<String>) {
     let mut hub = Replica::open(Arc::new(MemoryStore::default())).unwrap();
-    let mut theirs = AutoCommit::new().with_actor(ActorId::random());
+    let mut theirs = AutoCommit::new().with_actor(ActorId::from(vec![0xb; 16]));
     let mut other = sample_records()[0].clone();
-    other.id = schema::new_id();
+    other.id = "01890000-0000-7000-8000-00000000000b".into();
     docs::put_record(&mut theirs, &other).unwrap();
-    theirs.commit();
+    commit(&mut theirs);
     validate::merge(
         &mut hub,
         &node("node-b"),
@@ -334,13 +353,13 @@ fn setup() -> (Replica, AutoCommit, Vec<String>) {
     )
     .unwrap()
     .unwrap();
-    let mut mine = hub.fork(DOC).with_actor(ActorId::random());
+    let mut mine = hub.fork(DOC).with_actor(ActorId::from(vec![0xa; 16]));
     let records = sample_records();
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let base = mine.get_heads();
     for r in &records[..2] {
         docs::put_record(&mut mine, r).unwrap();
-        mine.commit();
+        commit(&mut mine);
     }
     validate::merge(
         &mut hub,
@@ -352,7 +371,7 @@ fn setup() -> (Replica, AutoCommit, Vec<String>) {
     .unwrap();
     for r in &records[2..] {
         docs::put_record(&mut mine, r).unwrap();
-        mine.commit();
+        commit(&mut mine);
     }
     (hub, mine, ids)
 }
@@ -367,10 +386,16 @@ fn entries(
         apply_edit(mine, ids, e);
     }
     // Everything from the start: what the hub holds is resent too.
+    let all = mine.get_changes(&[]);
     let mut changes: Vec<Vec<u8>> = Vec::new();
-    for (i, c) in mine.get_changes(&[]).iter().enumerate() {
+    for (i, c) in all.iter().enumerate() {
         let bytes = c.raw_bytes();
-        match &input.damage[i % input.damage.len()] {
+        let damage = input
+            .damage
+            .iter()
+            .find(|(n, _)| n % all.len() == i)
+            .map_or(&Damage::None, |(_, d)| d);
+        match damage {
             Damage::None => changes.push(bytes.to_vec()),
             Damage::Resealed(m) => changes.push(reseal(bytes, m)),
             Damage::Raw(m) => changes.push(mutate(bytes, m)),
@@ -386,7 +411,12 @@ fn entries(
         }
         let (take, left) = rest.split_at((*n).min(rest.len()));
         rest = left;
-        out.push((DOCS[doc % DOCS.len()].to_owned(), take.to_vec()));
+        let doc = if input.elsewhere {
+            DOCS[doc % DOCS.len()]
+        } else {
+            DOC
+        };
+        out.push((doc.to_owned(), take.to_vec()));
     }
     out.extend(input.junk.iter().cloned());
     out
@@ -578,4 +608,40 @@ fn a_damaged_enrolment_file_is_named() {
     std::fs::write(dir.path().join("nodes/node-a.json"), b"{\"name\": 5}").unwrap();
     let e = format!("{:#}", home.enrolment("node-a").unwrap_err());
     assert!(e.contains("nodes/node-a.json") && e.contains(" / "), "{e}");
+}
+
+/// Found by `sync_batches`: a change whose actor list was damaged (and
+/// resealed, so its checksum holds) made Automerge panic in
+/// `validate::check`, with the hub's replica lock held: the lock was
+/// poisoned and every later session of every node failed until a restart.
+#[test]
+fn a_change_automerge_cannot_apply_is_refused_not_a_panic() {
+    let mut d = AutoCommit::new().with_actor(ActorId::from(vec![0xb; 16]));
+    let mut rec = sample_records()[0].clone();
+    rec.id = "01890000-0000-7000-8000-00000000000b".into();
+    docs::put_record(&mut d, &rec).unwrap();
+    commit(&mut d);
+    // The actor id's length byte and three bytes of it gone.
+    let bad = reseal(d.get_changes(&[])[0].raw_bytes(), &[Mutation::Remove(1, 4)]);
+    assert!(
+        automerge::Change::from_bytes(bad.clone()).is_ok(),
+        "it parses"
+    );
+    let mut hub = Replica::open(Arc::new(MemoryStore::default())).unwrap();
+    let before = stored(&hub);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        validate::merge(
+            &mut hub,
+            &node("node-a"),
+            &[(DOC.to_owned(), vec![bad])],
+            MAX_DOC_BYTES,
+        )
+    }));
+    let refusal = outcome.expect("no panic").unwrap().unwrap_err();
+    assert!(!refusal.permission);
+    assert!(
+        refusal.to_string().contains("do not apply") && refusal.to_string().contains(" / "),
+        "{refusal}"
+    );
+    assert_eq!(stored(&hub), before);
 }
