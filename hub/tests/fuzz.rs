@@ -22,7 +22,7 @@ use htx_core::docs;
 use htx_core::plan::Plan;
 use htx_core::progress::Engine;
 use htx_core::replica::Replica;
-use htx_core::schema::{self, Record, Value};
+use htx_core::schema::{self, FieldType, Record, Value};
 use htx_core::storage::MemoryStore;
 use htx_core::units::Hierarchy;
 use htx_core::wire;
@@ -53,9 +53,8 @@ fn sample_records() -> Vec<Record> {
             let row = row.unwrap();
             let mut r =
                 schema::record_from_strings(&row[0], headers.iter().zip(row.iter())).unwrap();
-            r.fields
-                .entry("unit".into())
-                .or_insert_with(|| Value::Text("13633".into()));
+            // One commune's document holds them all.
+            r.fields.insert("unit".into(), Value::Text("13633".into()));
             r
         })
         .collect()
@@ -128,6 +127,12 @@ fn scalar() -> impl Strategy<Value = ScalarValue> {
 /// One edit a node makes to its document, as one change.
 #[derive(Debug, Clone)]
 enum Edit {
+    /// Sets a field of record `rec` to a valid value of its type.
+    SetValid {
+        rec: usize,
+        field: usize,
+        n: u32,
+    },
     /// Sets field `field` (by index into the kind's fields, or a stray
     /// name) of record `rec` to a value.
     Set {
@@ -160,7 +165,9 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        6 => (any::<usize>(), any::<usize>(), prop::option::weighted(0.2, token()), scalar())
+        6 => (any::<usize>(), any::<usize>(), any::<u32>())
+            .prop_map(|(rec, field, n)| Edit::SetValid { rec, field, n }),
+        3 => (any::<usize>(), any::<usize>(), prop::option::weighted(0.2, token()), scalar())
             .prop_map(|(rec, field, stray, value)| Edit::Set { rec, field, stray, value }),
         1 => (any::<usize>(), any::<usize>(), 0u8..3).prop_map(|(rec, field, ty)| Edit::Object { rec, field, ty }),
         1 => (any::<usize>(), prop::option::of(any::<usize>())).prop_map(|(rec, field)| Edit::Delete { rec, field }),
@@ -191,6 +198,29 @@ fn apply_edit(d: &mut AutoCommit, ids: &[String], e: &Edit) {
         _ => None,
     };
     match e {
+        Edit::SetValid { rec, field, n } => {
+            let rec = rec % ids.len();
+            let Ok(spec) = schema::kind(&kinds[rec]) else {
+                return;
+            };
+            let f = &spec.fields[field % spec.fields.len()];
+            let n = *n as i64;
+            let value: ScalarValue = match f.ty {
+                FieldType::Text | FieldType::Ref(_) => format!("x{n}").into(),
+                FieldType::Date => {
+                    format!("20{:02}-{:02}-{:02}", n % 30, 1 + n % 12, 1 + n % 28).into()
+                }
+                FieldType::Count => (n % 1000).into(),
+                FieldType::Amount => n.into(),
+                FieldType::Bool => (n % 2 == 0).into(),
+                FieldType::Enum(allowed) => allowed[n as usize % allowed.len()].into(),
+                FieldType::RefList(_) => return,
+            };
+            if let Some(obj) = obj_of(d, rec) {
+                d.put(&obj, f.name, value).unwrap();
+                commit(d);
+            }
+        }
         Edit::Set {
             rec,
             field,
@@ -300,7 +330,7 @@ struct BatchInput {
 
 fn batch_input() -> impl Strategy<Value = BatchInput> {
     (
-        prop::collection::vec(edit(), 0..8),
+        prop_oneof![1 => Just(Vec::new()), 2 => prop::collection::vec(edit(), 1..5)],
         prop_oneof![
             2 => Just(Vec::new()),
             1 => prop::collection::vec((any::<usize>(), damage()), 1..3),
