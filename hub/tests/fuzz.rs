@@ -675,3 +675,39 @@ fn a_change_automerge_cannot_apply_is_refused_not_a_panic() {
     );
     assert_eq!(stored(&hub), before);
 }
+
+/// Found by `sync_batches` (2,000 cases): a change with one byte of its
+/// body changed (and resealed) parsed, applied to the copy and passed
+/// every check, and then Automerge 0.12 panicked *saving* the hub's real
+/// document (`save_after`: "MissingOps"), after applying it there: the
+/// change was in the hub's memory, not on disk, and the replica lock was
+/// poisoned.
+#[test]
+fn a_change_automerge_cannot_save_is_refused_not_a_panic() {
+    let set = |rec, field, n| Edit::SetValid { rec, field, n };
+    let input = BatchInput {
+        edits: vec![
+            set(0, 8758384286426311038, 0),
+            set(8576555084481, 41462940261571928, 0),
+            set(351270302979191810, 0, 0),
+            set(1077365278895796978, 1421850931893631719, 0),
+        ],
+        damage: vec![(
+            12981183377127995672,
+            Damage::Resealed(vec![Mutation::Interesting(10084831256932666461, 1)]),
+        )],
+        cuts: vec![(1, 0)],
+        elsewhere: false,
+        junk: vec![],
+        wire: None,
+    };
+    let (mut hub, mut mine, ids) = setup();
+    let before = stored(&hub);
+    let batch = entries(&input, &mut mine, &ids);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        validate::merge(&mut hub, &node("node-a"), &batch, MAX_DOC_BYTES)
+    }));
+    let refusal = outcome.expect("no panic").unwrap().unwrap_err();
+    assert!(refusal.to_string().contains("do not apply"), "{refusal}");
+    assert_eq!(stored(&hub), before);
+}
