@@ -151,7 +151,8 @@ pub fn issue_for_key(
 ) -> Result<(String, String)> {
     if public_key.0.len() != 65 || public_key.0[0] != 4 {
         return Err(PkiError::Bundle(
-            "renewal: not an uncompressed P-256 public key".into(),
+            "renewal: not an uncompressed P-256 public key / gia hạn: khóa công khai không hợp lệ"
+                .into(),
         ));
     }
     sign(
@@ -245,8 +246,8 @@ impl Bundle {
         })?;
         if b.format != 1 {
             return Err(PkiError::Bundle(format!(
-                "has format {}, this build reads format 1",
-                b.format
+                "has format {}, this build reads format 1 / tệp cấu hình nút có định dạng {}, phiên bản này chỉ đọc định dạng 1",
+                b.format, b.format
             )));
         }
         Ok(b)

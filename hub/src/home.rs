@@ -202,10 +202,10 @@ impl Home {
 
     pub fn enrolment(&self, name: &str) -> anyhow::Result<Enrolment> {
         let path = self.enrolment_path(name);
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        let bytes = std::fs::read(&path).with_context(|| {
             format!("no node named {name:?} is enrolled / không có nút tên {name:?}")
         })?;
-        Ok(serde_json::from_str(&text)?)
+        read_enrolment(&path, &bytes)
     }
 
     fn save_enrolment(&self, e: &Enrolment) -> anyhow::Result<()> {
@@ -298,16 +298,21 @@ impl Home {
         for entry in std::fs::read_dir(self.path("nodes"))? {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) == Some("json") {
-                let text = std::fs::read_to_string(&path)?;
-                out.push(
-                    serde_json::from_str(&text)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                );
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("{} / không đọc được tệp", path.display()))?;
+                out.push(read_enrolment(&path, &bytes)?);
             }
         }
         out.sort_by(|a: &Enrolment, b| a.name.cmp(&b.name));
         Ok(out)
     }
+}
+
+/// Reads an enrolment file; a damaged one (not UTF-8, not the JSON of an
+/// enrolment) is named in the error, so the operator knows which to fix.
+fn read_enrolment(path: &Path, bytes: &[u8]) -> anyhow::Result<Enrolment> {
+    serde_json::from_slice(bytes)
+        .with_context(|| format!("{} is damaged / tệp đăng ký nút bị hỏng", path.display()))
 }
 
 use rustls::pki_types::pem::PemObject;

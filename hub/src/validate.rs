@@ -190,10 +190,31 @@ pub fn check(
         }
         let count = new.len();
         let merge: Vec<Vec<u8>> = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
-        fork.apply_changes(new)
-            .map_err(|e| refuse(false, format!("the changes do not apply: {e}")))?;
-        let after = fork.get_heads();
-        let touched = touched_records(&mut fork, &before, &after);
+        // Automerge 0.12 panics on some changes that parse but are not
+        // consistent (found by `hub/tests/fuzz.rs`): applying one whose
+        // actor list does not match its ops, or saving a document that
+        // holds one whose ops do not match its header. Here, with the
+        // replica's lock held, a panic would poison it and stop every later
+        // session: refuse instead. Only the fork is touched, and it is
+        // dropped. Automerge must also give back exactly the changes it
+        // took, as `Replica::persist` and later syncs will ask it to.
+        let hashes: BTreeSet<automerge::ChangeHash> = new.iter().map(|c| c.hash()).collect();
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fork.apply_changes(new).map_err(|e| e.to_string())?;
+            let rebuilt: BTreeSet<_> = fork.get_changes(&before).iter().map(|c| c.hash()).collect();
+            if rebuilt != hashes {
+                return Err("Automerge does not give them back as sent".to_owned());
+            }
+            let after = fork.get_heads();
+            Ok(touched_records(&mut fork, &before, &after))
+        }))
+        .unwrap_or_else(|_| Err("Automerge cannot apply them".into()));
+        let touched = applied.map_err(|e| {
+            refuse(
+                false,
+                format!("the changes do not apply: {e} / các thay đổi không áp dụng được"),
+            )
+        })?;
         let records: Vec<Record> = touched
             .iter()
             .filter_map(|id| docs::read_record(&fork, id).ok().flatten())

@@ -386,7 +386,7 @@ pub struct ImportFile {
 /// file imported twice adds nothing the second time.
 pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<ImportFile> {
     let size = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_context(|| format!("cannot read {} / không đọc được tệp", path.display()))?
         .len();
     if size > MAX_IMPORT_BYTES {
         bail!(
@@ -396,7 +396,8 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
             MAX_IMPORT_BYTES >> 20
         );
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {} / không đọc được tệp", path.display()))?;
     let hash = schema::file_hash(&bytes);
     let text = String::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
@@ -427,7 +428,10 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
     match format {
         FileFormat::Json => {
             let rows: Vec<serde_json::Value> = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a JSON array of records", path.display()))?;
+                .with_context(|| format!(
+                    "{} is not a JSON array of records / tệp không phải là một mảng JSON các bản ghi",
+                    path.display()
+                ))?;
             for (i, row) in rows.iter().enumerate() {
                 let id = row.get("id").and_then(|v| v.as_str()).unwrap_or_default();
                 read(i as u64 + 1, id, schema::record_from_json(row));
@@ -440,7 +444,7 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
             let headers = rdr.headers()?.clone();
             if !headers.iter().any(|h| h == "kind") {
                 bail!(
-                    "{}: the first line must name the columns, one of them `kind`",
+                    "{}: the first line must name the columns, one of them `kind` / dòng đầu phải ghi tên các cột, trong đó có cột `kind`",
                     path.display()
                 );
             }
