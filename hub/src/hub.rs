@@ -146,8 +146,23 @@ impl Hub {
         &self.0.home
     }
 
+    /// The merged replica. If a task panicked while holding it (a bug met on
+    /// a crafted input, say), memory may differ from the disk: the replica
+    /// is loaded again from its store, which holds only what was committed,
+    /// and the hub goes on serving every other node.
     pub fn replica(&self) -> std::sync::MutexGuard<'_, Replica> {
-        self.0.replica.lock().expect("replica lock")
+        self.0.replica.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            tracing::error!(
+                "a task panicked while holding the replica; loading it again from the store"
+            );
+            match Replica::open(guard.store().clone()) {
+                Ok(fresh) => *guard = fresh,
+                Err(e) => tracing::error!("cannot load the replica again: {e}"),
+            }
+            self.0.replica.clear_poison();
+            guard
+        })
     }
 
     /// Reads `nodes/` again if it changed since last read (an enrolment,
