@@ -284,6 +284,26 @@ impl TestHub {
         std::fs::write(out, bundle.to_json()).expect("write bundle");
     }
 
+    /// Sets up a node directory at `dir` as an administrator does, with the
+    /// real binary: a bundle from this hub (in a temporary file, so that it
+    /// takes no room on `dir`'s disk), then `htx-node init`.
+    pub async fn init_node_dir(&self, unit: &str, name: &str, dir: &Path) {
+        let file = tempfile::NamedTempFile::new().expect("bundle file");
+        let bundle = file.path();
+        self.write_bundle(unit, name, bundle);
+        run(
+            "htx-node",
+            &[
+                "init".as_ref(),
+                dir.as_os_str(),
+                "--bundle".as_ref(),
+                bundle.as_os_str(),
+            ],
+        )
+        .await
+        .ok();
+    }
+
     /// Enrolls a node for `unit` and sets up its directory (`htx-node init`).
     pub fn enroll_node(&self, unit: &str, name: &str) -> TestNode {
         self.enroll_node_with(unit, name, |_| {})

@@ -23,16 +23,9 @@ async fn a_large_import_goes_through_the_running_node() {
     // offline as ever.
     let hub = TestHub::create();
     let root = tempfile::TempDir::new().unwrap();
-    let bundle = root.path().join("bundle.json");
-    hub.write_bundle("356", "big-import", &bundle);
     let dir = root.path().join("node");
     let dir_s = dir.to_str().unwrap();
-    run(
-        "htx-node",
-        &["init", dir_s, "--bundle", bundle.to_str().unwrap()],
-    )
-    .await
-    .ok();
+    hub.init_node_dir("356", "big-import", &dir).await;
 
     const ROWS: usize = 120_000;
     let csv = root.path().join("cooperatives.csv");

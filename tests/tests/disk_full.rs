@@ -47,16 +47,9 @@ async fn an_import_on_a_full_disk_tells_the_truth_and_a_retry_adds_each_row_once
             return;
         }
     };
-    let bundle = root.path().join("bundle.json");
-    hub.write_bundle("356", "small-disk", &bundle);
     let dir = disk.join("node");
     let dir_s = dir.to_str().unwrap();
-    run(
-        "htx-node",
-        &["init", dir_s, "--bundle", bundle.to_str().unwrap()],
-    )
-    .await
-    .ok();
+    hub.init_node_dir("356", "small-disk", &dir).await;
 
     const ROWS: usize = 12_000;
     let csv = root.path().join("cooperatives.csv");

@@ -128,21 +128,7 @@ async fn reflection_lists_exactly_the_services_of_each_port() {
     let served = tokio::spawn(htx_hub::admin::serve(hub, sync, admin, http, async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{admin_addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("admin port");
-    assert_eq!(
-        listed(channel.clone()).await.expect("reflection"),
-        names(&[
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "htx.v1.HubAdmin",
-            "htx.v1.Progress",
-        ])
-    );
-    health(channel).await.expect("health on the admin port");
+    lists_exactly(admin_addr, "htx.v1.HubAdmin", "the admin port").await;
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(20), served)
         .await
@@ -158,25 +144,34 @@ async fn reflection_lists_exactly_the_services_of_each_port() {
     let served = tokio::spawn(htx_node::api::serve(node.node().clone(), api, async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{api_addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("node API");
-    assert_eq!(
-        listed(channel.clone()).await.expect("reflection"),
-        names(&[
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "htx.v1.NodeApi",
-            "htx.v1.Progress",
-        ])
-    );
-    health(channel).await.expect("health on the node API");
+    lists_exactly(api_addr, "htx.v1.NodeApi", "the node API").await;
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(20), served)
         .await
         .expect("stops")
         .unwrap()
         .unwrap();
+}
+
+/// A loopback port (no TLS) answers health, and its reflection lists
+/// exactly health, reflection, Progress and `own`.
+async fn lists_exactly(addr: std::net::SocketAddr, own: &str, what: &str) {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(
+        listed(channel.clone()).await.expect("reflection"),
+        names(&[
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            own,
+            "htx.v1.Progress",
+        ]),
+        "{what}"
+    );
+    health(channel)
+        .await
+        .unwrap_or_else(|e| panic!("health on {what}: {e}"));
 }
