@@ -34,6 +34,24 @@ pub struct Preview {
     /// Rows per kind, as (kind, rows), in the order they are written.
     pub kinds: Vec<(&'static str, usize)>,
     rows: Vec<(u64, Record)>,
+    /// Sheet names by their place in the file.
+    sheet_names: Vec<String>,
+}
+
+impl Preview {
+    /// The records to write, by their row in the file, and the sheets'
+    /// names to say where a row is ([`place`]).
+    pub(crate) fn into_parts(self) -> (Vec<(u64, Record)>, Vec<String>) {
+        (self.rows, self.sheet_names)
+    }
+}
+
+/// Where a row of [`Preview::into_parts`] is: "sheet, dòng/row N".
+pub fn place(sheet_names: &[String], file_row: u64) -> String {
+    let sheet = sheet_names
+        .get((file_row >> 32) as usize)
+        .map_or("?", String::as_str);
+    format!("{sheet}, dòng/row {}", file_row & 0xffff_ffff)
 }
 
 /// A row's place, to report its errors.
@@ -54,8 +72,38 @@ struct Named {
     id: String,
 }
 
+/// What a preview checks rows against: a node's records and its checks.
+pub trait Holder {
+    fn bundle(&self) -> &htx_core::pki::Bundle;
+    /// Every record held, deleted ones left out.
+    fn records(&self) -> Result<Vec<Record>, crate::node::NodeError>;
+    /// The node's checks of a write, writing nothing ([`Node::check`]).
+    fn check(&self, records: Vec<Record>)
+    -> Result<Vec<(usize, FieldError)>, crate::node::NodeError>;
+}
+
+impl Holder for Node {
+    fn bundle(&self) -> &htx_core::pki::Bundle {
+        Node::bundle(self)
+    }
+    fn records(&self) -> Result<Vec<Record>, crate::node::NodeError> {
+        self.export(false)
+    }
+    fn check(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<(usize, FieldError)>, crate::node::NodeError> {
+        Node::check(self, records)
+    }
+}
+
 /// Checks every row of `wb` against what `node` holds; writes nothing.
 pub fn preview(node: &Node, wb: &Workbook) -> Result<Preview, SheetError> {
+    preview_with(node, wb)
+}
+
+/// [`preview`] against any [`Holder`] (the CLI's view of a running node).
+pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetError> {
     let mut errors = wb.problems.clone();
     let b = node.bundle();
     let version = Hierarchy::builtin()
@@ -73,7 +121,7 @@ pub fn preview(node: &Node, wb: &Workbook) -> Result<Preview, SheetError> {
             .unwrap_or(usize::MAX)
     });
 
-    let existing = node.export(false)?;
+    let existing = node.records()?;
     let mut coops: Vec<Named> = Vec::new();
     let mut people: Vec<Named> = Vec::new();
     let named = |r: &Record| Named {
@@ -250,11 +298,19 @@ pub fn preview(node: &Node, wb: &Workbook) -> Result<Preview, SheetError> {
         .filter(|p| !bad_rows.contains(&(p.sheet.as_str(), p.row)))
         .count();
     errors.sort_by(|a, b| (&a.sheet, a.row).cmp(&(&b.sheet, b.row)));
+    let count = wb.sheets.iter().map(|s| s.index as usize + 1).max().unwrap_or(0);
+    let mut sheet_names = vec![String::new(); count];
+    for s in &wb.sheets {
+        if let Some(n) = sheet_names.get_mut(s.index as usize) {
+            *n = s.name.clone();
+        }
+    }
     Ok(Preview {
         rows_ok,
         errors,
         kinds,
         rows: records,
+        sheet_names,
     })
 }
 

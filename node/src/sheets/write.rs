@@ -22,7 +22,7 @@ use rust_xlsxwriter::{DataValidation, ExcelDateTime, Format as XFormat, Formula,
 
 use super::names::{self, Target};
 use super::{SheetError, column_name};
-use crate::node::Node;
+use super::Holder;
 
 /// An export's file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +54,7 @@ fn columns(kind: &'static KindSpec) -> Vec<(Target, &'static str)> {
 }
 
 /// The node's units, as "code - name", for the unit column's list.
-fn unit_choices(node: &Node) -> Vec<String> {
+fn unit_choices(node: &dyn Holder) -> Vec<String> {
     let b = node.bundle();
     let Ok(v) = Hierarchy::builtin().version(&b.unit_version) else {
         return Vec::new();
@@ -66,7 +66,7 @@ fn unit_choices(node: &Node) -> Vec<String> {
 }
 
 /// An `.xlsx` template for `kind` (a schema name or its Vietnamese name).
-pub fn template(node: &Node, kind: &str) -> Result<Vec<u8>, SheetError> {
+pub fn template(node: &dyn Holder, kind: &str) -> Result<Vec<u8>, SheetError> {
     let kind = names::kind_of_sheet(kind).ok_or_else(|| SheetError::UnknownKind(kind.into()))?;
     let mut book = Workbook::new();
     let bold = XFormat::new().set_bold().set_text_wrap().set_background_color("#DDEBF7");
@@ -189,13 +189,13 @@ fn out_value(field: &schema::FieldSpec, v: &Value, names_by_id: &HashMap<&str, &
 /// The records of `kind` this node holds (deleted ones left out), those
 /// of `unit` and below if given, as an `.xlsx` or CSV file.
 pub fn export(
-    node: &Node,
+    node: &dyn Holder,
     kind: &str,
     unit: Option<&str>,
     format: Format,
 ) -> Result<Vec<u8>, SheetError> {
     let kind = names::kind_of_sheet(kind).ok_or_else(|| SheetError::UnknownKind(kind.into()))?;
-    let all = node.export(false)?;
+    let all = node.records()?;
     let b = node.bundle();
     let version = Hierarchy::builtin()
         .version(&b.unit_version)
