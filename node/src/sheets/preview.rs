@@ -256,10 +256,16 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
             if rec.id.is_empty() {
                 rec.id = schema::import_id(&wb.hash, file_row);
             }
-            match kind.name {
-                "cooperative" => coops.push(named(&rec)),
-                "manager" | "cadre" => people.push(named(&rec)),
-                _ => {}
+            // A row with the id of a held record changes it: its name
+            // replaces the held one.
+            let list = match kind.name {
+                "cooperative" => Some(&mut coops),
+                "manager" | "cadre" => Some(&mut people),
+                _ => None,
+            };
+            if let Some(list) = list {
+                list.retain(|n| n.id != rec.id);
+                list.push(named(&rec));
             }
             records.push((file_row, rec));
             places.push(place);
