@@ -123,7 +123,7 @@ fn named<'a>(records: &'a [serde_json::Value], name: &str) -> &'a serde_json::Va
 /// loosely) but no date.
 fn officers_workbook(bad_row: bool) -> Vec<u8> {
     let mut observations = vec![
-        vec![S("HTX, THT (tên)"), S("Ngày ghi nhận"), S("Số người lao động"), S("Số lao động nữ")],
+        vec![S("HTX/THT (tên)"), S("Ngày ghi nhận"), S("Số người lao động"), S("Số lao động nữ")],
         vec![S("HTX Lúa Vàng"), S("30/06/2025"), S("1.350"), N(800.0)],
         vec![S("Tổ hợp tác Mây Tre"), N(45838.0), N(12.0), S("7")],
     ];
@@ -137,7 +137,7 @@ fn officers_workbook(bad_row: bool) -> Vec<u8> {
             vec![
                 vec![S("DANH SÁCH HỢP TÁC XÃ NĂM 2025")],
                 vec![
-                    S("Tên HTX, THT"),
+                    S("Tên HTX/THT"),
                     S("loai hinh"),
                     S("Đơn vị (mã hoặc tên xã)"),
                     S("Ngày thành lập"),
@@ -152,7 +152,7 @@ fn officers_workbook(bad_row: bool) -> Vec<u8> {
         (
             "Người quản lý",
             vec![
-                vec![S("Họ và tên"), S("Giới tính"), S("Chức vụ"), S("HTX, THT (tên)"), S("Từ ngày")],
+                vec![S("Họ và tên"), S("Giới tính"), S("Chức vụ"), S("HTX/THT (tên)"), S("Từ ngày")],
                 vec![S("Nguyễn Thị Hằng"), S("Nữ"), S("Chủ tịch"), S("HTX Lúa Vàng"), S("2020-01-15")],
             ],
         ),
@@ -216,3 +216,200 @@ async fn an_officers_workbook_is_checked_then_imported() {
     assert_eq!(s.export().await.len(), 5);
 }
 
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_cell_is_listed_in_one_pass_and_nothing_is_written() {
+    let s = Setup::new();
+    let wb = s.file(
+        "hop-tac-xa.xlsx",
+        &xlsx(&[(
+            "Hợp tác xã",
+            vec![
+                vec![S("Tên HTX/THT"), S("Loại hình"), S("Đơn vị"), S("Ngày thành lập"), S("Xếp loại"), S("Màu sắc")],
+                vec![S("HTX Một"), S("HTX"), S("13633"), S("31/02/2024"), S("Xuất sắc"), E],
+                vec![S("HTX Hai"), S("HTX"), S("13633"), S("15/01/2024"), S("Tốt"), E],
+                vec![E, S("Công ty"), S("99999"), E, E, E],
+            ],
+        )]),
+    );
+    for check in [true, false] {
+        let out = s.import(&wb, check).await;
+        let err = out.failed();
+        for expected in [
+            // The unknown column, once.
+            "cột F «Màu sắc» không phải là cột của Hợp tác xã",
+            // Row 2: two bad cells.
+            "dòng/row 2, cột/column «Ngày thành lập»: «31/02/2024» không phải là ngày hợp lệ",
+            "dòng/row 2, cột/column «Xếp loại»: «Xuất sắc» không phải là một trong: Tốt; Khá; Trung bình; Yếu",
+            // Row 4: a bad choice, a missing name, a unit that does not exist.
+            "dòng/row 4, cột/column «Loại hình»: «Công ty» không phải là một trong: Hợp tác xã (HTX); Tổ hợp tác (THT)",
+            "dòng/row 4, cột/column «Tên HTX/THT»: thiếu «Tên HTX/THT» (bắt buộc)",
+            "dòng/row 4, cột/column «Đơn vị»: mã đơn vị «99999» không có trong danh mục",
+        ] {
+            assert!(err.contains(expected), "{expected:?} not in:\n{err}");
+        }
+        assert!(!err.contains("dòng/row 3"), "row 3 is good:\n{err}");
+        assert!(err.contains("6 lỗi") && err.contains("1 row(s) good"), "{err}");
+        assert!(s.export().await.is_empty(), "nothing written (check: {check})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cooperative_named_twice_is_refused_with_the_candidates() {
+    let s = Setup::new();
+    let seed = s.file(
+        "hop-tac-xa.csv",
+        "Tên HTX/THT,Loại hình,Đơn vị\nHTX Lúa,HTX,13633\nHTX Lúa,HTX,13636\n".as_bytes(),
+    );
+    s.import(&seed, false).await.ok();
+    let ids: Vec<String> = s
+        .of_kind("cooperative")
+        .await
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let obs = s.file(
+        "so-lieu-htx.csv",
+        "HTX/THT (tên);Ngày ghi nhận;Đơn vị\nHTX Lúa;30/06/2025;\n".as_bytes(),
+    );
+    let err = s.import(&obs, false).await;
+    let err = err.failed();
+    assert!(err.contains("có 2 HTX/THT cùng tên «HTX Lúa»"), "{err}");
+    for id in &ids {
+        assert!(err.contains(id.as_str()), "candidate {id} listed:\n{err}");
+    }
+    // With the commune, the name is one cooperative.
+    let obs = s.file(
+        "so-lieu-htx.csv",
+        "HTX/THT (tên);Ngày ghi nhận;Đơn vị\nhtx lua;30/06/2025;Phường Hạ Long\n".as_bytes(),
+    );
+    s.import(&obs, false).await.ok();
+    let o = &s.of_kind("observation").await[0];
+    let lua_13633 = s
+        .of_kind("cooperative")
+        .await
+        .into_iter()
+        .find(|c| c["unit"] == "13633")
+        .unwrap();
+    assert_eq!(o["cooperative"], lua_13633["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_files_as_excel_saves_them() {
+    let s = Setup::new();
+    // Vietnamese Excel: semicolons, Windows-1258 (tone marks as combining
+    // characters), no byte-order mark.
+    let text = "Tên HTX/THT;Loa\u{323}i hi\u{300}nh;Đơn vi\u{323}\r\nHơ\u{323}p ta\u{301}c xa\u{303} Đông;HTX;13633\r\n";
+    let (bytes, _, unmappable) = encoding_rs::WINDOWS_1258.encode(text);
+    assert!(!unmappable);
+    assert!(std::str::from_utf8(&bytes).is_err(), "not UTF-8");
+    let f = s.file("hop-tac-xa.csv", &bytes);
+    s.import(&f, false).await.ok();
+    // UTF-8 with a byte-order mark, commas, quotes, Vietnamese grouping.
+    let f = s.file(
+        "so-lieu-htx.csv",
+        "\u{feff}HTX/THT (tên),Ngày ghi nhận,Số người lao động\n\"Hợp tác xã Đông\",01/07/2025,\"1.350\"\n".as_bytes(),
+    );
+    s.import(&f, false).await.ok();
+    let coop = &s.of_kind("cooperative").await[0];
+    assert_eq!(coop["name"], "Hợp tác xã Đông", "stored in NFC");
+    let o = &s.of_kind("observation").await[0];
+    assert_eq!(o["cooperative"], coop["id"]);
+    assert_eq!(o["workers"], 1350);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_and_exports_read_back() {
+    let s = Setup::new();
+    let t = s.files.path().join("mau.xlsx");
+    run("htx-node", &["template", s.dir(), "manager", "--out", t.to_str().unwrap()])
+        .await
+        .ok();
+    let bytes = std::fs::read(&t).unwrap();
+    let mut book: Xlsx<_> = Xlsx::new(std::io::Cursor::new(bytes.clone())).unwrap();
+    let sheets: Vec<(String, calamine::SheetVisible)> = book
+        .sheets_metadata()
+        .iter()
+        .map(|m| (m.name.clone(), m.visible))
+        .collect();
+    assert_eq!(sheets[0], ("Người quản lý".into(), calamine::SheetVisible::Visible));
+    assert_eq!(sheets[1], ("Danh mục".into(), calamine::SheetVisible::Hidden));
+    let range = book.worksheet_range("Người quản lý").unwrap();
+    let headers: Vec<String> = range.rows().next().unwrap().iter().map(|c| c.to_string()).collect();
+    assert!(headers.contains(&"Chức vụ".to_owned()), "{headers:?}");
+    // A note on each header, choice lists on the choices.
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut sheet1 = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("xl/worksheets/sheet1.xml").unwrap(), &mut sheet1).unwrap();
+    assert!(sheet1.contains("<dataValidation "), "choice lists");
+    let mut notes = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("xl/comments1.xml").unwrap(), &mut notes).unwrap();
+    assert!(notes.contains("Chọn một trong: Chủ tịch"), "{notes}");
+    assert!(notes.contains("dd/mm/yyyy"), "{notes}");
+
+    // Filled in with the template's own headers, it imports.
+    let filled = s.file(
+        "quan-ly.xlsx",
+        &xlsx(&[
+            ("Hợp tác xã", vec![vec![S("Tên HTX/THT"), S("Loại hình"), S("Đơn vị")], vec![S("HTX Sen"), S("HTX"), S("13633")]]),
+            (
+                "Người quản lý",
+                vec![
+                    headers.iter().map(|h| S(Box::leak(h.clone().into_boxed_str()))).collect(),
+                    {
+                        let mut row: Vec<C> = headers.iter().map(|_| E).collect();
+                        for (i, h) in headers.iter().enumerate() {
+                            row[i] = match h.as_str() {
+                                "Họ và tên" => S("<script>alert('x')</script>"),
+                                "Giới tính" => S("Nữ"),
+                                "Chức vụ" => S("Giám đốc"),
+                                "HTX/THT (tên)" => S("HTX Sen"),
+                                _ => E,
+                            };
+                        }
+                        row
+                    },
+                ],
+            ),
+        ]),
+    );
+    s.import(&filled, false).await.ok();
+    let m = &s.of_kind("manager").await[0];
+    assert_eq!(m["name"], "<script>alert('x')</script>", "stored as text");
+
+    // Exported, edited, imported back: the same records, changed.
+    let out = s.files.path().join("export.xlsx");
+    run("htx-node", &["export", s.dir(), "--format", "xlsx", "--kind", "cooperative", "--out", out.to_str().unwrap()])
+        .await
+        .ok();
+    let mut book: Xlsx<_> = calamine::open_workbook(&out).unwrap();
+    let range = book.worksheet_range("Hợp tác xã").unwrap();
+    assert_eq!(range.get_size().0, 2, "a header and one cooperative");
+    s.import(&out, false).await.ok();
+    assert_eq!(s.of_kind("cooperative").await.len(), 1, "imported back onto itself");
+
+    // CSV export: UTF-8 with a byte-order mark; text that Excel would run
+    // as a formula is written with a leading quote.
+    let coop_id = s.of_kind("cooperative").await[0]["id"].as_str().unwrap().to_owned();
+    let csv = s.file(
+        "hop-tac-xa.csv",
+        format!("Mã bản ghi,Tên HTX/THT\n{coop_id},\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n").as_bytes(),
+    );
+    s.import(&csv, false).await.ok();
+    let out = run("htx-node", &["export", s.dir(), "--format", "csv", "--kind", "cooperative"]).await;
+    let text = out.ok();
+    assert!(text.starts_with('\u{feff}'), "byte-order mark");
+    assert!(text.contains("\"'=HYPERLINK("), "{text}");
+    let out = s.files.path().join("export2.xlsx");
+    run("htx-node", &["export", s.dir(), "--format", "xlsx", "--kind", "cooperative", "--out", out.to_str().unwrap()])
+        .await
+        .ok();
+    let mut book: Xlsx<_> = calamine::open_workbook(&out).unwrap();
+    let formulas = book.worksheet_formula("Hợp tác xã").unwrap();
+    assert!(formulas.used_cells().all(|(_, _, f)| f.is_empty()), "no formula written");
+    let range = book.worksheet_range("Hợp tác xã").unwrap();
+    assert!(
+        range.used_cells().any(|(_, _, v)| *v == Data::String("=HYPERLINK(\"http://x\",\"y\")".into())),
+        "kept as text"
+    );
+}

@@ -53,11 +53,12 @@ pub const ID_HEADER: &str = "Mã bản ghi";
 /// The column of the record's unit: a GSO code or a commune's name.
 pub const UNIT_HEADER: &str = "Đơn vị (mã hoặc tên xã)";
 
-/// A field's Vietnamese column header.
+/// A field's Vietnamese column header (never with a comma or semicolon:
+/// officers type headers into CSV files too).
 pub fn header(kind: &str, field: &str) -> &'static str {
     match (kind, field) {
         ("cooperative", "type") => "Loại hình (HTX/THT)",
-        ("cooperative", "name") => "Tên HTX, THT",
+        ("cooperative", "name") => "Tên HTX/THT",
         ("cooperative", "sector") => "Lĩnh vực hoạt động",
         ("cooperative", "founded_on") => "Ngày thành lập",
         ("cooperative", "union_supported") => "Được các cấp Hội hỗ trợ thành lập",
@@ -68,7 +69,7 @@ pub fn header(kind: &str, field: &str) -> &'static str {
         ("cooperative", "status") => "Tình trạng",
         ("cooperative", "dissolved_on") => "Ngày giải thể",
         ("cooperative", "converted_to_htx_on") => "Ngày chuyển đổi thành HTX",
-        (_, "cooperative") => "HTX, THT (tên)",
+        (_, "cooperative") => "HTX/THT (tên)",
         ("observation", "observed_on") => "Ngày ghi nhận",
         ("observation", "members") => "Số thành viên",
         ("observation", "female_members") => "Số thành viên nữ",
@@ -87,10 +88,10 @@ pub fn header(kind: &str, field: &str) -> &'static str {
         ("cadre", "level") => "Cấp Hội",
         ("cadre", "kttt_support") => "Phụ trách hỗ trợ KTTT",
         (_, "held_on") => "Ngày tổ chức",
-        ("training", "type") => "Nội dung bồi dưỡng, tập huấn",
-        ("training", "title") => "Tên lớp bồi dưỡng, tập huấn",
+        ("training", "type") => "Nội dung bồi dưỡng/tập huấn",
+        ("training", "title") => "Tên lớp bồi dưỡng/tập huấn",
         (_, "title") => "Tên hoạt động",
-        ("training", "attendees") => "Người tham dự (họ tên, cách nhau bởi ;)",
+        ("training", "attendees") => "Người tham dự (họ tên)",
         ("activity", "type") => "Loại hoạt động",
         ("activity", "participants") => "Số người tham gia",
         ("activity", "women") => "Số phụ nữ tham gia",
@@ -234,7 +235,7 @@ pub fn expects(kind: &str, field: &FieldSpec) -> String {
                 .join("; ")
         ),
         FieldType::Ref(_) => {
-            "Tên HTX, THT như đã ghi trong danh sách của xã (hoặc mã bản ghi).".to_owned()
+            "Tên HTX/THT như đã ghi trong danh sách của xã (hoặc mã bản ghi).".to_owned()
         }
         FieldType::RefList(_) => {
             "Họ tên người quản lý hoặc cán bộ Hội đã có, cách nhau bởi dấu chấm phẩy (;).".to_owned()
@@ -274,6 +275,17 @@ mod tests {
         assert_eq!(target(coop, "Màu sắc"), None);
         assert_eq!(kind_of_sheet("hop tac xa").unwrap().name, "cooperative");
         assert_eq!(kind_of_sheet("Cán bộ Hội").unwrap().name, "cadre");
+    }
+
+    #[test]
+    fn headers_never_hold_a_delimiter() {
+        for k in htx_core::schema::KINDS {
+            for f in k.fields {
+                let h = header(k.name, f.name);
+                assert!(!h.is_empty(), "{}.{} has a header", k.name, f.name);
+                assert!(!h.contains([',', ';', '\t']), "{h}");
+            }
+        }
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
         }
     }
 
+    let held: std::collections::HashSet<&str> = existing.iter().map(|r| r.id.as_str()).collect();
     let mut records: Vec<(u64, Record)> = Vec::new();
     let mut places: Vec<Place> = Vec::new();
     let mut kinds: Vec<(&'static str, usize)> = Vec::new();
@@ -220,7 +221,7 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
             for (f, text) in refs {
                 let resolved = match f.ty {
                     FieldType::Ref(_) => {
-                        let coop = find(&coops, &text, scope.as_deref(), "HTX, THT", "cooperative");
+                        let coop = find(&coops, &text, scope.as_deref(), "HTX/THT", "cooperative");
                         coop.map(Value::Text)
                     }
                     _ => text
@@ -238,8 +239,10 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
                     Err(r) => refuse(&mut place, f.name, r),
                 }
             }
-            // Every required column, not only the first one missing.
-            for f in kind.fields.iter().filter(|f| f.required) {
+            // Every required column, not only the first one missing (a
+            // row that changes a held record needs none).
+            let changes_held = !rec.id.is_empty() && held.contains(rec.id.as_str());
+            for f in kind.fields.iter().filter(|f| f.required && !changes_held) {
                 if !rec.fields.contains_key(f.name) && !place.refused.iter().any(|r| r == f.name) {
                     let header = names::header(kind.name, f.name);
                     refuse(
@@ -341,7 +344,20 @@ fn unit_of(
     let t = text.trim();
     let code: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
     if !code.is_empty() {
-        return Ok(code);
+        return match version.unit(&code) {
+            None => Err(Refusal {
+                vi: format!("mã đơn vị «{code}» không có trong danh mục đơn vị hành chính"),
+                en: format!("unknown unit code {code:?}"),
+            }),
+            Some(u) if !version.within(&code, own) => Err(Refusal {
+                vi: format!(
+                    "{} ({code}) nằm ngoài phạm vi của nút ({own} và các đơn vị trực thuộc)",
+                    u.name
+                ),
+                en: format!("unit {code} is outside the units this node serves ({own} and below)"),
+            }),
+            Some(_) => Ok(code),
+        };
     }
     let f = fold(t);
     let strip = |n: &str| {
