@@ -443,7 +443,11 @@ async fn import_sheet(dir: &Path, file: &Path, check: bool) -> anyhow::Result<i3
         .with_context(|| format!("cannot read {} / không đọc được tệp", file.display()))?
         .len();
     if size > sheets::MAX_FILE_BYTES {
-        bail!("{}: {}", file.display(), sheets::SheetError::TooLarge { bytes: size });
+        bail!(
+            "{}: {}",
+            file.display(),
+            sheets::SheetError::TooLarge { bytes: size }
+        );
     }
     let bytes = std::fs::read(file)
         .with_context(|| format!("cannot read {} / không đọc được tệp", file.display()))?;
@@ -636,7 +640,9 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
         _ => FileFormat::Csv,
     });
     if let FileFormat::Xlsx = format {
-        bail!("an .xlsx file is read by the spreadsheet import / tệp .xlsx được nhập như bảng tính");
+        bail!(
+            "an .xlsx file is read by the spreadsheet import / tệp .xlsx được nhập như bảng tính"
+        );
     }
     let mut file = ImportFile::default();
     // `id`: the row's id column, kept for a bad row so that rows that

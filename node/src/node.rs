@@ -307,7 +307,10 @@ impl Node {
     /// nothing: the bad ones, numbered from 1 in the order given, each with
     /// its first error.
     pub fn check(&self, records: Vec<Record>) -> Result<Vec<(usize, FieldError)>, NodeError> {
-        Ok(self.check_and_write(records, true)?.err().unwrap_or_default())
+        Ok(self
+            .check_and_write(records, true)?
+            .err()
+            .unwrap_or_default())
     }
 
     /// Records the rows of an import file, all or nothing, and returns how

@@ -93,9 +93,7 @@ pub enum SheetError {
     WrongType(String),
     #[error("không đọc được tệp .xlsx: {0} / the .xlsx file cannot be read: {0}")]
     Unreadable(String),
-    #[error(
-        "tệp không có trang tính nào có dữ liệu / the file holds no sheet with data"
-    )]
+    #[error("tệp không có trang tính nào có dữ liệu / the file holds no sheet with data")]
     NoSheet,
     #[error(
         "tệp còn {0} lỗi: không ghi gì; hãy sửa rồi nhập lại / the file has {0} error(s): nothing was written; fix them and import again"
@@ -153,12 +151,7 @@ impl Cell {
             Cell::Text(t) => t.clone(),
             Cell::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", *n as i64),
             Cell::Number(n) => n.to_string(),
-            Cell::Date(d) => format!(
-                "{:02}/{:02}/{}",
-                d.day(),
-                u8::from(d.month()),
-                d.year()
-            ),
+            Cell::Date(d) => format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year()),
             Cell::Bool(true) => "Có".into(),
             Cell::Bool(false) => "Không".into(),
         }

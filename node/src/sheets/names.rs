@@ -238,7 +238,8 @@ pub fn expects(kind: &str, field: &FieldSpec) -> String {
             "Tên HTX/THT như đã ghi trong danh sách của xã (hoặc mã bản ghi).".to_owned()
         }
         FieldType::RefList(_) => {
-            "Họ tên người quản lý hoặc cán bộ Hội đã có, cách nhau bởi dấu chấm phẩy (;).".to_owned()
+            "Họ tên người quản lý hoặc cán bộ Hội đã có, cách nhau bởi dấu chấm phẩy (;)."
+                .to_owned()
         }
     };
     format!("{need}{what} ({kind}.{})", field.name)
@@ -264,7 +265,12 @@ mod tests {
     #[test]
     fn headers_match_with_or_without_diacritics() {
         let coop = htx_core::schema::kind("cooperative").unwrap();
-        for typed in ["Ngày thành lập", "ngay thanh lap", "NGÀY  THÀNH LẬP", "founded_on"] {
+        for typed in [
+            "Ngày thành lập",
+            "ngay thanh lap",
+            "NGÀY  THÀNH LẬP",
+            "founded_on",
+        ] {
             assert!(
                 matches!(target(coop, typed), Some(Target::Field(f)) if f.name == "founded_on"),
                 "{typed}"

@@ -78,8 +78,10 @@ pub trait Holder {
     /// Every record held, deleted ones left out.
     fn records(&self) -> Result<Vec<Record>, crate::node::NodeError>;
     /// The node's checks of a write, writing nothing ([`Node::check`]).
-    fn check(&self, records: Vec<Record>)
-    -> Result<Vec<(usize, FieldError)>, crate::node::NodeError>;
+    fn check(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<(usize, FieldError)>, crate::node::NodeError>;
 }
 
 impl Holder for Node {
@@ -217,7 +219,9 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
                 }
             }
             let unit = rec.text("unit").map(str::to_owned);
-            let scope = unit.clone().or_else(|| own_is_commune.then(|| b.unit.clone()));
+            let scope = unit
+                .clone()
+                .or_else(|| own_is_commune.then(|| b.unit.clone()));
             for (f, text) in refs {
                 let resolved = match f.ty {
                     FieldType::Ref(_) => {
@@ -307,7 +311,12 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
         .filter(|p| !bad_rows.contains(&(p.sheet.as_str(), p.row)))
         .count();
     errors.sort_by(|a, b| (&a.sheet, a.row).cmp(&(&b.sheet, b.row)));
-    let count = wb.sheets.iter().map(|s| s.index as usize + 1).max().unwrap_or(0);
+    let count = wb
+        .sheets
+        .iter()
+        .map(|s| s.index as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut sheet_names = vec![String::new(); count];
     for s in &wb.sheets {
         if let Some(n) = sheet_names.get_mut(s.index as usize) {
@@ -377,7 +386,9 @@ fn unit_of(
     match found.as_slice() {
         [one] => Ok(one.code.clone()),
         [] => Err(Refusal {
-            vi: format!("không có đơn vị «{t}» trong phạm vi của nút; hãy ghi mã đơn vị (ví dụ 13633)"),
+            vi: format!(
+                "không có đơn vị «{t}» trong phạm vi của nút; hãy ghi mã đơn vị (ví dụ 13633)"
+            ),
             en: format!("no unit {t:?} among this node's units; give its code (e.g. 13633)"),
         }),
         many => {
@@ -471,10 +482,9 @@ fn explain(e: &FieldError, cell: &Cell) -> Refusal {
     let vi = match e {
         FieldError::BadNumber { .. } => format!("«{shown}» không phải là số nguyên"),
         FieldError::Negative { .. } => format!("«{shown}» là số âm; số lượng không được âm"),
-        FieldError::TooLarge { max, .. } => format!(
-            "«{shown}» vượt quá mức tối đa {}",
-            names::group(*max)
-        ),
+        FieldError::TooLarge { max, .. } => {
+            format!("«{shown}» vượt quá mức tối đa {}", names::group(*max))
+        }
         FieldError::BadBool { .. } => format!("«{shown}» phải là Có hoặc Không"),
         FieldError::BadChoice { allowed, .. } => {
             let labels: Vec<&str> = allowed

@@ -162,10 +162,7 @@ impl<'a> SheetBuilder<'a> {
             .filter(|(_, c)| *c != Cell::Empty)
             .map(|(col, c)| (col, c.to_text()))
             .collect();
-        if !texts
-            .iter()
-            .any(|(_, t)| names::target(kind, t).is_some())
-        {
+        if !texts.iter().any(|(_, t)| names::target(kind, t).is_some()) {
             return;
         }
         self.header_row = Some(number);
@@ -195,7 +192,11 @@ impl<'a> SheetBuilder<'a> {
                     format!(
                         "column {name} {text:?} is not a column of {}; columns: {}",
                         kind.name,
-                        kind.fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                        kind.fields
+                            .iter()
+                            .map(|f| f.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ),
             }
@@ -209,7 +210,12 @@ impl<'a> SheetBuilder<'a> {
                 names::kind_names(self.sheet.kind.name).0,
                 known_headers(self.sheet.kind)
             );
-            self.problem(0, "", vi, "no header line naming the columns was found".into());
+            self.problem(
+                0,
+                "",
+                vi,
+                "no header line naming the columns was found".into(),
+            );
         }
         self.sheet
     }
@@ -307,8 +313,8 @@ fn read_xlsx(
     total: &mut usize,
 ) -> Result<(), SheetError> {
     check_archive(bytes)?;
-    let mut book: Xlsx<_> = Xlsx::new(Cursor::new(bytes))
-        .map_err(|e| SheetError::Unreadable(e.to_string()))?;
+    let mut book: Xlsx<_> =
+        Xlsx::new(Cursor::new(bytes)).map_err(|e| SheetError::Unreadable(e.to_string()))?;
     let metas = book.sheets_metadata().to_vec();
     let visible: Vec<_> = metas
         .iter()

@@ -61,9 +61,7 @@ pub fn parse_whole(text: &str) -> Option<i64> {
         Some(rest) => (-1, rest.to_owned()),
         None => (1, t),
     };
-    let groups: Vec<&str> = digits
-        .split(['.', ' ', '\u{a0}', '\u{202f}'])
-        .collect();
+    let groups: Vec<&str> = digits.split(['.', ' ', '\u{a0}', '\u{202f}']).collect();
     let grouped = groups.len() > 1
         && !groups[0].is_empty()
         && groups[0].len() <= 3
@@ -100,8 +98,12 @@ pub fn canonical(field: &FieldSpec, cell: &Cell) -> Result<String, Refusal> {
         (FieldType::Date, _) => parse_date(&shown)
             .map(htx_core::schema::format_date)
             .ok_or_else(|| Refusal {
-                vi: format!("«{shown}» không phải là ngày hợp lệ dạng dd/mm/yyyy (ví dụ 15/01/2024)"),
-                en: format!("{shown:?} is not a valid date of the form dd/mm/yyyy (e.g. 15/01/2024)"),
+                vi: format!(
+                    "«{shown}» không phải là ngày hợp lệ dạng dd/mm/yyyy (ví dụ 15/01/2024)"
+                ),
+                en: format!(
+                    "{shown:?} is not a valid date of the form dd/mm/yyyy (e.g. 15/01/2024)"
+                ),
             }),
         (FieldType::Count | FieldType::Amount, Cell::Number(n)) => {
             if n.fract() != 0.0 || !n.is_finite() {
@@ -113,9 +115,9 @@ pub fn canonical(field: &FieldSpec, cell: &Cell) -> Result<String, Refusal> {
                 Ok(format!("{}", *n as i64))
             }
         }
-        (FieldType::Count | FieldType::Amount, _) => Ok(parse_whole(&shown)
-            .map(|n| n.to_string())
-            .unwrap_or(shown)),
+        (FieldType::Count | FieldType::Amount, _) => {
+            Ok(parse_whole(&shown).map(|n| n.to_string()).unwrap_or(shown))
+        }
         (FieldType::Bool, Cell::Bool(b)) => Ok(b.to_string()),
         (FieldType::Bool, _) => Ok(names::yes_no(&shown)
             .map(|b| b.to_string())

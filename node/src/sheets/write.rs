@@ -20,9 +20,9 @@ use htx_core::schema::{self, FieldType, KindSpec, Record, Value};
 use htx_core::units::Hierarchy;
 use rust_xlsxwriter::{DataValidation, ExcelDateTime, Format as XFormat, Formula, Note, Workbook};
 
+use super::Holder;
 use super::names::{self, Target};
 use super::{SheetError, column_name};
-use super::Holder;
 
 /// An export's file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,7 +69,10 @@ fn unit_choices(node: &dyn Holder) -> Vec<String> {
 pub fn template(node: &dyn Holder, kind: &str) -> Result<Vec<u8>, SheetError> {
     let kind = names::kind_of_sheet(kind).ok_or_else(|| SheetError::UnknownKind(kind.into()))?;
     let mut book = Workbook::new();
-    let bold = XFormat::new().set_bold().set_text_wrap().set_background_color("#DDEBF7");
+    let bold = XFormat::new()
+        .set_bold()
+        .set_text_wrap()
+        .set_background_color("#DDEBF7");
     let date = XFormat::new().set_num_format("dd/mm/yyyy");
     let text = XFormat::new().set_num_format("@");
     let cols = columns(kind);
@@ -103,7 +106,8 @@ pub fn template(node: &dyn Holder, kind: &str) -> Result<Vec<u8>, SheetError> {
         ws.set_freeze_panes(1, 0).map_err(xerr)?;
         for (i, (target, header)) in cols.iter().enumerate() {
             let col = i as u16;
-            ws.write_string_with_format(0, col, *header, &bold).map_err(xerr)?;
+            ws.write_string_with_format(0, col, *header, &bold)
+                .map_err(xerr)?;
             ws.set_column_width(col, 22).map_err(xerr)?;
             let note = match target {
                 Target::Id => "Không bắt buộc. Để trống khi thêm mới; khi sửa bản ghi đã có, giữ mã của nó (như trong tệp xuất dữ liệu). (id)".to_owned(),
@@ -145,7 +149,8 @@ pub fn template(node: &dyn Holder, kind: &str) -> Result<Vec<u8>, SheetError> {
         ws.set_name(LISTS_SHEET).map_err(xerr)?;
         for (list_col, (_, items)) in lists.iter().enumerate() {
             for (r, item) in items.iter().enumerate() {
-                ws.write_string(r as u32, list_col as u16, item).map_err(xerr)?;
+                ws.write_string(r as u32, list_col as u16, item)
+                    .map_err(xerr)?;
             }
         }
         ws.set_hidden(true);
@@ -173,9 +178,12 @@ fn out_value(field: &schema::FieldSpec, v: &Value, names_by_id: &HashMap<&str, &
             "" => t.clone(),
             l => l.to_owned(),
         }),
-        (FieldType::Ref(_), Value::Text(id)) => {
-            Out::Text(names_by_id.get(id.as_str()).map_or(id.as_str(), |n| n).to_owned())
-        }
+        (FieldType::Ref(_), Value::Text(id)) => Out::Text(
+            names_by_id
+                .get(id.as_str())
+                .map_or(id.as_str(), |n| n)
+                .to_owned(),
+        ),
         (_, Value::List(ids)) => Out::Text(
             ids.iter()
                 .map(|id| names_by_id.get(id.as_str()).map_or(id.as_str(), |n| n))
@@ -212,7 +220,9 @@ pub fn export(
             None => true,
         })
         .collect();
-    rows.sort_by(|a, b| (a.text("unit"), a.text("name"), &a.id).cmp(&(b.text("unit"), b.text("name"), &b.id)));
+    rows.sort_by(|a, b| {
+        (a.text("unit"), a.text("name"), &a.id).cmp(&(b.text("unit"), b.text("name"), &b.id))
+    });
     let cols = columns(kind);
     let cells = |r: &Record| -> Vec<Out> {
         cols.iter()
@@ -260,7 +270,8 @@ pub fn export(
             ws.set_name(names::kind_names(kind.name).0).map_err(xerr)?;
             ws.set_freeze_panes(1, 0).map_err(xerr)?;
             for (i, (_, h)) in cols.iter().enumerate() {
-                ws.write_string_with_format(0, i as u16, *h, &bold).map_err(xerr)?;
+                ws.write_string_with_format(0, i as u16, *h, &bold)
+                    .map_err(xerr)?;
                 ws.set_column_width(i as u16, 22).map_err(xerr)?;
             }
             for (r, rec) in rows.into_iter().enumerate() {
