@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use htx_tests::{TestHub, bin};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 
-const UNITS: [&str; 7] = ["13633", "13636", "13639", "13642", "13645", "13648", "13651"];
+const UNITS: [&str; 7] = [
+    "13633", "13636", "13639", "13642", "13645", "13648", "13651",
+];
 
 /// Runs `htx-node args…`; returns (wall time, peak RSS in KiB).
 fn measure(args: &[&str]) -> (Duration, u64) {
@@ -58,14 +60,21 @@ fn write_files(dir: &Path, rows: usize) {
     let mut book = Workbook::new();
     let date = Format::new().set_num_format("dd/mm/yyyy");
     let ws = book.add_worksheet().set_name("Hợp tác xã").unwrap();
-    for (c, h) in ["Tên HTX/THT", "Loại hình", "Đơn vị", "Ngày thành lập", "Lĩnh vực hoạt động"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "Tên HTX/THT",
+        "Loại hình",
+        "Đơn vị",
+        "Ngày thành lập",
+        "Lĩnh vực hoạt động",
+    ]
+    .iter()
+    .enumerate()
     {
         ws.write_string(0, c as u16, *h).unwrap();
     }
     let mut csv = String::from("kind,type,name,unit,founded_on,sector\n");
-    let mut vi_csv = String::from("Tên HTX/THT;Loại hình;Đơn vị;Ngày thành lập;Lĩnh vực hoạt động\n");
+    let mut vi_csv =
+        String::from("Tên HTX/THT;Loại hình;Đơn vị;Ngày thành lập;Lĩnh vực hoạt động\n");
     for i in 0..rows {
         let r = i as u32 + 1;
         let name = format!("Hợp tác xã nông nghiệp số {i:06} thôn Đông");
@@ -100,10 +109,26 @@ fn main() {
     let hub = TestHub::create();
     let mut lines = Vec::new();
     for (i, (label, file, check)) in [
-        ("CSV record file (`kind` column, English headers; the import before spreadsheets)", "records.csv", false),
-        (".xlsx workbook, Vietnamese headers, Excel dates: `import --check` (preview only)", "hop-tac-xa.xlsx", true),
-        (".xlsx workbook, Vietnamese headers, Excel dates: `import`", "hop-tac-xa.xlsx", false),
-        ("Vietnamese CSV (`;`, dd/mm/yyyy) through the spreadsheet reader: `import`", "hop-tac-xa.csv", false),
+        (
+            "CSV record file (`kind` column, English headers; the import before spreadsheets)",
+            "records.csv",
+            false,
+        ),
+        (
+            ".xlsx workbook, Vietnamese headers, Excel dates: `import --check` (preview only)",
+            "hop-tac-xa.xlsx",
+            true,
+        ),
+        (
+            ".xlsx workbook, Vietnamese headers, Excel dates: `import`",
+            "hop-tac-xa.xlsx",
+            false,
+        ),
+        (
+            "Vietnamese CSV (`;`, dd/mm/yyyy) through the spreadsheet reader: `import`",
+            "hop-tac-xa.csv",
+            false,
+        ),
     ]
     .into_iter()
     .enumerate()
