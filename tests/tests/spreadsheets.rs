@@ -732,3 +732,22 @@ async fn a_spreadsheet_goes_through_the_running_node() {
     assert_eq!(s.export().await.len(), 5, "nothing written");
     assert!(running.terminate().await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_file_can_be_checked_without_writing() {
+    let s = Setup::new();
+    let good = "kind,type,name,unit\ncooperative,HTX,HTX Một,13633\n";
+    let f = s.file("records.csv", good.as_bytes());
+    let out = s.import(&f, true).await;
+    assert!(out.ok().contains("1 row(s) good"), "{out:?}");
+    let f = s.file(
+        "records.csv",
+        format!("{good}cooperative,HTX,HTX Hai,99999\ncooperative,XYZ,HTX Ba,13633\n").as_bytes(),
+    );
+    let out = s.import(&f, true).await;
+    let err = out.failed();
+    assert!(err.contains("row 2: ") && err.contains("99999"), "{err}");
+    assert!(err.contains("row 3: ") && err.contains("XYZ"), "{err}");
+    assert!(err.contains("2 bad row(s)"), "{err}");
+    assert!(s.export().await.is_empty(), "a check writes nothing");
+}
