@@ -21,6 +21,7 @@ use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
 use crate::node::{Node, NodeError, StatusView, Unreadable};
+use crate::sheets;
 use crate::sync_client::{self, SessionReport};
 
 #[derive(Parser, Debug)]
@@ -56,22 +57,44 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         fields: Vec<String>,
     },
-    /// Imports a CSV or JSON file, all or nothing.
+    /// Imports a spreadsheet (.xlsx, or .csv with Vietnamese or English
+    /// headers), a CSV with a `kind` column, or a JSON file; all or nothing.
     Import {
         dir: PathBuf,
         file: PathBuf,
         /// Default: from the file's extension.
         #[arg(long)]
         format: Option<FileFormat>,
+        /// Only check: print every error and write nothing (exit 1 on errors).
+        #[arg(long)]
+        check: bool,
     },
-    /// Prints every record this node holds.
+    /// Writes an empty .xlsx template for one kind of record.
+    Template {
+        dir: PathBuf,
+        /// cooperative, observation, manager, cadre, training, activity or milestone
+        kind: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Prints every record this node holds (json), or writes one kind's
+    /// records as a spreadsheet (xlsx, csv).
     Export {
         dir: PathBuf,
         #[arg(long, default_value = "json")]
         format: ExportFormat,
-        /// Also records marked deleted.
+        /// Also records marked deleted (json only).
         #[arg(long)]
         include_deleted: bool,
+        /// The kind of records (xlsx and csv).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only records of this unit and below (xlsx and csv).
+        #[arg(long)]
+        unit: Option<String>,
+        /// Where to write (xlsx and csv; required for xlsx).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Marks a record deleted (who, when); `--restore` undoes it.
     Delete {
@@ -114,11 +137,14 @@ pub enum Command {
 pub enum FileFormat {
     Csv,
     Json,
+    Xlsx,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ExportFormat {
     Json,
+    Xlsx,
+    Csv,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -343,6 +369,210 @@ impl Access {
     }
 }
 
+/// What a spreadsheet is checked against while `run` holds the store: the
+/// running node's records. Units and references are checked again by the
+/// running node when it imports.
+struct RunningNode {
+    bundle: Bundle,
+    records: Vec<Record>,
+}
+
+impl sheets::Holder for RunningNode {
+    fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+    fn records(&self) -> Result<Vec<Record>, NodeError> {
+        Ok(self.records.clone())
+    }
+    fn check(&self, _: Vec<Record>) -> Result<Vec<(usize, schema::FieldError)>, NodeError> {
+        Ok(Vec::new())
+    }
+}
+
+impl Access {
+    /// The node as [`sheets`] sees it.
+    async fn holder(&mut self, dir: &Path) -> anyhow::Result<Box<dyn sheets::Holder + '_>> {
+        match self {
+            Access::Local(n) => Ok(Box::new(n.clone())),
+            Access::Remote(_) => {
+                let text = std::fs::read_to_string(dir.join(Node::BUNDLE_FILE))
+                    .with_context(|| format!("cannot read {}", dir.display()))?;
+                let bundle = Bundle::parse(&text)?;
+                let records = self.export(false).await?;
+                Ok(Box::new(RunningNode { bundle, records }))
+            }
+        }
+    }
+}
+
+/// Whether a file is a spreadsheet for [`sheets`]: an `.xlsx` file, or a
+/// CSV file without a `kind` column (a CSV with one is a record file, read
+/// by [`read_import`], one kind per row).
+fn is_sheet(path: &Path, format: Option<FileFormat>) -> anyhow::Result<bool> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase);
+    match (format, ext.as_deref()) {
+        (Some(FileFormat::Xlsx), _) => return Ok(true),
+        (Some(FileFormat::Json), _) | (None, Some("json")) => return Ok(false),
+        (None, Some("csv")) | (Some(FileFormat::Csv), _) => {}
+        _ => return Ok(true),
+    }
+    // The first line: is one of its columns `kind`?
+    let mut head = vec![0u8; 64 << 10];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("cannot read {} / không đọc được tệp", path.display()))?;
+        f.read(&mut head)?
+    };
+    head.truncate(n);
+    let (text, _) = sheets::decode(&head);
+    let delimiter = sheets::delimiter(&text) as char;
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    Ok(!first
+        .split(delimiter)
+        .any(|h| h.trim().trim_matches('"') == "kind"))
+}
+
+/// `htx-node import` of a spreadsheet: reads it, previews it, prints every
+/// error, and imports it if it has none (and `check` is not set).
+async fn import_sheet(dir: &Path, file: &Path, check: bool) -> anyhow::Result<i32> {
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("cannot read {} / không đọc được tệp", file.display()))?
+        .len();
+    if size > sheets::MAX_FILE_BYTES {
+        bail!(
+            "{}: {}",
+            file.display(),
+            sheets::SheetError::TooLarge { bytes: size }
+        );
+    }
+    let bytes = std::fs::read(file)
+        .with_context(|| format!("cannot read {} / không đọc được tệp", file.display()))?;
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let wb = sheets::read(&bytes, name).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    drop(bytes);
+    let mut access = access(dir).await?;
+    let preview = sheets::preview_with(&*access.holder(dir).await?, &wb)?;
+    drop(wb);
+    let kinds: Vec<String> = preview
+        .kinds
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    if !preview.errors.is_empty() {
+        for e in &preview.errors {
+            eprintln!("{e}");
+        }
+        bail!(
+            "{} lỗi trong {}; không nhập gì cả / {} error(s) in {}; nothing was imported ({} row(s) good; {})",
+            preview.errors.len(),
+            file.display(),
+            preview.errors.len(),
+            file.display(),
+            preview.rows_ok,
+            kinds.join(", ")
+        );
+    }
+    if check {
+        println!(
+            "{} dòng hợp lệ, không có lỗi; chưa ghi gì / {} row(s) good, no errors; nothing written ({})",
+            preview.rows_ok,
+            preview.rows_ok,
+            kinds.join(", ")
+        );
+        if matches!(access, Access::Remote(_)) {
+            println!(
+                "the running node checks units and references again when importing / nút đang chạy sẽ kiểm tra lại đơn vị và tham chiếu khi nhập"
+            );
+        }
+        return Ok(0);
+    }
+    let officer = format!("cli:{}", std::env::var("USER").unwrap_or_default());
+    let n = match &access {
+        Access::Local(n) => sheets::commit(n, preview, &officer)?,
+        Access::Remote(_) => {
+            let (rows, sheet_names) = preview.into_parts();
+            let file_rows = ImportFile {
+                rows,
+                unreadable: Vec::new(),
+            };
+            match access.import(file_rows).await {
+                Ok(n) => n,
+                Err(ImportError::Refused(rows)) => {
+                    // "row N: ..." with N the file's row id: name the sheet and row.
+                    let lines: Vec<String> = rows
+                        .lines()
+                        .map(|l| {
+                            l.strip_prefix("row ")
+                                .and_then(|r| r.split_once(": "))
+                                .and_then(|(n, rest)| {
+                                    Some(format!(
+                                        "{}: {rest}",
+                                        sheets::place(&sheet_names, n.parse().ok()?)
+                                    ))
+                                })
+                                .unwrap_or_else(|| l.to_owned())
+                        })
+                        .collect();
+                    bail!(
+                        "{} bad row(s) in {}; nothing was imported / không nhập gì cả:\n{}",
+                        lines.len(),
+                        file.display(),
+                        lines.join("\n")
+                    )
+                }
+                Err(ImportError::Checked(what)) => bail!("{}: {what}", file.display()),
+                Err(ImportError::Unknown(e)) => bail!(
+                    "{}: {e}\nunknown whether the records were written: check with `htx-node export`; importing the same file again adds nothing twice / không rõ đã ghi hay chưa",
+                    file.display()
+                ),
+            }
+        }
+    };
+    println!("imported {n} records / đã nhập {n} bản ghi");
+    Ok(0)
+}
+
+/// `htx-node import --check` of a record file (CSV with a `kind` column,
+/// or JSON): every bad row, nothing written.
+async fn check_records(dir: &Path, file: &Path, rows: ImportFile) -> anyhow::Result<i32> {
+    let Access::Local(node) = access(dir).await? else {
+        bail!(
+            "--check of a record file needs the node's store; while `run` runs, import the file (a bad file is refused whole, nothing written) / khi nút đang chạy, hãy nhập trực tiếp: tệp lỗi sẽ bị từ chối toàn bộ"
+        );
+    };
+    let (numbers, records): (Vec<u64>, Vec<Record>) = rows.rows.into_iter().unzip();
+    let mut bad: Vec<(u64, String)> = node
+        .check(records)?
+        .into_iter()
+        .map(|(i, e)| (numbers[i - 1], e.to_string()))
+        .collect();
+    bad.extend(rows.unreadable.into_iter().map(|u| (u.row, u.reason)));
+    bad.sort_by_key(|(r, _)| *r);
+    if !bad.is_empty() {
+        for (row, e) in &bad {
+            eprintln!("row {row}: {e}");
+        }
+        bail!(
+            "{} bad row(s) in {}; nothing was imported / không nhập gì cả",
+            bad.len(),
+            file.display()
+        );
+    }
+    println!(
+        "{} row(s) good, no errors; nothing written / {} dòng hợp lệ; chưa ghi gì",
+        numbers.len(),
+        numbers.len()
+    );
+    Ok(0)
+}
+
 /// `--name value --type HTX` into (field, value) pairs.
 fn field_pairs(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
@@ -409,6 +639,11 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
         Some("json") => FileFormat::Json,
         _ => FileFormat::Csv,
     });
+    if let FileFormat::Xlsx = format {
+        bail!(
+            "an .xlsx file is read by the spreadsheet import / tệp .xlsx được nhập như bảng tính"
+        );
+    }
     let mut file = ImportFile::default();
     // `id`: the row's id column, kept for a bad row so that rows that
     // refer to it can say so.
@@ -437,7 +672,7 @@ pub fn read_import(path: &Path, format: Option<FileFormat>) -> anyhow::Result<Im
                 read(i as u64 + 1, id, schema::record_from_json(row));
             }
         }
-        FileFormat::Csv => {
+        FileFormat::Csv | FileFormat::Xlsx => {
             let mut rdr = csv::ReaderBuilder::new()
                 .flexible(false)
                 .from_reader(text.as_bytes());
@@ -582,8 +817,19 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             let ids = access(&dir).await?.write(vec![rec]).await?;
             println!("{}", ids[0]);
         }
-        Command::Import { dir, file, format } => {
+        Command::Import {
+            dir,
+            file,
+            format,
+            check,
+        } => {
+            if is_sheet(&file, format)? {
+                return import_sheet(&dir, &file, check).await;
+            }
             let rows = read_import(&file, format)?;
+            if check {
+                return check_records(&dir, &file, rows).await;
+            }
             match access(&dir).await?.import(rows).await {
                 Ok(n) => println!("imported {n} records / đã nhập {n} bản ghi"),
                 Err(ImportError::Refused(rows)) => bail!(
@@ -598,10 +844,45 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 ),
             }
         }
+        Command::Template { dir, kind, out } => {
+            let mut access = access(&dir).await?;
+            let bytes = sheets::template(&*access.holder(&dir).await?, &kind)?;
+            write_atomic(&out, &bytes)?;
+            println!("wrote {} / đã ghi mẫu {}", out.display(), out.display());
+        }
+        Command::Export {
+            dir,
+            format: format @ (ExportFormat::Xlsx | ExportFormat::Csv),
+            kind,
+            unit,
+            out,
+            ..
+        } => {
+            let kind = kind.context("--kind is required for xlsx and csv / cần ghi --kind")?;
+            let format = match format {
+                ExportFormat::Xlsx => sheets::Format::Xlsx,
+                _ => sheets::Format::Csv,
+            };
+            let mut access = access(&dir).await?;
+            let bytes =
+                sheets::export(&*access.holder(&dir).await?, &kind, unit.as_deref(), format)?;
+            match out {
+                Some(out) => {
+                    write_atomic(&out, &bytes)?;
+                    println!("wrote {} / đã ghi {}", out.display(), out.display());
+                }
+                None if format == sheets::Format::Csv => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                }
+                None => bail!("--out FILE is required for xlsx / cần ghi --out TỆP"),
+            }
+        }
         Command::Export {
             dir,
             format: ExportFormat::Json,
             include_deleted,
+            ..
         } => {
             let records = access(&dir).await?.export(include_deleted).await?;
             let json: Vec<_> = records.iter().map(Record::to_json).collect();

@@ -8,6 +8,8 @@
 //! - [`sync_client`] — one sync session with the hub, and the loop that
 //!   reconnects with back-off and jitter;
 //! - [`api`] — the local gRPC API that the commands reach while `run` runs;
+//! - [`sheets`] — spreadsheets: `.xlsx`/`.csv` import with a preview,
+//!   templates and exports, for the CLI and the web pages;
 //! - [`cli`] — the `htx-node` commands.
 
 pub mod api;
@@ -15,4 +17,5 @@ pub mod cli;
 pub mod config;
 pub mod locations;
 pub mod node;
+pub mod sheets;
 pub mod sync_client;

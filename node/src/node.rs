@@ -302,6 +302,17 @@ impl Node {
         }
     }
 
+    /// Checks records exactly as [`Node::write`] would (schema, unit,
+    /// references, the ones given before each other included) and writes
+    /// nothing: the bad ones, numbered from 1 in the order given, each with
+    /// its first error.
+    pub fn check(&self, records: Vec<Record>) -> Result<Vec<(usize, FieldError)>, NodeError> {
+        Ok(self
+            .check_and_write(records, true)?
+            .err()
+            .unwrap_or_default())
+    }
+
     /// Records the rows of an import file, all or nothing, and returns how
     /// many. `rows` are the rows that could be read, with their row number;
     /// `unreadable` the others, with why. Every row is checked (schema,
