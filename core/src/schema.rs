@@ -205,6 +205,8 @@ pub const SYSTEM_FIELDS: &[&str] = &[
     "unit_version",
     "recorded_at",
     "recorded_by",
+    "changed_at",
+    "changed_by",
     "deleted_at",
     "deleted_by",
     "restored_at",
