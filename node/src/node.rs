@@ -783,7 +783,7 @@ impl Node {
 
     /// The plan and unit lists the hub published (read-only), or the ones
     /// built in before the first sync.
-    fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
+    pub fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
         let heads = self.replica().heads(docs::REFERENCE_DOC);
         if heads.is_empty() {
             return Ok((Plan::builtin(), Hierarchy::builtin()));
