@@ -259,8 +259,16 @@ impl Node {
             trainings: Vec::new(),
             activities: Vec::new(),
         };
+        let managers: Vec<String> = all
+            .iter()
+            .filter(|r| r.kind == "manager" && r.text("cooperative") == Some(id))
+            .map(|r| r.id.clone())
+            .collect();
         for r in all.into_iter().filter(|r| !r.is_deleted()) {
-            if r.text("cooperative") != Some(id) {
+            // A training counts for the cooperative if it names it, or if
+            // one of its managers attended.
+            let attended = matches!(r.fields.get("attendees"), Some(Value::List(ids)) if ids.iter().any(|a| managers.contains(a)));
+            if r.text("cooperative") != Some(id) && !(r.kind == "training" && attended) {
                 continue;
             }
             match r.kind.as_str() {

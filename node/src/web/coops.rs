@@ -45,7 +45,12 @@ impl ListPartial<'_> {
         scope_text(&self.tr, &r.in_scope)
     }
     fn value(&self, r: &Record, field: &str) -> String {
-        shown(&self.tr, &r.kind, field, r.fields.get(field))
+        let v = shown(&self.tr, &r.kind, field, r.fields.get(field));
+        if v.is_empty() && field == "status" {
+            // No status recorded: active until dissolved.
+            return self.tr.t("value-status-active");
+        }
+        v
     }
     fn date(&self, d: &Option<String>) -> String {
         d.as_deref().map(format::date_text).unwrap_or_default()
