@@ -35,6 +35,10 @@ for n in nam-dinh-city vu-ban hai-hau; do
   "$BIN/htx-node" init "$W/nodes/$n" --bundle "$W/nodes/$n.bundle.json"
 done
 
+say "An officer's account for Vụ Bản's web app (the password comes on stdin, never on the command line)"
+DEMO_PASSWORD="demo-mat-khau-01"
+echo "$DEMO_PASSWORD" | "$BIN/htx-node" user add "$W/nodes/vu-ban" lan --role editor
+
 say "Hub and two nodes start; Hải Hậu (366) stays offline"
 RUST_LOG=warn "$BIN/htx-hub" run "$W/hub" & PIDS+=($!)
 for _ in $(seq 100); do [ -f "$W/hub/admin.addr" ] && break; sleep 0.1; done
@@ -76,3 +80,10 @@ say "Progress of the province against the plan (phase 1 closed on 2025-12-31)"
 echo
 echo "Also: $BIN/htx-hub progress $W/hub --hierarchy 2025 --format csv"
 echo "Work files: $W"
+
+say "The officers' web app of Vụ Bản"
+echo "Open http://$(cat "$W/nodes/vu-ban/web.addr") and sign in as lan / $DEMO_PASSWORD"
+if [ -t 0 ]; then
+  echo "(the hub and nodes keep running; press Ctrl-C to stop)"
+  wait
+fi

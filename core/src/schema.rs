@@ -205,6 +205,8 @@ pub const SYSTEM_FIELDS: &[&str] = &[
     "unit_version",
     "recorded_at",
     "recorded_by",
+    "changed_at",
+    "changed_by",
     "deleted_at",
     "deleted_by",
     "restored_at",
@@ -339,6 +341,26 @@ pub enum FieldError {
 }
 
 /// The name of a JSON value's type when it cannot stand for one value.
+impl FieldError {
+    /// The field the error is about, if it is about one (forms show the
+    /// error beside it).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            FieldError::UnknownField { field, .. }
+            | FieldError::Missing { field, .. }
+            | FieldError::BadDate { field, .. }
+            | FieldError::BadNumber { field, .. }
+            | FieldError::Negative { field, .. }
+            | FieldError::TooLarge { field, .. }
+            | FieldError::BadBool { field, .. }
+            | FieldError::BadChoice { field, .. }
+            | FieldError::BadRef { field, .. }
+            | FieldError::NotText { field, .. } => Some(field),
+            FieldError::UnknownKind(_) | FieldError::BadUnit(_) | FieldError::BadId(_) => None,
+        }
+    }
+}
+
 fn json_compound(v: &serde_json::Value) -> Option<&'static str> {
     match v {
         serde_json::Value::Array(_) => Some("array"),

@@ -131,6 +131,38 @@ pub enum Command {
         #[arg(long, default_value = "text")]
         format: StatusFormat,
     },
+    /// Officers' accounts for the web app (kept in DIR/users.json).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Creates an account; the password is asked for (or read from stdin).
+    Add {
+        dir: PathBuf,
+        name: String,
+        /// admin, editor or viewer
+        #[arg(long)]
+        role: String,
+        /// Restricts the officer to this unit (and those below); repeat for
+        /// several. Default: every unit of the node.
+        #[arg(long = "unit")]
+        units: Vec<String>,
+    },
+    /// Sets a new password (asked for, or read from stdin); lifts a lock-out.
+    Passwd { dir: PathBuf, name: String },
+    /// Disables an account (`--enable` enables it again).
+    Disable {
+        dir: PathBuf,
+        name: String,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Lists the accounts (never the password hashes).
+    List { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -179,6 +211,8 @@ enum Access {
 }
 
 pub const API_ADDR_FILE: &str = "api.addr";
+/// Where `run` writes the web app's address.
+pub const WEB_ADDR_FILE: &str = "web.addr";
 
 async fn access(dir: &Path) -> anyhow::Result<Access> {
     if let Ok(addr) = std::fs::read_to_string(dir.join(API_ADDR_FILE)) {
@@ -774,8 +808,28 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         node.bundle().node,
         listener.local_addr()?
     );
+    let web_listener = tokio::net::TcpListener::bind(&node.config().web_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", node.config().web_listen))?;
+    let web_addr_file = dir.join(WEB_ADDR_FILE);
+    write_atomic(
+        &web_addr_file,
+        web_listener.local_addr()?.to_string().as_bytes(),
+    )?;
+    tracing::info!(
+        "officers' web app on http://{} / trang web cho cán bộ",
+        web_listener.local_addr()?
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let sync = tokio::spawn(sync_client::run_loop(node.clone(), stop_rx.clone()));
+    let mut web_stop = stop_rx.clone();
+    let web = tokio::spawn(crate::web::serve(
+        crate::web::App::new(node.clone()),
+        web_listener,
+        async move {
+            let _ = web_stop.changed().await;
+        },
+    ));
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(crate::api::serve(node, listener, async move {
         let _ = api_stop.changed().await;
@@ -785,7 +839,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = sync.await;
     let res = api.await?;
+    if let Err(e) = web.await? {
+        tracing::warn!("the web app stopped with an error: {e}");
+    }
     let _ = std::fs::remove_file(addr_file);
+    let _ = std::fs::remove_file(web_addr_file);
     res
 }
 
@@ -925,6 +983,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 ProgressFormat::Json => println!("{}", serde_json::to_string_pretty(&reply)?),
             }
         }
+        Command::User { command } => crate::users::main(command)?,
         Command::Status { dir, format } => {
             let s = access(&dir).await?.status().await?;
             match format {

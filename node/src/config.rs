@@ -15,6 +15,10 @@ pub struct NodeConfig {
     /// Where the local API listens: loopback only; port 0 picks a free one,
     /// written to `DIR/api.addr` while `run` is running.
     pub api_listen: String,
+    /// Where the officers' web app listens. Loopback only (HTTPS for the
+    /// office LAN is not built yet); port 0 picks a free one, written to
+    /// `DIR/web.addr` while `run` is running.
+    pub web_listen: String,
     /// Seconds between sync sessions while the link is up.
     pub sync_interval_secs: u64,
     /// Reconnect back-off after a failure: doubles from min to max, with jitter.
@@ -33,6 +37,7 @@ impl Default for NodeConfig {
         NodeConfig {
             backend: Backend::Redb,
             api_listen: "127.0.0.1:0".into(),
+            web_listen: "127.0.0.1:0".into(),
             sync_interval_secs: 30,
             retry_min_secs: 1,
             retry_max_secs: 300,
@@ -64,6 +69,9 @@ impl NodeConfig {
         }
         if let Ok(v) = std::env::var("HTX_NODE_API_LISTEN") {
             cfg.api_listen = v;
+        }
+        if let Ok(v) = std::env::var("HTX_NODE_WEB_LISTEN") {
+            cfg.web_listen = v;
         }
         if let Ok(v) = std::env::var("HTX_NODE_SYNC_INTERVAL_SECS") {
             cfg.sync_interval_secs = v.parse()?;
@@ -108,6 +116,7 @@ impl NodeConfig {
             ));
         }
         htx_core::settings::check_loopback("api_listen", &self.api_listen)?;
+        htx_core::settings::check_loopback("web_listen", &self.web_listen)?;
         if let Some(url) = &self.hub_url
             && !url.starts_with("https://")
         {

@@ -7,9 +7,15 @@
 //!   changed;
 //! - [`sync_client`] — one sync session with the hub, and the loop that
 //!   reconnects with back-off and jitter;
+//! - [`query`] — what the officers' pages read: lists with filters, a
+//!   cooperative with what refers to it, pickers, what needs attention;
 //! - [`api`] — the local gRPC API that the commands reach while `run` runs;
 //! - [`sheets`] — spreadsheets: `.xlsx`/`.csv` import with a preview,
 //!   templates and exports, for the CLI and the web pages;
+//! - [`web`] — the officers' web app (pages on `htx-web`), served by `run`;
+//!   templates in `node/templates/`, words in `web/locales/*/node.ftl`;
+//! - [`users`] — `htx-node user add|passwd|disable|list`: officers'
+//!   accounts (stored by `htx_web::accounts`);
 //! - [`cli`] — the `htx-node` commands.
 
 pub mod api;
@@ -18,4 +24,7 @@ pub mod config;
 pub mod locations;
 pub mod node;
 pub mod sheets;
+pub mod query;
 pub mod sync_client;
+pub mod users;
+pub mod web;

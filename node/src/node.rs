@@ -65,6 +65,45 @@ pub struct Unreadable {
     pub reason: String,
 }
 
+/// The officer making a change through the pages: recorded with the node
+/// (`recorded_by`, `changed_by`, `deleted_by` are `officer@node`), and
+/// held to their units.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Officer {
+    pub name: String,
+    /// The units the officer may change (and those below); empty: all of
+    /// this node's.
+    pub units: Vec<String>,
+}
+
+impl Officer {
+    /// Who a change is recorded as: `officer@node`, or the node alone.
+    fn who(officer: Option<&Officer>, node: &str) -> String {
+        match officer {
+            Some(o) => format!("{}@{node}", o.name),
+            None => node.to_owned(),
+        }
+    }
+
+    /// Refuses a unit outside the officer's.
+    fn check_unit(
+        officer: Option<&Officer>,
+        version: &htx_core::units::UnitVersion,
+        unit: &str,
+    ) -> Result<(), FieldError> {
+        match officer {
+            Some(o) if !o.units.is_empty() && !o.units.iter().any(|u| version.within(unit, u)) => {
+                Err(FieldError::BadUnit(format!(
+                    "unit {unit} is outside the units of officer {} ({}) / đơn vị nằm ngoài phạm vi được giao cho cán bộ",
+                    o.name,
+                    o.units.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Bad records of a write, numbered from 1 in the order given.
 type BadRecords = Vec<(usize, FieldError)>;
 
@@ -296,7 +335,25 @@ impl Node {
     /// Records new records or changes to existing ones, all or nothing.
     /// Returns their ids once every change is on disk.
     pub fn write(&self, records: Vec<Record>) -> Result<Vec<String>, NodeError> {
-        match self.check_and_write(records, false)? {
+        self.write_by(records, None)
+    }
+
+    /// As [`Node::write`], by an officer (through the pages): recorded as
+    /// theirs, and refused outside their units.
+    pub fn write_as(
+        &self,
+        records: Vec<Record>,
+        officer: &Officer,
+    ) -> Result<Vec<String>, NodeError> {
+        self.write_by(records, Some(officer))
+    }
+
+    fn write_by(
+        &self,
+        records: Vec<Record>,
+        officer: Option<&Officer>,
+    ) -> Result<Vec<String>, NodeError> {
+        match self.check_and_write(records, false, officer)? {
             Ok(ids) => Ok(ids),
             Err(errors) => Err(NodeError::Invalid(errors)),
         }
@@ -325,7 +382,7 @@ impl Node {
         unreadable: Vec<Unreadable>,
     ) -> Result<usize, NodeError> {
         let (numbers, records): (Vec<u64>, Vec<Record>) = rows.into_iter().unzip();
-        match self.check_and_write(records, !unreadable.is_empty())? {
+        match self.check_and_write(records, !unreadable.is_empty(), None)? {
             Ok(ids) => Ok(ids.len()),
             Err(errors) => {
                 // A reference to a bad row of the same file is not "no such
@@ -363,6 +420,7 @@ impl Node {
         &self,
         mut records: Vec<Record>,
         refuse: bool,
+        officer: Option<&Officer>,
     ) -> Result<Result<Vec<String>, BadRecords>, NodeError> {
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
@@ -377,6 +435,7 @@ impl Node {
             .version(&b.unit_version)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
         let now = now_rfc3339();
+        let who = Officer::who(officer, &b.node);
         let mut errors = Vec::new();
         for (i, rec) in records.iter_mut().enumerate() {
             let mut one = || -> Result<(), FieldError> {
@@ -441,6 +500,10 @@ impl Node {
                         for (k, v) in old.fields {
                             full.fields.entry(k).or_insert(v);
                         }
+                        for (k, v) in [("changed_at", &now), ("changed_by", &who)] {
+                            rec.fields.insert(k.into(), Value::Text(v.clone()));
+                            full.fields.insert(k.into(), Value::Text(v.clone()));
+                        }
                         if full.text("unit") != Some(loc.unit.as_str()) {
                             return Err(FieldError::BadUnit(format!(
                                 "record {} belongs to unit {}; a record cannot move to another unit / không thể chuyển bản ghi sang đơn vị khác",
@@ -452,7 +515,7 @@ impl Node {
                         rec.fields
                             .insert("recorded_at".into(), Value::Text(now.clone()));
                         rec.fields
-                            .insert("recorded_by".into(), Value::Text(b.node.clone()));
+                            .insert("recorded_by".into(), Value::Text(who.clone()));
                         full = rec.clone();
                     }
                 }
@@ -473,6 +536,7 @@ impl Node {
                         b.unit
                     )));
                 }
+                Officer::check_unit(officer, version, &unit)?;
                 known.insert(
                     rec.id.clone(),
                     Loc {
@@ -600,6 +664,21 @@ impl Node {
 
     /// Marks a record deleted (who, when), or restores it. Nothing is erased.
     pub fn delete(&self, id: &str, restore: bool) -> Result<(), NodeError> {
+        self.delete_by(id, restore, None)
+    }
+
+    /// As [`Node::delete`], by an officer: recorded as theirs, and refused
+    /// outside their units.
+    pub fn delete_as(&self, id: &str, restore: bool, officer: &Officer) -> Result<(), NodeError> {
+        self.delete_by(id, restore, Some(officer))
+    }
+
+    fn delete_by(
+        &self,
+        id: &str,
+        restore: bool,
+        officer: Option<&Officer>,
+    ) -> Result<(), NodeError> {
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
         let loc = {
@@ -610,7 +689,13 @@ impl Node {
                 .cloned()
                 .ok_or_else(|| NodeError::NotFound(id.to_owned()))?
         };
-        let who = Value::Text(self.0.bundle.node.clone());
+        let version = Hierarchy::builtin()
+            .version(&self.0.bundle.unit_version)
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        if let Err(e) = Officer::check_unit(officer, version, &loc.unit) {
+            return Err(NodeError::Invalid(vec![(1, e)]));
+        }
+        let who = Value::Text(Officer::who(officer, &self.0.bundle.node));
         let when = Value::Text(now_rfc3339());
         let mut rec = Record {
             id: id.to_owned(),
@@ -709,7 +794,7 @@ impl Node {
 
     /// The plan and unit lists the hub published (read-only), or the ones
     /// built in before the first sync.
-    fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
+    pub fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
         let heads = self.replica().heads(docs::REFERENCE_DOC);
         if heads.is_empty() {
             return Ok((Plan::builtin(), Hierarchy::builtin()));

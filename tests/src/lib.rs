@@ -12,7 +12,8 @@
 //! - [`TestNode`]: a node directory opened in this process;
 //! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes, or
 //!   hold back the hub's replies;
-//! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process.
+//! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process;
+//! - [`web`]: the web app's node, a bare HTTP client, a headless browser.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,8 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub mod web;
 
 use htx_core::schema::record_from_strings;
 pub use htx_core::schema::{Record, Value};

@@ -1,0 +1,115 @@
+//! # The officers' web app, served by `htx-node run`
+//!
+//! Pages on the shared layer (`htx-web`): one module per area, each a few
+//! thin handlers that call one operation of [`Node`] (or [`crate::query`])
+//! and fill an askama partial from `node/templates/`.
+//! - [`home`] — progress of the node's units, the sync banner, what needs
+//!   attention;
+//! - [`coops`] — cooperatives per commune (search, filters), a
+//!   cooperative's page;
+//! - [`forms`] — add and edit forms for every kind of record, built from
+//!   the schema (`core/src/schema.rs`): references picked by name, dates
+//!   dd/mm/yyyy, the schema's errors beside each field, in Vietnamese.
+//!
+//! Every page requires a signed-in officer ([`htx_web::SignedIn`]); every
+//! form is CSRF-checked ([`htx_web::Posted`]); an officer restricted to
+//! some units sees and changes only their records (a record of another
+//! unit is "not found", so its id tells nothing).
+
+pub mod coops;
+pub mod forms;
+pub mod home;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::routing::get;
+use htx_web::{NavItem, Settings, Web, WebError};
+use tokio::net::TcpListener;
+
+use crate::node::{Node, NodeError, Officer};
+
+/// Largest form body accepted (a record's form is a few KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The router's state: the node and the web layer.
+#[derive(Clone)]
+pub struct App {
+    pub node: Node,
+    pub web: Web,
+}
+
+impl FromRef<App> for Web {
+    fn from_ref(app: &App) -> Web {
+        app.web.clone()
+    }
+}
+
+impl App {
+    /// The web app of `node`: accounts and audit in the node's directory.
+    pub fn new(node: Node) -> App {
+        let nav = vec![
+            NavItem {
+                path: "/",
+                label: "nav-home",
+            },
+            NavItem {
+                path: "/cooperatives",
+                label: "nav-cooperatives",
+            },
+        ];
+        let name = format!(
+            "{} · {}",
+            node.bundle().node,
+            node.unit_name(&node.bundle().unit)
+        );
+        let web = Web::open(node.dir(), Settings::new(name, nav));
+        App { node, web }
+    }
+}
+
+pub fn router(app: App) -> Router {
+    let pages = Router::new()
+        .route("/", get(home::home))
+        .route("/cooperatives", get(coops::list))
+        .route("/records/{id}", get(coops::record))
+        .route("/new/{kind}", get(forms::new_form).post(forms::create))
+        .route(
+            "/records/{id}/edit",
+            get(forms::edit_form).post(forms::update),
+        )
+        .merge(htx_web::routes::routes::<App>())
+        .fallback(htx_web::routes::not_found);
+    htx_web::routes::layers(pages, BODY_LIMIT).with_state(app)
+}
+
+/// Serves the app on `listener` until `shutdown` resolves.
+pub async fn serve(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The officer behind a request, as the domain knows them.
+pub fn officer(me: &htx_web::SignedIn) -> Officer {
+    Officer {
+        name: me.account.name.clone(),
+        units: me.account.units.clone(),
+    }
+}
+
+/// Runs a node operation off the async threads (they take the replica lock
+/// and read the store).
+pub async fn blocking<T: Send + 'static>(
+    node: &Node,
+    f: impl FnOnce(Node) -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, WebError> {
+    let node = node.clone();
+    tokio::task::spawn_blocking(move || f(node))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
