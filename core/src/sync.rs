@@ -27,7 +27,28 @@ use automerge::ChangeHash;
 
 use crate::replica::{Replica, Result};
 
+/// The sync protocol this build speaks, and the oldest it still accepts
+/// from a peer. A change that old peers can follow raises `PROTOCOL` and
+/// keeps `MIN_PROTOCOL`, so offices upgrade one by one after the hub (the
+/// rolling order in `deploy/README.md`); one they cannot raises both.
 pub const PROTOCOL: u32 = 1;
+pub const MIN_PROTOCOL: u32 = 1;
+
+/// Whether a hub speaking `PROTOCOL` can sync with a node speaking
+/// `node`; if not, the refusal says which side to upgrade.
+pub fn check_protocol(node: u32) -> std::result::Result<(), String> {
+    if node < MIN_PROTOCOL {
+        Err(format!(
+            "this node speaks sync protocol {node}, the hub needs {MIN_PROTOCOL} to {PROTOCOL}: upgrade the node (htx-node) / phiên bản nút quá cũ, hãy nâng cấp htx-node"
+        ))
+    } else if node > PROTOCOL {
+        Err(format!(
+            "this node speaks sync protocol {node}, newer than the hub's ({MIN_PROTOCOL} to {PROTOCOL}): upgrade the hub (htx-hub) first / máy chủ tỉnh cũ hơn nút, hãy nâng cấp htx-hub trước"
+        ))
+    } else {
+        Ok(())
+    }
+}
 
 /// Upper bound of one batch of changes, and so of what a cut link can lose.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;

@@ -51,6 +51,8 @@ pub struct HubConfig {
     pub max_streams_per_connection: u32,
     /// A session that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
+    /// `htx-hub nodes` flags a node with no completed sync for this many days.
+    pub stale_after_days: u64,
 }
 
 impl Default for HubConfig {
@@ -74,6 +76,7 @@ impl Default for HubConfig {
             max_docs_per_session: 10_000,
             max_streams_per_connection: 16,
             idle_timeout_secs: 120,
+            stale_after_days: 7,
         }
     }
 }

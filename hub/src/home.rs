@@ -34,6 +34,43 @@ pub struct Enrolment {
     pub revoked_at: String,
 }
 
+/// Where a node stands with the hub, as `htx-hub nodes` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Active,
+    /// `htx-hub revoke` withdrew its certificate.
+    Revoked,
+    /// Its certificate ran out before the node renewed it: enroll it again.
+    Expired,
+}
+
+impl NodeState {
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Revoked => "revoked",
+            NodeState::Expired => "expired",
+        }
+    }
+}
+
+impl Enrolment {
+    pub fn state(&self, now: time::OffsetDateTime) -> NodeState {
+        let expires = time::OffsetDateTime::parse(
+            &self.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        );
+        if !self.revoked_at.is_empty() {
+            NodeState::Revoked
+        } else if expires.is_ok_and(|t| t <= now) {
+            NodeState::Expired
+        } else {
+            NodeState::Active
+        }
+    }
+}
+
 pub struct Home {
     pub dir: PathBuf,
 }

@@ -108,6 +108,19 @@ pub enum Command {
         #[arg(long, default_value = "text")]
         format: StatusFormat,
     },
+    /// Writes a consistent copy of the store to FILE, while `run` runs (or not).
+    Backup {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Puts a backup in place of the store (the node must be stopped); the
+    /// store it replaces is kept as `store.redb.before-restore`.
+    Restore {
+        dir: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -153,6 +166,7 @@ enum Access {
 }
 
 pub const API_ADDR_FILE: &str = "api.addr";
+pub const STATUS_ADDR_FILE: &str = "status.addr";
 
 async fn access(dir: &Path) -> anyhow::Result<Access> {
     if let Ok(addr) = std::fs::read_to_string(dir.join(API_ADDR_FILE)) {
@@ -177,6 +191,34 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
 }
 
 impl Access {
+    /// Writes a consistent copy of the store to `out`: streamed from the
+    /// running node, or taken from the store directly.
+    async fn backup(&mut self, out: &Path) -> anyhow::Result<u64> {
+        if out.exists() {
+            bail!(
+                "{} already exists; choose a new file name / tệp đã tồn tại, hãy chọn tên khác",
+                out.display()
+            );
+        }
+        match self {
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
+                let mut stream = c
+                    .backup(pb::BackupRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let mut chunks = Vec::new();
+                while let Some(chunk) = stream.message().await.map_err(status_error)? {
+                    chunks.push(chunk);
+                }
+                Ok(wire::backup_from_chunks(&chunks, out)
+                    .with_context(|| format!("writing {}", out.display()))?)
+            }
+            Access::Local(n) => Ok(n.backup(out)?.entries as u64),
+        }
+    }
+
     async fn write(&mut self, records: Vec<Record>) -> anyhow::Result<Vec<String>> {
         match self {
             Access::Remote(ch) => {
@@ -539,18 +581,41 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         node.bundle().node,
         listener.local_addr()?
     );
+    let status = tokio::net::TcpListener::bind(&node.config().status_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", node.config().status_listen))?;
+    let status_file = dir.join(STATUS_ADDR_FILE);
+    write_atomic(&status_file, status.local_addr()?.to_string().as_bytes())?;
+    tracing::info!(
+        "health and metrics on http://{}/metrics",
+        status.local_addr()?
+    );
+    crate::telemetry::install();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut status_stop = stop_rx.clone();
+    let status_server = tokio::spawn(
+        axum::serve(status, crate::telemetry::router(node.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = status_stop.changed().await;
+            })
+            .into_future(),
+    );
     let sync = tokio::spawn(sync_client::run_loop(node.clone(), stop_rx.clone()));
     let mut api_stop = stop_rx.clone();
     let api = tokio::spawn(crate::api::serve(node, listener, async move {
         let _ = api_stop.changed().await;
     }));
+    // systemd (Type=notify): the store is open, both ports are bound.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     shutdown_signal().await;
     tracing::info!("stopping");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = sync.await;
     let res = api.await?;
+    let _ = status_server.await;
     let _ = std::fs::remove_file(addr_file);
+    let _ = std::fs::remove_file(status_file);
     res
 }
 
@@ -573,6 +638,36 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             backend,
         } => init(&dir, &bundle, backend)?,
         Command::Run { dir } => run(&dir).await?,
+        Command::Backup { dir, out } => {
+            let entries = access(&dir).await?.backup(&out).await?;
+            println!(
+                "backup of {} written to {} ({entries} keys) / đã sao lưu",
+                dir.display(),
+                out.display()
+            );
+        }
+        Command::Restore { dir, from } => {
+            let cfg = NodeConfig::load(&dir)?;
+            let (copied, kept) = htx_core::storage::backup::restore(cfg.backend, &dir, &from)
+                .map_err(|e| match e {
+                    htx_core::storage::StoreError::Locked(p) => anyhow::anyhow!(
+                        "{p} is held by a running node: stop it first (systemctl stop htx-node) / hãy dừng nút trước khi khôi phục"
+                    ),
+                    other => anyhow::anyhow!("{}: {other}", from.display()),
+                })?;
+            println!(
+                "restored {} keys from {} into {} / đã khôi phục",
+                copied.entries,
+                from.display(),
+                dir.display()
+            );
+            if let Some(k) = kept {
+                println!("the replaced store is kept as {}", k.display());
+            }
+            println!(
+                "start the node: the hub sends back what the backup lacks at the next sync / khởi động lại nút"
+            );
+        }
         Command::Add { dir, kind, fields } => {
             let pairs = field_pairs(&fields)?;
             let rec = schema::record_from_strings(

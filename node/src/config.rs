@@ -15,6 +15,10 @@ pub struct NodeConfig {
     /// Where the local API listens: loopback only; port 0 picks a free one,
     /// written to `DIR/api.addr` while `run` is running.
     pub api_listen: String,
+    /// `/healthz`, `/readyz` and `/metrics` over plain HTTP (no data is
+    /// served there); port 0 picks a free one, written to `DIR/status.addr`
+    /// while `run` is running.
+    pub status_listen: String,
     /// Seconds between sync sessions while the link is up.
     pub sync_interval_secs: u64,
     /// Reconnect back-off after a failure: doubles from min to max, with jitter.
@@ -33,6 +37,7 @@ impl Default for NodeConfig {
         NodeConfig {
             backend: Backend::Redb,
             api_listen: "127.0.0.1:0".into(),
+            status_listen: "127.0.0.1:0".into(),
             sync_interval_secs: 30,
             retry_min_secs: 1,
             retry_max_secs: 300,
@@ -108,6 +113,7 @@ impl NodeConfig {
             ));
         }
         htx_core::settings::check_loopback("api_listen", &self.api_listen)?;
+        htx_core::settings::check_listen("status_listen", &self.status_listen)?;
         if let Some(url) = &self.hub_url
             && !url.starts_with("https://")
         {

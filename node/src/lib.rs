@@ -8,6 +8,8 @@
 //! - [`sync_client`] — one sync session with the hub, and the loop that
 //!   reconnects with back-off and jitter;
 //! - [`api`] — the local gRPC API that the commands reach while `run` runs;
+//! - [`telemetry`] — `/healthz`, `/readyz`, `/metrics` on the status port,
+//!   and the session log line;
 //! - [`cli`] — the `htx-node` commands.
 
 pub mod api;
@@ -16,3 +18,4 @@ pub mod config;
 pub mod locations;
 pub mod node;
 pub mod sync_client;
+pub mod telemetry;

@@ -726,6 +726,13 @@ impl Node {
         Ok((plan, units))
     }
 
+    /// A consistent copy of the store, written to `out` while the node
+    /// keeps working (the replica is not held meanwhile).
+    pub fn backup(&self, out: &Path) -> Result<htx_core::storage::backup::Copied, NodeError> {
+        let store = self.replica().store().clone();
+        Ok(htx_core::storage::backup::backup(store.as_ref(), out)?)
+    }
+
     pub fn sync_status(&self) -> SyncStatus {
         self.replica()
             .meta("sync_status")
