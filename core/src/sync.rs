@@ -167,6 +167,18 @@ pub fn batch_size(batch: &Batch) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::check_protocol;
+
+    #[test]
+    fn a_protocol_outside_the_range_names_the_side_to_upgrade() {
+        assert!(check_protocol(super::PROTOCOL).is_ok());
+        assert!(check_protocol(super::MIN_PROTOCOL).is_ok());
+        let newer = check_protocol(super::PROTOCOL + 1).unwrap_err();
+        assert!(newer.contains("upgrade the hub"), "{newer}");
+        let older = check_protocol(super::MIN_PROTOCOL - 1).unwrap_err();
+        assert!(older.contains("upgrade the node"), "{older}");
+    }
+
     use super::*;
     use crate::storage::{MemoryStore, Store, WriteBatch};
     use automerge::transaction::Transactable;

@@ -88,7 +88,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 /// Counts a refusal and logs it with its reason and the node's name.
 pub fn refused(reason: Refusal, node: &str, message: &str) {
     metrics::counter!("htx_hub_refusals_total", "reason" => reason.label()).increment(1);
-    tracing::warn!(node, reason = reason.label(), "refused: {message}");
+    tracing::warn!(node = %node, reason = %reason.label(), "refused: {message}");
 }
 
 /// One `info` line and the counters of a session that ended.
@@ -102,14 +102,14 @@ pub fn session_ended(node: &str, s: &NodeStats, completed: bool, took: Duration)
     metrics::counter!("htx_hub_changes_merged_total", &labels).increment(s.changes_received);
     metrics::counter!("htx_hub_changes_sent_total", &labels).increment(s.changes_sent);
     tracing::info!(
-        node,
-        outcome,
+        node = %node,
+        outcome = %outcome,
         changes_in = s.changes_received,
         changes_out = s.changes_sent,
         bytes_in = s.bytes_received,
         bytes_out = s.bytes_sent,
         duration_ms = took.as_millis() as u64,
-        error = s.last_error.as_str(),
+        error = %s.last_error,
         "sync session"
     );
 }

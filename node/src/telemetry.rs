@@ -44,14 +44,14 @@ pub fn session_ended(node: &str, r: &SessionReport, error: Option<&str>, took: D
     metrics::counter!("htx_node_changes_sent_total").increment(r.changes_sent.into());
     metrics::counter!("htx_node_changes_received_total").increment(r.changes_received.into());
     tracing::info!(
-        node,
-        outcome,
+        node = %node,
+        outcome = %outcome,
         changes_out = r.changes_sent,
         changes_in = r.changes_received,
         bytes_out = r.bytes_sent,
         bytes_in = r.bytes_received,
         duration_ms = took.as_millis() as u64,
-        error = error.unwrap_or(""),
+        error = %error.unwrap_or(""),
         "sync session"
     );
 }
