@@ -142,7 +142,7 @@ impl Home {
         write_private(&self.path("ca.key"), ca.key_pem.as_bytes())?;
         std::fs::write(self.path("hub.pem"), &server.cert_pem)?;
         write_private(&self.path("hub.key"), server.key_pem.as_bytes())?;
-        std::fs::write(self.path(HubConfig::FILE), toml::to_string(cfg)?)?;
+        std::fs::write(self.path(HubConfig::FILE), cfg.commented()?)?;
         Ok(())
     }
 

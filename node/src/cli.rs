@@ -550,7 +550,7 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
             backend,
             ..Default::default()
         };
-        std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
+        std::fs::write(&cfg_path, cfg.commented()?)?;
     }
     // Only `init` creates a store; `Node::open` refuses a missing one. An
     // existing store is checked, never reset.

@@ -1,11 +1,20 @@
 //! The node's configuration: `DIR/node.toml`, every field optional, with
-//! environment overrides (`HTX_NODE_<FIELD>`, e.g. `HTX_NODE_HUB_URL`).
-//! `deploy/node.example.toml` documents each field.
+//! environment overrides for every field (`HTX_NODE_<FIELD>`, e.g.
+//! `HTX_NODE_HUB_URL`, layered by figment). `deploy/node.example.toml`
+//! documents each field.
 
 use std::path::Path;
 
 use htx_core::storage::Backend;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+
+/// Environment variables `HTX_NODE_<FIELD>` override `node.toml`'s `<field>`.
+pub const ENV_PREFIX: &str = "HTX_NODE_";
+
+/// The documented example, every field explained (`init` writes it).
+pub const EXAMPLE: &str = include_str!("../../deploy/node.example.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -51,31 +60,28 @@ impl Default for NodeConfig {
 impl NodeConfig {
     pub const FILE: &'static str = "node.toml";
 
-    /// Reads `DIR/node.toml` (defaults if absent) and applies `HTX_NODE_*`.
+    /// Every field documented, as `deploy/node.example.toml` explains it,
+    /// with this config's values: what `init` writes.
+    pub fn commented(&self) -> Result<String, toml::ser::Error> {
+        let values = toml::Table::try_from(self)?;
+        Ok(htx_core::settings::commented(EXAMPLE, &values))
+    }
+
+    /// Reads `DIR/node.toml` (defaults if absent), then any
+    /// `HTX_NODE_<FIELD>` environment variable over it (every field, the
+    /// same way), and checks the result.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
-        let mut cfg: NodeConfig = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NodeConfig::default(),
-            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
-        };
-        if let Ok(v) = std::env::var("HTX_NODE_BACKEND") {
-            cfg.backend = v.parse().map_err(anyhow::Error::msg)?;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_HUB_URL") {
-            cfg.hub_url = Some(v);
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_API_LISTEN") {
-            cfg.api_listen = v;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_SYNC_INTERVAL_SECS") {
-            cfg.sync_interval_secs = v.parse()?;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_MAX_BATCH_BYTES") {
-            cfg.max_batch_bytes = v.parse()?;
-        }
+        let cfg: NodeConfig = Figment::from(Serialized::defaults(NodeConfig::default()))
+            .merge(Toml::file(&path))
+            .merge(Env::prefixed(ENV_PREFIX))
+            .extract()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} / cấu hình không hợp lệ (tệp hoặc biến môi trường {ENV_PREFIX}*)",
+                    path.display()
+                )
+            })?;
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)

@@ -247,3 +247,79 @@ async fn online_backup_then_restore_loses_nothing() {
     assert_eq!(ids.len(), 2);
     hub.terminate().await;
 }
+
+/// Runs `program args` with extra environment; (success, stdout + stderr).
+async fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = tokio::process::Command::new(htx_tests::bin(program))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_writes_a_documented_config_and_every_field_comes_from_the_environment() {
+    use htx_hub::config::HubConfig;
+    use htx_node::config::NodeConfig;
+    let s = Setup::new().await;
+    // Every field is documented in the example `init` copies, comments and all.
+    for (example, fields) in [
+        (htx_hub::config::EXAMPLE, toml::Table::try_from(HubConfig::default()).unwrap()),
+        (htx_node::config::EXAMPLE, toml::Table::try_from(NodeConfig::default()).unwrap()),
+    ] {
+        for field in fields.keys() {
+            assert!(
+                example.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{field} = "))),
+                "{field} is not documented"
+            );
+        }
+    }
+    for field in ["node_cert_secs"] {
+        assert!(htx_hub::config::EXAMPLE.contains(&format!("# {field} = ")));
+    }
+    assert!(htx_node::config::EXAMPLE.contains("# hub_url = "));
+    let hub_toml = std::fs::read_to_string(s.path("hub/hub.toml")).unwrap();
+    assert!(hub_toml.contains("# Where nodes connect"), "{hub_toml}");
+    let written: HubConfig = toml::from_str(&hub_toml).unwrap();
+    assert_eq!(written.listen, HubConfig::load(Path::new(&s.path("hub"))).unwrap().listen);
+    assert_ne!(written.listen, HubConfig::default().listen, "the --listen flag is kept");
+    let node_toml = std::fs::read_to_string(s.path("node/node.toml")).unwrap();
+    assert!(node_toml.contains("# Seconds between sync sessions"), "{node_toml}");
+    assert_eq!(toml::from_str::<NodeConfig>(&node_toml).unwrap(), NodeConfig::default());
+
+    // Overrides, one scheme for every field: a bad value is refused naming
+    // the field, whichever field it is; an unknown name too.
+    let hub = s.path("hub");
+    for (var, field) in [
+        ("HTX_HUB_MAX_SESSIONS_PER_NODE", "max_sessions_per_node"),
+        ("HTX_HUB_IDLE_TIMEOUT_SECS", "idle_timeout_secs"),
+        ("HTX_HUB_STALE_AFTER_DAYS", "stale_after_days"),
+    ] {
+        let (ok, text) = run_env("htx-hub", &["export", &hub], &[(var, "0")]).await;
+        assert!(!ok && text.contains(field), "{var}: {text}");
+    }
+    let (ok, text) = run_env("htx-hub", &["export", &hub], &[("HTX_HUB_ADMIN_LISTEN", "0.0.0.0:1")]).await;
+    assert!(!ok && text.contains("loopback"), "{text}");
+    let (ok, text) = run_env("htx-hub", &["export", &hub], &[("HTX_HUB_NO_SUCH_FIELD", "1")]).await;
+    assert!(!ok && text.contains("no_such_field"), "{text}");
+    let (ok, text) = run_env("htx-hub", &["nodes", &hub], &[("HTX_HUB_STALE_AFTER_DAYS", "3")]).await;
+    assert!(ok, "{text}");
+    let node = s.path("node");
+    for (var, field) in [
+        ("HTX_NODE_TIMEOUT_SECS", "timeout_secs"),
+        ("HTX_NODE_RETRY_MIN_SECS", "retry_min_secs"),
+    ] {
+        let (ok, text) = run_env("htx-node", &["status", &node], &[(var, "0")]).await;
+        assert!(!ok && text.contains(field), "{var}: {text}");
+    }
+    let (ok, text) =
+        run_env("htx-node", &["status", &node], &[("HTX_NODE_HUB_URL", "http://plain")]).await;
+    assert!(!ok && text.contains("hub_url"), "{text}");
+}
