@@ -62,6 +62,10 @@ pub enum Command {
         unit_version: Option<String>,
         #[arg(long)]
         out: PathBuf,
+        /// A new certificate for an enrolled node's new machine (its old one
+        /// died); the old certificate is no longer accepted.
+        #[arg(long)]
+        replace: bool,
     },
     /// Withdraws a node's certificate: the hub refuses it from now on, even
     /// on a connection already open.
@@ -407,10 +411,16 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             name,
             unit_version,
             out,
+            replace,
         } => {
             let cfg = HubConfig::load(&dir)?;
-            let bundle =
-                Home::new(&dir).enroll(&cfg, &unit, unit_version.as_deref(), name.as_deref())?;
+            let bundle = Home::new(&dir).enroll(
+                &cfg,
+                &unit,
+                unit_version.as_deref(),
+                name.as_deref(),
+                replace,
+            )?;
             write_private(&out, bundle.to_json().as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(

@@ -531,7 +531,20 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
         );
     }
     Hierarchy::builtin().unit(&bundle.unit_version, &bundle.unit)?;
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create {}; run init as the service's user (sudo -u htx) in a directory it owns / không tạo được thư mục",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".init-probe");
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write in {}; run init as the user that owns it (sudo -u htx) / không ghi được vào thư mục",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
     let existing = dir.join(Node::BUNDLE_FILE);
     if let Ok(old) = std::fs::read_to_string(&existing) {
         let old = Bundle::parse(&old)?;

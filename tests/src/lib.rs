@@ -279,7 +279,7 @@ impl TestHub {
     pub fn write_bundle(&self, unit: &str, name: &str, out: &Path) {
         let cfg = HubConfig::load(self.dir()).expect("hub config");
         let bundle = Home::new(self.dir())
-            .enroll(&cfg, unit, None, Some(name))
+            .enroll(&cfg, unit, None, Some(name), false)
             .expect("enroll");
         std::fs::write(out, bundle.to_json()).expect("write bundle");
     }

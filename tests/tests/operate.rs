@@ -323,3 +323,47 @@ async fn init_writes_a_documented_config_and_every_field_comes_from_the_environm
         run_env("htx-node", &["status", &node], &[("HTX_NODE_HUB_URL", "http://plain")]).await;
     assert!(!ok && text.contains("hub_url"), "{text}");
 }
+
+/// A dead office PC replaced in three commands: a new certificate for the
+/// same node, a new directory from it, one sync that brings everything
+/// the hub holds back; the dead PC's certificate is refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_office_pc_is_replaced_in_three_commands() {
+    let s = Setup::new().await;
+    let mut hub = spawn("htx-hub", &["run", &s.path("hub")], &s.root.path().join("hub.log"));
+    addr(&s.path("hub/admin.addr")).await;
+    s.add("HTX Mỹ Tân").await;
+    s.add("HTX Lộc Hòa").await;
+    run("htx-node", &["sync", &s.path("node"), "--once"]).await.ok();
+    // The PC dies; its directory is gone (a copy of its bundle is not).
+    let old = tempfile::TempDir::new().unwrap();
+    std::fs::rename(s.path("node/bundle.json"), old.path().join("bundle.json")).unwrap();
+    std::fs::remove_dir_all(s.path("node")).unwrap();
+
+    let bundle = s.path("new-pc.json");
+    let hub_dir = s.path("hub");
+    // Only an enrolled name, and only for its own unit.
+    let e = run("htx-hub", &["enroll", &hub_dir, "--unit", "356", "--name", "nobody", "--replace", "--out", &bundle]).await;
+    assert!(e.failed().contains("nobody"), "{e:?}");
+    let e = run("htx-hub", &["enroll", &hub_dir, "--unit", "359", "--name", "office-pc", "--replace", "--out", &bundle]).await;
+    assert!(e.failed().contains("same unit"), "{e:?}");
+    // The three commands.
+    run("htx-hub", &["enroll", &hub_dir, "--unit", "356", "--name", "office-pc", "--replace", "--out", &bundle]).await.ok();
+    run("htx-node", &["init", &s.path("node"), "--bundle", &bundle]).await.ok();
+    run("htx-node", &["sync", &s.path("node"), "--once"]).await.ok();
+
+    let mut got = htx_tests::export_ids(run("htx-node", &["export", &s.path("node")]).await.ok());
+    got.sort();
+    assert_eq!(got, s.hub_ids().await);
+    assert_eq!(got.len(), 2);
+    // The new PC records and syncs on; the dead PC's certificate is refused.
+    s.add("HTX máy mới").await;
+    run("htx-node", &["sync", &s.path("node"), "--once"]).await.ok();
+    assert_eq!(s.hub_ids().await.len(), 3);
+    let dead = s.path("dead");
+    let e = run("htx-node", &["init", &dead, "--bundle", old.path().join("bundle.json").to_str().unwrap()]).await;
+    e.ok();
+    let e = run("htx-node", &["sync", &dead, "--once"]).await;
+    assert!(e.failed().contains("revoked") || e.stderr.contains("thu hồi"), "{e:?}");
+    hub.terminate().await;
+}
