@@ -321,7 +321,10 @@ mod tests {
         )
         .unwrap();
         let left = not_after(&leaf.cert_pem).unwrap() - OffsetDateTime::now_utc();
-        assert!(left > Duration::days(29) && left <= Duration::days(30), "{left}");
+        assert!(
+            left > Duration::days(29) && left <= Duration::days(30),
+            "{left}"
+        );
         assert!(not_after("not a certificate").is_err());
     }
 }

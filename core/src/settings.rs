@@ -74,7 +74,8 @@ pub fn commented(example: &str, values: &toml::Table) -> String {
 mod tests {
     #[test]
     fn init_writes_the_example_comments_with_the_values_given() {
-        let example = "# The port.\nlisten = \"0.0.0.0:7443\"\n\n# Optional.\n# hub_url = \"https://x\"\n";
+        let example =
+            "# The port.\nlisten = \"0.0.0.0:7443\"\n\n# Optional.\n# hub_url = \"https://x\"\n";
         let values: toml::Table = toml::from_str("listen = \"127.0.0.1:9\"\nextra = 3").unwrap();
         let text = super::commented(example, &values);
         assert_eq!(

@@ -108,7 +108,10 @@ pub fn batch_from_wire(docs: Vec<pb::DocChanges>) -> Vec<(String, Vec<Vec<u8>>)>
 
 /// A backup file as the chunks (at most 1 MiB each) the admin and local
 /// APIs stream; the last, empty one carries the number of keys copied.
-pub fn backup_chunks(path: &std::path::Path, entries: u64) -> std::io::Result<Vec<pb::BackupChunk>> {
+pub fn backup_chunks(
+    path: &std::path::Path,
+    entries: u64,
+) -> std::io::Result<Vec<pb::BackupChunk>> {
     let bytes = std::fs::read(path)?;
     let mut out: Vec<pb::BackupChunk> = bytes
         .chunks(1 << 20)
@@ -126,7 +129,10 @@ pub fn backup_chunks(path: &std::path::Path, entries: u64) -> std::io::Result<Ve
 
 /// Writes the chunks of a streamed backup to `out` (mode 0600); refused if
 /// the stream was cut (no final chunk). Returns the number of keys.
-pub fn backup_from_chunks(chunks: &[pb::BackupChunk], out: &std::path::Path) -> std::io::Result<u64> {
+pub fn backup_from_chunks(
+    chunks: &[pb::BackupChunk],
+    out: &std::path::Path,
+) -> std::io::Result<u64> {
     let entries = match chunks.last() {
         Some(last) if last.data.is_empty() => last.entries,
         _ => {

@@ -37,8 +37,8 @@ step "install the hub, enroll three nodes"
 t0=$SECONDS
 $DC run --rm -T hub htx-hub init /var/lib/htx-hub --public-url https://hub:7443 --server-name hub >/dev/null
 for u in 356 359 366; do
-  $DC run --rm -T hub htx-hub enroll /var/lib/htx-hub --unit $u --name node-$u --out /bundles/node-$u.json >/dev/null
-  $DC run --rm -T node-$u htx-node init /var/lib/htx-node --bundle /bundles/node-$u.json >/dev/null
+  $DC run --rm -T hub htx-hub enroll /var/lib/htx-hub --unit $u --name node-$u --out /var/lib/htx/node-$u.json >/dev/null
+  $DC run --rm -T node-$u htx-node init /var/lib/htx-node --bundle /var/lib/htx/node-$u.json >/dev/null
 done
 t_up=$SECONDS
 $DC up -d >/dev/null

@@ -120,7 +120,6 @@ pub fn backup_file(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(format!("backup-{}-{nanos}.redb", std::process::id()))
 }
 
-
 /// Progress over gRPC: a thin conversion of [`crate::progress::View`].
 #[derive(Clone)]
 pub struct ProgressService {
@@ -209,10 +208,9 @@ pub async fn serve(
     let progress = ProgressService { hub: hub.clone() };
     crate::telemetry::install();
     let routes = crate::http::router(hub.clone()).merge(crate::telemetry::router(hub.clone()));
-    let web = axum::serve(http.tap_io(nodelay), routes)
-        .with_graceful_shutdown(async move {
-            let _ = stop_http.changed().await;
-        });
+    let web = axum::serve(http.tap_io(nodelay), routes).with_graceful_shutdown(async move {
+        let _ = stop_http.changed().await;
+    });
     let sync_server = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(hub.config().max_streams_per_connection))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use htx_core::storage::Backend;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use htx_core::storage::Backend;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables `HTX_HUB_<FIELD>` override `hub.toml`'s `<field>`.

@@ -96,7 +96,11 @@ pub fn to_text(rows: &[Row]) -> String {
         if !n.last_error.is_empty() {
             flags.push(format!("last error: {}", n.last_error));
         }
-        let version = if n.software.is_empty() { "?" } else { &n.software };
+        let version = if n.software.is_empty() {
+            "?"
+        } else {
+            &n.software
+        };
         out.push_str(&format!(
             "{:<16} {:<6} {:<8} {:<20} {:>6} {:<8} {:>5} {:>11}  {}\n",
             n.name,
@@ -142,10 +146,18 @@ mod tests {
             ],
         };
         let rows = rows(reply, now, Duration::days(7));
-        let names: Vec<_> = rows.iter().map(|r| (r.info.name.as_str(), r.stale)).collect();
+        let names: Vec<_> = rows
+            .iter()
+            .map(|r| (r.info.name.as_str(), r.stale))
+            .collect();
         assert_eq!(
             names,
-            [("c-old", true), ("d-never", true), ("a-fresh", false), ("b-revoked", false)]
+            [
+                ("c-old", true),
+                ("d-never", true),
+                ("a-fresh", false),
+                ("b-revoked", false)
+            ]
         );
         let text = to_text(&rows);
         assert!(text.contains("19 d 0 h ago"), "{text}");

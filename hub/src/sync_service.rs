@@ -383,8 +383,9 @@ impl Session {
         self.docs += n;
         let max = self.hub.config().max_docs_per_session;
         if self.docs > max {
-            let why =
-                format!("more than {max} documents in one session / quá nhiều tài liệu trong một phiên");
+            let why = format!(
+                "more than {max} documents in one session / quá nhiều tài liệu trong một phiên"
+            );
             telemetry::refused(Refused::TooManyDocuments, &self.node.name, &why);
             return Err(Status::resource_exhausted(why));
         }

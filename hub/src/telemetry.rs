@@ -204,11 +204,9 @@ async fn readyz(State(hub): State<Hub>) -> Response {
 
 async fn metrics_text(State(hub): State<Hub>) -> Response {
     match tokio::task::spawn_blocking(move || render(&hub)).await {
-        Ok(Ok(text)) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
+        Ok(Ok(text)) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -225,7 +223,11 @@ pub fn warn_expiry(hub: &Hub) {
     let now = OffsetDateTime::now_utc();
     for (label, file, fix) in [
         ("hub", "hub.pem", "run `htx-hub rotate-cert` and restart"),
-        ("CA", "ca.pem", "set up a new CA and enroll every node again"),
+        (
+            "CA",
+            "ca.pem",
+            "set up a new CA and enroll every node again",
+        ),
     ] {
         if let Ok(pem) = std::fs::read_to_string(hub.home().dir.join(file))
             && let Ok(t) = htx_core::pki::not_after(&pem)

@@ -172,8 +172,7 @@ impl pb::node_api_server::NodeApi for NodeApiService {
             let copied = n.backup(&file);
             let chunks = copied.and_then(|c| {
                 tracing::info!(entries = c.entries, bytes = c.bytes, "backup taken");
-                wire::backup_chunks(&file, c.entries as u64)
-                    .map_err(|e| NodeError::Store(e.into()))
+                wire::backup_chunks(&file, c.entries as u64).map_err(|e| NodeError::Store(e.into()))
             });
             let _ = std::fs::remove_file(&file);
             chunks

@@ -37,7 +37,11 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 /// One `info` line and the counters of a sync with the hub that ended.
 pub fn session_ended(node: &str, r: &SessionReport, error: Option<&str>, took: Duration) {
-    let outcome = if error.is_none() { "completed" } else { "failed" };
+    let outcome = if error.is_none() {
+        "completed"
+    } else {
+        "failed"
+    };
     metrics::counter!("htx_node_sessions_total", "outcome" => outcome).increment(1);
     metrics::counter!("htx_node_bytes_sent_total").increment(r.bytes_sent);
     metrics::counter!("htx_node_bytes_received_total").increment(r.bytes_received);
@@ -125,11 +129,9 @@ async fn readyz(State(node): State<Node>) -> Response {
 
 async fn metrics_text(State(node): State<Node>) -> Response {
     match tokio::task::spawn_blocking(move || render(&node)).await {
-        Ok(Ok(text)) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            text,
-        )
-            .into_response(),
+        Ok(Ok(text)) => {
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

@@ -39,7 +39,10 @@ async fn the_previous_release_hello_is_served() {
     let hello = pb::Hello::decode(bytes.as_slice()).expect("today's types read 0.1.0's hello");
     assert_eq!((hello.protocol, hello.software.as_str()), (1, ""));
     let reply = open(&node, hello).await.expect("served");
-    assert!(matches!(reply.body, Some(pb::hub_message::Body::Welcome(_))), "{reply:?}");
+    assert!(
+        matches!(reply.body, Some(pb::hub_message::Body::Welcome(_))),
+        "{reply:?}"
+    );
     // And the node, as built today, syncs in full.
     node.add_coop("13633", "HTX Mỹ Tân");
     node.sync().await.expect("sync");

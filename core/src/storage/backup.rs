@@ -140,7 +140,10 @@ mod tests {
         writer.join().unwrap();
         for out in &copies {
             let copy = RedbStore::open(out).unwrap();
-            assert_eq!(copy.scan(b"a/").unwrap().len(), copy.scan(b"b/").unwrap().len());
+            assert_eq!(
+                copy.scan(b"a/").unwrap().len(),
+                copy.scan(b"b/").unwrap().len()
+            );
         }
         // Refuses to overwrite.
         assert!(backup(store.as_ref(), &copies[0]).is_err());
