@@ -31,7 +31,7 @@ converge() {
     sleep 1
   done
 }
-step() { echo "== $*"; }
+step() { echo "== [$((SECONDS))s] $*"; }
 
 step "install the hub, enroll three nodes"
 t0=$SECONDS
