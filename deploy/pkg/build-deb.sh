@@ -46,7 +46,7 @@ CONTROL
 set -e
 if [ "\$1" = configure ]; then
   getent group htx >/dev/null || addgroup --system htx
-  getent passwd htx >/dev/null || adduser --system --ingroup htx --home /var/lib/htx --no-create-home --shell /usr/sbin/nologin --gecos "HTX Sync" htx
+  getent passwd htx >/dev/null || adduser --system --ingroup htx --home /nonexistent --no-create-home --shell /usr/sbin/nologin --gecos "HTX Sync" htx
   install -d -o htx -g htx -m 0700 /var/lib/$pkg
   if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 fi
@@ -66,7 +66,7 @@ if [ -d /run/systemd/system ] && [ "\$1" = remove ]; then systemctl stop $pkg.se
 exit 0
 PRERM
   chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm" "$root/DEBIAN/prerm"
-  dpkg-deb --root-owner-group --build "$root" "$OUT/${pkg}_${VERSION}_${ARCH}.deb" >/dev/null
+  dpkg-deb -Z"${DEB_COMPRESS:-xz}" --root-owner-group --build "$root" "$OUT/${pkg}_${VERSION}_${ARCH}.deb" >/dev/null
   rm -rf "$root"
   echo "$OUT/${pkg}_${VERSION}_${ARCH}.deb"
 done

@@ -7,7 +7,8 @@
 #   BIN_DIR=target/debug deploy/pkg/test.sh   # package binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-debs=$(deploy/pkg/build-deb.sh)
+# Uncompressed: these packages only travel to the container next door.
+debs=$(DEB_COMPRESS=none deploy/pkg/build-deb.sh)
 deploy/docker/base.sh >/dev/null
 name=htx-pkg-test-$$
 trap 'docker rm -f $name >/dev/null 2>&1 || true' EXIT
