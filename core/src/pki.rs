@@ -60,6 +60,17 @@ pub fn common_name(der: &[u8]) -> Option<String> {
     (!name.is_empty() && name.chars().all(|c| !c.is_control())).then(|| name.to_owned())
 }
 
+/// When a PEM certificate stops being valid (its `notAfter`): for expiry
+/// warnings and the certificate-expiry metrics.
+pub fn not_after(pem: &str) -> Result<OffsetDateTime> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| PkiError::Bundle(format!("is not a PEM certificate: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| PkiError::Bundle(format!("is not a readable certificate: {e}")))?;
+    Ok(cert.validity().not_after.to_datetime())
+}
+
 // The CA's parameters are a pure function of its name, so the issuer can be
 // rebuilt from the name and the key without parsing the CA certificate.
 fn ca_params(ca_name: &str) -> Result<CertificateParams> {
@@ -296,5 +307,24 @@ mod tests {
         .unwrap();
         assert_ne!(leaf.fingerprint, ca.fingerprint);
         assert!(leaf.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn not_after_reads_the_lifetime_it_was_issued_with() {
+        let ca = new_ca("HTX test CA", 365).unwrap();
+        let leaf = issue(
+            "HTX test CA",
+            &ca.key_pem,
+            "node-356",
+            Role::Client("2023/356"),
+            Duration::days(30),
+        )
+        .unwrap();
+        let left = not_after(&leaf.cert_pem).unwrap() - OffsetDateTime::now_utc();
+        assert!(
+            left > Duration::days(29) && left <= Duration::days(30),
+            "{left}"
+        );
+        assert!(not_after("not a certificate").is_err());
     }
 }

@@ -36,8 +36,56 @@ pub fn check_loopback(field: &str, addr: &str) -> Result<(), String> {
     }
 }
 
+/// A config file for `init` to write: the documented example `example`
+/// (every field's comment kept) with each `field = value` line set to the
+/// value in `values`. A field commented out in the example (`# field = …`)
+/// stays commented unless `values` has it; a field of `values` the example
+/// does not document is appended, so nothing set is ever lost.
+pub fn commented(example: &str, values: &toml::Table) -> String {
+    let mut out = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in example.lines() {
+        let field = line
+            .trim_start_matches('#')
+            .trim_start()
+            .split_once(" = ")
+            .map(|(k, _)| k)
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+        match field.and_then(|k| values.get(k).map(|v| (k, v))) {
+            Some((k, v)) => {
+                out.push_str(&format!("{k} = {v}\n"));
+                seen.insert(k.to_owned());
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (k, v) in values {
+        if !seen.contains(k) {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn init_writes_the_example_comments_with_the_values_given() {
+        let example =
+            "# The port.\nlisten = \"0.0.0.0:7443\"\n\n# Optional.\n# hub_url = \"https://x\"\n";
+        let values: toml::Table = toml::from_str("listen = \"127.0.0.1:9\"\nextra = 3").unwrap();
+        let text = super::commented(example, &values);
+        assert_eq!(
+            text,
+            "# The port.\nlisten = \"127.0.0.1:9\"\n\n# Optional.\n# hub_url = \"https://x\"\nextra = 3\n"
+        );
+        let back: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(back, values);
+    }
+
     use super::*;
 
     #[test]

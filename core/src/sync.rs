@@ -27,7 +27,28 @@ use automerge::ChangeHash;
 
 use crate::replica::{Replica, Result};
 
+/// The sync protocol this build speaks, and the oldest it still accepts
+/// from a peer. A change that old peers can follow raises `PROTOCOL` and
+/// keeps `MIN_PROTOCOL`, so offices upgrade one by one after the hub (the
+/// rolling order in `deploy/README.md`); one they cannot raises both.
 pub const PROTOCOL: u32 = 1;
+pub const MIN_PROTOCOL: u32 = 1;
+
+/// Whether a hub speaking `PROTOCOL` can sync with a node speaking
+/// `node`; if not, the refusal says which side to upgrade.
+pub fn check_protocol(node: u32) -> std::result::Result<(), String> {
+    if node < MIN_PROTOCOL {
+        Err(format!(
+            "this node speaks sync protocol {node}, the hub needs {MIN_PROTOCOL} to {PROTOCOL}: upgrade the node (htx-node) / phiên bản nút quá cũ, hãy nâng cấp htx-node"
+        ))
+    } else if node > PROTOCOL {
+        Err(format!(
+            "this node speaks sync protocol {node}, newer than the hub's ({MIN_PROTOCOL} to {PROTOCOL}): upgrade the hub (htx-hub) first / máy chủ tỉnh cũ hơn nút, hãy nâng cấp htx-hub trước"
+        ))
+    } else {
+        Ok(())
+    }
+}
 
 /// Upper bound of one batch of changes, and so of what a cut link can lose.
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
@@ -146,6 +167,18 @@ pub fn batch_size(batch: &Batch) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::check_protocol;
+
+    #[test]
+    fn a_protocol_outside_the_range_names_the_side_to_upgrade() {
+        assert!(check_protocol(super::PROTOCOL).is_ok());
+        assert!(check_protocol(super::MIN_PROTOCOL).is_ok());
+        let newer = check_protocol(super::PROTOCOL + 1).unwrap_err();
+        assert!(newer.contains("upgrade the hub"), "{newer}");
+        let older = check_protocol(super::MIN_PROTOCOL - 1).unwrap_err();
+        assert!(older.contains("upgrade the node"), "{older}");
+    }
+
     use super::*;
     use crate::storage::{MemoryStore, Store, WriteBatch};
     use automerge::transaction::Transactable;

@@ -105,3 +105,43 @@ pub fn batch_to_wire(batch: crate::sync::Batch) -> Vec<pb::DocChanges> {
 pub fn batch_from_wire(docs: Vec<pb::DocChanges>) -> Vec<(String, Vec<Vec<u8>>)> {
     docs.into_iter().map(|d| (d.doc, d.changes)).collect()
 }
+
+/// A backup file as the chunks (at most 1 MiB each) the admin and local
+/// APIs stream; the last, empty one carries the number of keys copied.
+pub fn backup_chunks(
+    path: &std::path::Path,
+    entries: u64,
+) -> std::io::Result<Vec<pb::BackupChunk>> {
+    let bytes = std::fs::read(path)?;
+    let mut out: Vec<pb::BackupChunk> = bytes
+        .chunks(1 << 20)
+        .map(|c| pb::BackupChunk {
+            data: c.to_vec(),
+            entries: 0,
+        })
+        .collect();
+    out.push(pb::BackupChunk {
+        data: Vec::new(),
+        entries,
+    });
+    Ok(out)
+}
+
+/// Writes the chunks of a streamed backup to `out` (mode 0600); refused if
+/// the stream was cut (no final chunk). Returns the number of keys.
+pub fn backup_from_chunks(
+    chunks: &[pb::BackupChunk],
+    out: &std::path::Path,
+) -> std::io::Result<u64> {
+    let entries = match chunks.last() {
+        Some(last) if last.data.is_empty() => last.entries,
+        _ => {
+            return Err(std::io::Error::other(
+                "the backup stream was cut; nothing was written / bản sao lưu bị ngắt, không ghi gì",
+            ));
+        }
+    };
+    let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.data.iter().copied()).collect();
+    crate::pki::write_private(out, &bytes)?;
+    Ok(entries)
+}

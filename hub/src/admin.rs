@@ -24,6 +24,31 @@ fn nodelay(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
+/// A node as the admin API (and `htx-hub nodes` on a stopped hub) shows it.
+pub fn node_info(v: crate::hub::NodeView, now: time::OffsetDateTime) -> pb::NodeInfo {
+    pb::NodeInfo {
+        state: v.enrolment.state(now).label().to_owned(),
+        expires_at: v.enrolment.expires_at,
+        software: v.stats.software,
+        protocol: v.stats.protocol,
+        name: v.enrolment.name,
+        unit: v.enrolment.unit,
+        enrolled_at: v.enrolment.enrolled_at,
+        last_seen: v.stats.last_seen,
+        last_sync: v.stats.last_sync,
+        documents: v.documents as u32,
+        documents_behind: v.documents_behind as u32,
+        bytes_received: v.stats.bytes_received,
+        bytes_sent: v.stats.bytes_sent,
+        changes_received: v.stats.changes_received,
+        changes_sent: v.stats.changes_sent,
+        sessions: v.stats.sessions,
+        last_error: v.stats.last_error,
+        recovered_changes: v.stats.recovered_changes,
+        last_recovery: v.stats.last_recovery,
+    }
+}
+
 pub struct AdminService {
     hub: Hub,
 }
@@ -39,26 +64,8 @@ impl pb::hub_admin_server::HubAdmin for AdminService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        let nodes = views
-            .into_iter()
-            .map(|v| pb::NodeInfo {
-                name: v.enrolment.name,
-                unit: v.enrolment.unit,
-                enrolled_at: v.enrolment.enrolled_at,
-                last_seen: v.stats.last_seen,
-                last_sync: v.stats.last_sync,
-                documents: v.documents as u32,
-                documents_behind: v.documents_behind as u32,
-                bytes_received: v.stats.bytes_received,
-                bytes_sent: v.stats.bytes_sent,
-                changes_received: v.stats.changes_received,
-                changes_sent: v.stats.changes_sent,
-                sessions: v.stats.sessions,
-                last_error: v.stats.last_error,
-                recovered_changes: v.stats.recovered_changes,
-                last_recovery: v.stats.last_recovery,
-            })
-            .collect();
+        let now = time::OffsetDateTime::now_utc();
+        let nodes = views.into_iter().map(|v| node_info(v, now)).collect();
         Ok(Response::new(pb::NodesReply { nodes }))
     }
 
@@ -76,6 +83,41 @@ impl pb::hub_admin_server::HubAdmin for AdminService {
             records: records.iter().map(wire::record_to_wire).collect(),
         }))
     }
+
+    type BackupStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::BackupChunk, Status>>>;
+
+    async fn backup(
+        &self,
+        _: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let hub = self.hub.clone();
+        let file = backup_file(&hub.home().dir);
+        let chunks = tokio::task::spawn_blocking(move || {
+            let copied = hub.backup(&file).map_err(|e| e.to_string());
+            let chunks = copied.and_then(|c| {
+                tracing::info!(entries = c.entries, bytes = c.bytes, "backup taken");
+                wire::backup_chunks(&file, c.entries as u64).map_err(|e| e.to_string())
+            });
+            let _ = std::fs::remove_file(&file);
+            chunks
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::internal)?;
+        Ok(Response::new(tokio_stream::iter(
+            chunks.into_iter().map(Ok).collect::<Vec<_>>(),
+        )))
+    }
+}
+
+/// Where a backup is written before it is streamed: inside the home
+/// directory (the only place the service may write), removed once read.
+pub fn backup_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    dir.join(format!("backup-{}-{nanos}.redb", std::process::id()))
 }
 
 /// Progress over gRPC: a thin conversion of [`crate::progress::View`].
@@ -164,10 +206,11 @@ pub async fn serve(
     let mut stop_admin = stop_rx.clone();
     let mut stop_http = stop_rx.clone();
     let progress = ProgressService { hub: hub.clone() };
-    let web = axum::serve(http.tap_io(nodelay), crate::http::router(hub.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = stop_http.changed().await;
-        });
+    crate::telemetry::install();
+    let routes = crate::http::router(hub.clone()).merge(crate::telemetry::router(hub.clone()));
+    let web = axum::serve(http.tap_io(nodelay), routes).with_graceful_shutdown(async move {
+        let _ = stop_http.changed().await;
+    });
     let sync_server = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(hub.config().max_streams_per_connection))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 
 use crate::config::HubConfig;
 use crate::home::Home;
-use crate::hub::{Hub, NodeView};
+use crate::hub::Hub;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,6 +62,10 @@ pub enum Command {
         unit_version: Option<String>,
         #[arg(long)]
         out: PathBuf,
+        /// A new certificate for an enrolled node's new machine (its old one
+        /// died); the old certificate is no longer accepted.
+        #[arg(long)]
+        replace: bool,
     },
     /// Withdraws a node's certificate: the hub refuses it from now on, even
     /// on a connection already open.
@@ -99,11 +103,29 @@ pub enum Command {
         #[arg(long, default_value = "table")]
         format: ProgressFormat,
     },
-    /// Shows every enrolled node and its sync.
+    /// Shows every enrolled node: state, last sync as an age, documents
+    /// behind, versions, certificate expiry; stale nodes first.
     Nodes {
         dir: PathBuf,
         #[arg(long, default_value = "text")]
         format: NodesFormat,
+        /// Flag nodes with no completed sync for this many days (default:
+        /// `stale_after_days` in hub.toml, 7).
+        #[arg(long)]
+        stale_days: Option<u64>,
+    },
+    /// Writes a consistent copy of the store to FILE, while `run` runs (or not).
+    Backup {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Puts a backup in place of the store (the hub must be stopped); the
+    /// store it replaces is kept as `store.redb.before-restore`.
+    Restore {
+        dir: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
     },
     /// Lists the batches of changes the hub refused, or shows one.
     Quarantine {
@@ -171,42 +193,47 @@ async fn access(dir: &Path) -> anyhow::Result<Access> {
     }
 }
 
-fn node_views(reply: pb::NodesReply) -> Vec<serde_json::Value> {
-    reply
-        .nodes
-        .into_iter()
-        .map(|n| {
-            serde_json::json!({
-                "name": n.name, "unit": n.unit, "enrolled_at": n.enrolled_at, "last_seen": n.last_seen,
-                "last_sync": n.last_sync, "documents": n.documents, "documents_behind": n.documents_behind,
-                "bytes_received": n.bytes_received, "bytes_sent": n.bytes_sent,
-                "changes_received": n.changes_received, "changes_sent": n.changes_sent,
-                "sessions": n.sessions, "last_error": n.last_error,
-                "recovered_changes": n.recovered_changes, "last_recovery": n.last_recovery,
-            })
-        })
-        .collect()
-}
-
 impl Access {
-    async fn nodes(&mut self) -> anyhow::Result<Vec<serde_json::Value>> {
+    async fn nodes(&mut self) -> anyhow::Result<pb::NodesReply> {
         match self {
             Access::Remote(ch) => {
                 let mut c = HubAdminClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
-                Ok(node_views(c.nodes(pb::NodesRequest {}).await?.into_inner()))
+                Ok(c.nodes(pb::NodesRequest {}).await?.into_inner())
             }
-            Access::Local(h) => h
-                .nodes()?
-                .into_iter()
-                .map(|v: NodeView| {
-                    let mut j = serde_json::to_value(&v)?;
-                    let o = j.as_object_mut().expect("object");
-                    o.remove("fingerprint");
-                    o.remove("expires_at");
-                    o.remove("unit_version");
-                    Ok(j)
+            Access::Local(h) => {
+                let now = time::OffsetDateTime::now_utc();
+                Ok(pb::NodesReply {
+                    nodes: h
+                        .nodes()?
+                        .into_iter()
+                        .map(|v| crate::admin::node_info(v, now))
+                        .collect(),
                 })
-                .collect(),
+            }
+        }
+    }
+
+    /// Writes a consistent copy of the store to `out`: streamed from the
+    /// running hub, or taken from the store directly.
+    async fn backup(&mut self, out: &Path) -> anyhow::Result<u64> {
+        if out.exists() {
+            bail!(
+                "{} already exists; choose a new file name / tệp đã tồn tại, hãy chọn tên khác",
+                out.display()
+            );
+        }
+        match self {
+            Access::Remote(ch) => {
+                let mut c = HubAdminClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
+                let mut stream = c.backup(pb::BackupRequest {}).await?.into_inner();
+                let mut chunks = Vec::new();
+                while let Some(chunk) = stream.message().await? {
+                    chunks.push(chunk);
+                }
+                Ok(wire::backup_from_chunks(&chunks, out)
+                    .with_context(|| format!("writing {}", out.display()))?)
+            }
+            Access::Local(h) => Ok(h.backup(out)?.entries as u64),
         }
     }
 
@@ -320,7 +347,19 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "progress over HTTP on http://{}/api/progress",
         http.local_addr()?
     );
+    // systemd (Type=notify): every port is bound, the store is open.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let daily = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                crate::telemetry::warn_expiry(&hub);
+                tokio::time::sleep(std::time::Duration::from_secs(86_400)).await;
+            }
+        })
+    };
     let res = crate::admin::serve(hub, sync, admin, http, shutdown_signal()).await;
+    daily.abort();
     let _ = std::fs::remove_file(dir.join(HTTP_ADDR_FILE));
     let _ = std::fs::remove_file(dir.join(ADMIN_ADDR_FILE));
     let _ = std::fs::remove_file(dir.join(SYNC_ADDR_FILE));
@@ -372,10 +411,16 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             name,
             unit_version,
             out,
+            replace,
         } => {
             let cfg = HubConfig::load(&dir)?;
-            let bundle =
-                Home::new(&dir).enroll(&cfg, &unit, unit_version.as_deref(), name.as_deref())?;
+            let bundle = Home::new(&dir).enroll(
+                &cfg,
+                &unit,
+                unit_version.as_deref(),
+                name.as_deref(),
+                replace,
+            )?;
             write_private(&out, bundle.to_json().as_bytes())
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
@@ -451,39 +496,58 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
         }
-        Command::Nodes { dir, format } => {
-            let nodes = access(&dir).await?.nodes().await?;
+        Command::Nodes {
+            dir,
+            format,
+            stale_days,
+        } => {
+            let stale_days = match stale_days {
+                Some(d) => d,
+                None => HubConfig::load(&dir)?.stale_after_days,
+            };
+            let reply = access(&dir).await?.nodes().await?;
+            let rows = crate::node_list::rows(
+                reply,
+                time::OffsetDateTime::now_utc(),
+                time::Duration::days(stale_days as i64),
+            );
             match format {
-                NodesFormat::Json => println!("{}", serde_json::to_string_pretty(&nodes)?),
-                NodesFormat::Text => {
-                    println!(
-                        "{:<16} {:<6} {:>5} {:>7} {:>9} {:>9} {:<25}",
-                        "node", "unit", "docs", "behind", "changes↑", "changes↓", "last sync"
-                    );
-                    for n in nodes {
-                        let s = |k: &str| {
-                            n[k].as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| n[k].to_string())
-                        };
-                        let last = if s("last_sync").is_empty() {
-                            "never / chưa".to_owned()
-                        } else {
-                            s("last_sync")
-                        };
-                        println!(
-                            "{:<16} {:<6} {:>5} {:>7} {:>9} {:>9} {:<25}",
-                            s("name"),
-                            s("unit"),
-                            s("documents"),
-                            s("documents_behind"),
-                            s("changes_received"),
-                            s("changes_sent"),
-                            last
-                        );
-                    }
-                }
+                NodesFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&crate::node_list::to_json(&rows))?
+                ),
+                NodesFormat::Text => print!("{}", crate::node_list::to_text(&rows)),
             }
+        }
+        Command::Backup { dir, out } => {
+            let entries = access(&dir).await?.backup(&out).await?;
+            println!(
+                "backup of {} written to {} ({entries} keys) / đã sao lưu",
+                dir.display(),
+                out.display()
+            );
+        }
+        Command::Restore { dir, from } => {
+            let cfg = HubConfig::load(&dir)?;
+            let (copied, kept) = htx_core::storage::backup::restore(cfg.backend, &dir, &from)
+                .map_err(|e| match e {
+                    htx_core::storage::StoreError::Locked(p) => anyhow::anyhow!(
+                        "{p} is held by a running hub: stop it first (systemctl stop htx-hub) / hãy dừng máy chủ tỉnh trước khi khôi phục"
+                    ),
+                    other => anyhow::anyhow!("{}: {other}", from.display()),
+                })?;
+            println!(
+                "restored {} keys from {} into {} / đã khôi phục",
+                copied.entries,
+                from.display(),
+                dir.display()
+            );
+            if let Some(k) = kept {
+                println!("the replaced store is kept as {}", k.display());
+            }
+            println!(
+                "start the hub: nodes send back what the backup lacks at their next sync / khởi động lại máy chủ tỉnh"
+            );
         }
     }
     Ok(0)

@@ -1,11 +1,19 @@
 //! The hub's configuration: `DIR/hub.toml`, written by `htx-hub init`,
-//! with environment overrides (`HTX_HUB_<FIELD>`). `deploy/hub.example.toml`
-//! documents each field.
+//! with environment overrides for every field (`HTX_HUB_<FIELD>`, layered
+//! by figment). `deploy/hub.example.toml` documents each field.
 
 use std::path::Path;
 
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use htx_core::storage::Backend;
 use serde::{Deserialize, Serialize};
+
+/// Environment variables `HTX_HUB_<FIELD>` override `hub.toml`'s `<field>`.
+pub const ENV_PREFIX: &str = "HTX_HUB_";
+
+/// The documented example, every field explained (`init` writes it).
+pub const EXAMPLE: &str = include_str!("../../deploy/hub.example.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -51,6 +59,8 @@ pub struct HubConfig {
     pub max_streams_per_connection: u32,
     /// A session that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
+    /// `htx-hub nodes` flags a node with no completed sync for this many days.
+    pub stale_after_days: u64,
 }
 
 impl Default for HubConfig {
@@ -74,12 +84,20 @@ impl Default for HubConfig {
             max_docs_per_session: 10_000,
             max_streams_per_connection: 16,
             idle_timeout_secs: 120,
+            stale_after_days: 7,
         }
     }
 }
 
 impl HubConfig {
     pub const FILE: &'static str = "hub.toml";
+
+    /// Every field documented, as `deploy/hub.example.toml` explains it,
+    /// with this config's values: what `init` writes.
+    pub fn commented(&self) -> Result<String, toml::ser::Error> {
+        let values = toml::Table::try_from(self)?;
+        Ok(htx_core::settings::commented(EXAMPLE, &values))
+    }
 
     pub fn node_cert_lifetime(&self) -> time::Duration {
         match self.node_cert_secs {
@@ -88,32 +106,28 @@ impl HubConfig {
         }
     }
 
+    /// Reads `DIR/hub.toml` over the defaults, then any `HTX_HUB_<FIELD>`
+    /// environment variable over both (every field, the same way; lists as
+    /// `[a, b]`), and checks the result.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}; run `htx-hub init {}` first / chưa khởi tạo máy chủ tỉnh",
+        if !path.exists() {
+            anyhow::bail!(
+                "{}: not found; run `htx-hub init {}` first / chưa khởi tạo máy chủ tỉnh",
                 path.display(),
                 dir.display()
-            )
-        })?;
-        let mut cfg: HubConfig =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if let Ok(v) = std::env::var("HTX_HUB_LISTEN") {
-            cfg.listen = v;
+            );
         }
-        if let Ok(v) = std::env::var("HTX_HUB_PUBLIC_URL") {
-            cfg.public_url = v;
-        }
-        if let Ok(v) = std::env::var("HTX_HUB_ADMIN_LISTEN") {
-            cfg.admin_listen = v;
-        }
-        if let Ok(v) = std::env::var("HTX_HUB_HTTP_LISTEN") {
-            cfg.http_listen = v;
-        }
-        if let Ok(v) = std::env::var("HTX_HUB_BACKEND") {
-            cfg.backend = v.parse().map_err(anyhow::Error::msg)?;
-        }
+        let cfg: HubConfig = Figment::from(Serialized::defaults(HubConfig::default()))
+            .merge(Toml::file_exact(&path))
+            .merge(Env::prefixed(ENV_PREFIX))
+            .extract()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} / cấu hình không hợp lệ (tệp hoặc biến môi trường {ENV_PREFIX}*)",
+                    path.display()
+                )
+            })?;
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)
@@ -121,7 +135,7 @@ impl HubConfig {
 
     /// Refuses settings that make no sense, naming the field.
     pub fn validate(&self) -> Result<(), String> {
-        let positive: [(&str, u64); 8] = [
+        let positive: [(&str, u64); 9] = [
             ("node_cert_days", self.node_cert_days.max(0) as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("max_batch_bytes", self.max_batch_bytes as u64),
@@ -133,6 +147,7 @@ impl HubConfig {
                 self.max_streams_per_connection as u64,
             ),
             ("idle_timeout_secs", self.idle_timeout_secs),
+            ("stale_after_days", self.stale_after_days),
         ];
         for (field, v) in positive {
             if v == 0 {

@@ -34,6 +34,43 @@ pub struct Enrolment {
     pub revoked_at: String,
 }
 
+/// Where a node stands with the hub, as `htx-hub nodes` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Active,
+    /// `htx-hub revoke` withdrew its certificate.
+    Revoked,
+    /// Its certificate ran out before the node renewed it: enroll it again.
+    Expired,
+}
+
+impl NodeState {
+    pub fn label(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Revoked => "revoked",
+            NodeState::Expired => "expired",
+        }
+    }
+}
+
+impl Enrolment {
+    pub fn state(&self, now: time::OffsetDateTime) -> NodeState {
+        let expires = time::OffsetDateTime::parse(
+            &self.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        );
+        if !self.revoked_at.is_empty() {
+            NodeState::Revoked
+        } else if expires.is_ok_and(|t| t <= now) {
+            NodeState::Expired
+        } else {
+            NodeState::Active
+        }
+    }
+}
+
 pub struct Home {
     pub dir: PathBuf,
 }
@@ -94,7 +131,21 @@ impl Home {
                 self.dir.display()
             );
         }
-        std::fs::create_dir_all(&self.dir)?;
+        std::fs::create_dir_all(&self.dir).with_context(|| {
+            format!(
+                "cannot create {}; run init as the service's user (sudo -u htx) in a directory it owns / không tạo được thư mục",
+                self.dir.display()
+            )
+        })?;
+        // Writable? (A directory made by root for the service's user, say.)
+        let probe = self.path(".init-probe");
+        std::fs::write(&probe, b"").with_context(|| {
+            format!(
+                "cannot write in {}; run init as the user that owns it (sudo -u htx) / không ghi được vào thư mục",
+                self.dir.display()
+            )
+        })?;
+        let _ = std::fs::remove_file(probe);
         // Only `init` creates the store; `Hub::open` refuses a missing,
         // empty or damaged one rather than starting from nothing.
         drop(htx_core::storage::create(cfg.backend, &self.dir)?);
@@ -105,7 +156,7 @@ impl Home {
         write_private(&self.path("ca.key"), ca.key_pem.as_bytes())?;
         std::fs::write(self.path("hub.pem"), &server.cert_pem)?;
         write_private(&self.path("hub.key"), server.key_pem.as_bytes())?;
-        std::fs::write(self.path(HubConfig::FILE), toml::to_string(cfg)?)?;
+        std::fs::write(self.path(HubConfig::FILE), cfg.commented()?)?;
         Ok(())
     }
 
@@ -120,13 +171,15 @@ impl Home {
         ))
     }
 
-    /// Issues a node certificate and returns its bundle. NAME must be new.
+    /// Issues a node certificate and returns its bundle. NAME must be new,
+    /// unless `replace`: then it must exist, serving the same unit.
     pub fn enroll(
         &self,
         cfg: &HubConfig,
         unit: &str,
         unit_version: Option<&str>,
         name: Option<&str>,
+        replace: bool,
     ) -> anyhow::Result<Bundle> {
         let version = unit_version.unwrap_or(&cfg.default_unit_version);
         Hierarchy::builtin().unit(version, unit)?;
@@ -152,6 +205,27 @@ impl Home {
             previous_fingerprints: Vec::new(),
             revoked_at: String::new(),
         };
+        if replace {
+            // A new machine for an enrolled node (the old one died): a new
+            // certificate under the same name and unit; the old one is no
+            // longer accepted.
+            let old = self.enrolment(name)?;
+            if (old.unit.as_str(), old.unit_version.as_str()) != (unit, version) {
+                bail!(
+                    "node {name:?} serves unit {} ({}), not {unit} ({version}); a replacement serves the same unit / máy thay thế phải phục vụ cùng đơn vị",
+                    old.unit,
+                    old.unit_version
+                );
+            }
+            self.save_enrolment(&enrolment)?;
+            self.audit(
+                "replaced",
+                name,
+                serde_json::json!({ "old_fingerprint": old.fingerprint, "fingerprint": enrolment.fingerprint,
+                    "expires_at": enrolment.expires_at }),
+            );
+            return self.bundle(cfg, &enrolment, ca_cert, leaf);
+        }
         // create_new: two enrolments can never take the same name.
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -175,12 +249,23 @@ impl Home {
             serde_json::json!({ "unit": enrolment.unit, "unit_version": enrolment.unit_version,
                 "fingerprint": enrolment.fingerprint, "expires_at": enrolment.expires_at }),
         );
+        self.bundle(cfg, &enrolment, ca_cert, leaf)
+    }
+
+    /// The bundle a node is set up from, for an enrolment just written.
+    fn bundle(
+        &self,
+        cfg: &HubConfig,
+        enrolment: &Enrolment,
+        ca_cert: String,
+        leaf: pki::Issued,
+    ) -> anyhow::Result<Bundle> {
         let ca_der = rustls::pki_types::CertificateDer::from_pem_slice(ca_cert.as_bytes())?;
         Ok(Bundle {
             format: 1,
-            node: name.to_owned(),
-            unit: unit.to_owned(),
-            unit_version: version.to_owned(),
+            node: enrolment.name.clone(),
+            unit: enrolment.unit.clone(),
+            unit_version: enrolment.unit_version.clone(),
             hub_url: cfg.public_url.clone(),
             hub_name: cfg
                 .server_names

@@ -39,6 +39,11 @@ pub struct NodeStats {
     /// When that last happened, and what was done.
     #[serde(default)]
     pub last_recovery: String,
+    /// The software version and sync protocol the node last said it runs.
+    #[serde(default)]
+    pub software: String,
+    #[serde(default)]
+    pub protocol: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -286,6 +291,10 @@ impl Hub {
         if !session.last_recovery.is_empty() {
             s.last_recovery = session.last_recovery.clone();
         }
+        if session.protocol != 0 {
+            s.protocol = session.protocol;
+            s.software = session.software.clone();
+        }
         let mut b = WriteBatch::default();
         Replica::put_meta(
             &mut b,
@@ -293,6 +302,37 @@ impl Hub {
             serde_json::to_vec(&s).expect("serializes"),
         );
         self.replica().commit(b)
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn store_bytes(&self) -> Result<u64, htx_core::storage::StoreError> {
+        self.0.store.size_on_disk()
+    }
+
+    /// Whether the hub can serve: its store answers a read, and its own
+    /// certificate has not expired. The reason, in both languages, if not.
+    pub fn check_ready(&self) -> Result<(), String> {
+        self.0
+            .store
+            .get(b"meta/")
+            .map_err(|e| format!("the store does not answer / kho dữ liệu không phản hồi: {e}"))?;
+        let pem = std::fs::read_to_string(self.0.home.dir.join("hub.pem"))
+            .map_err(|e| format!("hub.pem: {e}"))?;
+        let expires = htx_core::pki::not_after(&pem).map_err(|e| format!("hub.pem: {e}"))?;
+        if expires <= time::OffsetDateTime::now_utc() {
+            return Err(format!(
+                "the hub certificate expired at {expires}: run `htx-hub rotate-cert` / chứng chỉ máy chủ tỉnh đã hết hạn"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A consistent copy of the store, written to `out` while the hub runs.
+    pub fn backup(
+        &self,
+        out: &Path,
+    ) -> Result<htx_core::storage::backup::Copied, htx_core::storage::StoreError> {
+        htx_core::storage::backup::backup(self.0.store.as_ref(), out)
     }
 
     /// Every enrolled node, with its sync figures and how far behind it is.

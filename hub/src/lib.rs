@@ -4,12 +4,13 @@
 //! - [`config`] — `DIR/hub.toml`; [`home`]: the hub's directory, CA and enrolments;
 //! - [`hub`] — the merged replica and what the hub knows of each node (no gRPC);
 //! - [`progress`] — progress against the plan, kept current as records merge;
-//! - [`http`] — progress as JSON and CSV over HTTP;
+//! - [`http`] — progress as JSON and CSV over HTTP; [`telemetry`]: health,
+//!   readiness and Prometheus metrics on the same port, the session log line;
 //! - [`sync_service`] — the hub's side of a sync session;
 //! - [`validate`] — checks a node's changes on a copy before they merge;
 //!   [`quarantine`] keeps what is refused, [`audit`] logs both;
 //! - [`admin`] — the administration API and the servers;
-//! - [`cli`] — the `htx-hub` commands.
+//! - [`cli`] — the `htx-hub` commands; [`node_list`]: what `nodes` prints.
 
 pub mod admin;
 pub mod audit;
@@ -18,8 +19,10 @@ pub mod config;
 pub mod home;
 pub mod http;
 pub mod hub;
+pub mod node_list;
 pub mod progress;
 pub mod quarantine;
 pub mod sync_service;
+pub mod telemetry;
 pub mod tls;
 pub mod validate;

@@ -22,6 +22,7 @@ use crate::audit::audit_event;
 use crate::home::Enrolment;
 use crate::hub::{Hub, NodeStats};
 use crate::quarantine;
+use crate::telemetry::{self, Refusal as Refused};
 use crate::validate::{self, Checked, Refusal};
 
 pub struct SyncService {
@@ -75,14 +76,19 @@ pub(crate) fn identify<T>(hub: &Hub, req: &Request<T>) -> Result<(Enrolment, Str
         None => {
             // Name the node when the certificate was enrolled (and revoked
             // since), so `htx-hub audit --node NAME` finds the refusal.
-            let (name, reason) = match hub.enrolment_by_fingerprint(&fp) {
-                Some(e) => (e.name, format!("certificate revoked at {}", e.revoked_at)),
+            let (name, reason, why) = match hub.enrolment_by_fingerprint(&fp) {
+                Some(e) => (
+                    e.name,
+                    format!("certificate revoked at {}", e.revoked_at),
+                    Refused::Revoked,
+                ),
                 None => (
                     crate::audit::UNATTRIBUTED.to_owned(),
-                    "certificate not enrolled at this hub".to_owned(),
+                    format!("certificate {fp} not enrolled at this hub"),
+                    Refused::NotEnrolled,
                 ),
             };
-            tracing::warn!(node = %name, fingerprint = %fp, "refused: {reason}");
+            telemetry::refused(why, &name, &reason);
             let details = serde_json::json!({ "reason": reason, "fingerprint": fp });
             if let Err(e) = crate::audit::audit_event(&hub.home().dir, "refused", &name, details) {
                 tracing::error!("cannot write the audit log: {e}");
@@ -115,6 +121,7 @@ impl Session {
                 // Over-sized or undecodable messages never reach the checks
                 // below: log them here.
                 if !matches!(status.code(), tonic::Code::Cancelled | tonic::Code::Unknown) {
+                    telemetry::refused(Refused::BadMessage, &self.node.name, status.message());
                     let details = serde_json::json!({ "reason": status.message(), "code": status.code().to_string() });
                     if let Err(e) = crate::audit::audit_event(&self.hub.home().dir, "refused", &self.node.name, details) {
                         tracing::error!("cannot write the audit log: {e}");
@@ -122,7 +129,11 @@ impl Session {
                 }
             })?;
         if self.hub.is_revoked(&self.fingerprint) {
-            tracing::warn!(node = %self.node.name, "refused: certificate revoked during the session");
+            telemetry::refused(
+                Refused::Revoked,
+                &self.node.name,
+                "certificate revoked during the session",
+            );
             return Err(revoked(&self.node.name));
         }
         Ok(match msg {
@@ -146,7 +157,11 @@ impl Session {
         if allowed {
             Ok(())
         } else {
-            tracing::warn!(node = %self.node.name, doc, write, "refused: document outside the node's scope");
+            telemetry::refused(
+                Refused::Scope,
+                &self.node.name,
+                &format!("document {doc} outside the node's scope (write: {write})"),
+            );
             Err(Status::permission_denied(format!(
                 "node {} may not {} document {doc}: it serves {} and below / nút không có quyền với tài liệu này",
                 self.node.name,
@@ -172,12 +187,11 @@ impl Session {
             Some(Nb::Hello(h)) => h,
             _ => return Err(Status::invalid_argument("a session starts with hello")),
         };
-        if hello.protocol != sync::PROTOCOL {
-            return Err(Status::failed_precondition(format!(
-                "sync protocol {} is not supported; this hub speaks {} / phiên bản giao thức không khớp",
-                hello.protocol,
-                sync::PROTOCOL
-            )));
+        self.stats.protocol = hello.protocol;
+        self.stats.software = hello.software.chars().take(32).collect();
+        if let Err(why) = sync::check_protocol(hello.protocol) {
+            telemetry::refused(Refused::Protocol, &self.node.name, &why);
+            return Err(Status::failed_precondition(why));
         }
         self.incarnation = hello.incarnation;
         // A warm hello carries the node's new changes: merged first, so that
@@ -263,6 +277,7 @@ impl Session {
         let n: usize = docs.iter().map(|d| d.changes.len()).sum();
         let changes = wire::batch_from_wire(docs);
         let (node, max_doc) = (self.node.clone(), self.hub.config().max_doc_bytes);
+        let started = std::time::Instant::now();
         let outcome = self
             .replica(move |r| {
                 Ok(
@@ -273,6 +288,7 @@ impl Session {
                 )
             })
             .await?;
+        telemetry::merged(started.elapsed());
         let (applied, checked) = match outcome {
             Ok(ok) => ok,
             Err((refusal, changes)) => return Err(self.refuse(refusal, changes).await),
@@ -302,8 +318,13 @@ impl Session {
         let dir = self.hub.home().dir.clone();
         let name = self.node.name.clone();
         let message = refusal.to_string();
-        tracing::warn!(node = %name, "refused: {message}");
         let permission = refusal.permission;
+        let why = if permission {
+            Refused::Permission
+        } else {
+            Refused::Invalid
+        };
+        telemetry::refused(why, &name, &message);
         let kept = tokio::task::spawn_blocking(move || {
             let id = quarantine::keep(&dir, &name, &refusal, &changes)?;
             let bytes: usize = changes.iter().flat_map(|(_, c)| c).map(Vec::len).sum();
@@ -362,9 +383,11 @@ impl Session {
         self.docs += n;
         let max = self.hub.config().max_docs_per_session;
         if self.docs > max {
-            return Err(Status::resource_exhausted(format!(
+            let why = format!(
                 "more than {max} documents in one session / quá nhiều tài liệu trong một phiên"
-            )));
+            );
+            telemetry::refused(Refused::TooManyDocuments, &self.node.name, &why);
+            return Err(Status::resource_exhausted(why));
         }
         Ok(())
     }
@@ -521,7 +544,7 @@ impl pb::sync_server::Sync for SyncService {
                 node.name,
                 self.hub.config().max_sessions_per_node
             );
-            tracing::warn!(node = %node.name, "refused: too many sessions");
+            telemetry::refused(Refused::TooManySessions, &node.name, &reason);
             let details = serde_json::json!({ "reason": reason });
             if let Err(e) =
                 crate::audit::audit_event(&self.hub.home().dir, "refused", &node.name, details)
@@ -544,13 +567,19 @@ impl pb::sync_server::Sync for SyncService {
         };
         tokio::spawn(async move {
             let _open = guard;
+            let started = std::time::Instant::now();
             let result = session.run().await;
             let completed = result.is_ok();
             if let Err(status) = result {
-                tracing::info!(node = %session.node.name, "session ended: {}", status.message());
                 session.stats.last_error = status.message().to_owned();
                 let _ = tx.send(Err(status)).await;
             }
+            telemetry::session_ended(
+                &session.node.name,
+                &session.stats,
+                completed,
+                started.elapsed(),
+            );
             let hub = session.hub.clone();
             let (name, stats) = (session.node.name.clone(), session.stats.clone());
             let _ =

@@ -152,6 +152,37 @@ impl pb::node_api_server::NodeApi for NodeApiService {
         }))
     }
 
+    type BackupStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::BackupChunk, Status>>>;
+
+    async fn backup(
+        &self,
+        _: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        // Written inside the node directory (the only place the service may
+        // write), read back, removed.
+        let file = self
+            .node
+            .dir()
+            .join(format!("backup-{}-{nanos}.redb", std::process::id()));
+        let chunks = blocking(&self.node, move |n| {
+            let copied = n.backup(&file);
+            let chunks = copied.and_then(|c| {
+                tracing::info!(entries = c.entries, bytes = c.bytes, "backup taken");
+                wire::backup_chunks(&file, c.entries as u64).map_err(|e| NodeError::Store(e.into()))
+            });
+            let _ = std::fs::remove_file(&file);
+            chunks
+        })
+        .await?;
+        Ok(Response::new(tokio_stream::iter(
+            chunks.into_iter().map(Ok).collect::<Vec<_>>(),
+        )))
+    }
+
     async fn sync_now(
         &self,
         _: Request<pb::SyncNowRequest>,

@@ -131,6 +131,19 @@ pub enum Command {
         #[arg(long, default_value = "text")]
         format: StatusFormat,
     },
+    /// Writes a consistent copy of the store to FILE, while `run` runs (or not).
+    Backup {
+        dir: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Puts a backup in place of the store (the node must be stopped); the
+    /// store it replaces is kept as `store.redb.before-restore`.
+    Restore {
+        dir: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Officers' accounts for the web app (kept in DIR/users.json).
     User {
         #[command(subcommand)]
@@ -213,6 +226,8 @@ enum Access {
 pub const API_ADDR_FILE: &str = "api.addr";
 /// Where `run` writes the web app's address.
 pub const WEB_ADDR_FILE: &str = "web.addr";
+/// Where `run` writes the status port's address (health, metrics).
+pub const STATUS_ADDR_FILE: &str = "status.addr";
 
 async fn access(dir: &Path) -> anyhow::Result<Access> {
     if let Ok(addr) = std::fs::read_to_string(dir.join(API_ADDR_FILE)) {
@@ -237,6 +252,34 @@ fn status_error(s: tonic::Status) -> anyhow::Error {
 }
 
 impl Access {
+    /// Writes a consistent copy of the store to `out`: streamed from the
+    /// running node, or taken from the store directly.
+    async fn backup(&mut self, out: &Path) -> anyhow::Result<u64> {
+        if out.exists() {
+            bail!(
+                "{} already exists; choose a new file name / tệp đã tồn tại, hãy chọn tên khác",
+                out.display()
+            );
+        }
+        match self {
+            Access::Remote(ch) => {
+                let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
+                let mut stream = c
+                    .backup(pb::BackupRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let mut chunks = Vec::new();
+                while let Some(chunk) = stream.message().await.map_err(status_error)? {
+                    chunks.push(chunk);
+                }
+                Ok(wire::backup_from_chunks(&chunks, out)
+                    .with_context(|| format!("writing {}", out.display()))?)
+            }
+            Access::Local(n) => Ok(n.backup(out)?.entries as u64),
+        }
+    }
+
     async fn write(&mut self, records: Vec<Record>) -> anyhow::Result<Vec<String>> {
         match self {
             Access::Remote(ch) => {
@@ -758,7 +801,20 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
         );
     }
     Hierarchy::builtin().unit(&bundle.unit_version, &bundle.unit)?;
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create {}; run init as the service's user (sudo -u htx) in a directory it owns / không tạo được thư mục",
+            dir.display()
+        )
+    })?;
+    let probe = dir.join(".init-probe");
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write in {}; run init as the user that owns it (sudo -u htx) / không ghi được vào thư mục",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(probe);
     let existing = dir.join(Node::BUNDLE_FILE);
     if let Ok(old) = std::fs::read_to_string(&existing) {
         let old = Bundle::parse(&old)?;
@@ -777,7 +833,7 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
             backend,
             ..Default::default()
         };
-        std::fs::write(&cfg_path, toml::to_string(&cfg)?)?;
+        std::fs::write(&cfg_path, cfg.commented()?)?;
     }
     // Only `init` creates a store; `Node::open` refuses a missing one. An
     // existing store is checked, never reset.
@@ -820,7 +876,25 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         "officers' web app on http://{} / trang web cho cán bộ",
         web_listener.local_addr()?
     );
+    let status = tokio::net::TcpListener::bind(&node.config().status_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", node.config().status_listen))?;
+    let status_file = dir.join(STATUS_ADDR_FILE);
+    write_atomic(&status_file, status.local_addr()?.to_string().as_bytes())?;
+    tracing::info!(
+        "health and metrics on http://{}/metrics",
+        status.local_addr()?
+    );
+    crate::telemetry::install();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut status_stop = stop_rx.clone();
+    let status_server = tokio::spawn(
+        axum::serve(status, crate::telemetry::router(node.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = status_stop.changed().await;
+            })
+            .into_future(),
+    );
     let sync = tokio::spawn(sync_client::run_loop(node.clone(), stop_rx.clone()));
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(crate::web::serve(
@@ -834,16 +908,21 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let api = tokio::spawn(crate::api::serve(node, listener, async move {
         let _ = api_stop.changed().await;
     }));
+    // systemd (Type=notify): the store is open, both ports are bound.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     shutdown_signal().await;
     tracing::info!("stopping");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = stop_tx.send(true);
     let _ = sync.await;
     let res = api.await?;
     if let Err(e) = web.await? {
         tracing::warn!("the web app stopped with an error: {e}");
     }
+    let _ = status_server.await;
     let _ = std::fs::remove_file(addr_file);
     let _ = std::fs::remove_file(web_addr_file);
+    let _ = std::fs::remove_file(status_file);
     res
 }
 
@@ -866,6 +945,36 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             backend,
         } => init(&dir, &bundle, backend)?,
         Command::Run { dir } => run(&dir).await?,
+        Command::Backup { dir, out } => {
+            let entries = access(&dir).await?.backup(&out).await?;
+            println!(
+                "backup of {} written to {} ({entries} keys) / đã sao lưu",
+                dir.display(),
+                out.display()
+            );
+        }
+        Command::Restore { dir, from } => {
+            let cfg = NodeConfig::load(&dir)?;
+            let (copied, kept) = htx_core::storage::backup::restore(cfg.backend, &dir, &from)
+                .map_err(|e| match e {
+                    htx_core::storage::StoreError::Locked(p) => anyhow::anyhow!(
+                        "{p} is held by a running node: stop it first (systemctl stop htx-node) / hãy dừng nút trước khi khôi phục"
+                    ),
+                    other => anyhow::anyhow!("{}: {other}", from.display()),
+                })?;
+            println!(
+                "restored {} keys from {} into {} / đã khôi phục",
+                copied.entries,
+                from.display(),
+                dir.display()
+            );
+            if let Some(k) = kept {
+                println!("the replaced store is kept as {}", k.display());
+            }
+            println!(
+                "start the node: the hub sends back what the backup lacks at the next sync / khởi động lại nút"
+            );
+        }
         Command::Add { dir, kind, fields } => {
             let pairs = field_pairs(&fields)?;
             let rec = schema::record_from_strings(

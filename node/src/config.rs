@@ -1,11 +1,20 @@
 //! The node's configuration: `DIR/node.toml`, every field optional, with
-//! environment overrides (`HTX_NODE_<FIELD>`, e.g. `HTX_NODE_HUB_URL`).
-//! `deploy/node.example.toml` documents each field.
+//! environment overrides for every field (`HTX_NODE_<FIELD>`, e.g.
+//! `HTX_NODE_HUB_URL`, layered by figment). `deploy/node.example.toml`
+//! documents each field.
 
 use std::path::Path;
 
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
 use htx_core::storage::Backend;
 use serde::{Deserialize, Serialize};
+
+/// Environment variables `HTX_NODE_<FIELD>` override `node.toml`'s `<field>`.
+pub const ENV_PREFIX: &str = "HTX_NODE_";
+
+/// The documented example, every field explained (`init` writes it).
+pub const EXAMPLE: &str = include_str!("../../deploy/node.example.toml");
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -19,6 +28,10 @@ pub struct NodeConfig {
     /// office LAN is not built yet); port 0 picks a free one, written to
     /// `DIR/web.addr` while `run` is running.
     pub web_listen: String,
+    /// `/healthz`, `/readyz` and `/metrics` over plain HTTP (no data is
+    /// served there); port 0 picks a free one, written to `DIR/status.addr`
+    /// while `run` is running.
+    pub status_listen: String,
     /// Seconds between sync sessions while the link is up.
     pub sync_interval_secs: u64,
     /// Reconnect back-off after a failure: doubles from min to max, with jitter.
@@ -38,6 +51,7 @@ impl Default for NodeConfig {
             backend: Backend::Redb,
             api_listen: "127.0.0.1:0".into(),
             web_listen: "127.0.0.1:0".into(),
+            status_listen: "127.0.0.1:0".into(),
             sync_interval_secs: 30,
             retry_min_secs: 1,
             retry_max_secs: 300,
@@ -51,34 +65,28 @@ impl Default for NodeConfig {
 impl NodeConfig {
     pub const FILE: &'static str = "node.toml";
 
-    /// Reads `DIR/node.toml` (defaults if absent) and applies `HTX_NODE_*`.
+    /// Every field documented, as `deploy/node.example.toml` explains it,
+    /// with this config's values: what `init` writes.
+    pub fn commented(&self) -> Result<String, toml::ser::Error> {
+        let values = toml::Table::try_from(self)?;
+        Ok(htx_core::settings::commented(EXAMPLE, &values))
+    }
+
+    /// Reads `DIR/node.toml` (defaults if absent), then any
+    /// `HTX_NODE_<FIELD>` environment variable over it (every field, the
+    /// same way), and checks the result.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
-        let mut cfg: NodeConfig = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => NodeConfig::default(),
-            Err(e) => return Err(anyhow::anyhow!("{}: {e}", path.display())),
-        };
-        if let Ok(v) = std::env::var("HTX_NODE_BACKEND") {
-            cfg.backend = v.parse().map_err(anyhow::Error::msg)?;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_HUB_URL") {
-            cfg.hub_url = Some(v);
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_API_LISTEN") {
-            cfg.api_listen = v;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_WEB_LISTEN") {
-            cfg.web_listen = v;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_SYNC_INTERVAL_SECS") {
-            cfg.sync_interval_secs = v.parse()?;
-        }
-        if let Ok(v) = std::env::var("HTX_NODE_MAX_BATCH_BYTES") {
-            cfg.max_batch_bytes = v.parse()?;
-        }
+        let cfg: NodeConfig = Figment::from(Serialized::defaults(NodeConfig::default()))
+            .merge(Toml::file(&path))
+            .merge(Env::prefixed(ENV_PREFIX))
+            .extract()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} / cấu hình không hợp lệ (tệp hoặc biến môi trường {ENV_PREFIX}*)",
+                    path.display()
+                )
+            })?;
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)
@@ -117,6 +125,7 @@ impl NodeConfig {
         }
         htx_core::settings::check_loopback("api_listen", &self.api_listen)?;
         htx_core::settings::check_loopback("web_listen", &self.web_listen)?;
+        htx_core::settings::check_listen("status_listen", &self.status_listen)?;
         if let Some(url) = &self.hub_url
             && !url.starts_with("https://")
         {

@@ -16,6 +16,8 @@
 //!   templates in `node/templates/`, words in `web/locales/*/node.ftl`;
 //! - [`users`] — `htx-node user add|passwd|disable|list`: officers'
 //!   accounts (stored by `htx_web::accounts`);
+//! - [`telemetry`] — `/healthz`, `/readyz`, `/metrics` on the status port,
+//!   and the session log line;
 //! - [`cli`] — the `htx-node` commands.
 
 pub mod api;
@@ -28,3 +30,4 @@ pub mod query;
 pub mod sync_client;
 pub mod users;
 pub mod web;
+pub mod telemetry;

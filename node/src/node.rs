@@ -365,7 +365,7 @@ impl Node {
     /// its first error.
     pub fn check(&self, records: Vec<Record>) -> Result<Vec<(usize, FieldError)>, NodeError> {
         Ok(self
-            .check_and_write(records, true)?
+            .check_and_write(records, true, None)?
             .err()
             .unwrap_or_default())
     }
@@ -820,6 +820,13 @@ impl Node {
         let units: &'static Hierarchy = Box::leak(Box::new(units));
         *cache = Some((heads, plan.clone(), units));
         Ok((plan, units))
+    }
+
+    /// A consistent copy of the store, written to `out` while the node
+    /// keeps working (the replica is not held meanwhile).
+    pub fn backup(&self, out: &Path) -> Result<htx_core::storage::backup::Copied, NodeError> {
+        let store = self.replica().store().clone();
+        Ok(htx_core::storage::backup::backup(store.as_ref(), out)?)
     }
 
     pub fn sync_status(&self) -> SyncStatus {

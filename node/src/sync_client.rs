@@ -360,6 +360,7 @@ pub async fn session_on(
         documents: at_hello.len() as u32,
         incarnation: node.replica().incarnation(),
         changes: wire::batch_to_wire(eager),
+        software: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let msg = pb::NodeMessage {
         body: Some(Nb::Hello(hello)),
@@ -583,6 +584,7 @@ pub async fn sync_once(node: &Node) -> Result<SessionReport, SyncError> {
 /// kept there); a link that failed is dropped, to be opened afresh.
 pub async fn sync_with(node: &Node, link: &mut Option<Link>) -> Result<SessionReport, SyncError> {
     let attempt = now_rfc3339();
+    let started = std::time::Instant::now();
     let mut total = SessionReport::default();
     let result = async {
         if link.is_none() {
@@ -640,6 +642,13 @@ pub async fn sync_with(node: &Node, link: &mut Option<Link>) -> Result<SessionRe
         }
     }
     node.put_sync_status(&status)?;
+    let error = result.as_ref().err().map(|e| e.to_string());
+    crate::telemetry::session_ended(
+        &node.bundle().node,
+        &total,
+        error.as_deref(),
+        started.elapsed(),
+    );
     result.map(|()| total)
 }
 
@@ -701,12 +710,7 @@ pub async fn run_loop(node: Node, mut shutdown: watch::Receiver<bool>) {
     let mut link = None;
     loop {
         let wait = match sync_with(&node, &mut link).await {
-            Ok(r) => {
-                tracing::info!(
-                    changes_sent = r.changes_sent,
-                    changes_received = r.changes_received,
-                    "synced with the hub"
-                );
+            Ok(_) => {
                 backoff = min;
                 Duration::from_secs(cfg.sync_interval_secs)
             }

@@ -282,7 +282,7 @@ impl TestHub {
     pub fn write_bundle(&self, unit: &str, name: &str, out: &Path) {
         let cfg = HubConfig::load(self.dir()).expect("hub config");
         let bundle = Home::new(self.dir())
-            .enroll(&cfg, unit, None, Some(name))
+            .enroll(&cfg, unit, None, Some(name), false)
             .expect("enroll");
         std::fs::write(out, bundle.to_json()).expect("write bundle");
     }
@@ -717,9 +717,20 @@ pub struct Process {
 
 /// Starts `program args...` in the background.
 pub fn spawn<S: AsRef<OsStr>>(program: &str, args: &[S], log: &Path) -> Process {
+    spawn_env(program, args, log, &[])
+}
+
+/// Starts `program args...` in the background with more environment.
+pub fn spawn_env<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Process {
     let log = std::fs::File::create(log).expect("log file");
     let child = command(program, args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(log.try_clone().expect("log file"))
         .stderr(log)
         .spawn()
@@ -770,4 +781,35 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("bound")
         .port()
+}
+
+/// `GET path` over plain HTTP/1.1 (health and metrics ports): the status
+/// code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {text}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the Prometheus sample `name{...}` whose labels include
+/// every one of `labels` (each as printed, e.g. `node="office-pc"`).
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = key.split_once('{').unwrap_or((key, ""));
+        (metric == name && labels.iter().all(|l| rest.contains(l))).then(|| value.parse().ok())?
+    })
 }

@@ -10,6 +10,7 @@
 //! full fsync, see the README), and [`memory`] (tests only). The same
 //! conformance suite (`core/tests/storage.rs`) runs on each.
 
+pub mod backup;
 mod memory;
 mod redb;
 mod sled;
