@@ -154,7 +154,7 @@ impl Node {
                 name: u.name.clone(),
             })
             .collect();
-        out.sort_by(|a, b| fold(&a.name).cmp(&fold(&b.name)));
+        out.sort_by_cached_key(|u| fold(&u.name));
         out
     }
 
@@ -199,7 +199,7 @@ impl Node {
                 (r.id.clone(), format!("{} ({unit})", label(&r)))
             })
             .collect();
-        out.sort_by(|a, b| fold(&a.1).cmp(&fold(&b.1)));
+        out.sort_by_cached_key(|c| fold(&c.1));
         Ok(out)
     }
 

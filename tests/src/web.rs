@@ -180,6 +180,7 @@ pub mod http {
         body: &[u8],
     ) -> Response {
         let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
@@ -192,10 +193,17 @@ pub mod http {
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes()).await.expect("send");
-        // A server may answer (413) before reading a huge body, and close.
-        let _ = s.write_all(body).await;
+        // A server may answer (413) before reading a huge body, and close:
+        // the body is written while the answer is read.
+        let (mut rd, mut wr) = s.into_split();
+        let body = body.to_vec();
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&body).await;
+            wr
+        });
         let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw).await;
+        let _ = rd.read_to_end(&mut raw).await;
+        writer.abort();
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.lines();

@@ -62,7 +62,7 @@ async fn forged_tampered_and_oversized_posts_change_nothing() {
         assert_eq!(r.status, 403, "{what}: {r:?}");
         assert!(r.body.contains("Biểu mẫu không hợp lệ") && r.body.contains("Form refused"));
     }
-    // No session at all, and a tampered session id.
+    // No session at all, and a tampered session id: sent to sign in.
     let r = request(
         node.addr,
         "POST",
@@ -71,7 +71,7 @@ async fn forged_tampered_and_oversized_posts_change_nothing() {
         &coop_form(&lan.csrf, "Giả mạo"),
     )
     .await;
-    assert_eq!(r.status, 403);
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
     let mut tampered = lan.cookie.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });
@@ -83,7 +83,11 @@ async fn forged_tampered_and_oversized_posts_change_nothing() {
         &coop_form(&lan.csrf, "Giả mạo"),
     )
     .await;
-    assert_eq!(r.status, 403, "a tampered cookie is no session");
+    assert_eq!(
+        (r.status, r.header("location")),
+        (303, Some("/login")),
+        "a tampered cookie is no session"
+    );
     let r = request(node.addr, "GET", "/", Some(&tampered), b"").await;
     assert_eq!((r.status, r.header("location")), (303, Some("/login")));
 
@@ -118,7 +122,7 @@ async fn forged_tampered_and_oversized_posts_change_nothing() {
         .iter()
         .filter(|e| e["action"] == "csrf_refused")
         .count();
-    assert!(refused >= 5, "forged forms are audited ({refused})");
+    assert!(refused >= 3, "forged forms are audited ({refused})");
 
     // The genuine form works, and says who did it.
     let r = request(
@@ -192,7 +196,10 @@ async fn markup_in_text_is_shown_as_text_and_other_units_are_not_found() {
         assert!(!r.body.contains("<script>alert"), "{path} has live script");
         assert!(!r.body.contains("<b onmouseover"), "{path} has live markup");
         if path != "/" {
-            assert!(r.body.contains("&lt;script&gt;"), "{path} shows it as text");
+            assert!(
+                r.body.contains("&lt;script&gt;") || r.body.contains("&#60;script&#62;"),
+                "{path} shows it as text"
+            );
         }
     }
     // In a search and the language switch's return path too.
