@@ -72,6 +72,25 @@ struct Named {
     id: String,
 }
 
+/// Records by their folded name ([`fold`]), and each id's folded name.
+#[derive(Default)]
+struct Names {
+    by_name: HashMap<String, Vec<Named>>,
+    by_id: HashMap<String, String>,
+}
+
+impl Names {
+    /// Adds a record, or replaces the one of the same id.
+    fn put(&mut self, n: Named) {
+        if let Some(old) = self.by_id.insert(n.id.clone(), n.fold.clone())
+            && let Some(list) = self.by_name.get_mut(&old)
+        {
+            list.retain(|o| o.id != n.id);
+        }
+        self.by_name.entry(n.fold.clone()).or_default().push(n);
+    }
+}
+
 /// What a preview checks rows against: a node's records and its checks.
 pub trait Holder {
     fn bundle(&self) -> &htx_core::pki::Bundle;
@@ -124,8 +143,8 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
     });
 
     let existing = node.records()?;
-    let mut coops: Vec<Named> = Vec::new();
-    let mut people: Vec<Named> = Vec::new();
+    let mut coops = Names::default();
+    let mut people = Names::default();
     let named = |r: &Record| Named {
         fold: fold(r.text("name").unwrap_or_default()),
         name: r.text("name").unwrap_or_default().to_owned(),
@@ -134,8 +153,8 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
     };
     for r in &existing {
         match r.kind.as_str() {
-            "cooperative" => coops.push(named(r)),
-            "manager" | "cadre" => people.push(named(r)),
+            "cooperative" => coops.put(named(r)),
+            "manager" | "cadre" => people.put(named(r)),
             _ => {}
         }
     }
@@ -271,8 +290,7 @@ pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetEr
                 _ => None,
             };
             if let Some(list) = list {
-                list.retain(|n| n.id != rec.id);
-                list.push(named(&rec));
+                list.put(named(&rec));
             }
             records.push((file_row, rec));
             places.push(place);
@@ -408,7 +426,7 @@ fn unit_of(
 /// The id of the record named `text` (a name, or an id), within `unit`
 /// if known.
 fn find(
-    all: &[Named],
+    all: &Names,
     text: &str,
     unit: Option<&str>,
     what_vi: &str,
@@ -420,8 +438,11 @@ fn find(
     }
     let f = fold(&t);
     let found: Vec<&Named> = all
-        .iter()
-        .filter(|n| n.fold == f && unit.is_none_or(|u| n.unit == u))
+        .by_name
+        .get(&f)
+        .into_iter()
+        .flatten()
+        .filter(|n| unit.is_none_or(|u| n.unit == u))
         .collect();
     match found.as_slice() {
         [one] => Ok(one.id.clone()),
