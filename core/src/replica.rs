@@ -203,7 +203,14 @@ impl Replica {
     /// Opens the replica kept in `store`, loading and checking every document.
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
         // A new incarnation: see the module docs.
-        let actor = ActorId::random();
+        Self::open_as(store, ActorId::random())
+    }
+
+    /// As [`Replica::open`], with `actor` as the new incarnation's actor id
+    /// instead of a random one: for the deterministic simulation
+    /// (`tests/src/sim`), where one seed must replay exactly. The id must
+    /// never have been used before by any replica.
+    pub fn open_as(store: Arc<dyn Store>, actor: ActorId) -> Result<Self> {
         let mut by_doc: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
         for (k, v) in store.scan(b"d\0")? {
             let rest = &k[2..];

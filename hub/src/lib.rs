@@ -5,7 +5,8 @@
 //! - [`hub`] — the merged replica and what the hub knows of each node (no gRPC);
 //! - [`progress`] — progress against the plan, kept current as records merge;
 //! - [`http`] — progress as JSON and CSV over HTTP;
-//! - [`sync_service`] — the hub's side of a sync session;
+//! - [`sync_service`] — the hub's side of a sync session; [`session`]: its
+//!   steps on the replica, without I/O (what the simulation drives);
 //! - [`validate`] — checks a node's changes on a copy before they merge;
 //!   [`quarantine`] keeps what is refused, [`audit`] logs both;
 //! - [`admin`] — the administration API and the servers;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod hub;
 pub mod progress;
 pub mod quarantine;
+pub mod session;
 pub mod sync_service;
 pub mod tls;
 pub mod validate;

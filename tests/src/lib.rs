@@ -12,7 +12,9 @@
 //! - [`TestNode`]: a node directory opened in this process;
 //! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes, or
 //!   hold back the hub's replies;
-//! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process.
+//! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process;
+//! - [`sim`]: the deterministic simulation of a whole network (no sockets,
+//!   no clock), driven by one seed (`tests/tests/simulation.rs`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub mod sim;
 
 /// Installs the ring crypto provider, once per process.
 pub fn init_crypto() {
