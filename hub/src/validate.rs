@@ -592,6 +592,62 @@ mod tests {
         assert!(e.permission && e.reason.contains("node-a"), "{e}");
     }
 
+    /// Found by the simulation (`tests/src/sim`): a change that replaces
+    /// the value losing a conflict changes nothing visible, so the record
+    /// was not among those the merge touched, and the hub's index kept the
+    /// old conflicting value (shown by `htx-hub export`).
+    #[test]
+    fn replacing_the_losing_value_of_a_conflict_updates_the_record() {
+        let mut r = hub();
+        let a = ActorId::from(vec![0x01; 16]);
+        let b = ActorId::from(vec![0xfe; 16]);
+        let (mut da, id) = node_doc(&a, &observation("2025-06-30", 5, 1));
+        let checked = check(&mut r, &node("node-a"), &batch(&mut da), 1 << 20).unwrap();
+        r.apply(batch(&mut da), checked.actors).unwrap();
+        let obj = |d: &AutoCommit| match d.get(ROOT, id.as_str()).unwrap() {
+            Some((automerge::Value::Object(ObjType::Map), o)) => o,
+            other => panic!("{other:?}"),
+        };
+        // node-b, having synced, sets workers after many other edits (a
+        // higher op counter: its value wins the conflict).
+        let mut db = r.fork(DOC).with_actor(b);
+        let before_b = db.get_heads();
+        let ob = obj(&db);
+        for n in 0..20 {
+            db.put(&ob, "female_workers", n).unwrap();
+        }
+        db.put(&ob, "workers", 30).unwrap();
+        db.commit();
+        let from_b = vec![(DOC.to_owned(), raw(&db.get_changes(&before_b)))];
+        let checked = check(&mut r, &node("node-b"), &from_b, 1 << 20).unwrap();
+        r.apply(from_b, checked.actors).unwrap();
+        // node-a, offline, changes workers twice: its values lose to b's.
+        let oa = obj(&da);
+        for v in [6, 7] {
+            let before = da.get_heads();
+            da.put(&oa, "workers", v).unwrap();
+            da.commit();
+            let change = vec![(DOC.to_owned(), raw(&da.get_changes(&before)))];
+            let checked = check(&mut r, &node("node-a"), &change, 1 << 20).unwrap();
+            let rec = checked
+                .records
+                .iter()
+                .find(|(_, rec)| rec.id == id)
+                .map(|(_, rec)| rec.clone())
+                .expect("the record is among those the merge touched");
+            assert_eq!(
+                rec.fields["workers"],
+                schema::Value::Int(30),
+                "b's value still wins"
+            );
+            assert!(
+                rec.conflicts["workers"].contains(&schema::Value::Int(v)),
+                "{rec:?}"
+            );
+            r.apply(change, checked.actors).unwrap();
+        }
+    }
+
     /// Found by the simulation (`tests/src/sim`): after the hub was
     /// restored from a backup, node-b handed on node-a's changes first, the
     /// hub recorded node-a's actor id as node-b's, and refused every later
