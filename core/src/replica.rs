@@ -617,6 +617,25 @@ impl Replica {
         Ok(())
     }
 
+    /// Drops document `id` and what any peer was known to hold of it, in
+    /// one durable commit: for a read-only copy that is to be downloaded
+    /// whole again (see `htx_node::session::refresh_reference`).
+    pub fn forget(&mut self, id: &str) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, _) in self.store.scan(&doc_prefix(id))? {
+            batch.delete(k);
+        }
+        let suffix = [b"\0", id.as_bytes()].concat();
+        for (k, _) in self.store.scan(b"p\0")? {
+            if k.ends_with(&suffix) {
+                batch.delete(k);
+            }
+        }
+        self.store.commit(batch)?;
+        self.docs.remove(id);
+        Ok(())
+    }
+
     /// Which of `hashes` this replica holds in document `id`.
     pub fn known(&mut self, id: &str, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
         let Some(e) = self.docs.get_mut(id) else {

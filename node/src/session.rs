@@ -7,6 +7,7 @@
 //! no sockets and no clock.
 
 use automerge::ChangeHash;
+use htx_core::docs;
 use htx_core::replica::{Applied, Replica, Result, heads_from_bytes};
 use htx_core::storage::WriteBatch;
 use htx_core::sync;
@@ -33,7 +34,7 @@ pub fn eager_changes(
         return Ok(Vec::new());
     }
     let mut believed = Vec::new();
-    for doc in r.doc_ids().map(str::to_owned).collect::<Vec<_>>() {
+    for doc in written_docs(r) {
         let mut shared = r.shared_heads(HUB_PEER, &doc, hub_inc)?;
         shared.sort();
         if shared != r.heads(&doc) && !shared.is_empty() {
@@ -64,12 +65,42 @@ pub fn plan_upload(
     hub_inc: &[u8],
     max_batch_bytes: usize,
 ) -> Result<sync::Outgoing> {
-    let ours: Vec<String> = r.doc_ids().map(str::to_owned).collect();
+    let ours = written_docs(r);
     let up: Vec<_> = sync::differing(r, ours.iter().map(String::as_str), hub_heads)
         .into_iter()
-        .filter(|(d, _)| r.doc(d).is_some())
+        .filter(|(d, _)| r.doc(d).is_some() && ours.contains(d))
         .collect();
     sync::outgoing(r, HUB_PEER, hub_inc, &up, max_batch_bytes)
+}
+
+/// The documents a node uploads: its units' documents. Never the hub's
+/// read-only reference document (the plan and unit lists): the hub refuses
+/// any change to it from a node, so a copy holding changes the hub lacks
+/// (the hub restored from a backup older than its last published plan)
+/// would have every session refused.
+fn written_docs(r: &Replica) -> Vec<String> {
+    r.doc_ids()
+        .filter(|d| docs::parse_unit_doc_id(d).is_some())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Before the `Want`: if this node's copy of the hub's reference document
+/// differs from the hub's (`hub_heads`, from its welcome), the copy is
+/// dropped, so that the `Want` reports none of it and the hub sends it
+/// whole. Only the hub writes that document; a copy with changes the hub
+/// lacks (a hub restored from a backup) could never converge by merging.
+pub fn refresh_reference(r: &mut Replica, hub_heads: &[(String, Vec<ChangeHash>)]) -> Result<bool> {
+    let Some((_, theirs)) = hub_heads.iter().find(|(d, _)| d == docs::REFERENCE_DOC) else {
+        return Ok(false);
+    };
+    let mut theirs = theirs.clone();
+    theirs.sort();
+    if !r.has_doc(docs::REFERENCE_DOC) || r.heads(docs::REFERENCE_DOC) == theirs {
+        return Ok(false);
+    }
+    r.forget(docs::REFERENCE_DOC)?;
+    Ok(true)
 }
 
 /// The hub acknowledged a batch with its new heads: what of them this node

@@ -420,7 +420,15 @@ pub async fn session_on(
     // Report our heads of every document, now that the upload is done: the
     // hub sends what lies beyond them, and records them as held by both (else
     // it would count what we just uploaded as not yet at this node).
-    let want = steps::want(&node.replica(), &hub_heads);
+    let want = {
+        let mut r = node.replica();
+        if steps::refresh_reference(&mut r, &hub_heads)? {
+            tracing::info!(
+                "the hub's reference document differs from this node's copy: downloading it whole"
+            );
+        }
+        steps::want(&r, &hub_heads)
+    };
     let lost = sync::lost_by_peer(sent, unconfirmed, new_at_hub);
     if lost > 0 {
         note_recovery(node, lost)?;

@@ -39,10 +39,9 @@ struct Proc {
 impl Proc {
     fn start(&mut self) {
         self.starts += 1;
-        let log = self.log.with_extension(format!("{}.log", self.starts));
+        self.log = self.dir.with_extension(format!("run-{}.log", self.starts));
         let _ = std::fs::remove_file(self.dir.join(self.addr_file));
-        self.running = Some(spawn(self.program, &self.args, &log));
-        self.log = log;
+        self.running = Some(spawn(self.program, &self.args, &self.log));
     }
 
     async fn kill(&mut self) {
@@ -112,7 +111,14 @@ async fn main() {
     let url = format!("https://127.0.0.1:{port}");
     run(
         "htx-hub",
-        &["init", &s(&hub_dir), "--listen", &listen, "--public-url", &url],
+        &[
+            "init",
+            &s(&hub_dir),
+            "--listen",
+            &listen,
+            "--public-url",
+            &url,
+        ],
     )
     .await
     .ok();
@@ -121,12 +127,23 @@ async fn main() {
         let bundle = root.path().join(format!("{name}.json"));
         run(
             "htx-hub",
-            &["enroll", &s(&hub_dir), "--unit", "356", "--name", name, "--out", &s(&bundle)],
+            &[
+                "enroll",
+                &s(&hub_dir),
+                "--unit",
+                "356",
+                "--name",
+                name,
+                "--out",
+                &s(&bundle),
+            ],
         )
         .await
         .ok();
         let dir = root.path().join(name);
-        run("htx-node", &["init", &s(&dir), "--bundle", &s(&bundle)]).await.ok();
+        run("htx-node", &["init", &s(&dir), "--bundle", &s(&bundle)])
+            .await
+            .ok();
         configure(&dir, |c| {
             c.sync_interval_secs = 1;
             c.retry_min_secs = 1;
@@ -184,8 +201,15 @@ async fn main() {
                         let out = run(
                             "htx-node",
                             &[
-                                "add", &s(&dir), "cooperative", "--type", "HTX", "--name", &name,
-                                "--unit", commune,
+                                "add",
+                                &s(&dir),
+                                "cooperative",
+                                "--type",
+                                "HTX",
+                                "--name",
+                                &name,
+                                "--unit",
+                                commune,
                             ],
                         )
                         .await;
@@ -212,7 +236,12 @@ async fn main() {
                         ids.push(id);
                     }
                     std::fs::write(&file, csv).expect("write import file");
-                    let out = run_within(Duration::from_secs(120), "htx-node", &["import", &s(&dir), &s(&file)]).await;
+                    let out = run_within(
+                        Duration::from_secs(120),
+                        "htx-node",
+                        &["import", &s(&dir), &s(&file)],
+                    )
+                    .await;
                     if out.status.success() {
                         (ids, 1, 0, "import")
                     } else {
@@ -279,7 +308,10 @@ async fn main() {
             hub.start();
             if !hub.answers(Duration::from_secs(30)).await {
                 f.failed_opens += 1;
-                eprintln!("round {round}: the hub did not start again; log {}", hub.log.display());
+                eprintln!(
+                    "round {round}: the hub did not start again; log {}",
+                    hub.log.display()
+                );
                 hub.kill().await;
                 hub.start();
             }
@@ -311,8 +343,15 @@ async fn main() {
         }
     }
     let export = |program: &'static str, dir: PathBuf| async move {
-        let out = run_within(Duration::from_secs(120), program, &["export", &s(&dir), "--format", "json", "--include-deleted"]).await;
-        export_ids(out.ok()).into_iter().collect::<BTreeSet<String>>()
+        let out = run_within(
+            Duration::from_secs(120),
+            program,
+            &["export", &s(&dir), "--format", "json", "--include-deleted"],
+        )
+        .await;
+        export_ids(out.ok())
+            .into_iter()
+            .collect::<BTreeSet<String>>()
     };
     let at_hub = export("htx-hub", hub_dir.clone()).await;
     let at_node = [
@@ -345,7 +384,10 @@ async fn main() {
     );
     let lost = f.lost_at_writer + f.lost_at_hub + f.lost_at_other_node;
     if lost > 0 || f.failed_opens > 0 {
-        eprintln!("FAILED: {lost} acknowledged write(s) lost, {} store(s) failed to open", f.failed_opens);
+        eprintln!(
+            "FAILED: {lost} acknowledged write(s) lost, {} store(s) failed to open",
+            f.failed_opens
+        );
         std::process::exit(1);
     }
 }

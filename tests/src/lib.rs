@@ -13,6 +13,8 @@
 //! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes, or
 //!   hold back the hub's replies;
 //! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process;
+//! - [`link`]: a slow, lossy link between two network namespaces (a
+//!   userspace relay between TUN devices), for real processes;
 //! - [`sim`]: the deterministic simulation of a whole network (no sockets,
 //!   no clock), driven by one seed (`tests/tests/simulation.rs`).
 
@@ -38,6 +40,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod link;
 pub mod sim;
 
 /// Installs the ring crypto provider, once per process.

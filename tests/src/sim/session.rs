@@ -742,6 +742,8 @@ fn node_handle(w: &mut World, id: u64, frame: Frame) -> Result<Vec<Frame>, Broke
                         )
                     }
                     None => {
+                        node_steps::refresh_reference(&mut w.nodes[i].replica, &hub_heads)
+                            .map_err(err)?;
                         let want = node_steps::want(&w.nodes[i].replica, &hub_heads);
                         let lost = sync::lost_by_peer(0, out.unconfirmed, 0);
                         (
@@ -790,6 +792,8 @@ fn node_handle(w: &mut World, id: u64, frame: Frame) -> Result<Vec<Frame>, Broke
                     )
                 }
                 None => {
+                    node_steps::refresh_reference(&mut w.nodes[i].replica, &hub_heads)
+                        .map_err(err)?;
                     let want = node_steps::want(&w.nodes[i].replica, &hub_heads);
                     let lost = sync::lost_by_peer(sent, unconfirmed, new_at_hub);
                     (

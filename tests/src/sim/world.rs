@@ -99,6 +99,9 @@ pub(super) struct SimHub {
     pub config: HubConfig,
     pub backups: Vec<Arc<MemoryStore>>,
     pub plan: Plan,
+    /// The plan file's text as the hub publishes it (revised now and then:
+    /// a comment added, the same plan).
+    pub plan_text: String,
 }
 
 pub(super) struct SimNode {
@@ -197,7 +200,7 @@ impl World {
 
     pub fn open_hub(&mut self, store: Arc<MemoryStore>) -> Result<(), String> {
         let actor = self.new_actor(None);
-        let replica = open_hub_replica(store.clone(), actor)?;
+        let replica = open_hub_replica(store.clone(), actor, &self.hub.plan_text)?;
         let records = htx_core::index::read_all(store.as_ref()).map_err(|e| e.to_string())?;
         let plan = self.hub.plan.clone();
         self.hub.live = Live::new(plan, HUB_VERSION, records).map_err(|e| e.to_string())?;
@@ -220,10 +223,14 @@ impl World {
 /// The hub's replica as `Hub::open` prepares it: the reference document
 /// (plan and unit lists) published, its own actor claimed, the record
 /// index in place.
-fn open_hub_replica(store: Arc<MemoryStore>, actor: ActorId) -> Result<Replica, String> {
+fn open_hub_replica(
+    store: Arc<MemoryStore>,
+    actor: ActorId,
+    plan: &str,
+) -> Result<Replica, String> {
     let mut r = Replica::open_as(store, actor).map_err(|e| e.to_string())?;
     let reference = Reference {
-        plan: htx_core::plan::DE_AN_01_NAM_DINH.to_owned(),
+        plan: plan.to_owned(),
         lists: BUILTIN_LISTS
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
@@ -316,6 +323,7 @@ impl World {
                 },
                 backups: Vec::new(),
                 plan,
+                plan_text: htx_core::plan::DE_AN_01_NAM_DINH.to_owned(),
             },
             nodes: Vec::new(),
             sessions: BTreeMap::new(),
@@ -391,7 +399,8 @@ impl World {
             966..980 if faults => self.backup(),
             980..986 if faults => self.restore_node()?,
             986..989 if faults => self.restore_hub()?,
-            989..1000 if faults => self.attack()?,
+            989..992 => self.publish_plan()?,
+            992..1000 if faults => self.attack()?,
             _ => self.deliver()?,
         }
         check::always(self)
@@ -483,6 +492,20 @@ impl World {
         self.open_node(i, store)?;
         self.rolled_back();
         Ok(())
+    }
+
+    /// The hub's administrator revises the plan file (a comment: the same
+    /// plan) and restarts the hub, which publishes it to every node.
+    fn publish_plan(&mut self) -> Result<(), String> {
+        self.hub.plan_text = format!(
+            "{}\n# revision at step {}\n",
+            self.hub.plan_text.trim_end(),
+            self.step
+        );
+        self.note("the hub publishes a revised plan file".into());
+        session::hub_gone(self);
+        let store = self.hub.store.clone();
+        self.open_hub(store)
     }
 
     fn restore_hub(&mut self) -> Result<(), String> {
