@@ -42,7 +42,16 @@ fn seeds_with_faults_converge_and_lose_nothing() {
             faults: true,
         };
         match run(&cfg) {
-            Ok(stats) => total.add(&stats),
+            Ok(stats) => {
+                total.add(&stats);
+                if seeds.len() > 50 && seed % 100 == 0 {
+                    eprintln!(
+                        "seed {seed}: all passed so far ({} failing), {:.0} s",
+                        failures.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
             Err(e) => {
                 eprintln!("{e}\n");
                 failures.push(seed);
