@@ -577,7 +577,7 @@ mod tests {
         );
         // Once node-a states it as its incarnation (its sessions' hello),
         // the same actor from another node is refused.
-        claim_incarnation(&r, &node("node-a"), &actor.to_bytes())
+        claim_incarnation(&r, &node("node-a"), actor.to_bytes())
             .unwrap()
             .unwrap();
         let e = check(&mut r, &node("node-b"), &batch(&mut d), 1 << 20);
@@ -586,7 +586,7 @@ mod tests {
         let e = check(&mut r, &node("node-b"), &batch(&mut other), 1 << 20).unwrap_err();
         assert!(e.permission && e.reason.contains("node-a"), "{e}");
         // Nor may node-b state it as its own.
-        let e = claim_incarnation(&r, &node("node-b"), &actor.to_bytes())
+        let e = claim_incarnation(&r, &node("node-b"), actor.to_bytes())
             .unwrap()
             .unwrap_err();
         assert!(e.permission && e.reason.contains("node-a"), "{e}");
@@ -661,7 +661,7 @@ mod tests {
         let checked = check(&mut r, &node("node-b"), &batch(&mut d), 1 << 20).unwrap();
         r.apply(batch(&mut d), checked.actors).unwrap();
         // node-a says hello with its incarnation, then sends its new changes.
-        claim_incarnation(&r, &node("node-a"), &a_actor.to_bytes())
+        claim_incarnation(&r, &node("node-a"), a_actor.to_bytes())
             .unwrap()
             .unwrap();
         let before = d.get_heads();
@@ -675,7 +675,7 @@ mod tests {
         // Once node-a restarts under a new incarnation, its earlier
         // actor's changes may be handed on by node-b again (a hub restored
         // from a backup lost them).
-        claim_incarnation(&r, &node("node-a"), &ActorId::random().to_bytes())
+        claim_incarnation(&r, &node("node-a"), ActorId::random().to_bytes())
             .unwrap()
             .unwrap();
         let before = d.get_heads();
