@@ -4,7 +4,8 @@
 //! (50 kbit/s, 500 ms each way, 5% packet loss, the kernel's own TCP).
 //!
 //! `sudo cargo run --release -p htx-tests --example lossy_link [-- EDITS]`
-//! (root: network namespaces and TUN devices; EDITS default 2,000).
+//! (root: network namespaces and TUN devices; EDITS default 2,000;
+//! `NODE_TIMEOUT_SECS=120` sets the nodes' `timeout_secs`).
 //!
 //! 1. A district's initial sync: 30 communes x 50 records. Goal < 2 min.
 //! 2. A catch-up after EDITS offline edits.
@@ -178,6 +179,15 @@ async fn main() {
         run("htx-node", &["init", &s(&dir), "--bundle", &s(&bundle)])
             .await
             .ok();
+        // At 50 kbit/s one batch of 256 KB (about 60 KB on the wire) takes
+        // 10 s or more before the hub can check it and answer: the default
+        // 20 s per message can be too short there (`timeout_secs`).
+        if let Some(t) = std::env::var("NODE_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            htx_tests::configure(&dir, |c| c.timeout_secs = t);
+        }
         dirs.push(dir);
     }
     let (district, other) = (dirs[0].clone(), dirs[1].clone());
