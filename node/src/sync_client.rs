@@ -183,13 +183,13 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
         .connect_timeout(Duration::from_secs(node.config().timeout_secs))
         .tcp_nodelay(true)
         // Pings on the kept connection, also while idle: a dead link is
-        // noticed within 5 s + `timeout_secs`, not at the next session's
-        // timeout. Not sooner: on a 50 kbit/s link a ping waits behind the
-        // batch being sent (seconds of queued bytes), and a 5 s timeout
-        // cut every large session there (found by the lossy-link bench).
+        // noticed within 5 + 20 s, not at the next session's timeout. Not
+        // sooner: on a 50 kbit/s link a ping waits behind the batch being
+        // sent (seconds of queued bytes), and a 5 s timeout cut every
+        // large session there (found by the lossy-link bench).
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_while_idle(true)
-        .keep_alive_timeout(Duration::from_secs(node.config().timeout_secs));
+        .keep_alive_timeout(Duration::from_secs(20));
     endpoint.connect().await.map_err(|e| {
         let reason = describe(&e);
         if reason.contains("UnknownIssuer")
