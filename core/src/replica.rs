@@ -203,7 +203,14 @@ impl Replica {
     /// Opens the replica kept in `store`, loading and checking every document.
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
         // A new incarnation: see the module docs.
-        let actor = ActorId::random();
+        Self::open_as(store, ActorId::random())
+    }
+
+    /// As [`Replica::open`], with `actor` as the new incarnation's actor id
+    /// instead of a random one: for the deterministic simulation
+    /// (`tests/src/sim`), where one seed must replay exactly. The id must
+    /// never have been used before by any replica.
+    pub fn open_as(store: Arc<dyn Store>, actor: ActorId) -> Result<Self> {
         let mut by_doc: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
         for (k, v) in store.scan(b"d\0")? {
             let rest = &k[2..];
@@ -607,6 +614,25 @@ impl Replica {
             let e = Self::load_entry(id, entries, &self.actor)?;
             self.docs.insert(id.to_owned(), e);
         }
+        Ok(())
+    }
+
+    /// Drops document `id` and what any peer was known to hold of it, in
+    /// one durable commit: for a read-only copy that is to be downloaded
+    /// whole again (see `htx_node::session::refresh_reference`).
+    pub fn forget(&mut self, id: &str) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (k, _) in self.store.scan(&doc_prefix(id))? {
+            batch.delete(k);
+        }
+        let suffix = [b"\0", id.as_bytes()].concat();
+        for (k, _) in self.store.scan(b"p\0")? {
+            if k.ends_with(&suffix) {
+                batch.delete(k);
+            }
+        }
+        self.store.commit(batch)?;
+        self.docs.remove(id);
         Ok(())
     }
 

@@ -6,7 +6,8 @@
 //! - [`progress`] — progress against the plan, kept current as records merge;
 //! - [`http`] — progress as JSON and CSV over HTTP; [`telemetry`]: health,
 //!   readiness and Prometheus metrics on the same port, the session log line;
-//! - [`sync_service`] — the hub's side of a sync session;
+//! - [`sync_service`] — the hub's side of a sync session; [`session`]: its
+//!   steps on the replica, without I/O (what the simulation drives);
 //! - [`validate`] — checks a node's changes on a copy before they merge;
 //!   [`quarantine`] keeps what is refused, [`audit`] logs both;
 //! - [`admin`] — the administration API and the servers;
@@ -22,6 +23,7 @@ pub mod hub;
 pub mod node_list;
 pub mod progress;
 pub mod quarantine;
+pub mod session;
 pub mod sync_service;
 pub mod telemetry;
 pub mod tls;

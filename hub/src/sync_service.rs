@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use automerge::ChangeHash;
 use htx_core::pki::fingerprint;
-use htx_core::replica::{Applied, Replica, heads_from_bytes};
-use htx_core::storage::WriteBatch;
+use htx_core::replica::{Applied, Replica};
 use htx_core::sync;
 use htx_core::wire::{self, doc_heads};
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
@@ -23,6 +21,7 @@ use crate::home::Enrolment;
 use crate::hub::{Hub, NodeStats};
 use crate::quarantine;
 use crate::telemetry::{self, Refusal as Refused};
+use crate::session;
 use crate::validate::{self, Checked, Refusal};
 
 pub struct SyncService {
@@ -194,6 +193,13 @@ impl Session {
             return Err(Status::failed_precondition(why));
         }
         self.incarnation = hello.incarnation;
+        let (node, inc) = (self.node.clone(), self.incarnation.clone());
+        let claimed = self
+            .replica(move |r| validate::claim_incarnation(r, &node, &inc).map_err(internal))
+            .await?;
+        if let Err(refusal) = claimed {
+            return Err(self.refuse(refusal, Vec::new()).await);
+        }
         // A warm hello carries the node's new changes: merged first, so that
         // the digests can already agree.
         let eager_new = if hello.changes.is_empty() {
@@ -202,16 +208,12 @@ impl Session {
             self.merge(hello.changes).await?.new
         };
         let node = self.node.clone();
-        let (digest, heads, hub_inc) = self
-            .replica(move |r| {
-                let scope = Hub::scope(r, &node);
-                let heads: Vec<_> = scope.iter().map(|d| (d.clone(), r.heads(d))).collect();
-                Ok((
-                    r.digest(scope.iter().map(String::as_str)),
-                    heads,
-                    r.incarnation(),
-                ))
-            })
+        let session::Welcome {
+            digest,
+            heads,
+            incarnation: hub_inc,
+        } = self
+            .replica(move |r| Ok(session::welcome(r, &node)))
             .await?;
         if digest.as_slice() == hello.digest {
             self.send(Hb::Welcome(pb::Welcome {
@@ -224,15 +226,7 @@ impl Session {
             .await?;
             let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
             self.replica(move |r| {
-                let mut b = WriteBatch::default();
-                for (d, h) in &heads {
-                    let mut shared = r.shared_heads(&name, d, &inc).map_err(internal)?;
-                    shared.sort();
-                    if shared != *h {
-                        Replica::put_shared_heads(&mut b, &name, d, h, &inc);
-                    }
-                }
-                r.commit(b).map_err(internal)
+                session::confirm_in_sync(r, &name, &inc, &heads).map_err(internal)
             })
             .await?;
             return Ok(());
@@ -407,25 +401,10 @@ impl Session {
         }
         let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
         let max = self.hub.config().max_batch_bytes;
-        let node_heads: Vec<(String, Vec<ChangeHash>)> = want
-            .docs
-            .iter()
-            .map(|d| (d.doc.clone(), heads_from_bytes(&d.heads)))
-            .collect();
+        let node_heads = session::want_heads(&want);
         let out = self
             .replica(move |r| {
-                // Planned before recording what the node now reports, so that
-                // a belief from an earlier incarnation can still be counted.
-                let out = sync::outgoing(r, &name, &inc, &node_heads, max).map_err(internal)?;
-                let mut b = WriteBatch::default();
-                for (doc, heads) in &node_heads {
-                    let known = r.known(doc, heads);
-                    if !known.is_empty() {
-                        Replica::put_shared_heads(&mut b, &name, doc, &known, &inc);
-                    }
-                }
-                r.commit(b).map_err(internal)?;
-                Ok(out)
+                session::plan_wanted(r, &name, &inc, &node_heads, max).map_err(internal)
             })
             .await?;
         let (count, unconfirmed) = (out.batches.len(), out.unconfirmed);
@@ -467,15 +446,8 @@ impl Session {
             };
             new_at_node += ack.new_changes as usize;
             let (name, inc) = (self.node.name.clone(), self.incarnation.clone());
-            self.replica(move |r| {
-                let mut b = WriteBatch::default();
-                for d in &ack.docs {
-                    let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
-                    Replica::put_shared_heads(&mut b, &name, &d.doc, &known, &inc);
-                }
-                r.commit(b).map_err(internal)
-            })
-            .await?;
+            self.replica(move |r| session::record_ack(r, &name, &inc, &ack.docs).map_err(internal))
+                .await?;
         }
         let lost = sync::lost_by_peer(sent, unconfirmed, new_at_node);
         if lost > 0 {

@@ -13,9 +13,17 @@
 //! - only changes whose dependencies are held, at the hub or in the batch,
 //!   are checked and merged ([`Checked::merge`]); the others are left out,
 //!   never queued where a later batch could release them unchecked;
-//! - each new change's actor id belongs to this node: the first time the hub
-//!   sees an actor it records it for the node that sent it (replica meta
-//!   `actor/{hex}`), and refuses it from any other node, or the hub's own;
+//! - no new change is made under the hub's own actor ids, or under another
+//!   node's *current* incarnation: each session's hello states the node's
+//!   incarnation, which is the actor id it writes under from then on, and
+//!   [`claim_incarnation`] records it as that node's (replica meta
+//!   `incarnation/{node}` and `actor/{hex}`). A change under an actor id
+//!   no live node writes with (an earlier incarnation of a node, restarted
+//!   or restored since) is accepted from any node that may write the
+//!   document: nodes that share a document hand on each other's changes
+//!   when the hub has lost them (a hub restored from a backup), and must
+//!   not be refused for it. The first node an unknown actor came from is
+//!   recorded (`actor/{hex}`, for the audit) until its author claims it;
 //! - the document stays under `max_doc_bytes` once merged;
 //! - every record the new changes touch is still a record (a map with a
 //!   kind), passes [`Record::validate`] (types, required fields, dates,
@@ -96,10 +104,61 @@ pub fn claim_own_actor(replica: &Replica) -> WriteBatch {
     b
 }
 
-/// The node an actor id was first seen from, if any.
+/// The node an actor id was claimed by or first seen from, if any.
 pub fn actor_owner(replica: &Replica, actor: &str) -> Option<String> {
     let v = replica.meta(&actor_key(actor)).ok()??;
     String::from_utf8(v).ok()
+}
+
+fn incarnation_key(node: &str) -> String {
+    format!("incarnation/{node}")
+}
+
+/// The actor id (hex) `node` last stated as its incarnation.
+pub fn current_incarnation(replica: &Replica, node: &str) -> Option<String> {
+    let v = replica.meta(&incarnation_key(node)).ok()??;
+    String::from_utf8(v).ok()
+}
+
+/// What a session's hello does: the node's `incarnation` (the actor id it
+/// writes under from now on) becomes its own, even if its changes reached
+/// the hub first through another node. Refused if it is the hub's own or
+/// another node's current incarnation. An empty incarnation claims nothing.
+pub fn claim_incarnation(
+    replica: &Replica,
+    node: &Enrolment,
+    incarnation: &[u8],
+) -> Result<Result<(), Refusal>, ReplicaError> {
+    if incarnation.is_empty() {
+        return Ok(Ok(()));
+    }
+    let actor = hex::encode(incarnation);
+    if current_incarnation(replica, &node.name).as_deref() == Some(actor.as_str()) {
+        return Ok(Ok(()));
+    }
+    match actor_owner(replica, &actor) {
+        Some(o)
+            if o != node.name
+                && (o == HUB_OWNER
+                    || current_incarnation(replica, &o).as_deref() == Some(actor.as_str())) =>
+        {
+            return Ok(Err(Refusal {
+                permission: true,
+                doc: String::new(),
+                reason: format!(
+                    "node {} states actor id {actor} as its own, which belongs to {o} / mã tác nhân của nút khác",
+                    node.name
+                ),
+                records: Vec::new(),
+            }));
+        }
+        _ => {}
+    }
+    let mut b = WriteBatch::default();
+    Replica::put_meta(&mut b, &actor_key(&actor), node.name.as_bytes());
+    Replica::put_meta(&mut b, &incarnation_key(&node.name), actor.as_bytes());
+    replica.commit(b)?;
+    Ok(Ok(()))
 }
 
 /// Checks `node`'s batch against `replica` without changing it.
@@ -161,7 +220,13 @@ pub fn check(
                 actor_owner(replica, &actor)
             };
             match owner {
-                Some(o) if o != node.name => {
+                // Another node's current incarnation, or the hub's: forged.
+                Some(o)
+                    if o != node.name
+                        && (o == HUB_OWNER
+                            || current_incarnation(replica, &o).as_deref()
+                                == Some(actor.as_str())) =>
+                {
                     return Err(refuse(
                         true,
                         format!(
@@ -200,13 +265,16 @@ pub fn check(
         // took, as `Replica::persist` and later syncs will ask it to.
         let hashes: BTreeSet<automerge::ChangeHash> = new.iter().map(|c| c.hash()).collect();
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let written = written_objects(&new);
             fork.apply_changes(new).map_err(|e| e.to_string())?;
             let rebuilt: BTreeSet<_> = fork.get_changes(&before).iter().map(|c| c.hash()).collect();
             if rebuilt != hashes {
                 return Err("Automerge does not give them back as sent".to_owned());
             }
             let after = fork.get_heads();
-            Ok(touched_records(&mut fork, &before, &after))
+            let mut touched = touched_records(&mut fork, &before, &after);
+            touched.extend(records_of_objects(&fork, written));
+            Ok(touched)
         }))
         .unwrap_or_else(|_| Err("Automerge cannot apply them".into()));
         let touched = applied.map_err(|e| {
@@ -278,6 +346,50 @@ fn touched_records(
                 ids.insert(key.clone());
             }
             _ => {}
+        }
+    }
+    ids
+}
+
+/// What `changes` write to: record ids (keys of the root) and the ids of
+/// objects below the root. [`touched_records`] sees only what a merge
+/// changes in the visible document: a change that replaces a value losing
+/// a conflict changes no visible value, yet the record's conflicts (kept
+/// in the index, shown by `export`) change. Found by the simulation.
+fn written_objects(changes: &[Change]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut ids, mut objects) = (BTreeSet::new(), BTreeSet::new());
+    for c in changes {
+        for op in c.decode().operations {
+            match (&op.obj, &op.key) {
+                (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(k)) => {
+                    ids.insert(k.to_string());
+                }
+                (automerge::legacy::ObjectId::Id(id), _) => {
+                    objects.insert(id.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+    (ids, objects)
+}
+
+/// The record ids among `written` (see [`written_objects`]): the keys of
+/// the root written to, and those whose record object was written to.
+fn records_of_objects(
+    doc: &AutoCommit,
+    (mut ids, objects): (BTreeSet<String>, BTreeSet<String>),
+) -> BTreeSet<String> {
+    if !objects.is_empty() {
+        for key in doc.keys(ROOT) {
+            let written = doc
+                .get_all(ROOT, key.as_str())
+                .unwrap_or_default()
+                .iter()
+                .any(|(_, obj)| objects.contains(&obj.to_string()));
+            if written {
+                ids.insert(key);
+            }
         }
     }
     ids
@@ -463,12 +575,114 @@ mod tests {
             actor_owner(&r, &actor.to_hex_string()).as_deref(),
             Some("node-a")
         );
-        // The same actor from another node is refused.
+        // Once node-a states it as its incarnation (its sessions' hello),
+        // the same actor from another node is refused.
+        claim_incarnation(&r, &node("node-a"), actor.to_bytes())
+            .unwrap()
+            .unwrap();
         let e = check(&mut r, &node("node-b"), &batch(&mut d), 1 << 20);
         assert!(e.is_ok(), "a replay of what the hub holds is a no-op");
         let (mut other, _) = node_doc(&actor, &observation("2025-06-30", 5, 1));
         let e = check(&mut r, &node("node-b"), &batch(&mut other), 1 << 20).unwrap_err();
         assert!(e.permission && e.reason.contains("node-a"), "{e}");
+        // Nor may node-b state it as its own.
+        let e = claim_incarnation(&r, &node("node-b"), actor.to_bytes())
+            .unwrap()
+            .unwrap_err();
+        assert!(e.permission && e.reason.contains("node-a"), "{e}");
+    }
+
+    /// Found by the simulation (`tests/src/sim`): a change that replaces
+    /// the value losing a conflict changes nothing visible, so the record
+    /// was not among those the merge touched, and the hub's index kept the
+    /// old conflicting value (shown by `htx-hub export`).
+    #[test]
+    fn replacing_the_losing_value_of_a_conflict_updates_the_record() {
+        let mut r = hub();
+        let a = ActorId::from(vec![0x01; 16]);
+        let b = ActorId::from(vec![0xfe; 16]);
+        let (mut da, id) = node_doc(&a, &observation("2025-06-30", 5, 1));
+        let checked = check(&mut r, &node("node-a"), &batch(&mut da), 1 << 20).unwrap();
+        r.apply(batch(&mut da), checked.actors).unwrap();
+        let obj = |d: &AutoCommit| match d.get(ROOT, id.as_str()).unwrap() {
+            Some((automerge::Value::Object(ObjType::Map), o)) => o,
+            other => panic!("{other:?}"),
+        };
+        // node-b, having synced, sets workers after many other edits (a
+        // higher op counter: its value wins the conflict).
+        let mut db = r.fork(DOC).with_actor(b);
+        let before_b = db.get_heads();
+        let ob = obj(&db);
+        for n in 0..20 {
+            db.put(&ob, "female_workers", n).unwrap();
+        }
+        db.put(&ob, "workers", 30).unwrap();
+        db.commit();
+        let from_b = vec![(DOC.to_owned(), raw(&db.get_changes(&before_b)))];
+        let checked = check(&mut r, &node("node-b"), &from_b, 1 << 20).unwrap();
+        r.apply(from_b, checked.actors).unwrap();
+        // node-a, offline, changes workers twice: its values lose to b's.
+        let oa = obj(&da);
+        for v in [6, 7] {
+            let before = da.get_heads();
+            da.put(&oa, "workers", v).unwrap();
+            da.commit();
+            let change = vec![(DOC.to_owned(), raw(&da.get_changes(&before)))];
+            let checked = check(&mut r, &node("node-a"), &change, 1 << 20).unwrap();
+            let rec = checked
+                .records
+                .iter()
+                .find(|(_, rec)| rec.id == id)
+                .map(|(_, rec)| rec.clone())
+                .expect("the record is among those the merge touched");
+            assert_eq!(
+                rec.fields["workers"],
+                schema::Value::Int(30),
+                "b's value still wins"
+            );
+            assert!(
+                rec.conflicts["workers"].contains(&schema::Value::Int(v)),
+                "{rec:?}"
+            );
+            r.apply(change, checked.actors).unwrap();
+        }
+    }
+
+    /// Found by the simulation (`tests/src/sim`): after the hub was
+    /// restored from a backup, node-b handed on node-a's changes first, the
+    /// hub recorded node-a's actor id as node-b's, and refused every later
+    /// batch of node-a: its writes never reached the hub again.
+    #[test]
+    fn changes_handed_on_by_another_node_do_not_lock_their_author_out() {
+        let mut r = hub();
+        let a_actor = ActorId::random();
+        let (mut d, _) = node_doc(&a_actor, &observation("2025-06-30", 5, 1));
+        // node-b, sharing the document, hands on node-a's change first.
+        let checked = check(&mut r, &node("node-b"), &batch(&mut d), 1 << 20).unwrap();
+        r.apply(batch(&mut d), checked.actors).unwrap();
+        // node-a says hello with its incarnation, then sends its new changes.
+        claim_incarnation(&r, &node("node-a"), a_actor.to_bytes())
+            .unwrap()
+            .unwrap();
+        let before = d.get_heads();
+        put(&mut d, &observation("2025-07-31", 6, 2));
+        let more = vec![(DOC.to_owned(), raw(&d.get_changes(&before)))];
+        check(&mut r, &node("node-a"), &more, 1 << 20).expect("its author is not refused");
+        assert_eq!(
+            actor_owner(&r, &a_actor.to_hex_string()).as_deref(),
+            Some("node-a")
+        );
+        // Once node-a restarts under a new incarnation, its earlier
+        // actor's changes may be handed on by node-b again (a hub restored
+        // from a backup lost them).
+        claim_incarnation(&r, &node("node-a"), ActorId::random().to_bytes())
+            .unwrap()
+            .unwrap();
+        let before = d.get_heads();
+        put(&mut d, &observation("2025-08-31", 7, 3));
+        let late = vec![(DOC.to_owned(), raw(&d.get_changes(&before)))];
+        check(&mut r, &node("node-b"), &late, 1 << 20)
+            .expect("a retired incarnation's changes are handed on");
     }
 
     #[test]

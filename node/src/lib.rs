@@ -6,7 +6,8 @@
 //! - [`locations`] — where each record is, re-read only for documents that
 //!   changed;
 //! - [`sync_client`] — one sync session with the hub, and the loop that
-//!   reconnects with back-off and jitter;
+//!   reconnects with back-off and jitter; [`session`]: its steps on the
+//!   replica, without I/O (what the simulation drives);
 //! - [`query`] — what the officers' pages read: lists with filters, a
 //!   cooperative with what refers to it, pickers, what needs attention;
 //! - [`api`] — the local gRPC API that the commands reach while `run` runs;
@@ -27,6 +28,7 @@ pub mod locations;
 pub mod node;
 pub mod sheets;
 pub mod query;
+pub mod session;
 pub mod sync_client;
 pub mod users;
 pub mod web;

@@ -8,10 +8,8 @@
 use std::time::Duration;
 
 use automerge::ChangeHash;
-use htx_core::replica::{Replica, heads_from_bytes};
-use htx_core::storage::WriteBatch;
 use htx_core::sync;
-use htx_core::wire::{self, doc_heads};
+use htx_core::wire;
 use htx_proto::v1::{self as pb, hub_message::Body as Hb, node_message::Body as Nb};
 use prost::Message;
 use rand::Rng;
@@ -20,7 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::node::{HUB_PEER, Node, NodeError, now_rfc3339};
+use crate::node::{Node, NodeError, now_rfc3339};
+use crate::session as steps;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -184,10 +183,13 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
         .connect_timeout(Duration::from_secs(node.config().timeout_secs))
         .tcp_nodelay(true)
         // Pings on the kept connection, also while idle: a dead link is
-        // noticed within 10 s, not at the next session's timeout.
+        // noticed within 5 + 20 s, not at the next session's timeout. Not
+        // sooner: on a 50 kbit/s link a ping waits behind the batch being
+        // sent (seconds of queued bytes), and a 5 s timeout cut every
+        // large session there (found by the lossy-link bench).
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_while_idle(true)
-        .keep_alive_timeout(Duration::from_secs(5));
+        .keep_alive_timeout(Duration::from_secs(20));
     endpoint.connect().await.map_err(|e| {
         let reason = describe(&e);
         if reason.contains("UnknownIssuer")
@@ -318,29 +320,8 @@ pub async fn session(
 /// known to hold, if they fit in one batch: sent with the hello, so that on
 /// a warm link an edit reaches the hub in one round trip.
 fn eager_changes(node: &Node, hub_inc: &[u8]) -> Result<sync::Batch, SyncError> {
-    if hub_inc.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut r = node.replica();
-    let mut believed = Vec::new();
-    for doc in r.doc_ids().map(str::to_owned).collect::<Vec<_>>() {
-        let mut shared = r.shared_heads(HUB_PEER, &doc, hub_inc)?;
-        shared.sort();
-        if shared != r.heads(&doc) && !shared.is_empty() {
-            believed.push((doc, shared));
-        }
-    }
-    let mut out = sync::outgoing(
-        &mut r,
-        HUB_PEER,
-        hub_inc,
-        &believed,
-        node.config().max_batch_bytes,
-    )?;
-    Ok(match out.batches.len() {
-        1 => out.batches.remove(0),
-        _ => Vec::new(),
-    })
+    let max = node.config().max_batch_bytes;
+    Ok(steps::eager_changes(&mut node.replica(), hub_inc, max)?)
 }
 
 /// Runs one session on `link`.
@@ -408,28 +389,11 @@ pub async fn session_on(
         mark_shared(node, &at_hello, &hub_inc)?;
         return Ok(());
     }
-    let hub_heads: Vec<(String, Vec<ChangeHash>)> = welcome
-        .docs
-        .iter()
-        .map(|d| (d.doc.clone(), heads_from_bytes(&d.heads)))
-        .collect();
+    let hub_heads = steps::welcome_heads(&welcome);
 
     // Upload what the hub lacks, one acknowledged batch at a time.
-    let batches = {
-        let mut r = node.replica();
-        let ours: Vec<String> = r.doc_ids().map(str::to_owned).collect();
-        let up: Vec<_> = sync::differing(&r, ours.iter().map(String::as_str), &hub_heads)
-            .into_iter()
-            .filter(|(d, _)| r.doc(d).is_some())
-            .collect();
-        sync::outgoing(
-            &mut r,
-            HUB_PEER,
-            &hub_inc,
-            &up,
-            node.config().max_batch_bytes,
-        )?
-    };
+    let max = node.config().max_batch_bytes;
+    let batches = steps::plan_upload(&mut node.replica(), &hub_heads, &hub_inc, max)?;
     let (unconfirmed, mut sent, mut new_at_hub) = (batches.unconfirmed, 0, 0);
     for (i, batch) in batches.batches.into_iter().enumerate() {
         let seq = i as u64 + 1;
@@ -449,13 +413,7 @@ pub async fn session_on(
                 )));
             }
         };
-        let mut r = node.replica();
-        let mut b = WriteBatch::default();
-        for d in &ack.docs {
-            let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
-            Replica::put_shared_heads(&mut b, HUB_PEER, &d.doc, &known, &hub_inc);
-        }
-        r.commit(b)?;
+        steps::record_ack(&mut node.replica(), &hub_inc, &ack.docs)?;
         sent += n;
         new_at_hub += ack.new_changes as usize;
         conn.report.changes_sent += n as u32;
@@ -466,13 +424,14 @@ pub async fn session_on(
     // Report our heads of every document, now that the upload is done: the
     // hub sends what lies beyond them, and records them as held by both (else
     // it would count what we just uploaded as not yet at this node).
-    let want: Vec<pb::DocHeads> = {
-        let r = node.replica();
-        let mut docs: std::collections::BTreeSet<&str> = r.doc_ids().collect();
-        docs.extend(hub_heads.iter().map(|(d, _)| d.as_str()));
-        docs.into_iter()
-            .map(|d| doc_heads(d, &r.heads(d)))
-            .collect()
+    let want = {
+        let mut r = node.replica();
+        if steps::refresh_reference(&mut r, &hub_heads)? {
+            tracing::info!(
+                "the hub's reference document differs from this node's copy: downloading it whole"
+            );
+        }
+        steps::want(&r, &hub_heads)
     };
     let lost = sync::lost_by_peer(sent, unconfirmed, new_at_hub);
     if lost > 0 {
@@ -494,21 +453,11 @@ pub async fn session_on(
             }
         };
         if !batch.docs.is_empty() {
-            let changes = wire::batch_from_wire(batch.docs);
-            let n: usize = changes.iter().map(|(_, c)| c.len()).sum();
-            let applied = {
-                let mut r = node.replica();
-                r.apply(changes, WriteBatch::default())?
-            };
+            let n: usize = batch.docs.iter().map(|d| d.changes.len()).sum();
+            let (_, ack) = steps::apply_batch(&mut node.replica(), batch.seq, batch.docs)?;
             conn.report.changes_received += n as u32;
             conn.report.batches_received += 1;
-            let docs = applied.heads.iter().map(|(d, h)| doc_heads(d, h)).collect();
-            conn.send(Nb::Ack(pb::Ack {
-                seq: batch.seq,
-                docs,
-                new_changes: applied.new as u32,
-            }))
-            .await?;
+            conn.send(Nb::Ack(ack)).await?;
         }
         if batch.r#final {
             break batch.digest;
@@ -544,9 +493,7 @@ fn note_recovery(node: &Node, lost: usize) -> Result<(), SyncError> {
 
 /// Every document's heads, and their digest, read at one instant.
 fn snapshot(node: &Node) -> (Vec<(String, Vec<ChangeHash>)>, [u8; 32]) {
-    let r = node.replica();
-    let heads = r.doc_ids().map(|d| (d.to_owned(), r.heads(d))).collect();
-    (heads, r.digest(r.doc_ids()))
+    steps::snapshot(&node.replica())
 }
 
 /// After a session that ended with equal digests, the hub (in its
@@ -558,19 +505,7 @@ fn mark_shared(
     heads: &[(String, Vec<ChangeHash>)],
     hub_inc: &[u8],
 ) -> Result<(), SyncError> {
-    let r = node.replica();
-    let mut b = WriteBatch::default();
-    for (doc, heads) in heads {
-        let mut shared = r.shared_heads(HUB_PEER, doc, hub_inc)?;
-        shared.sort();
-        if shared != *heads {
-            Replica::put_shared_heads(&mut b, HUB_PEER, doc, heads, hub_inc);
-        }
-    }
-    if !b.is_empty() {
-        r.commit(b)?;
-    }
-    Ok(())
+    Ok(steps::mark_shared(&node.replica(), heads, hub_inc)?)
 }
 
 /// Connects and runs sessions until both sides hold the same data (at most

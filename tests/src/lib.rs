@@ -14,6 +14,10 @@
 //!   hold back the hub's replies;
 //! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process;
 //! - [`web`]: the web app's node, a bare HTTP client, a headless browser.
+//! - [`link`]: a slow, lossy link between two network namespaces (a
+//!   userspace relay between TUN devices), for real processes;
+//! - [`sim`]: the deterministic simulation of a whole network (no sockets,
+//!   no clock), driven by one seed (`tests/tests/simulation.rs`).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -38,6 +42,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub mod link;
+pub mod sim;
 
 /// Installs the ring crypto provider, once per process.
 pub fn init_crypto() {

@@ -1,7 +1,14 @@
 //! redb: a single file, copy-on-write B-trees, one `fdatasync` per commit.
+//!
+//! After a commit fails on an I/O error (a full disk), redb refuses every
+//! later transaction ("Previous I/O error occurred. Please close and
+//! re-open the database"). The store therefore closes and reopens its file
+//! itself after such a failure (reopening runs redb's recovery), so that
+//! the process that holds it, the hub above all, works again once the disk
+//! has room, with no restart. Found by `tests/tests/disk_full.rs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use redb::{Database, DatabaseError, ReadableDatabase, TableDefinition};
 
@@ -10,8 +17,9 @@ use super::{Op, Result, Store, StoreError, WriteBatch};
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 
 pub struct RedbStore {
-    // Read and write transactions share the lock; `compact` needs `&mut`.
-    db: RwLock<Database>,
+    // Read and write transactions share the lock; `compact` and reopening
+    // need `&mut`. None while the file could not be opened again.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
 }
 
@@ -38,7 +46,7 @@ impl RedbStore {
             tx.open_table(KV).map_err(|e| unreadable(e.to_string()))?;
         }
         Ok(RedbStore {
-            db: RwLock::new(db),
+            db: RwLock::new(Some(db)),
             path: path.to_owned(),
         })
     }
@@ -57,37 +65,47 @@ impl RedbStore {
         tx.open_table(KV).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(RedbStore {
-            db: RwLock::new(db),
+            db: RwLock::new(Some(db)),
             path: path.to_owned(),
         })
     }
 }
 
-impl Store for RedbStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let db = self.db.read().expect("store lock");
-        let tx = db.begin_read().map_err(backend)?;
-        let table = tx.open_table(KV).map_err(backend)?;
-        Ok(table.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
-    }
-
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let db = self.db.read().expect("store lock");
-        let tx = db.begin_read().map_err(backend)?;
-        let table = tx.open_table(KV).map_err(backend)?;
-        let mut out = Vec::new();
-        for entry in table.range(prefix..).map_err(backend)? {
-            let (k, v) = entry.map_err(backend)?;
-            if !k.value().starts_with(prefix) {
-                break;
+impl RedbStore {
+    /// The open database; reopened first if an earlier failure closed it.
+    fn db(&self) -> Result<RwLockReadGuard<'_, Option<Database>>> {
+        {
+            let guard = self.db.read().expect("store lock");
+            if guard.is_some() {
+                return Ok(guard);
             }
-            out.push((k.value().to_vec(), v.value().to_vec()));
         }
-        Ok(out)
+        self.reopen();
+        let guard = self.db.read().expect("store lock");
+        if guard.is_none() {
+            return Err(backend(format!(
+                "the store at {} could not be opened again after an I/O error / không mở lại được kho dữ liệu",
+                self.path.display()
+            )));
+        }
+        Ok(guard)
     }
 
-    fn commit(&self, batch: WriteBatch) -> Result<()> {
-        let db = self.db.read().expect("store lock");
+    /// Closes the file and opens it again (redb's recovery runs).
+    fn reopen(&self) {
+        let mut guard = self.db.write().expect("store lock");
+        // The old handle holds the file's lock: it goes first.
+        drop(guard.take());
+        match Database::builder().open(&self.path) {
+            Ok(db) => *guard = Some(db),
+            Err(e) => tracing::error!(
+                "cannot open the store at {} again: {e}",
+                self.path.display()
+            ),
+        }
+    }
+
+    fn try_commit(db: &Database, batch: &WriteBatch) -> Result<()> {
         let tx = db.begin_write().map_err(backend)?;
         {
             let mut table = tx.open_table(KV).map_err(backend)?;
@@ -105,13 +123,56 @@ impl Store for RedbStore {
         // Default durability: the commit returns after fdatasync.
         tx.commit().map_err(backend)
     }
+}
+
+impl Store for RedbStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let guard = self.db()?;
+        let db = guard.as_ref().expect("open");
+        let tx = db.begin_read().map_err(backend)?;
+        let table = tx.open_table(KV).map_err(backend)?;
+        Ok(table.get(key).map_err(backend)?.map(|v| v.value().to_vec()))
+    }
+
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let guard = self.db()?;
+        let db = guard.as_ref().expect("open");
+        let tx = db.begin_read().map_err(backend)?;
+        let table = tx.open_table(KV).map_err(backend)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<()> {
+        let result = {
+            let guard = self.db()?;
+            Self::try_commit(guard.as_ref().expect("open"), &batch)
+        };
+        if result.is_err() {
+            // Nothing of the batch is kept (redb's commit is atomic); the
+            // next transaction gets a freshly opened file.
+            self.reopen();
+        }
+        result
+    }
 
     fn size_on_disk(&self) -> Result<u64> {
         Ok(super::disk_usage(&self.path)?)
     }
 
     fn compact(&self) -> Result<()> {
-        let mut db = self.db.write().expect("store lock");
+        drop(self.db()?);
+        let mut guard = self.db.write().expect("store lock");
+        let db = guard
+            .as_mut()
+            .ok_or_else(|| backend("the store is closed"))?;
         db.compact().map_err(backend)?;
         Ok(())
     }
