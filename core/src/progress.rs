@@ -21,8 +21,12 @@
 //!    add up; the percent of a ratio is computed from the totals.
 //! 4. **Judge.** Targets are set for units of the plan's own version and
 //!    resolved to the asked version. The status compares the value with the
-//!    target and with a straight line from 0 at the plan's start to the
-//!    target at the phase's end.
+//!    target and with a straight line to the target at the phase's end,
+//!    from where the phase starts: phase 1 from 0 at its start, a later
+//!    phase from the value the previous phase reached (when the indicator
+//!    counts the same way in both, i.e. does not look at the phase's
+//!    bounds; else from 0). On and after a phase's last day a target not
+//!    met is [`Status::NotAchieved`]: there is no line left to be on.
 //!
 //! ## Keeping it current
 //!
@@ -101,6 +105,8 @@ pub enum Status {
     /// Not achieved, but at or above the straight line to the target.
     OnTrack,
     Behind,
+    /// The phase's last day has come and the target is not met.
+    NotAchieved,
     /// A ratio with nothing to divide by (no female managers, no cadres).
     NoData,
     NoTarget,
@@ -119,7 +125,7 @@ pub struct Figure {
     /// A count or sum; for a ratio the percent, none when nothing to divide by.
     pub value: Option<f64>,
     pub goal: Option<Goal>,
-    /// Where the straight line from the plan's start stands on the date.
+    /// Where the straight line from the phase's start stands on the date.
     pub expected: Option<f64>,
     /// Value divided by the target (the low end of a range).
     pub share: Option<f64>,
@@ -158,6 +164,9 @@ pub struct Report {
     pub hierarchy: String,
     #[serde(serialize_with = "ser_date")]
     pub as_of: Date,
+    /// The phase the date falls in (the last one after the plan's end, the
+    /// first before its start).
+    pub phase_now: String,
     /// Every unit of the version, each parent before its children.
     pub units: Vec<UnitProgress>,
     /// By record id.
@@ -739,20 +748,44 @@ impl View {
         }
     }
 
-    fn figure(&self, unit: usize, slot: usize, direct: Tally, total: Tally) -> Figure {
+    /// Where phase `p`'s straight line starts for indicator `i`: the value
+    /// the previous phase reached, if the two phases follow each other and
+    /// the indicator counts the same way in both; else none (from 0).
+    fn line_from(&self, i: usize, p: usize) -> Option<usize> {
+        let phases = &self.plan.phases;
+        let prev = phases.get(p.checked_sub(1)?)?;
+        let follows = prev.end.next_day() == Some(phases[p].start);
+        (follows && !self.phase_bounds[i]).then(|| i * phases.len() + p - 1)
+    }
+
+    fn figure(&self, unit: usize, slot: usize, direct: Tally, total: &[Tally]) -> Figure {
         let plan = &self.plan;
-        let ind = &plan.indicators[slot / plan.phases.len()];
-        let phase = &plan.phases[slot % plan.phases.len()];
-        let value = match ind.compute {
-            Compute::Ratio if total.denominator == 0 => None,
-            Compute::Ratio => Some(100.0 * total.numerator as f64 / total.denominator as f64),
-            _ => Some(total.numerator as f64),
+        let np = plan.phases.len();
+        let ind = &plan.indicators[slot / np];
+        let phase = &plan.phases[slot % np];
+        let n = self.slots();
+        let value_of = |t: Tally| match ind.compute {
+            Compute::Ratio if t.denominator == 0 => None,
+            Compute::Ratio => Some(100.0 * t.numerator as f64 / t.denominator as f64),
+            _ => Some(t.numerator as f64),
         };
+        let from = self
+            .line_from(slot / np, slot % np)
+            .and_then(|s| value_of(total[unit * n + s]));
+        let total = total[unit * n + slot];
+        let value = value_of(total);
         let goal = self.goals.get(&(unit, slot)).copied();
         let (expected, share, status) = match (goal, value) {
             (None, _) => (None, None, Status::NoTarget),
             (Some(_), None) => (None, None, Status::NoData),
-            (Some(g), Some(v)) => judge(g, v, self.as_of, plan.start, phase.end),
+            (Some(g), Some(v)) => {
+                let line = Line {
+                    start: phase.start,
+                    end: phase.end,
+                    from: from.unwrap_or(0.0),
+                };
+                judge(g, v, self.as_of, line)
+            }
         };
         Figure {
             indicator: ind.id.clone(),
@@ -777,17 +810,25 @@ impl View {
             level: unit.level,
             parent: unit.parent.clone(),
             figures: (0..n)
-                .map(|s| self.figure(u, s, direct[u * n + s], total[u * n + s]))
+                .map(|s| self.figure(u, s, direct[u * n + s], total))
                 .collect(),
         }
     }
 
     fn report(&self, direct: &[Tally], total: &[Tally], mut unplaced: Vec<Unplaced>) -> Report {
         unplaced.sort_by(|a, b| a.id.cmp(&b.id));
+        let phases = &self.plan.phases;
+        let now = phases
+            .iter()
+            .find(|p| self.as_of <= p.end)
+            .or(phases.last())
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
         Report {
             plan: self.plan.id.clone(),
             hierarchy: self.version.clone(),
             as_of: self.as_of,
+            phase_now: now,
             units: (0..self.units.len())
                 .map(|u| self.unit_progress(u, direct, total))
                 .collect(),
@@ -796,14 +837,18 @@ impl View {
     }
 }
 
-/// Expected value on the straight line, share achieved and status.
-fn judge(
-    goal: Goal,
-    value: f64,
-    as_of: Date,
+/// A phase's straight line: from `from` on its first day to the target on
+/// its last.
+#[derive(Debug, Clone, Copy)]
+struct Line {
     start: Date,
     end: Date,
-) -> (Option<f64>, Option<f64>, Status) {
+    from: f64,
+}
+
+/// Expected value on the straight line, share achieved and status.
+fn judge(goal: Goal, value: f64, as_of: Date, line: Line) -> (Option<f64>, Option<f64>, Status) {
+    let Line { start, end, from } = line;
     let (low, high) = match goal {
         Goal::AtLeast(x) | Goal::MoreThan(x) => (x, None),
         Goal::Exactly(x) => (x, Some(x)),
@@ -814,15 +859,18 @@ fn judge(
         Goal::MoreThan(x) => value > x,
         _ => value >= low,
     };
-    let elapsed = (as_of - start).whole_days() as f64 / (end - start).whole_days() as f64;
-    let expected = (goal != Goal::Milestone).then(|| low * elapsed.clamp(0.0, 1.0));
+    let days = (end - start).whole_days().max(1) as f64;
+    let elapsed = ((as_of - start).whole_days() as f64 / days).clamp(0.0, 1.0);
+    // A line that starts above the target (a ratio that fell) stays flat.
+    let from = from.min(low);
+    let expected = (goal != Goal::Milestone).then(|| from + (low - from) * elapsed);
     let share = (low > 0.0).then(|| value / low);
     let status = if high.is_some_and(|h| value > h) {
         Status::AboveTarget
     } else if met {
         Status::Achieved
-    } else if as_of > end {
-        Status::Behind
+    } else if as_of >= end {
+        Status::NotAchieved
     } else if expected.is_none_or(|e| value >= e) {
         Status::OnTrack
     } else {
@@ -1066,42 +1114,82 @@ mod tests {
     #[test]
     fn the_straight_line_decides_on_track_or_behind() {
         let (start, end) = (day("2023-01-01"), day("2025-01-01"));
+        let line = Line {
+            start,
+            end,
+            from: 0.0,
+        };
         let mid = day("2024-01-01"); // 365 of 731 days
-        let (e, s, st) = judge(Goal::AtLeast(10.0), 5.0, mid, start, end);
+        let (e, s, st) = judge(Goal::AtLeast(10.0), 5.0, mid, line);
         assert!((e.unwrap() - 10.0 * 365.0 / 731.0).abs() < 1e-9);
         assert_eq!((s, st), (Some(0.5), Status::OnTrack));
         assert_eq!(
-            judge(Goal::AtLeast(10.0), 4.0, mid, start, end).2,
+            judge(Goal::AtLeast(10.0), 4.0, mid, line).2,
             Status::Behind
         );
         assert_eq!(
-            judge(Goal::MoreThan(4.0), 4.0, end, start, end).2,
-            Status::OnTrack
-        );
-        assert_eq!(
-            judge(Goal::MoreThan(4.0), 4.0, day("2025-01-02"), start, end).2,
-            Status::Behind
-        );
-        assert_eq!(
-            judge(Goal::Range(5.0, 7.0), 6.0, mid, start, end).2,
+            judge(Goal::Range(5.0, 7.0), 6.0, mid, line).2,
             Status::Achieved
         );
         assert_eq!(
-            judge(Goal::Range(5.0, 7.0), 8.0, mid, start, end).2,
+            judge(Goal::Range(5.0, 7.0), 8.0, mid, line).2,
             Status::AboveTarget
         );
         assert_eq!(
-            judge(Goal::Exactly(3.0), 3.0, mid, start, end).2,
+            judge(Goal::Exactly(3.0), 3.0, mid, line).2,
             Status::Achieved
         );
         assert_eq!(
-            judge(Goal::Milestone, 0.0, mid, start, end),
+            judge(Goal::Milestone, 0.0, mid, line),
             (None, Some(0.0), Status::OnTrack)
         );
         assert_eq!(
-            judge(Goal::Milestone, 1.0, mid, start, end).2,
+            judge(Goal::Milestone, 1.0, mid, line).2,
             Status::Achieved
         );
+    }
+
+    #[test]
+    fn on_and_after_the_last_day_a_target_not_met_is_not_achieved() {
+        let (start, end) = (day("2023-01-01"), day("2025-01-01"));
+        let line = Line {
+            start,
+            end,
+            from: 0.0,
+        };
+        let before = day("2024-12-31");
+        let after = day("2025-01-02");
+        use Status::*;
+        assert_eq!(judge(Goal::MoreThan(4.0), 4.0, before, line).2, OnTrack);
+        assert_eq!(judge(Goal::MoreThan(4.0), 4.0, end, line).2, NotAchieved);
+        assert_eq!(judge(Goal::MoreThan(4.0), 4.0, after, line).2, NotAchieved);
+        assert_eq!(judge(Goal::Milestone, 0.0, before, line).2, OnTrack);
+        assert_eq!(judge(Goal::Milestone, 0.0, end, line).2, NotAchieved);
+        assert_eq!(judge(Goal::AtLeast(10.0), 10.0, end, line).2, Achieved);
+        assert_eq!(judge(Goal::Range(5.0, 7.0), 8.0, after, line).2, AboveTarget);
+    }
+
+    #[test]
+    fn a_later_phase_line_starts_at_its_start_from_the_value_reached() {
+        // Phase 2: 2026-01-01 to 2030-12-31 (1825 days), from 12 reached
+        // by the end of phase 1, to at least 20.
+        let line = Line {
+            start: day("2026-01-01"),
+            end: day("2030-12-31"),
+            from: 12.0,
+        };
+        // Before the phase starts the line stands at where it starts.
+        let (e, _, st) = judge(Goal::AtLeast(20.0), 12.0, day("2025-06-30"), line);
+        assert_eq!((e, st), (Some(12.0), Status::OnTrack));
+        // On its first day, still 12: 12 is on track, 11 behind.
+        assert_eq!(judge(Goal::AtLeast(20.0), 12.0, line.start, line).0, Some(12.0));
+        assert_eq!(
+            judge(Goal::AtLeast(20.0), 11.0, line.start, line).2,
+            Status::Behind
+        );
+        // Halfway (912 of 1825 days): 12 + 8 * 912/1825.
+        let (e, _, _) = judge(Goal::AtLeast(20.0), 15.0, day("2028-07-01"), line);
+        assert!((e.unwrap() - (12.0 + 8.0 * 912.0 / 1825.0)).abs() < 1e-9);
     }
 
     #[test]

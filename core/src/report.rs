@@ -89,6 +89,7 @@ pub fn to_wire(
             .map(|u| unit_to_wire(u, sources(&u.code)))
             .collect::<Result<_, _>>()?,
         unplaced: report.unplaced.len() as u32,
+        phase_now: report.phase_now.clone(),
     })
 }
 
@@ -209,12 +210,8 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         .filter(|u| u.parent == top.unit)
         .collect();
     if !children.is_empty() {
-        // The phase the date falls in: the first with a figure not yet over.
-        let phase = top
-            .figures
-            .last()
-            .map(|f| f.phase.clone())
-            .unwrap_or_default();
+        // The phase the date falls in.
+        let phase = reply.phase_now.clone();
         let ids: Vec<&str> = top
             .figures
             .iter()
