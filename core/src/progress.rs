@@ -44,7 +44,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use time::Date;
@@ -120,7 +120,9 @@ pub struct Figure {
     /// Everything placed at this unit or below it.
     pub total: Tally,
     /// What was placed at this unit itself and not below it: records
-    /// entered for it, or newer units only it wholly contains.
+    /// entered for it, or newer units only it wholly contains. Shown as
+    /// the row "at this level / not attributable below": with the totals
+    /// of the units below it, it adds up to `total`.
     pub direct: Tally,
     /// A count or sum; for a ratio the percent, none when nothing to divide by.
     pub value: Option<f64>,
@@ -140,6 +142,9 @@ pub struct UnitProgress {
     pub parent: Option<String>,
     /// One per indicator and phase, in the plan's order.
     pub figures: Vec<Figure>,
+    /// The nodes (`recorded_by`) whose live records are placed at this unit
+    /// or below it, by name: who holds data for it, for its freshness.
+    pub recorded_by: Vec<String>,
 }
 
 impl UnitProgress {
@@ -150,11 +155,14 @@ impl UnitProgress {
     }
 }
 
-/// A record that counts nowhere in this version, and why.
+/// A record that counts nowhere in this version, and why: named by its id
+/// and the unit (and version) it was entered for, so it can be found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Unplaced {
     pub id: String,
     pub kind: String,
+    pub unit: String,
+    pub unit_version: String,
     pub reason: String,
 }
 
@@ -801,10 +809,17 @@ impl View {
         }
     }
 
-    fn unit_progress(&self, u: usize, direct: &[Tally], total: &[Tally]) -> UnitProgress {
+    fn unit_progress(
+        &self,
+        u: usize,
+        direct: &[Tally],
+        total: &[Tally],
+        recorded_by: Vec<String>,
+    ) -> UnitProgress {
         let n = self.slots();
         let unit = self.units[u];
         UnitProgress {
+            recorded_by,
             code: unit.code.clone(),
             name: unit.name.clone(),
             level: unit.level,
@@ -815,7 +830,26 @@ impl View {
         }
     }
 
-    fn report(&self, direct: &[Tally], total: &[Tally], mut unplaced: Vec<Unplaced>) -> Report {
+    /// Who recorded what is placed at or below each unit, from who
+    /// recorded what is placed at each (children come after parents).
+    fn roll_up_holders(&self, mut held: Vec<BTreeSet<String>>) -> Vec<Vec<String>> {
+        for u in (0..self.units.len()).rev() {
+            if let Some(p) = self.parent[u].filter(|_| !held[u].is_empty()) {
+                let mine = held[u].clone();
+                held[p].extend(mine);
+            }
+        }
+        held.into_iter().map(|h| h.into_iter().collect()).collect()
+    }
+
+    fn report(
+        &self,
+        direct: &[Tally],
+        total: &[Tally],
+        held: Vec<BTreeSet<String>>,
+        mut unplaced: Vec<Unplaced>,
+    ) -> Report {
+        let mut holders = self.roll_up_holders(held);
         unplaced.sort_by(|a, b| a.id.cmp(&b.id));
         let phases = &self.plan.phases;
         let now = phases
@@ -830,7 +864,7 @@ impl View {
             as_of: self.as_of,
             phase_now: now,
             units: (0..self.units.len())
-                .map(|u| self.unit_progress(u, direct, total))
+                .map(|u| self.unit_progress(u, direct, total, std::mem::take(&mut holders[u])))
                 .collect(),
             unplaced,
         }
@@ -879,10 +913,13 @@ fn judge(goal: Goal, value: f64, as_of: Date, line: Line) -> (Option<f64>, Optio
     (expected, share, status)
 }
 
-fn unplaced(rec: &Record, e: UnitError) -> Unplaced {
+fn unplaced(view: &View, rec: &Record, e: UnitError) -> Unplaced {
+    let (unit, version) = view.unit_of(rec);
     Unplaced {
         id: rec.id.clone(),
         kind: rec.kind.clone(),
+        unit: unit.to_owned(),
+        unit_version: version.to_owned(),
         reason: e.to_string(),
     }
 }
@@ -902,6 +939,8 @@ pub fn recompute(
     let world = Snapshot::new(records);
     let n = view.slots();
     let mut direct = vec![Tally::default(); view.units.len() * n];
+    let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
+    let mut last_holder: Option<(usize, &str)> = None;
     let mut lost = Vec::new();
     let mut tallies = Vec::new();
     // Records of one commune usually come together: place its unit once.
@@ -916,8 +955,13 @@ pub fn recompute(
             last = Some((code, from, u));
         }
         match placed {
-            Err(e) => lost.push(unplaced(rec, e)),
+            Err(e) => lost.push(unplaced(&view, rec, e)),
             Ok(u) => {
+                let by = rec.text("recorded_by").unwrap_or_default();
+                if !by.is_empty() && last_holder != Some((u, by)) {
+                    held[u].insert(by.to_owned());
+                    last_holder = Some((u, by));
+                }
                 tallies.clear();
                 view.tallies_into(&world, rec, &mut tallies);
                 for &(s, t) in &tallies {
@@ -937,7 +981,7 @@ pub fn recompute(
             }
         }
     }
-    Ok(view.report(&direct, &total, lost))
+    Ok(view.report(&direct, &total, held, lost))
 }
 
 // ---- Incrementally --------------------------------------------------------
@@ -949,6 +993,10 @@ pub struct Engine {
     /// Root id -> the unit it is placed at and what it adds there.
     placed: HashMap<String, (usize, Vec<(usize, Tally)>)>,
     unplaced: HashMap<String, Unplaced>,
+    /// Record id -> the unit it is placed at and who recorded it, and per
+    /// unit how many records each node recorded there.
+    held: HashMap<String, (usize, String)>,
+    holders: Vec<HashMap<String, u32>>,
     /// `[unit * slots + slot]`
     direct: Vec<Tally>,
     total: Vec<Tally>,
@@ -965,11 +1013,14 @@ impl Engine {
     ) -> Result<Engine, ProgressError> {
         let view = View::new(plan, hierarchy, version, as_of)?;
         let size = view.units.len() * view.slots();
+        let units = view.units.len();
         let mut engine = Engine {
             view,
             world: World::default(),
             placed: HashMap::new(),
             unplaced: HashMap::new(),
+            held: HashMap::new(),
+            holders: vec![HashMap::new(); units],
             direct: vec![Tally::default(); size],
             total: vec![Tally::default(); size],
         };
@@ -996,6 +1047,8 @@ impl Engine {
         self.total.fill(Tally::default());
         self.placed.clear();
         self.unplaced.clear();
+        self.held.clear();
+        self.holders.iter_mut().for_each(HashMap::clear);
         self.refresh_all();
     }
 
@@ -1033,13 +1086,24 @@ impl Engine {
                 code: code.to_owned(),
                 version: self.view.version.clone(),
             })?;
-        Ok(self.view.unit_progress(u, &self.direct, &self.total))
+        let held = self.holders_held();
+        let holders = self.view.roll_up_holders(held).swap_remove(u);
+        Ok(self.view.unit_progress(u, &self.direct, &self.total, holders))
     }
 
     /// The figures of every unit.
     pub fn report(&self) -> Report {
         let lost = self.unplaced.values().cloned().collect();
-        self.view.report(&self.direct, &self.total, lost)
+        let held = self.holders_held();
+        self.view.report(&self.direct, &self.total, held, lost)
+    }
+
+    /// Per unit, the nodes that recorded something placed there.
+    fn holders_held(&self) -> Vec<BTreeSet<String>> {
+        self.holders
+            .iter()
+            .map(|h| h.keys().cloned().collect())
+            .collect()
     }
 
     fn refresh_all(&mut self) {
@@ -1073,12 +1137,27 @@ impl Engine {
             self.apply(u, &old, -1);
         }
         self.unplaced.remove(id);
+        if let Some((u, by)) = self.held.remove(id) {
+            let counts = &mut self.holders[u];
+            if let Some(c) = counts.get_mut(&by) {
+                *c -= 1;
+                if *c == 0 {
+                    counts.remove(&by);
+                }
+            }
+        }
         let Some(rec) = self.world.records.get(id) else {
             return;
         };
-        match self.view.place(rec) {
+        let placed = self.view.place(rec);
+        if let (Ok(u), Some(by)) = (&placed, rec.text("recorded_by").filter(|b| !b.is_empty())) {
+            *self.holders[*u].entry(by.to_owned()).or_default() += 1;
+            self.held.insert(id.to_owned(), (*u, by.to_owned()));
+        }
+        match placed {
             Err(e) => {
-                self.unplaced.insert(id.to_owned(), unplaced(rec, e));
+                self.unplaced
+                    .insert(id.to_owned(), unplaced(&self.view, rec, e));
             }
             Ok(u) => {
                 let new = self.view.tallies(&self.world, rec);
