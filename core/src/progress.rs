@@ -1088,7 +1088,9 @@ impl Engine {
             })?;
         let held = self.holders_held();
         let holders = self.view.roll_up_holders(held).swap_remove(u);
-        Ok(self.view.unit_progress(u, &self.direct, &self.total, holders))
+        Ok(self
+            .view
+            .unit_progress(u, &self.direct, &self.total, holders))
     }
 
     /// The figures of every unit.
@@ -1202,10 +1204,7 @@ mod tests {
         let (e, s, st) = judge(Goal::AtLeast(10.0), 5.0, mid, line);
         assert!((e.unwrap() - 10.0 * 365.0 / 731.0).abs() < 1e-9);
         assert_eq!((s, st), (Some(0.5), Status::OnTrack));
-        assert_eq!(
-            judge(Goal::AtLeast(10.0), 4.0, mid, line).2,
-            Status::Behind
-        );
+        assert_eq!(judge(Goal::AtLeast(10.0), 4.0, mid, line).2, Status::Behind);
         assert_eq!(
             judge(Goal::Range(5.0, 7.0), 6.0, mid, line).2,
             Status::Achieved
@@ -1222,10 +1221,7 @@ mod tests {
             judge(Goal::Milestone, 0.0, mid, line),
             (None, Some(0.0), Status::OnTrack)
         );
-        assert_eq!(
-            judge(Goal::Milestone, 1.0, mid, line).2,
-            Status::Achieved
-        );
+        assert_eq!(judge(Goal::Milestone, 1.0, mid, line).2, Status::Achieved);
     }
 
     #[test]
@@ -1245,7 +1241,10 @@ mod tests {
         assert_eq!(judge(Goal::Milestone, 0.0, before, line).2, OnTrack);
         assert_eq!(judge(Goal::Milestone, 0.0, end, line).2, NotAchieved);
         assert_eq!(judge(Goal::AtLeast(10.0), 10.0, end, line).2, Achieved);
-        assert_eq!(judge(Goal::Range(5.0, 7.0), 8.0, after, line).2, AboveTarget);
+        assert_eq!(
+            judge(Goal::Range(5.0, 7.0), 8.0, after, line).2,
+            AboveTarget
+        );
     }
 
     #[test]
@@ -1261,7 +1260,10 @@ mod tests {
         let (e, _, st) = judge(Goal::AtLeast(20.0), 12.0, day("2025-06-30"), line);
         assert_eq!((e, st), (Some(12.0), Status::OnTrack));
         // On its first day, still 12: 12 is on track, 11 behind.
-        assert_eq!(judge(Goal::AtLeast(20.0), 12.0, line.start, line).0, Some(12.0));
+        assert_eq!(
+            judge(Goal::AtLeast(20.0), 12.0, line.start, line).0,
+            Some(12.0)
+        );
         assert_eq!(
             judge(Goal::AtLeast(20.0), 11.0, line.start, line).2,
             Status::Behind

@@ -495,16 +495,25 @@ fn worked_example_under_the_plans_own_hierarchy() {
     assert_eq!(wire.unplaced_records.len(), 1);
     let lost = &wire.unplaced_records[0];
     assert_eq!(
-        (lost.id.as_str(), lost.unit.as_str(), lost.unit_version.as_str()),
+        (
+            lost.id.as_str(),
+            lost.unit.as_str(),
+            lost.unit_version.as_str()
+        ),
         ("Act4", "13285", "2025")
     );
     let table = htx_core::report::to_table(&wire);
     assert!(table.contains("at this level / tại cấp này"), "{table}");
-    assert!(table.contains("Act4 (activity), unit 13285 of 2025"), "{table}");
+    assert!(
+        table.contains("Act4 (activity), unit 13285 of 2025"),
+        "{table}"
+    );
     let csv = htx_core::report::to_csv(&wire);
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("359,Huyện Vụ Bản,district,STABLE_JOBS,1,sum,7,") && l.contains(",at_this_level,")),
+        csv.lines().any(
+            |l| l.starts_with("359,Huyện Vụ Bản,district,STABLE_JOBS,1,sum,7,")
+                && l.contains(",at_this_level,")
+        ),
         "{csv}"
     );
 }
@@ -972,15 +981,30 @@ fn assert_every_record_is_counted_or_listed(r: &Report, records: &[Record]) {
         let by = rec.text("recorded_by").unwrap();
         match h.resolve(from, unit, &r.hierarchy) {
             Ok(code) => {
-                assert!(!unplaced.contains_key(rec.id.as_str()), "{} placed and listed", rec.id);
-                for u in std::iter::once(code.as_str()).chain(v.ancestors(&code).iter().map(|a| a.code.as_str())) {
+                assert!(
+                    !unplaced.contains_key(rec.id.as_str()),
+                    "{} placed and listed",
+                    rec.id
+                );
+                for u in std::iter::once(code.as_str())
+                    .chain(v.ancestors(&code).iter().map(|a| a.code.as_str()))
+                {
                     let holders = &r.unit(u).unwrap().recorded_by;
-                    assert!(holders.iter().any(|x| x == by), "{} by {by} not held at {u}", rec.id);
+                    assert!(
+                        holders.iter().any(|x| x == by),
+                        "{} by {by} not held at {u}",
+                        rec.id
+                    );
                 }
             }
             Err(_) => {
-                let listed = unplaced.get(rec.id.as_str()).expect("listed when not placed");
-                assert_eq!((listed.unit.as_str(), listed.unit_version.as_str()), (unit, from));
+                let listed = unplaced
+                    .get(rec.id.as_str())
+                    .expect("listed when not placed");
+                assert_eq!(
+                    (listed.unit.as_str(), listed.unit_version.as_str()),
+                    (unit, from)
+                );
             }
         }
     }
@@ -1001,7 +1025,14 @@ fn assert_rows_add_up_on_the_wire(r: &Report) {
                 n += c.figures[k].numerator;
                 d += c.figures[k].denominator;
             }
-            assert_eq!((n, d), (f.numerator, f.denominator), "{} {} {}", u.unit, f.indicator, f.phase);
+            assert_eq!(
+                (n, d),
+                (f.numerator, f.denominator),
+                "{} {} {}",
+                u.unit,
+                f.indicator,
+                f.phase
+            );
         }
     }
 }

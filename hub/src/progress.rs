@@ -12,7 +12,10 @@
 //! zeros, and one that never synced shows as such), and the nodes whose
 //! scope holds the unit and whose records are placed in it (a
 //! province-level node is a source of a district only where it recorded
-//! something there). A unit with neither says "no node" or "no data".
+//! something there). A unit with neither says "no node" when no node's
+//! scope reaches it (a province-level node does not count: it is the
+//! province's own office), or "no data" when the district node that
+//! reaches it holds nothing for it; either way its zeros are missing data.
 
 use htx_core::plan::Plan;
 use htx_core::progress::{self, Engine, ProgressError, Report, UnitProgress};
@@ -133,7 +136,11 @@ fn provenance(
         };
         let serves = v.within(&scope, &u.code);
         let holds = v.within(&u.code, &scope);
-        out.reached |= serves || holds;
+        // A node whose scope is the whole province (in this version) is
+        // the province's own office: it reaches a unit below only where
+        // its records are.
+        let whole = v.unit(&scope).is_some_and(|s| s.parent.is_none());
+        out.reached |= serves || (holds && !whole);
         if serves || (holds && u.recorded_by.binary_search(&e.name).is_ok()) {
             out.sources.push(pb::Source {
                 node: e.name.clone(),

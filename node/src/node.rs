@@ -696,7 +696,7 @@ impl Node {
                     true => vec![me.clone()],
                     false => Vec::new(),
                 },
-                reached: serves || holds,
+                reached: serves || (holds && v.unit(&own).is_some_and(|s| s.parent.is_some())),
             }
         })
         .map_err(bad)
