@@ -175,6 +175,9 @@ pub struct Report {
     /// The phase the date falls in (the last one after the plan's end, the
     /// first before its start).
     pub phase_now: String,
+    /// Each indicator's names from the plan file, by id, in the plan's
+    /// order: (id, English, Vietnamese).
+    pub indicators: Vec<(String, String, String)>,
     /// Every unit of the version, each parent before its children.
     pub units: Vec<UnitProgress>,
     /// By record id.
@@ -561,6 +564,8 @@ struct View {
     /// version that has one (so placing a record is two lookups).
     placements: HashMap<String, HashMap<String, usize>>,
     parent: Vec<Option<usize>>,
+    /// Units are in preorder: unit `u` and those below it are `u..end[u]`.
+    end: Vec<usize>,
     /// (unit, slot) -> goal. A slot is an (indicator, phase) pair.
     goals: HashMap<(usize, usize), Goal>,
     /// kind -> the indicators whose roots are of that kind, in order.
@@ -591,10 +596,16 @@ impl View {
             .enumerate()
             .map(|(i, u)| (u.code.clone(), i))
             .collect();
-        let parent = units
+        let parent: Vec<Option<usize>> = units
             .iter()
             .map(|u| u.parent.as_ref().map(|p| index[p]))
             .collect();
+        let mut end: Vec<usize> = (1..=units.len()).collect();
+        for u in (0..units.len()).rev() {
+            if let Some(p) = parent[u] {
+                end[p] = end[p].max(end[u]);
+            }
+        }
         let mut placements: HashMap<String, HashMap<String, usize>> = HashMap::new();
         for from in hierarchy.versions() {
             let found = hierarchy.version(from)?.units().filter_map(|u| {
@@ -612,6 +623,7 @@ impl View {
             index,
             placements,
             parent,
+            end,
             goals: HashMap::new(),
             by_kind: HashMap::new(),
             phase_bounds: Vec::new(),
@@ -863,6 +875,12 @@ impl View {
             hierarchy: self.version.clone(),
             as_of: self.as_of,
             phase_now: now,
+            indicators: self
+                .plan
+                .indicators
+                .iter()
+                .map(|i| (i.id.clone(), i.name.clone(), i.name_vi.clone()))
+                .collect(),
             units: (0..self.units.len())
                 .map(|u| self.unit_progress(u, direct, total, std::mem::take(&mut holders[u])))
                 .collect(),
@@ -1086,8 +1104,12 @@ impl Engine {
                 code: code.to_owned(),
                 version: self.view.version.clone(),
             })?;
-        let held = self.holders_held();
-        let holders = self.view.roll_up_holders(held).swap_remove(u);
+        // Only the units below it, not the whole country, for one unit.
+        let holders: BTreeSet<String> = self.holders[u..self.view.end[u]]
+            .iter()
+            .flat_map(|h| h.keys().cloned())
+            .collect();
+        let holders = holders.into_iter().collect();
         Ok(self
             .view
             .unit_progress(u, &self.direct, &self.total, holders))

@@ -51,7 +51,25 @@ pub fn target_text(goal: Option<&Goal>, ratio: bool) -> String {
     }
 }
 
-fn unit_to_wire(u: &UnitProgress, who: Provenance) -> Result<pb::UnitFigures, ProgressError> {
+/// A status as people read it, in Vietnamese (`design/vi-terms.md`).
+pub fn status_vi(status: &str) -> &'static str {
+    match status {
+        "achieved" => "đạt",
+        "above_target" => "vượt chỉ tiêu",
+        "on_track" => "đúng tiến độ",
+        "behind" => "chậm tiến độ",
+        "not_achieved" => "không đạt",
+        "no_data" => "chưa có số liệu",
+        "no_target" => "chưa giao chỉ tiêu",
+        _ => "",
+    }
+}
+
+fn unit_to_wire(
+    u: &UnitProgress,
+    names: &[(String, String, String)],
+    who: Provenance,
+) -> Result<pb::UnitFigures, ProgressError> {
     // The engine adds in 128 bits; the wire carries 64. A total beyond that
     // is an explicit error, never a wrapped (negative) number.
     let narrow = |indicator: &str, value: i128| {
@@ -86,7 +104,19 @@ fn unit_to_wire(u: &UnitProgress, who: Provenance) -> Result<pb::UnitFigures, Pr
             .iter()
             .map(|f| {
                 let ratio = matches!(f.compute, Compute::Ratio);
+                let status = serde_json::to_value(f.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let (name, name_vi) = names
+                    .iter()
+                    .find(|(id, _, _)| *id == f.indicator)
+                    .map(|(_, en, vi)| (en.clone(), vi.clone()))
+                    .unwrap_or_default();
                 Ok(pb::Figure {
+                    indicator_name: name,
+                    indicator_name_vi: name_vi,
+                    status_vi: status_vi(&status).to_owned(),
                     target: target_text(f.goal.as_ref(), ratio),
                     indicator: f.indicator.clone(),
                     phase: f.phase.clone(),
@@ -96,10 +126,7 @@ fn unit_to_wire(u: &UnitProgress, who: Provenance) -> Result<pb::UnitFigures, Pr
                     value: f.value,
                     expected: f.expected,
                     share: f.share,
-                    status: serde_json::to_value(f.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    status,
                     here_numerator: narrow(&f.indicator, f.direct.numerator)?,
                     here_denominator: narrow(&f.indicator, f.direct.denominator)?,
                 })
@@ -128,7 +155,7 @@ pub fn to_wire(
             .units
             .iter()
             .filter(|u| version.within(&u.code, unit))
-            .map(|u| unit_to_wire(u, provenance(u)))
+            .map(|u| unit_to_wire(u, &report.indicators, provenance(u)))
             .collect::<Result<_, _>>()?,
         unplaced: report.unplaced.len() as u32,
         phase_now: report.phase_now.clone(),
@@ -193,6 +220,9 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
         "row",
         "coverage",
         "oldest_sync",
+        "status_vi",
+        "indicator_name_vi",
+        "indicator_name",
     ];
     w.write_record(header).expect("writes to memory");
     for u in &reply.units {
@@ -225,6 +255,9 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
                 "total",
                 &u.coverage,
                 &u.oldest_sync,
+                &f.status_vi,
+                &f.indicator_name_vi,
+                &f.indicator_name,
             ])
             .expect("writes to memory");
         }
@@ -256,6 +289,9 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
                 "at_this_level",
                 &u.coverage,
                 &u.oldest_sync,
+                "",
+                &f.indicator_name_vi,
+                &f.indicator_name,
             ])
             .expect("writes to memory");
         }
@@ -269,51 +305,103 @@ fn cell(compute: &str, numerator: i64, denominator: i64) -> String {
     match (compute, part_value(compute, numerator, denominator)) {
         ("ratio", Some(v)) => format!("{v:.0}% ({numerator}/{denominator})"),
         ("ratio", None) => "–".into(),
-        _ => numerator.to_string(),
+        _ => grouped(numerator),
     }
+}
+
+/// A whole number grouped the Vietnamese way: 1.350.000.000.
+pub fn grouped(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// A date of the wire (`YYYY-MM-DD`) as people write it: dd/mm/yyyy.
+pub fn date_vi(iso: &str) -> String {
+    match crate::schema::parse_date(iso) {
+        Some(d) => format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year()),
+        None => iso.to_owned(),
+    }
+}
+
+/// Vietnam time (Asia/Ho_Chi_Minh: UTC+7 all year, no daylight saving
+/// since 1975, so a fixed offset is exact), "dd/mm/yyyy HH:MM".
+const VIETNAM: time::UtcOffset = time::macros::offset!(+7);
+
+/// An RFC 3339 time as people read it: in Vietnam time, with its age
+/// against `now` ("3 ngày trước / 3 days ago").
+pub fn time_vi(rfc3339: &str, now: time::OffsetDateTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return rfc3339.to_owned();
+    };
+    let local = t.to_offset(VIETNAM);
+    let age = now - t;
+    let ago = if age.whole_days() >= 1 {
+        format!("{} ngày trước / {} days ago", age.whole_days(), age.whole_days())
+    } else if age.whole_hours() >= 1 {
+        format!("{} giờ trước / {} hours ago", age.whole_hours(), age.whole_hours())
+    } else {
+        let m = age.whole_minutes().max(0);
+        format!("{m} phút trước / {m} min ago")
+    };
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02} ({ago})",
+        local.day(),
+        u8::from(local.month()),
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
 }
 
 /// What the "last sync" column says of a unit: the oldest of its sources,
 /// "never" if one of them never synced, or why there is no figure.
-fn freshness(u: &pb::UnitFigures) -> String {
+fn freshness(u: &pb::UnitFigures, now: time::OffsetDateTime) -> String {
     match u.coverage.as_str() {
-        NO_NODE => "no node / không có máy trạm".into(),
-        NO_DATA => "no data / chưa có số liệu".into(),
-        _ if u.never_synced => "never / chưa đồng bộ".into(),
-        _ => u.oldest_sync.get(..16).unwrap_or(&u.oldest_sync).to_owned(),
+        NO_NODE => "không có máy trạm / no node".into(),
+        NO_DATA => "chưa có số liệu / no data".into(),
+        _ if u.never_synced => "chưa đồng bộ / never".into(),
+        _ => time_vi(&u.oldest_sync, now),
     }
 }
 
-/// Rows of text padded to the widest cell of each column (names are never
-/// cut: two long names must not come out the same).
+/// A table of `rows` (the first is the header), columns from `right_from`
+/// on aligned right but the last: laid out by comfy-table, which measures
+/// each cell's display width and never cuts a name short (two long names
+/// cut to the same width came out as duplicates).
 fn columns(rows: &[Vec<String>], right_from: usize) -> String {
-    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..n)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (c, text) in r.iter().enumerate() {
-            let pad = " ".repeat(widths[c] - text.chars().count());
-            if c > 0 {
-                line.push_str("  ");
-            }
-            if c >= right_from && c + 1 < r.len() {
-                line.push_str(&pad);
-                line.push_str(text);
-            } else {
-                line.push_str(text);
-                line.push_str(&pad);
-            }
+    use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+    let Some((header, body)) = rows.split_first() else {
+        return String::new();
+    };
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.clone());
+    for r in body {
+        t.add_row(r.clone());
+    }
+    let n = header.len();
+    for c in right_from..n.saturating_sub(1) {
+        if let Some(col) = t.column_mut(c) {
+            col.set_cell_alignment(CellAlignment::Right);
         }
-        out.push_str(line.trim_end());
+    }
+    let mut out: String = t
+        .lines()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    if out.is_empty() {
         out.push('\n');
     }
     out
@@ -323,36 +411,54 @@ fn columns(rows: &[Vec<String>], right_from: usize) -> String {
 /// "at this level", for a terminal.
 pub fn to_table(reply: &pb::ProgressReply) -> String {
     let mut out = String::new();
+    let now = time::OffsetDateTime::now_utc();
     let Some(top) = reply.units.first() else {
         return out;
     };
     let _ = writeln!(
         out,
-        "{} {} — plan {}, as of {}, hierarchy {}",
-        top.unit, top.name, reply.plan, reply.as_of, reply.hierarchy
+        "{} {} — kế hoạch / plan {}, đến ngày / as of {}, danh mục / hierarchy {}",
+        top.unit,
+        top.name,
+        reply.plan,
+        date_vi(&reply.as_of),
+        reply.hierarchy
     );
     for s in &top.sources {
+        let when = match s.last_sync.as_str() {
+            "" => "chưa đồng bộ / never".to_owned(),
+            t => time_vi(t, now),
+        };
         let _ = writeln!(
             out,
-            "  includes node {} (unit {}), last synced {}",
-            s.node,
-            s.unit,
-            last_sync(s)
+            "  gồm số liệu máy trạm / includes node {} (unit {}), đồng bộ gần nhất / last synced {when}",
+            s.node, s.unit,
         );
     }
     if top.coverage != REPORTED {
-        let _ = writeln!(out, "  {}: its zeros are missing data", freshness(top));
+        let _ = writeln!(
+            out,
+            "  {}: số 0 là thiếu số liệu / its zeros are missing data",
+            freshness(top, now)
+        );
     }
     let mut rows = vec![
-        ["indicator", "phase", "value", "target", "share", "status"]
-            .map(String::from)
-            .to_vec(),
+        [
+            "chỉ tiêu / indicator",
+            "giai đoạn / phase",
+            "kết quả / value",
+            "mục tiêu / target",
+            "tỷ lệ / share",
+            "đánh giá / status",
+        ]
+        .map(String::from)
+        .to_vec(),
     ];
     for f in &top.figures {
         let value = match (f.compute.as_str(), f.value) {
             ("ratio", Some(v)) => format!("{v:.0}% ({}/{})", f.numerator, f.denominator),
             ("ratio", None) => format!("– (0/{})", f.denominator),
-            _ => f.numerator.to_string(),
+            _ => grouped(f.numerator),
         };
         let share = f
             .share
@@ -364,7 +470,7 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
             value,
             f.target.clone(),
             share,
-            f.status.clone(),
+            format!("{} ({})", f.status_vi, f.status),
         ]);
     }
     let _ = write!(out, "\n{}", columns(&rows, 2));
@@ -382,7 +488,7 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         );
         let mut header = vec!["unit".to_owned(), "name".to_owned()];
         header.extend(shown.iter().map(|f| f.indicator.clone()));
-        header.push("last sync".into());
+        header.push("đồng bộ gần nhất / last sync".into());
         let mut rows = vec![header];
         for c in &children {
             let mut row = vec![c.unit.clone(), c.name.clone()];
@@ -398,12 +504,12 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
                     None => String::new(),
                 });
             }
-            row.push(freshness(c));
+            row.push(freshness(c, now));
             rows.push(row);
         }
         let mut here = vec![
             String::new(),
-            "at this level / tại cấp này (not attributable below)".to_owned(),
+            "tại cấp này (không phân bổ được xuống cấp dưới) / at this level".to_owned(),
         ];
         here.extend(
             shown
@@ -414,10 +520,19 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         rows.push(here);
         out.push_str(&columns(&rows, 2));
     }
+    // The indicators' names, once, from the plan file.
+    let _ = writeln!(out, "\nchỉ tiêu / indicators:");
+    for f in top.figures.iter().filter(|f| f.phase == reply.phase_now) {
+        let _ = writeln!(
+            out,
+            "  {}: {} / {}",
+            f.indicator, f.indicator_name_vi, f.indicator_name
+        );
+    }
     if reply.unplaced > 0 {
         let _ = writeln!(
             out,
-            "\n{} record(s) count nowhere in this hierarchy version:",
+            "\n{} bản ghi không thuộc đơn vị nào của danh mục này / record(s) count nowhere in this hierarchy version:",
             reply.unplaced
         );
         for r in &reply.unplaced_records {
@@ -429,4 +544,26 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_dates_and_times_are_written_the_vietnamese_way() {
+        assert_eq!(grouped(1_350_000_000), "1.350.000.000");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1.000");
+        assert_eq!(grouped(-12_345), "-12.345");
+        assert_eq!(date_vi("2025-06-30"), "30/06/2025");
+        let now = time::macros::datetime!(2025-07-03 20:00 UTC);
+        // 17:30 UTC is 00:30 the next day in Vietnam.
+        assert_eq!(
+            time_vi("2025-06-30T17:30:00Z", now),
+            "01/07/2025 00:30 (3 ngày trước / 3 days ago)"
+        );
+        assert_eq!(time_vi("not a time", now), "not a time");
+        assert_eq!(status_vi("not_achieved"), "không đạt");
+    }
 }
