@@ -347,9 +347,17 @@ pub fn time_vi(rfc3339: &str, now: time::OffsetDateTime) -> String {
     let local = t.to_offset(VIETNAM);
     let age = now - t;
     let ago = if age.whole_days() >= 1 {
-        format!("{} ngày trước / {} days ago", age.whole_days(), age.whole_days())
+        format!(
+            "{} ngày trước / {} days ago",
+            age.whole_days(),
+            age.whole_days()
+        )
     } else if age.whole_hours() >= 1 {
-        format!("{} giờ trước / {} hours ago", age.whole_hours(), age.whole_hours())
+        format!(
+            "{} giờ trước / {} hours ago",
+            age.whole_hours(),
+            age.whole_hours()
+        )
     } else {
         let m = age.whole_minutes().max(0);
         format!("{m} phút trước / {m} min ago")
@@ -397,10 +405,7 @@ fn columns(rows: &[Vec<String>], right_from: usize) -> String {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    let mut out: String = t
-        .lines()
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect();
+    let mut out: String = t.lines().map(|l| format!("{}\n", l.trim_end())).collect();
     if out.is_empty() {
         out.push('\n');
     }

@@ -507,20 +507,28 @@ fn worked_example_under_the_plans_own_hierarchy() {
         table.contains("tại cấp này (không phân bổ được xuống cấp dưới) / at this level"),
         "{table}"
     );
-    assert!(table.contains("Act4 (activity), unit 13285 of 2025"), "{table}");
+    assert!(
+        table.contains("Act4 (activity), unit 13285 of 2025"),
+        "{table}"
+    );
     // Readable by the people who report: the date as they write it, the
     // statuses and the indicators' names in Vietnamese from the plan file,
     // amounts grouped.
     assert!(table.contains("đến ngày / as of 30/06/2025"), "{table}");
     assert!(table.contains("chậm tiến độ (behind)"), "{table}");
     assert!(
-        table.contains("LOANS_VND: Vốn vay hỗ trợ HTX (đồng) / Loans arranged for cooperatives (VND)"),
+        table.contains(
+            "LOANS_VND: Vốn vay hỗ trợ HTX (đồng) / Loans arranged for cooperatives (VND)"
+        ),
         "{table}"
     );
     assert!(table.contains("500.000.000"), "{table}");
     let loans = wf("36", "LOANS_VND");
     assert_eq!(loans.indicator_name_vi, "Vốn vay hỗ trợ HTX (đồng)");
-    assert_eq!((loans.status.as_str(), loans.status_vi.as_str()), ("no_target", "chưa giao chỉ tiêu"));
+    assert_eq!(
+        (loans.status.as_str(), loans.status_vi.as_str()),
+        ("no_target", "chưa giao chỉ tiêu")
+    );
     let csv = htx_core::report::to_csv(&wire);
     assert!(
         csv.lines().any(
