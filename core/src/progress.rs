@@ -915,7 +915,7 @@ fn judge(goal: Goal, value: f64, as_of: Date, line: Line) -> (Option<f64>, Optio
     let elapsed = ((as_of - start).whole_days() as f64 / days).clamp(0.0, 1.0);
     // A line that starts above the target (a ratio that fell) stays flat.
     let from = from.min(low);
-    let expected = (goal != Goal::Milestone).then(|| from + (low - from) * elapsed);
+    let expected = (goal != Goal::Milestone).then_some(from + (low - from) * elapsed);
     let share = (low > 0.0).then(|| value / low);
     let status = if high.is_some_and(|h| value > h) {
         Status::AboveTarget
