@@ -18,7 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("htx_descriptor.bin"), fds.encode_to_vec())?;
     // Progress replies are also served as JSON (HTTP, `--format json`).
     let mut config = tonic_prost_build::configure();
-    for ty in ["ProgressReply", "UnitFigures", "Figure", "Source"] {
+    for ty in [
+        "ProgressReply",
+        "UnitFigures",
+        "Figure",
+        "Source",
+        "UnplacedRecord",
+    ] {
         config = config.type_attribute(format!(".htx.v1.{ty}"), "#[derive(serde::Serialize)]");
     }
     config.compile_fds(fds)?;

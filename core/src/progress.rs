@@ -21,8 +21,12 @@
 //!    add up; the percent of a ratio is computed from the totals.
 //! 4. **Judge.** Targets are set for units of the plan's own version and
 //!    resolved to the asked version. The status compares the value with the
-//!    target and with a straight line from 0 at the plan's start to the
-//!    target at the phase's end.
+//!    target and with a straight line to the target at the phase's end,
+//!    from where the phase starts: phase 1 from 0 at its start, a later
+//!    phase from the value the previous phase reached (when the indicator
+//!    counts the same way in both, i.e. does not look at the phase's
+//!    bounds; else from 0). On and after a phase's last day a target not
+//!    met is [`Status::NotAchieved`]: there is no line left to be on.
 //!
 //! ## Keeping it current
 //!
@@ -40,7 +44,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 use time::Date;
@@ -101,6 +105,8 @@ pub enum Status {
     /// Not achieved, but at or above the straight line to the target.
     OnTrack,
     Behind,
+    /// The phase's last day has come and the target is not met.
+    NotAchieved,
     /// A ratio with nothing to divide by (no female managers, no cadres).
     NoData,
     NoTarget,
@@ -114,12 +120,14 @@ pub struct Figure {
     /// Everything placed at this unit or below it.
     pub total: Tally,
     /// What was placed at this unit itself and not below it: records
-    /// entered for it, or newer units only it wholly contains.
+    /// entered for it, or newer units only it wholly contains. Shown as
+    /// the row "at this level / not attributable below": with the totals
+    /// of the units below it, it adds up to `total`.
     pub direct: Tally,
     /// A count or sum; for a ratio the percent, none when nothing to divide by.
     pub value: Option<f64>,
     pub goal: Option<Goal>,
-    /// Where the straight line from the plan's start stands on the date.
+    /// Where the straight line from the phase's start stands on the date.
     pub expected: Option<f64>,
     /// Value divided by the target (the low end of a range).
     pub share: Option<f64>,
@@ -134,6 +142,9 @@ pub struct UnitProgress {
     pub parent: Option<String>,
     /// One per indicator and phase, in the plan's order.
     pub figures: Vec<Figure>,
+    /// The nodes (`recorded_by`) whose live records are placed at this unit
+    /// or below it, by name: who holds data for it, for its freshness.
+    pub recorded_by: Vec<String>,
 }
 
 impl UnitProgress {
@@ -144,11 +155,14 @@ impl UnitProgress {
     }
 }
 
-/// A record that counts nowhere in this version, and why.
+/// A record that counts nowhere in this version, and why: named by its id
+/// and the unit (and version) it was entered for, so it can be found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Unplaced {
     pub id: String,
     pub kind: String,
+    pub unit: String,
+    pub unit_version: String,
     pub reason: String,
 }
 
@@ -158,6 +172,12 @@ pub struct Report {
     pub hierarchy: String,
     #[serde(serialize_with = "ser_date")]
     pub as_of: Date,
+    /// The phase the date falls in (the last one after the plan's end, the
+    /// first before its start).
+    pub phase_now: String,
+    /// Each indicator's names from the plan file, by id, in the plan's
+    /// order: (id, English, Vietnamese).
+    pub indicators: Vec<(String, String, String)>,
     /// Every unit of the version, each parent before its children.
     pub units: Vec<UnitProgress>,
     /// By record id.
@@ -544,6 +564,8 @@ struct View {
     /// version that has one (so placing a record is two lookups).
     placements: HashMap<String, HashMap<String, usize>>,
     parent: Vec<Option<usize>>,
+    /// Units are in preorder: unit `u` and those below it are `u..end[u]`.
+    end: Vec<usize>,
     /// (unit, slot) -> goal. A slot is an (indicator, phase) pair.
     goals: HashMap<(usize, usize), Goal>,
     /// kind -> the indicators whose roots are of that kind, in order.
@@ -574,10 +596,16 @@ impl View {
             .enumerate()
             .map(|(i, u)| (u.code.clone(), i))
             .collect();
-        let parent = units
+        let parent: Vec<Option<usize>> = units
             .iter()
             .map(|u| u.parent.as_ref().map(|p| index[p]))
             .collect();
+        let mut end: Vec<usize> = (1..=units.len()).collect();
+        for u in (0..units.len()).rev() {
+            if let Some(p) = parent[u] {
+                end[p] = end[p].max(end[u]);
+            }
+        }
         let mut placements: HashMap<String, HashMap<String, usize>> = HashMap::new();
         for from in hierarchy.versions() {
             let found = hierarchy.version(from)?.units().filter_map(|u| {
@@ -595,6 +623,7 @@ impl View {
             index,
             placements,
             parent,
+            end,
             goals: HashMap::new(),
             by_kind: HashMap::new(),
             phase_bounds: Vec::new(),
@@ -739,20 +768,44 @@ impl View {
         }
     }
 
-    fn figure(&self, unit: usize, slot: usize, direct: Tally, total: Tally) -> Figure {
+    /// Where phase `p`'s straight line starts for indicator `i`: the value
+    /// the previous phase reached, if the two phases follow each other and
+    /// the indicator counts the same way in both; else none (from 0).
+    fn line_from(&self, i: usize, p: usize) -> Option<usize> {
+        let phases = &self.plan.phases;
+        let prev = phases.get(p.checked_sub(1)?)?;
+        let follows = prev.end.next_day() == Some(phases[p].start);
+        (follows && !self.phase_bounds[i]).then(|| i * phases.len() + p - 1)
+    }
+
+    fn figure(&self, unit: usize, slot: usize, direct: Tally, total: &[Tally]) -> Figure {
         let plan = &self.plan;
-        let ind = &plan.indicators[slot / plan.phases.len()];
-        let phase = &plan.phases[slot % plan.phases.len()];
-        let value = match ind.compute {
-            Compute::Ratio if total.denominator == 0 => None,
-            Compute::Ratio => Some(100.0 * total.numerator as f64 / total.denominator as f64),
-            _ => Some(total.numerator as f64),
+        let np = plan.phases.len();
+        let ind = &plan.indicators[slot / np];
+        let phase = &plan.phases[slot % np];
+        let n = self.slots();
+        let value_of = |t: Tally| match ind.compute {
+            Compute::Ratio if t.denominator == 0 => None,
+            Compute::Ratio => Some(100.0 * t.numerator as f64 / t.denominator as f64),
+            _ => Some(t.numerator as f64),
         };
+        let from = self
+            .line_from(slot / np, slot % np)
+            .and_then(|s| value_of(total[unit * n + s]));
+        let total = total[unit * n + slot];
+        let value = value_of(total);
         let goal = self.goals.get(&(unit, slot)).copied();
         let (expected, share, status) = match (goal, value) {
             (None, _) => (None, None, Status::NoTarget),
             (Some(_), None) => (None, None, Status::NoData),
-            (Some(g), Some(v)) => judge(g, v, self.as_of, plan.start, phase.end),
+            (Some(g), Some(v)) => {
+                let line = Line {
+                    start: phase.start,
+                    end: phase.end,
+                    from: from.unwrap_or(0.0),
+                };
+                judge(g, v, self.as_of, line)
+            }
         };
         Figure {
             indicator: ind.id.clone(),
@@ -768,42 +821,86 @@ impl View {
         }
     }
 
-    fn unit_progress(&self, u: usize, direct: &[Tally], total: &[Tally]) -> UnitProgress {
+    fn unit_progress(
+        &self,
+        u: usize,
+        direct: &[Tally],
+        total: &[Tally],
+        recorded_by: Vec<String>,
+    ) -> UnitProgress {
         let n = self.slots();
         let unit = self.units[u];
         UnitProgress {
+            recorded_by,
             code: unit.code.clone(),
             name: unit.name.clone(),
             level: unit.level,
             parent: unit.parent.clone(),
             figures: (0..n)
-                .map(|s| self.figure(u, s, direct[u * n + s], total[u * n + s]))
+                .map(|s| self.figure(u, s, direct[u * n + s], total))
                 .collect(),
         }
     }
 
-    fn report(&self, direct: &[Tally], total: &[Tally], mut unplaced: Vec<Unplaced>) -> Report {
+    /// Who recorded what is placed at or below each unit, from who
+    /// recorded what is placed at each (children come after parents).
+    fn roll_up_holders(&self, mut held: Vec<BTreeSet<String>>) -> Vec<Vec<String>> {
+        for u in (0..self.units.len()).rev() {
+            if let Some(p) = self.parent[u].filter(|_| !held[u].is_empty()) {
+                let mine = held[u].clone();
+                held[p].extend(mine);
+            }
+        }
+        held.into_iter().map(|h| h.into_iter().collect()).collect()
+    }
+
+    fn report(
+        &self,
+        direct: &[Tally],
+        total: &[Tally],
+        held: Vec<BTreeSet<String>>,
+        mut unplaced: Vec<Unplaced>,
+    ) -> Report {
+        let mut holders = self.roll_up_holders(held);
         unplaced.sort_by(|a, b| a.id.cmp(&b.id));
+        let phases = &self.plan.phases;
+        let now = phases
+            .iter()
+            .find(|p| self.as_of <= p.end)
+            .or(phases.last())
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
         Report {
             plan: self.plan.id.clone(),
             hierarchy: self.version.clone(),
             as_of: self.as_of,
+            phase_now: now,
+            indicators: self
+                .plan
+                .indicators
+                .iter()
+                .map(|i| (i.id.clone(), i.name.clone(), i.name_vi.clone()))
+                .collect(),
             units: (0..self.units.len())
-                .map(|u| self.unit_progress(u, direct, total))
+                .map(|u| self.unit_progress(u, direct, total, std::mem::take(&mut holders[u])))
                 .collect(),
             unplaced,
         }
     }
 }
 
-/// Expected value on the straight line, share achieved and status.
-fn judge(
-    goal: Goal,
-    value: f64,
-    as_of: Date,
+/// A phase's straight line: from `from` on its first day to the target on
+/// its last.
+#[derive(Debug, Clone, Copy)]
+struct Line {
     start: Date,
     end: Date,
-) -> (Option<f64>, Option<f64>, Status) {
+    from: f64,
+}
+
+/// Expected value on the straight line, share achieved and status.
+fn judge(goal: Goal, value: f64, as_of: Date, line: Line) -> (Option<f64>, Option<f64>, Status) {
+    let Line { start, end, from } = line;
     let (low, high) = match goal {
         Goal::AtLeast(x) | Goal::MoreThan(x) => (x, None),
         Goal::Exactly(x) => (x, Some(x)),
@@ -814,15 +911,18 @@ fn judge(
         Goal::MoreThan(x) => value > x,
         _ => value >= low,
     };
-    let elapsed = (as_of - start).whole_days() as f64 / (end - start).whole_days() as f64;
-    let expected = (goal != Goal::Milestone).then(|| low * elapsed.clamp(0.0, 1.0));
+    let days = (end - start).whole_days().max(1) as f64;
+    let elapsed = ((as_of - start).whole_days() as f64 / days).clamp(0.0, 1.0);
+    // A line that starts above the target (a ratio that fell) stays flat.
+    let from = from.min(low);
+    let expected = (goal != Goal::Milestone).then_some(from + (low - from) * elapsed);
     let share = (low > 0.0).then(|| value / low);
     let status = if high.is_some_and(|h| value > h) {
         Status::AboveTarget
     } else if met {
         Status::Achieved
-    } else if as_of > end {
-        Status::Behind
+    } else if as_of >= end {
+        Status::NotAchieved
     } else if expected.is_none_or(|e| value >= e) {
         Status::OnTrack
     } else {
@@ -831,10 +931,13 @@ fn judge(
     (expected, share, status)
 }
 
-fn unplaced(rec: &Record, e: UnitError) -> Unplaced {
+fn unplaced(view: &View, rec: &Record, e: UnitError) -> Unplaced {
+    let (unit, version) = view.unit_of(rec);
     Unplaced {
         id: rec.id.clone(),
         kind: rec.kind.clone(),
+        unit: unit.to_owned(),
+        unit_version: version.to_owned(),
         reason: e.to_string(),
     }
 }
@@ -854,6 +957,8 @@ pub fn recompute(
     let world = Snapshot::new(records);
     let n = view.slots();
     let mut direct = vec![Tally::default(); view.units.len() * n];
+    let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
+    let mut last_holder: Option<(usize, &str)> = None;
     let mut lost = Vec::new();
     let mut tallies = Vec::new();
     // Records of one commune usually come together: place its unit once.
@@ -868,8 +973,13 @@ pub fn recompute(
             last = Some((code, from, u));
         }
         match placed {
-            Err(e) => lost.push(unplaced(rec, e)),
+            Err(e) => lost.push(unplaced(&view, rec, e)),
             Ok(u) => {
+                let by = rec.text("recorded_by").unwrap_or_default();
+                if !by.is_empty() && last_holder != Some((u, by)) {
+                    held[u].insert(by.to_owned());
+                    last_holder = Some((u, by));
+                }
                 tallies.clear();
                 view.tallies_into(&world, rec, &mut tallies);
                 for &(s, t) in &tallies {
@@ -889,7 +999,7 @@ pub fn recompute(
             }
         }
     }
-    Ok(view.report(&direct, &total, lost))
+    Ok(view.report(&direct, &total, held, lost))
 }
 
 // ---- Incrementally --------------------------------------------------------
@@ -901,6 +1011,10 @@ pub struct Engine {
     /// Root id -> the unit it is placed at and what it adds there.
     placed: HashMap<String, (usize, Vec<(usize, Tally)>)>,
     unplaced: HashMap<String, Unplaced>,
+    /// Record id -> the unit it is placed at and who recorded it, and per
+    /// unit how many records each node recorded there.
+    held: HashMap<String, (usize, String)>,
+    holders: Vec<HashMap<String, u32>>,
     /// `[unit * slots + slot]`
     direct: Vec<Tally>,
     total: Vec<Tally>,
@@ -917,11 +1031,14 @@ impl Engine {
     ) -> Result<Engine, ProgressError> {
         let view = View::new(plan, hierarchy, version, as_of)?;
         let size = view.units.len() * view.slots();
+        let units = view.units.len();
         let mut engine = Engine {
             view,
             world: World::default(),
             placed: HashMap::new(),
             unplaced: HashMap::new(),
+            held: HashMap::new(),
+            holders: vec![HashMap::new(); units],
             direct: vec![Tally::default(); size],
             total: vec![Tally::default(); size],
         };
@@ -948,6 +1065,8 @@ impl Engine {
         self.total.fill(Tally::default());
         self.placed.clear();
         self.unplaced.clear();
+        self.held.clear();
+        self.holders.iter_mut().for_each(HashMap::clear);
         self.refresh_all();
     }
 
@@ -985,13 +1104,30 @@ impl Engine {
                 code: code.to_owned(),
                 version: self.view.version.clone(),
             })?;
-        Ok(self.view.unit_progress(u, &self.direct, &self.total))
+        // Only the units below it, not the whole country, for one unit.
+        let holders: BTreeSet<String> = self.holders[u..self.view.end[u]]
+            .iter()
+            .flat_map(|h| h.keys().cloned())
+            .collect();
+        let holders = holders.into_iter().collect();
+        Ok(self
+            .view
+            .unit_progress(u, &self.direct, &self.total, holders))
     }
 
     /// The figures of every unit.
     pub fn report(&self) -> Report {
         let lost = self.unplaced.values().cloned().collect();
-        self.view.report(&self.direct, &self.total, lost)
+        let held = self.holders_held();
+        self.view.report(&self.direct, &self.total, held, lost)
+    }
+
+    /// Per unit, the nodes that recorded something placed there.
+    fn holders_held(&self) -> Vec<BTreeSet<String>> {
+        self.holders
+            .iter()
+            .map(|h| h.keys().cloned().collect())
+            .collect()
     }
 
     fn refresh_all(&mut self) {
@@ -1025,12 +1161,27 @@ impl Engine {
             self.apply(u, &old, -1);
         }
         self.unplaced.remove(id);
+        if let Some((u, by)) = self.held.remove(id) {
+            let counts = &mut self.holders[u];
+            if let Some(c) = counts.get_mut(&by) {
+                *c -= 1;
+                if *c == 0 {
+                    counts.remove(&by);
+                }
+            }
+        }
         let Some(rec) = self.world.records.get(id) else {
             return;
         };
-        match self.view.place(rec) {
+        let placed = self.view.place(rec);
+        if let (Ok(u), Some(by)) = (&placed, rec.text("recorded_by").filter(|b| !b.is_empty())) {
+            *self.holders[*u].entry(by.to_owned()).or_default() += 1;
+            self.held.insert(id.to_owned(), (*u, by.to_owned()));
+        }
+        match placed {
             Err(e) => {
-                self.unplaced.insert(id.to_owned(), unplaced(rec, e));
+                self.unplaced
+                    .insert(id.to_owned(), unplaced(&self.view, rec, e));
             }
             Ok(u) => {
                 let new = self.view.tallies(&self.world, rec);
@@ -1066,42 +1217,82 @@ mod tests {
     #[test]
     fn the_straight_line_decides_on_track_or_behind() {
         let (start, end) = (day("2023-01-01"), day("2025-01-01"));
+        let line = Line {
+            start,
+            end,
+            from: 0.0,
+        };
         let mid = day("2024-01-01"); // 365 of 731 days
-        let (e, s, st) = judge(Goal::AtLeast(10.0), 5.0, mid, start, end);
+        let (e, s, st) = judge(Goal::AtLeast(10.0), 5.0, mid, line);
         assert!((e.unwrap() - 10.0 * 365.0 / 731.0).abs() < 1e-9);
         assert_eq!((s, st), (Some(0.5), Status::OnTrack));
+        assert_eq!(judge(Goal::AtLeast(10.0), 4.0, mid, line).2, Status::Behind);
         assert_eq!(
-            judge(Goal::AtLeast(10.0), 4.0, mid, start, end).2,
-            Status::Behind
-        );
-        assert_eq!(
-            judge(Goal::MoreThan(4.0), 4.0, end, start, end).2,
-            Status::OnTrack
-        );
-        assert_eq!(
-            judge(Goal::MoreThan(4.0), 4.0, day("2025-01-02"), start, end).2,
-            Status::Behind
-        );
-        assert_eq!(
-            judge(Goal::Range(5.0, 7.0), 6.0, mid, start, end).2,
+            judge(Goal::Range(5.0, 7.0), 6.0, mid, line).2,
             Status::Achieved
         );
         assert_eq!(
-            judge(Goal::Range(5.0, 7.0), 8.0, mid, start, end).2,
+            judge(Goal::Range(5.0, 7.0), 8.0, mid, line).2,
             Status::AboveTarget
         );
         assert_eq!(
-            judge(Goal::Exactly(3.0), 3.0, mid, start, end).2,
+            judge(Goal::Exactly(3.0), 3.0, mid, line).2,
             Status::Achieved
         );
         assert_eq!(
-            judge(Goal::Milestone, 0.0, mid, start, end),
+            judge(Goal::Milestone, 0.0, mid, line),
             (None, Some(0.0), Status::OnTrack)
         );
+        assert_eq!(judge(Goal::Milestone, 1.0, mid, line).2, Status::Achieved);
+    }
+
+    #[test]
+    fn on_and_after_the_last_day_a_target_not_met_is_not_achieved() {
+        let (start, end) = (day("2023-01-01"), day("2025-01-01"));
+        let line = Line {
+            start,
+            end,
+            from: 0.0,
+        };
+        let before = day("2024-12-31");
+        let after = day("2025-01-02");
+        use Status::*;
+        assert_eq!(judge(Goal::MoreThan(4.0), 4.0, before, line).2, OnTrack);
+        assert_eq!(judge(Goal::MoreThan(4.0), 4.0, end, line).2, NotAchieved);
+        assert_eq!(judge(Goal::MoreThan(4.0), 4.0, after, line).2, NotAchieved);
+        assert_eq!(judge(Goal::Milestone, 0.0, before, line).2, OnTrack);
+        assert_eq!(judge(Goal::Milestone, 0.0, end, line).2, NotAchieved);
+        assert_eq!(judge(Goal::AtLeast(10.0), 10.0, end, line).2, Achieved);
         assert_eq!(
-            judge(Goal::Milestone, 1.0, mid, start, end).2,
-            Status::Achieved
+            judge(Goal::Range(5.0, 7.0), 8.0, after, line).2,
+            AboveTarget
         );
+    }
+
+    #[test]
+    fn a_later_phase_line_starts_at_its_start_from_the_value_reached() {
+        // Phase 2: 2026-01-01 to 2030-12-31 (1825 days), from 12 reached
+        // by the end of phase 1, to at least 20.
+        let line = Line {
+            start: day("2026-01-01"),
+            end: day("2030-12-31"),
+            from: 12.0,
+        };
+        // Before the phase starts the line stands at where it starts.
+        let (e, _, st) = judge(Goal::AtLeast(20.0), 12.0, day("2025-06-30"), line);
+        assert_eq!((e, st), (Some(12.0), Status::OnTrack));
+        // On its first day, still 12: 12 is on track, 11 behind.
+        assert_eq!(
+            judge(Goal::AtLeast(20.0), 12.0, line.start, line).0,
+            Some(12.0)
+        );
+        assert_eq!(
+            judge(Goal::AtLeast(20.0), 11.0, line.start, line).2,
+            Status::Behind
+        );
+        // Halfway (912 of 1825 days): 12 + 8 * 912/1825.
+        let (e, _, _) = judge(Goal::AtLeast(20.0), 15.0, day("2028-07-01"), line);
+        assert!((e.unwrap() - (12.0 + 8.0 * 912.0 / 1825.0)).abs() < 1e-9);
     }
 
     #[test]

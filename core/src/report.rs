@@ -4,6 +4,14 @@
 //! (`htx.v1.ProgressReply`, also served as JSON), and that reply into a
 //! terminal table or CSV. Shared by the hub and the node, so that both show
 //! progress the same way.
+//!
+//! Every unit's figures carry what was placed at the unit itself ("at this
+//! level / not attributable below"), so the units below plus that row add
+//! up to the total, and who stands behind them ([`Provenance`]): the nodes
+//! that serve the unit and hold data for it, the oldest of their last
+//! syncs, and, when there are none, whether no node reaches the unit at
+//! all (`no_node`) or none of those that do holds data for it (`no_data`):
+//! either way its zeros are missing data, not reported zeros.
 
 use std::fmt::Write;
 
@@ -12,6 +20,23 @@ use htx_proto::v1 as pb;
 use crate::plan::{Compute, Goal};
 use crate::progress::{ProgressError, Report, UnitProgress};
 use crate::units::UnitVersion;
+
+/// `coverage` of a unit some node reported for.
+pub const REPORTED: &str = "reported";
+/// `coverage` of a unit no node's scope reaches.
+pub const NO_NODE: &str = "no_node";
+/// `coverage` of a unit nodes reach but none holds data for.
+pub const NO_DATA: &str = "no_data";
+
+/// Who stands behind one unit's figures.
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The nodes that serve the unit (their scope is the unit or lies
+    /// within it) or hold data for it (their records are placed there).
+    pub sources: Vec<pb::Source>,
+    /// Whether any node's scope reaches the unit at all.
+    pub reached: bool,
+}
 
 /// The target as people read it: "≥ 10", "> 400", "5–7", "≥ 100%".
 pub fn target_text(goal: Option<&Goal>, ratio: bool) -> String {
@@ -26,9 +51,24 @@ pub fn target_text(goal: Option<&Goal>, ratio: bool) -> String {
     }
 }
 
+/// A status as people read it, in Vietnamese (`design/vi-terms.md`).
+pub fn status_vi(status: &str) -> &'static str {
+    match status {
+        "achieved" => "đạt",
+        "above_target" => "vượt chỉ tiêu",
+        "on_track" => "đúng tiến độ",
+        "behind" => "chậm tiến độ",
+        "not_achieved" => "không đạt",
+        "no_data" => "chưa có số liệu",
+        "no_target" => "chưa giao chỉ tiêu",
+        _ => "",
+    }
+}
+
 fn unit_to_wire(
     u: &UnitProgress,
-    sources: Vec<pb::Source>,
+    names: &[(String, String, String)],
+    who: Provenance,
 ) -> Result<pb::UnitFigures, ProgressError> {
     // The engine adds in 128 bits; the wire carries 64. A total beyond that
     // is an explicit error, never a wrapped (negative) number.
@@ -39,6 +79,21 @@ fn unit_to_wire(
             value,
         })
     };
+    let coverage = match (who.sources.is_empty(), who.reached) {
+        (false, _) => REPORTED,
+        (true, true) => NO_DATA,
+        (true, false) => NO_NODE,
+    };
+    // RFC 3339 times in UTC order as text; one never synced is older than all.
+    let never_synced = who.sources.iter().any(|s| s.last_sync.is_empty());
+    let oldest_sync = who
+        .sources
+        .iter()
+        .map(|s| s.last_sync.as_str())
+        .filter(|t| !t.is_empty())
+        .min()
+        .unwrap_or_default()
+        .to_owned();
     Ok(pb::UnitFigures {
         unit: u.code.clone(),
         name: u.name.clone(),
@@ -49,7 +104,19 @@ fn unit_to_wire(
             .iter()
             .map(|f| {
                 let ratio = matches!(f.compute, Compute::Ratio);
+                let status = serde_json::to_value(f.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let (name, name_vi) = names
+                    .iter()
+                    .find(|(id, _, _)| *id == f.indicator)
+                    .map(|(_, en, vi)| (en.clone(), vi.clone()))
+                    .unwrap_or_default();
                 Ok(pb::Figure {
+                    indicator_name: name,
+                    indicator_name_vi: name_vi,
+                    status_vi: status_vi(&status).to_owned(),
                     target: target_text(f.goal.as_ref(), ratio),
                     indicator: f.indicator.clone(),
                     phase: f.phase.clone(),
@@ -59,24 +126,26 @@ fn unit_to_wire(
                     value: f.value,
                     expected: f.expected,
                     share: f.share,
-                    status: serde_json::to_value(f.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    status,
+                    here_numerator: narrow(&f.indicator, f.direct.numerator)?,
+                    here_denominator: narrow(&f.indicator, f.direct.denominator)?,
                 })
             })
             .collect::<Result<_, ProgressError>>()?,
-        sources,
+        sources: who.sources,
+        coverage: coverage.into(),
+        oldest_sync,
+        never_synced,
     })
 }
 
-/// The reply for `unit` and every unit below it, each with the nodes its
-/// figures include (`sources(unit code)`).
+/// The reply for `unit` and every unit below it, each with who stands
+/// behind its figures (`provenance(unit)`).
 pub fn to_wire(
     report: &Report,
     version: &UnitVersion,
     unit: &str,
-    sources: impl Fn(&str) -> Vec<pb::Source>,
+    provenance: impl Fn(&UnitProgress) -> Provenance,
 ) -> Result<pb::ProgressReply, ProgressError> {
     Ok(pb::ProgressReply {
         plan: report.plan.clone(),
@@ -86,9 +155,21 @@ pub fn to_wire(
             .units
             .iter()
             .filter(|u| version.within(&u.code, unit))
-            .map(|u| unit_to_wire(u, sources(&u.code)))
+            .map(|u| unit_to_wire(u, &report.indicators, provenance(u)))
             .collect::<Result<_, _>>()?,
         unplaced: report.unplaced.len() as u32,
+        phase_now: report.phase_now.clone(),
+        unplaced_records: report
+            .unplaced
+            .iter()
+            .map(|r| pb::UnplacedRecord {
+                id: r.id.clone(),
+                kind: r.kind.clone(),
+                unit: r.unit.clone(),
+                unit_version: r.unit_version.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -104,7 +185,19 @@ fn last_sync(s: &pb::Source) -> &str {
     }
 }
 
-/// One row per unit, indicator and phase.
+/// The value of a ratio's or count's part, from its numerator and denominator.
+fn part_value(compute: &str, numerator: i64, denominator: i64) -> Option<f64> {
+    match compute {
+        "ratio" if denominator == 0 => None,
+        "ratio" => Some(100.0 * numerator as f64 / denominator as f64),
+        _ => Some(numerator as f64),
+    }
+}
+
+/// One row per unit, indicator and phase (`row` = `total`), and for a unit
+/// with units below it in the reply one more per indicator and phase
+/// (`row` = `at_this_level`): what is placed at the unit itself, so that
+/// the totals of the units below plus that row make the unit's total.
 pub fn to_csv(reply: &pb::ProgressReply) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let header = [
@@ -124,6 +217,12 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
         "as_of",
         "hierarchy",
         "sources",
+        "row",
+        "coverage",
+        "oldest_sync",
+        "status_vi",
+        "indicator_name_vi",
+        "indicator_name",
     ];
     w.write_record(header).expect("writes to memory");
     for u in &reply.units {
@@ -132,8 +231,10 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
             .iter()
             .map(|s| format!("{}@{}", s.node, last_sync(s)))
             .collect();
+        let has_below = reply.units.iter().any(|c| c.parent == u.unit);
         for f in &u.figures {
             let ratio = f.compute == "ratio";
+            let den = |d: i64| if ratio { d.to_string() } else { String::new() };
             w.write_record([
                 u.unit.as_str(),
                 &u.name,
@@ -142,11 +243,7 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
                 &f.phase,
                 &f.compute,
                 &f.numerator.to_string(),
-                &if ratio {
-                    f.denominator.to_string()
-                } else {
-                    String::new()
-                },
+                &den(f.denominator),
                 &num(f.value),
                 &f.target,
                 &num(f.expected),
@@ -155,6 +252,46 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
                 &reply.as_of,
                 &reply.hierarchy,
                 &sources.join(";"),
+                "total",
+                &u.coverage,
+                &u.oldest_sync,
+                &f.status_vi,
+                &f.indicator_name_vi,
+                &f.indicator_name,
+            ])
+            .expect("writes to memory");
+        }
+        if !has_below {
+            continue;
+        }
+        for f in &u.figures {
+            w.write_record([
+                u.unit.as_str(),
+                &u.name,
+                &u.level,
+                &f.indicator,
+                &f.phase,
+                &f.compute,
+                &f.here_numerator.to_string(),
+                &if f.compute == "ratio" {
+                    f.here_denominator.to_string()
+                } else {
+                    String::new()
+                },
+                &num(part_value(&f.compute, f.here_numerator, f.here_denominator)),
+                "",
+                "",
+                "",
+                "",
+                &reply.as_of,
+                &reply.hierarchy,
+                &sources.join(";"),
+                "at_this_level",
+                &u.coverage,
+                &u.oldest_sync,
+                "",
+                &f.indicator_name_vi,
+                &f.indicator_name,
             ])
             .expect("writes to memory");
         }
@@ -162,111 +299,276 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
     String::from_utf8(w.into_inner().expect("flushes to memory")).expect("CSV of UTF-8 text")
 }
 
-/// The asked unit's figures, then one line per unit below it, for a terminal.
+/// A cell of the units-below table: the count or sum, or for a ratio its
+/// percent with the numerator and denominator (those add up, percents do not).
+fn cell(compute: &str, numerator: i64, denominator: i64) -> String {
+    match (compute, part_value(compute, numerator, denominator)) {
+        ("ratio", Some(v)) => format!("{v:.0}% ({numerator}/{denominator})"),
+        ("ratio", None) => "–".into(),
+        _ => grouped(numerator),
+    }
+}
+
+/// A whole number grouped the Vietnamese way: 1.350.000.000.
+pub fn grouped(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// A date of the wire (`YYYY-MM-DD`) as people write it: dd/mm/yyyy.
+pub fn date_vi(iso: &str) -> String {
+    match crate::schema::parse_date(iso) {
+        Some(d) => format!("{:02}/{:02}/{}", d.day(), u8::from(d.month()), d.year()),
+        None => iso.to_owned(),
+    }
+}
+
+/// Vietnam time (Asia/Ho_Chi_Minh: UTC+7 all year, no daylight saving
+/// since 1975, so a fixed offset is exact), "dd/mm/yyyy HH:MM".
+const VIETNAM: time::UtcOffset = time::macros::offset!(+7);
+
+/// An RFC 3339 time as people read it: in Vietnam time, with its age
+/// against `now` ("3 ngày trước / 3 days ago").
+pub fn time_vi(rfc3339: &str, now: time::OffsetDateTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
+        return rfc3339.to_owned();
+    };
+    let local = t.to_offset(VIETNAM);
+    let age = now - t;
+    let ago = if age.whole_days() >= 1 {
+        format!(
+            "{} ngày trước / {} days ago",
+            age.whole_days(),
+            age.whole_days()
+        )
+    } else if age.whole_hours() >= 1 {
+        format!(
+            "{} giờ trước / {} hours ago",
+            age.whole_hours(),
+            age.whole_hours()
+        )
+    } else {
+        let m = age.whole_minutes().max(0);
+        format!("{m} phút trước / {m} min ago")
+    };
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02} ({ago})",
+        local.day(),
+        u8::from(local.month()),
+        local.year(),
+        local.hour(),
+        local.minute()
+    )
+}
+
+/// What the "last sync" column says of a unit: the oldest of its sources,
+/// "never" if one of them never synced, or why there is no figure.
+fn freshness(u: &pb::UnitFigures, now: time::OffsetDateTime) -> String {
+    match u.coverage.as_str() {
+        NO_NODE => "không có máy trạm / no node".into(),
+        NO_DATA => "chưa có số liệu / no data".into(),
+        _ if u.never_synced => "chưa đồng bộ / never".into(),
+        _ => time_vi(&u.oldest_sync, now),
+    }
+}
+
+/// A table of `rows` (the first is the header), columns from `right_from`
+/// on aligned right but the last: laid out by comfy-table, which measures
+/// each cell's display width and never cuts a name short (two long names
+/// cut to the same width came out as duplicates).
+fn columns(rows: &[Vec<String>], right_from: usize) -> String {
+    use comfy_table::{CellAlignment, ContentArrangement, Table, presets};
+    let Some((header, body)) = rows.split_first() else {
+        return String::new();
+    };
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.clone());
+    for r in body {
+        t.add_row(r.clone());
+    }
+    let n = header.len();
+    for c in right_from..n.saturating_sub(1) {
+        if let Some(col) = t.column_mut(c) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out: String = t.lines().map(|l| format!("{}\n", l.trim_end())).collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+/// The asked unit's figures, then one line per unit below it and the line
+/// "at this level", for a terminal.
 pub fn to_table(reply: &pb::ProgressReply) -> String {
     let mut out = String::new();
+    let now = time::OffsetDateTime::now_utc();
     let Some(top) = reply.units.first() else {
         return out;
     };
     let _ = writeln!(
         out,
-        "{} {} — plan {}, as of {}, hierarchy {}",
-        top.unit, top.name, reply.plan, reply.as_of, reply.hierarchy
+        "{} {} — kế hoạch / plan {}, đến ngày / as of {}, danh mục / hierarchy {}",
+        top.unit,
+        top.name,
+        reply.plan,
+        date_vi(&reply.as_of),
+        reply.hierarchy
     );
     for s in &top.sources {
+        let when = match s.last_sync.as_str() {
+            "" => "chưa đồng bộ / never".to_owned(),
+            t => time_vi(t, now),
+        };
         let _ = writeln!(
             out,
-            "  includes node {} (unit {}), last synced {}",
-            s.node,
-            s.unit,
-            last_sync(s)
+            "  gồm số liệu máy trạm / includes node {} (unit {}), đồng bộ gần nhất / last synced {when}",
+            s.node, s.unit,
         );
     }
-    let _ = writeln!(
-        out,
-        "\n{:<24} {:<6} {:>14} {:>10} {:>7}  status",
-        "indicator", "phase", "value", "target", "share"
-    );
+    if top.coverage != REPORTED {
+        let _ = writeln!(
+            out,
+            "  {}: số 0 là thiếu số liệu / its zeros are missing data",
+            freshness(top, now)
+        );
+    }
+    let mut rows = vec![
+        [
+            "chỉ tiêu / indicator",
+            "giai đoạn / phase",
+            "kết quả / value",
+            "mục tiêu / target",
+            "tỷ lệ / share",
+            "đánh giá / status",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
     for f in &top.figures {
         let value = match (f.compute.as_str(), f.value) {
             ("ratio", Some(v)) => format!("{v:.0}% ({}/{})", f.numerator, f.denominator),
             ("ratio", None) => format!("– (0/{})", f.denominator),
-            _ => f.numerator.to_string(),
+            _ => grouped(f.numerator),
         };
         let share = f
             .share
             .map(|s| format!("{:.0}%", s * 100.0))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "{:<24} {:<6} {:>14} {:>10} {:>7}  {}",
-            f.indicator, f.phase, value, f.target, share, f.status
-        );
+        rows.push(vec![
+            f.indicator.clone(),
+            f.phase.clone(),
+            value,
+            f.target.clone(),
+            share,
+            format!("{} ({})", f.status_vi, f.status),
+        ]);
     }
+    let _ = write!(out, "\n{}", columns(&rows, 2));
     let children: Vec<&pb::UnitFigures> = reply
         .units
         .iter()
         .filter(|u| u.parent == top.unit)
         .collect();
     if !children.is_empty() {
-        // The phase the date falls in: the first with a figure not yet over.
-        let phase = top
-            .figures
-            .last()
-            .map(|f| f.phase.clone())
-            .unwrap_or_default();
-        let ids: Vec<&str> = top
-            .figures
-            .iter()
-            .filter(|f| f.phase == phase)
-            .map(|f| f.indicator.as_str())
-            .collect();
+        let phase = reply.phase_now.clone();
+        let shown: Vec<&pb::Figure> = top.figures.iter().filter(|f| f.phase == phase).collect();
         let _ = writeln!(
             out,
-            "\nunits below, phase {phase} (counts and sums; percents for ratios):"
+            "\nunits below, phase {phase} (counts and sums; percents for ratios, with numerator/denominator):"
         );
-        let _ = write!(out, "{:<7} {:<24}", "unit", "name");
-        for id in &ids {
-            let _ = write!(out, " {:>8}", id.chars().take(8).collect::<String>());
-        }
-        let _ = writeln!(out, "  last sync");
-        for c in children {
-            let _ = write!(
-                out,
-                "{:<7} {:<24}",
-                c.unit,
-                c.name.chars().take(24).collect::<String>()
-            );
-            for id in &ids {
-                let cell = match c
+        let mut header = vec!["unit".to_owned(), "name".to_owned()];
+        header.extend(shown.iter().map(|f| f.indicator.clone()));
+        header.push("đồng bộ gần nhất / last sync".into());
+        let mut rows = vec![header];
+        for c in &children {
+            let mut row = vec![c.unit.clone(), c.name.clone()];
+            for top_f in &shown {
+                let f = c
                     .figures
                     .iter()
-                    .find(|f| f.indicator == *id && f.phase == phase)
-                {
-                    Some(f) if f.compute == "ratio" => f
-                        .value
-                        .map(|v| format!("{v:.0}%"))
-                        .unwrap_or_else(|| "–".into()),
-                    Some(f) => f.numerator.to_string(),
+                    .find(|f| f.indicator == top_f.indicator && f.phase == phase);
+                row.push(match f {
+                    // Nobody reported for this unit: its zeros are not figures.
+                    _ if c.coverage != REPORTED => "–".into(),
+                    Some(f) => cell(&f.compute, f.numerator, f.denominator),
                     None => String::new(),
-                };
-                let _ = write!(out, " {cell:>8}");
+                });
             }
-            let last = c
-                .sources
-                .iter()
-                .map(|s| last_sync(s).get(..16).unwrap_or("never"))
-                .min()
-                .unwrap_or("no node");
-            let _ = writeln!(out, "  {last}");
+            row.push(freshness(c, now));
+            rows.push(row);
         }
+        let mut here = vec![
+            String::new(),
+            "tại cấp này (không phân bổ được xuống cấp dưới) / at this level".to_owned(),
+        ];
+        here.extend(
+            shown
+                .iter()
+                .map(|f| cell(&f.compute, f.here_numerator, f.here_denominator)),
+        );
+        here.push(String::new());
+        rows.push(here);
+        out.push_str(&columns(&rows, 2));
+    }
+    // The indicators' names, once, from the plan file.
+    let _ = writeln!(out, "\nchỉ tiêu / indicators:");
+    for f in top.figures.iter().filter(|f| f.phase == reply.phase_now) {
+        let _ = writeln!(
+            out,
+            "  {}: {} / {}",
+            f.indicator, f.indicator_name_vi, f.indicator_name
+        );
     }
     if reply.unplaced > 0 {
         let _ = writeln!(
             out,
-            "\n{} record(s) count nowhere in this hierarchy version",
+            "\n{} bản ghi không thuộc đơn vị nào của danh mục này / record(s) count nowhere in this hierarchy version:",
             reply.unplaced
         );
+        for r in &reply.unplaced_records {
+            let _ = writeln!(
+                out,
+                "  {} ({}), unit {} of {}: {}",
+                r.id, r.kind, r.unit, r.unit_version, r.reason
+            );
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_dates_and_times_are_written_the_vietnamese_way() {
+        assert_eq!(grouped(1_350_000_000), "1.350.000.000");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1.000");
+        assert_eq!(grouped(-12_345), "-12.345");
+        assert_eq!(date_vi("2025-06-30"), "30/06/2025");
+        let now = time::macros::datetime!(2025-07-03 20:00 UTC);
+        // 17:30 UTC is 00:30 the next day in Vietnam.
+        assert_eq!(
+            time_vi("2025-06-30T17:30:00Z", now),
+            "01/07/2025 00:30 (3 ngày trước / 3 days ago)"
+        );
+        assert_eq!(time_vi("not a time", now), "not a time");
+        assert_eq!(status_vi("not_achieved"), "không đạt");
+    }
 }

@@ -280,16 +280,17 @@ fn worked_example_under_the_plans_own_hierarchy() {
         Some(0.2),
         Behind,
     );
-    // 2 of at least 20: line 20 * 0.282399 = 5.6480.
+    // Phase 2 starts on 2026-01-01, from what phase 1 reached: before then
+    // its line stands where it starts, at phase 1's value (2): on track.
     assert_figure(
         fig("HTX_CONSOLIDATED", "2"),
         2.0,
         Some(Goal::AtLeast(20.0)),
-        Some(5.6480),
+        Some(2.0),
         Some(0.1),
-        Behind,
+        OnTrack,
     );
-    // 1 of 30: line 24.3385; 1 of 60: line 16.9440.
+    // 1 of 30: line 24.3385; phase 2 from 1.
     assert_figure(
         fig("THT_CONSOLIDATED", "1"),
         1.0,
@@ -302,9 +303,9 @@ fn worked_example_under_the_plans_own_hierarchy() {
         fig("THT_CONSOLIDATED", "2"),
         1.0,
         Some(Goal::AtLeast(60.0)),
-        Some(16.9440),
+        Some(1.0),
         Some(1.0 / 60.0),
-        Behind,
+        OnTrack,
     );
     // 18 of 650: line 527.3333; phase 2 has no STABLE_JOBS target.
     assert_figure(
@@ -316,26 +317,26 @@ fn worked_example_under_the_plans_own_hierarchy() {
         Behind,
     );
     assert_figure(fig("STABLE_JOBS", "2"), 18.0, None, None, None, NoTarget);
-    // More than 400 in HTX by 2030: 11, line 400 * 0.282399 = 112.9596.
+    // More than 400 in HTX by 2030: 11, the line not started (from 11).
     assert_figure(
         fig("STABLE_JOBS_HTX", "2"),
         11.0,
         Some(Goal::MoreThan(400.0)),
-        Some(112.9596),
+        Some(11.0),
         Some(11.0 / 400.0),
-        Behind,
+        OnTrack,
     );
-    // 1,300 in THT: 7, line 367.1189.
+    // 1,300 in THT: 7, from 7.
     assert_figure(
         fig("STABLE_JOBS_THT", "2"),
         7.0,
         Some(Goal::AtLeast(1300.0)),
-        Some(367.1189),
+        Some(7.0),
         Some(7.0 / 1300.0),
-        Behind,
+        OnTrack,
     );
     // The percent: 2 of 3 female HTX managers = 66.67% of 100%: behind the
-    // phase-1 line (81.1282) but above the phase-2 one (28.2399).
+    // phase-1 line (81.1282), on phase 2's (not started: from 66.67).
     let m = fig("MANAGERS_TRAINED_PCT", "1");
     assert_eq!(
         m.total,
@@ -357,7 +358,7 @@ fn worked_example_under_the_plans_own_hierarchy() {
         fig("MANAGERS_TRAINED_PCT", "2"),
         200.0 / 3.0,
         Some(Goal::AtLeast(100.0)),
-        Some(28.2399),
+        Some(200.0 / 3.0),
         Some(2.0 / 3.0),
         OnTrack,
     );
@@ -370,12 +371,12 @@ fn worked_example_under_the_plans_own_hierarchy() {
         Some(0.4),
         Behind,
     );
-    // 10 new HTX or THT by 2030: 3, line 2.8240: on track.
+    // 10 new HTX or THT by 2030: 3, from 3: on track.
     assert_figure(
         fig("NEW_HTX_THT", "2"),
         3.0,
         Some(Goal::AtLeast(10.0)),
-        Some(2.8240),
+        Some(3.0),
         Some(0.3),
         OnTrack,
     );
@@ -397,8 +398,9 @@ fn worked_example_under_the_plans_own_hierarchy() {
         Some(1.0),
         Achieved,
     );
-    // Cadres: KTTT 1/2 = 50% (lines 81.1282, 28.2399); skills 2/3 = 66.67%
-    // of 80% (line 64.9026, share 0.8333) and of 90% (line 25.4159, share 0.7407).
+    // Cadres: KTTT 1/2 = 50% (phase 1 line 81.1282, phase 2 from 50);
+    // skills 2/3 = 66.67% of 80% (line 64.9026, share 0.8333) and of 90%
+    // (from 66.67, share 0.7407).
     assert_figure(
         fig("CADRES_KTTT_TRAINED_PCT", "1"),
         50.0,
@@ -411,7 +413,7 @@ fn worked_example_under_the_plans_own_hierarchy() {
         fig("CADRES_KTTT_TRAINED_PCT", "2"),
         50.0,
         Some(Goal::AtLeast(100.0)),
-        Some(28.2399),
+        Some(50.0),
         Some(0.5),
         OnTrack,
     );
@@ -427,7 +429,7 @@ fn worked_example_under_the_plans_own_hierarchy() {
         fig("CADRES_SKILLS_PCT", "2"),
         200.0 / 3.0,
         Some(Goal::AtLeast(90.0)),
-        Some(25.4159),
+        Some(200.0 / 3.0),
         Some(0.7407),
         OnTrack,
     );
@@ -467,6 +469,96 @@ fn worked_example_under_the_plans_own_hierarchy() {
     assert_eq!(sub("366", "HTX_CONSOLIDATED").status, NoTarget);
     // A percent with nothing to divide by.
     assert_eq!(sub("366", "MANAGERS_TRAINED_PCT").value, None);
+    assert_eq!(r.phase_now, "1");
+
+    // "At this level / not attributable below" on the wire: Vụ Bản's D,
+    // entered under a 2025 commune that only Vụ Bản wholly holds, and the
+    // province's own cadre K1 and milestone M1; the rows add up.
+    let v23 = h.version("2023").unwrap();
+    let wire = htx_core::report::to_wire(&r, v23, "36", |_| Default::default()).unwrap();
+    let wf = |u: &str, ind: &str| {
+        wire.units
+            .iter()
+            .find(|x| x.unit == u)
+            .unwrap()
+            .figures
+            .iter()
+            .find(|f| f.indicator == ind && f.phase == "1")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(wf("359", "STABLE_JOBS").here_numerator, 7);
+    assert_eq!(wf("36", "ASSOCIATION").here_numerator, 1);
+    let k = wf("36", "CADRES_KTTT_TRAINED_PCT");
+    assert_eq!((k.here_numerator, k.here_denominator), (1, 1));
+    // Act4 is listed by id and the unit it was entered for.
+    assert_eq!(wire.unplaced_records.len(), 1);
+    let lost = &wire.unplaced_records[0];
+    assert_eq!(
+        (
+            lost.id.as_str(),
+            lost.unit.as_str(),
+            lost.unit_version.as_str()
+        ),
+        ("Act4", "13285", "2025")
+    );
+    let table = htx_core::report::to_table(&wire);
+    assert!(
+        table.contains("tại cấp này (không phân bổ được xuống cấp dưới) / at this level"),
+        "{table}"
+    );
+    assert!(
+        table.contains("Act4 (activity), unit 13285 of 2025"),
+        "{table}"
+    );
+    // Readable by the people who report: the date as they write it, the
+    // statuses and the indicators' names in Vietnamese from the plan file,
+    // amounts grouped.
+    assert!(table.contains("đến ngày / as of 30/06/2025"), "{table}");
+    assert!(table.contains("chậm tiến độ (behind)"), "{table}");
+    assert!(
+        table.contains(
+            "LOANS_VND: Vốn vay hỗ trợ HTX (đồng) / Loans arranged for cooperatives (VND)"
+        ),
+        "{table}"
+    );
+    assert!(table.contains("500.000.000"), "{table}");
+    let loans = wf("36", "LOANS_VND");
+    assert_eq!(loans.indicator_name_vi, "Vốn vay hỗ trợ HTX (đồng)");
+    assert_eq!(
+        (loans.status.as_str(), loans.status_vi.as_str()),
+        ("no_target", "chưa giao chỉ tiêu")
+    );
+    let csv = htx_core::report::to_csv(&wire);
+    assert!(
+        csv.lines().any(
+            |l| l.starts_with("359,Huyện Vụ Bản,district,STABLE_JOBS,1,sum,7,")
+                && l.contains(",at_this_level,")
+        ),
+        "{csv}"
+    );
+}
+
+#[test]
+fn phase_two_starts_from_what_phase_one_reached_and_phase_one_ends() {
+    // 2026-12-31: phase 1 is over (frozen at 2025-12-31), phase 2 is
+    // 364 of its 1825 days along.
+    let (plan, h) = (example_plan(), Hierarchy::builtin());
+    let r = recompute(&plan, h, "2023", day("2026-12-31"), &example_records()).unwrap();
+    assert_eq!(r.phase_now, "2");
+    let p = r.unit("36").unwrap();
+    let one = p.figure("HTX_CONSOLIDATED", "1").unwrap();
+    let two = p.figure("HTX_CONSOLIDATED", "2").unwrap();
+    // Phase 1's target (at least 10) was not met by its last day.
+    assert!(one.value.unwrap() < 10.0);
+    assert_eq!(one.status, Status::NotAchieved);
+    let from = one.value.unwrap();
+    let want = from + (20.0 - from) * 364.0 / 1825.0;
+    assert!((two.expected.unwrap() - want).abs() < 1e-9, "{two:?}");
+    // The range 5–7 of new HTX and the milestone, after phase 1: judged.
+    let new_htx = p.figure("NEW_HTX", "1").unwrap();
+    assert_ne!(new_htx.status, Status::OnTrack);
+    assert_ne!(new_htx.status, Status::Behind);
 }
 
 #[test]
@@ -850,6 +942,10 @@ fn random_record(i: usize, p: &[u8; 16]) -> Record {
     }
     let fields: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut r = rec(kind, &id(i), version, unit, &fields);
+    r.fields.insert(
+        "recorded_by".into(),
+        Value::Text(format!("node-{}", p[14] % 3)),
+    );
     if p[15].is_multiple_of(8) {
         r.fields.insert(
             "deleted_at".into(),
@@ -892,6 +988,76 @@ fn assert_children_add_up(r: &Report) {
     }
 }
 
+/// Every live record is either placed (its node is among those holding
+/// data for its unit and every unit above) or listed as unplaced, by id and
+/// the unit it was entered for; never both, never neither.
+fn assert_every_record_is_counted_or_listed(r: &Report, records: &[Record]) {
+    let h = Hierarchy::builtin();
+    let v = h.version(&r.hierarchy).unwrap();
+    let unplaced: HashMap<&str, &htx_core::progress::Unplaced> =
+        r.unplaced.iter().map(|u| (u.id.as_str(), u)).collect();
+    for rec in records.iter().filter(|x| !x.is_deleted()) {
+        let unit = rec.text("unit").unwrap();
+        let from = rec.text("unit_version").unwrap();
+        let by = rec.text("recorded_by").unwrap();
+        match h.resolve(from, unit, &r.hierarchy) {
+            Ok(code) => {
+                assert!(
+                    !unplaced.contains_key(rec.id.as_str()),
+                    "{} placed and listed",
+                    rec.id
+                );
+                for u in std::iter::once(code.as_str())
+                    .chain(v.ancestors(&code).iter().map(|a| a.code.as_str()))
+                {
+                    let holders = &r.unit(u).unwrap().recorded_by;
+                    assert!(
+                        holders.iter().any(|x| x == by),
+                        "{} by {by} not held at {u}",
+                        rec.id
+                    );
+                }
+            }
+            Err(_) => {
+                let listed = unplaced
+                    .get(rec.id.as_str())
+                    .expect("listed when not placed");
+                assert_eq!(
+                    (listed.unit.as_str(), listed.unit_version.as_str()),
+                    (unit, from)
+                );
+            }
+        }
+    }
+    assert_eq!(unplaced.len(), r.unplaced.len(), "each listed once");
+}
+
+/// On the wire, for every unit in the reply: the totals of the units
+/// below it plus its row "at this level" are its total.
+fn assert_rows_add_up_on_the_wire(r: &Report) {
+    let h = Hierarchy::builtin();
+    let v = h.version(&r.hierarchy).unwrap();
+    let root = &r.units[0].code;
+    let reply = htx_core::report::to_wire(r, v, root, |_| Default::default()).unwrap();
+    for u in &reply.units {
+        for (k, f) in u.figures.iter().enumerate() {
+            let (mut n, mut d) = (f.here_numerator, f.here_denominator);
+            for c in reply.units.iter().filter(|c| c.parent == u.unit) {
+                n += c.figures[k].numerator;
+                d += c.figures[k].denominator;
+            }
+            assert_eq!(
+                (n, d),
+                (f.numerator, f.denominator),
+                "{} {} {}",
+                u.unit,
+                f.indicator,
+                f.phase
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -919,6 +1085,12 @@ proptest! {
         let fresh = recompute(&plan, h, version, as_of, &records).unwrap();
         prop_assert_eq!(&engine.report(), &fresh);
         assert_children_add_up(&fresh);
+        assert_rows_add_up_on_the_wire(&fresh);
+        assert_every_record_is_counted_or_listed(&fresh, &records);
+        // One unit at a time, as the hub and node ask for one.
+        for u in &fresh.units {
+            prop_assert_eq!(&engine.unit(&u.code).unwrap(), u);
+        }
         // Loaded in another order, all at once.
         let reversed: Vec<Record> = records.iter().rev().cloned().collect();
         let loaded = Engine::new(plan.clone(), h, version, as_of, reversed).unwrap();
@@ -1100,7 +1272,7 @@ fn sums_of_large_values_are_exact_and_never_wrap() {
     );
 
     let v = h.version("2023").unwrap();
-    let err = htx_core::report::to_wire(&report, v, "36", |_| vec![]).unwrap_err();
+    let err = htx_core::report::to_wire(&report, v, "36", |_| Default::default()).unwrap_err();
     assert!(
         matches!(&err, ProgressError::TooLarge { indicator, value, .. }
             if indicator == "LOANS_VND" && *value == exact),

@@ -5,11 +5,20 @@
 //! are fed to it, so a merged change shows up without recomputing the
 //! province. Any other date or version is computed from scratch from the
 //! record index ([`htx_core::index`]), holding neither the replica nor the
-//! live view, so such a query never holds up a sync. Each unit's figures name the nodes whose data they
-//! include and when each last synced.
+//! live view, so such a query never holds up a sync.
+//!
+//! Each unit's figures name their sources: the nodes whose scope is the
+//! unit or lies within it (they serve it, so their zeros are reported
+//! zeros, and one that never synced shows as such), and the nodes whose
+//! scope holds the unit and whose records are placed in it (a
+//! province-level node is a source of a district only where it recorded
+//! something there). A unit with neither says "no node" when no node's
+//! scope reaches it (a province-level node does not count: it is the
+//! province's own office), or "no data" when the district node that
+//! reaches it holds nothing for it; either way its zeros are missing data.
 
 use htx_core::plan::Plan;
-use htx_core::progress::{self, Engine, ProgressError, Report};
+use htx_core::progress::{self, Engine, ProgressError, Report, UnitProgress};
 use htx_core::report;
 use htx_core::schema::Record;
 use htx_core::units::Hierarchy;
@@ -107,25 +116,38 @@ pub fn reply(
         Some(u) => h.unit(version, u)?.code.clone(),
         None => v.roots().next().map(|u| u.code.clone()).unwrap_or_default(),
     };
-    report::to_wire(report, v, &unit, |code| sources(version, code, nodes))
+    report::to_wire(report, v, &unit, |u| provenance(version, u, nodes))
 }
 
-/// The nodes whose units overlap `unit` (asked in `version`).
-fn sources(version: &str, unit: &str, nodes: &[(Enrolment, NodeStats)]) -> Vec<pb::Source> {
+/// The sources of unit `u` (asked in `version`): see the module doc.
+fn provenance(
+    version: &str,
+    u: &UnitProgress,
+    nodes: &[(Enrolment, NodeStats)],
+) -> report::Provenance {
     let h = Hierarchy::builtin();
     let Ok(v) = h.version(version) else {
-        return Vec::new();
+        return report::Provenance::default();
     };
-    nodes
-        .iter()
-        .filter(|(e, _)| {
-            h.resolve(&e.unit_version, &e.unit, version)
-                .is_ok_and(|n| v.within(&n, unit) || v.within(unit, &n))
-        })
-        .map(|(e, s)| pb::Source {
-            node: e.name.clone(),
-            unit: e.unit.clone(),
-            last_sync: s.last_sync.clone(),
-        })
-        .collect()
+    let mut out = report::Provenance::default();
+    for (e, s) in nodes {
+        let Ok(scope) = h.resolve(&e.unit_version, &e.unit, version) else {
+            continue;
+        };
+        let serves = v.within(&scope, &u.code);
+        let holds = v.within(&u.code, &scope);
+        // A node whose scope is the whole province (in this version) is
+        // the province's own office: it reaches a unit below only where
+        // its records are.
+        let whole = v.unit(&scope).is_some_and(|s| s.parent.is_none());
+        out.reached |= serves || (holds && !whole);
+        if serves || (holds && u.recorded_by.binary_search(&e.name).is_ok()) {
+            out.sources.push(pb::Source {
+                node: e.name.clone(),
+                unit: e.unit.clone(),
+                last_sync: s.last_sync.clone(),
+            });
+        }
+    }
+    out
 }

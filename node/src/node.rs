@@ -782,11 +782,17 @@ impl Node {
             unit: b.unit.clone(),
             last_sync: self.sync_status().last_success,
         };
-        htx_core::report::to_wire(&report, v, &unit, |code| {
-            if v.within(code, &own) || v.within(&own, code) {
-                vec![me.clone()]
-            } else {
-                Vec::new()
+        // This node serves the units its scope lies within, and holds data
+        // for the units below its scope where records are placed.
+        htx_core::report::to_wire(&report, v, &unit, |u| {
+            let serves = v.within(&own, &u.code);
+            let holds = v.within(&u.code, &own);
+            htx_core::report::Provenance {
+                sources: match serves || (holds && !u.recorded_by.is_empty()) {
+                    true => vec![me.clone()],
+                    false => Vec::new(),
+                },
+                reached: serves || (holds && v.unit(&own).is_some_and(|s| s.parent.is_some())),
             }
         })
         .map_err(bad)

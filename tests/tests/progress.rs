@@ -286,3 +286,80 @@ async fn nodes_use_the_plan_the_hub_publishes_and_cannot_change_it() {
         "the hub's plan is unchanged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_names_only_the_nodes_that_serve_a_unit_and_adds_up() {
+    let hub = TestHub::start().await;
+    let city = hub.enroll_node("356", "node-356");
+    let hai_hau = hub.enroll_node("366", "node-366"); // enrolled, never syncs
+    let province = hub.enroll_node("36", "node-36");
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    // The province office records a cadre of its own, at province level.
+    province
+        .write(vec![
+            record_from_strings(
+                "cadre",
+                [
+                    ("name", "Trần Thị Lan"),
+                    ("level", "province"),
+                    ("unit", "36"),
+                    ("kttt_support", "true"),
+                ],
+            )
+            .unwrap(),
+        ])
+        .unwrap();
+    city.sync().await.unwrap();
+    province.sync().await.unwrap();
+    let _ = &hai_hau;
+
+    let p = hub
+        .hub()
+        .progress(&htx_hub::progress::Query::default())
+        .unwrap();
+    let unit = |code: &str| p.units.iter().find(|u| u.unit == code).unwrap();
+    let names =
+        |code: &str| -> Vec<String> { unit(code).sources.iter().map(|s| s.node.clone()).collect() };
+    // Nam Trực (362): no node serves it; the province's node holds nothing
+    // there: "no node", not the province node's last sync.
+    assert_eq!(unit("362").coverage, "no_node");
+    assert!(names("362").is_empty());
+    // The city: its own node only, not the province-level one.
+    assert_eq!(names("356"), ["node-356"]);
+    assert_eq!(unit("356").coverage, "reported");
+    assert!(!unit("356").oldest_sync.is_empty());
+    // Hải Hậu's node never synced: it is a source, and says so.
+    assert_eq!(names("366"), ["node-366"]);
+    assert!(unit("366").never_synced);
+    // The province: every node, and the never-synced one is not hidden.
+    let mut all = names("36");
+    all.sort();
+    assert_eq!(all, ["node-356", "node-36", "node-366"]);
+    assert!(unit("36").never_synced);
+
+    // The cadre is at the province itself: the districts' rows plus the
+    // row "at this level" make the province's total.
+    let total = figure(&p, "36", "CADRES_KTTT_TRAINED_PCT", "1");
+    assert_eq!((total.denominator, total.here_denominator), (1, 1));
+    let below: i64 = p
+        .units
+        .iter()
+        .filter(|u| u.parent == "36")
+        .map(|u| figure(&p, &u.unit, "HTX_CONSOLIDATED", "1").numerator)
+        .sum();
+    let htx = figure(&p, "36", "HTX_CONSOLIDATED", "1");
+    assert_eq!(below + htx.here_numerator, htx.numerator);
+
+    // The table as people read it.
+    let table = htx_core::report::to_table(&p);
+    let line = |code: &str| {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(code))
+            .unwrap_or_else(|| panic!("{code} in {table}"))
+            .to_owned()
+    };
+    assert!(line("362").contains("no node"), "{table}");
+    assert!(line("366").contains("never"), "{table}");
+    assert!(table.contains("tại cấp này (không phân bổ"), "{table}");
+}
