@@ -51,6 +51,9 @@ pub struct HubConfig {
     pub max_streams_per_connection: u32,
     /// A session that sends nothing for this long is closed.
     pub idle_timeout_secs: u64,
+    /// A node whose last completed sync is older than this is shown as
+    /// stale on the dashboard (first in the nodes page, flagged on units).
+    pub stale_after_days: i64,
 }
 
 impl Default for HubConfig {
@@ -74,6 +77,7 @@ impl Default for HubConfig {
             max_docs_per_session: 10_000,
             max_streams_per_connection: 16,
             idle_timeout_secs: 120,
+            stale_after_days: 7,
         }
     }
 }
@@ -121,7 +125,7 @@ impl HubConfig {
 
     /// Refuses settings that make no sense, naming the field.
     pub fn validate(&self) -> Result<(), String> {
-        let positive: [(&str, u64); 8] = [
+        let positive: [(&str, u64); 9] = [
             ("node_cert_days", self.node_cert_days.max(0) as u64),
             ("max_message_bytes", self.max_message_bytes as u64),
             ("max_batch_bytes", self.max_batch_bytes as u64),
@@ -133,6 +137,7 @@ impl HubConfig {
                 self.max_streams_per_connection as u64,
             ),
             ("idle_timeout_secs", self.idle_timeout_secs),
+            ("stale_after_days", self.stale_after_days.max(0) as u64),
         ];
         for (field, v) in positive {
             if v == 0 {
