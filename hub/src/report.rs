@@ -27,12 +27,19 @@ use crate::hub::Hub;
 use crate::table::{Cell, Table, sheet_name};
 use crate::views::{self, ViewError};
 
+/// Dates as `YYYY-MM-DD` in JSON.
+fn ser_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&htx_core::schema::format_date(*d))
+}
+
 /// The span a report covers.
 #[derive(Debug, Clone, Serialize)]
 pub struct Period {
     /// As asked: `2025`, `phase-1`.
     pub id: String,
+    #[serde(serialize_with = "ser_date")]
     pub from: Date,
+    #[serde(serialize_with = "ser_date")]
     pub to: Date,
 }
 
@@ -91,6 +98,7 @@ pub struct Stamp {
     pub plan: String,
     pub plan_name: String,
     pub period: Period,
+    #[serde(serialize_with = "ser_date")]
     pub as_of: Date,
     pub phase: String,
     pub hierarchy: String,
