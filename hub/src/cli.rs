@@ -655,12 +655,7 @@ fn user(command: UserCommand) -> anyhow::Result<()> {
                 } else {
                     a.units.join(",")
                 };
-                println!(
-                    "{:<20} {:<8} {:<9} {units}",
-                    a.name,
-                    a.role.as_str(),
-                    state
-                );
+                println!("{:<20} {:<8} {:<9} {units}", a.name, a.role.as_str(), state);
             }
         }
     }
@@ -709,7 +704,10 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
     let (bytes, ext) = match a.format {
         ReportFormat::Xlsx => (report.to_xlsx(lang)?, "xlsx"),
         ReportFormat::Json => (serde_json::to_vec_pretty(&report)?, "json"),
-        ReportFormat::Html => (crate::web::reports::standalone(&report, lang)?.into_bytes(), "html"),
+        ReportFormat::Html => (
+            crate::web::reports::standalone(&report, lang)?.into_bytes(),
+            "html",
+        ),
     };
     let out = a.out.unwrap_or_else(|| {
         PathBuf::from(format!(

@@ -54,9 +54,15 @@ pub enum ReportError {
     )]
     OtherPlan(String, String),
     #[error("{0}")]
-    View(#[from] ViewError),
+    View(Box<ViewError>),
     #[error("cannot write the workbook: {0}")]
     Xlsx(#[from] XlsxError),
+}
+
+impl From<ViewError> for ReportError {
+    fn from(e: ViewError) -> Self {
+        ReportError::View(Box::new(e))
+    }
 }
 
 /// A year (`2025`) or a phase of the plan (`phase-1`, `1`).
@@ -385,14 +391,34 @@ impl Report {
         let s = &self.stamp;
         let d = htx_web::format::date;
         vec![
-            (tr.t("hub-report-plan"), format!("{} ({})", s.plan_name, s.plan)),
-            (tr.t("hub-report-period"), format!("{} ({} – {})", s.period.id, d(s.period.from), d(s.period.to))),
+            (
+                tr.t("hub-report-plan"),
+                format!("{} ({})", s.plan_name, s.plan),
+            ),
+            (
+                tr.t("hub-report-period"),
+                format!(
+                    "{} ({} – {})",
+                    s.period.id,
+                    d(s.period.from),
+                    d(s.period.to)
+                ),
+            ),
             (tr.t("hub-as-of"), d(s.as_of)),
             (tr.t("hub-phase"), s.phase.clone()),
-            (tr.t("hub-col-unit"), format!("{} ({})", s.unit_name, s.unit)),
+            (
+                tr.t("hub-col-unit"),
+                format!("{} ({})", s.unit_name, s.unit),
+            ),
             (tr.t("hub-hierarchy"), s.hierarchy.clone()),
             (tr.t("hub-report-data-version"), s.data_version.clone()),
-            (tr.t("hub-report-generated"), htx_web::format::date_text(&s.generated_at) + " " + s.generated_at.get(11..16).unwrap_or("") + " UTC"),
+            (
+                tr.t("hub-report-generated"),
+                htx_web::format::date_text(&s.generated_at)
+                    + " "
+                    + s.generated_at.get(11..16).unwrap_or("")
+                    + " UTC",
+            ),
         ]
     }
 

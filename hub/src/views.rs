@@ -225,7 +225,10 @@ mod tests {
             ]
         );
         assert_eq!(month_end(date!(2024 - 02 - 03)), date!(2024 - 02 - 29));
-        assert_eq!(previous_month_end(date!(2024 - 01 - 15)), date!(2023 - 12 - 31));
+        assert_eq!(
+            previous_month_end(date!(2024 - 01 - 15)),
+            date!(2023 - 12 - 31)
+        );
         // 32 month ends from the plan's start to the end of phase 1.
         assert_eq!(
             month_ends(date!(2023 - 05 - 01), date!(2025 - 12 - 31)).len(),

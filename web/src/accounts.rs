@@ -384,30 +384,28 @@ impl Accounts {
         }
         let good = password.len() <= MAX_PASSWORD && verify_password(password, &account.password);
         let lockout = self.lockout;
-        let outcome = self
-            .update(|f| {
-                let Some(a) = f.users.get_mut(name) else {
+        self.update(|f| {
+            let Some(a) = f.users.get_mut(name) else {
+                return Ok(Err(SignInError::Refused));
+            };
+            if good {
+                a.failed_logins = 0;
+                a.locked_until = None;
+                if a.disabled {
                     return Ok(Err(SignInError::Refused));
-                };
-                if good {
-                    a.failed_logins = 0;
-                    a.locked_until = None;
-                    if a.disabled {
-                        return Ok(Err(SignInError::Refused));
-                    }
-                    return Ok(Ok(a.clone()));
                 }
-                a.failed_logins += 1;
-                if a.failed_logins >= lockout.max_failures {
-                    let until = rfc3339(now() + time::Duration::minutes(lockout.minutes));
-                    a.locked_until = Some(until.clone());
-                    a.failed_logins = 0;
-                    return Ok(Err(SignInError::Locked { until }));
-                }
-                Ok(Err(SignInError::Refused))
-            })
-            .map_err(unavailable)?;
-        outcome
+                return Ok(Ok(a.clone()));
+            }
+            a.failed_logins += 1;
+            if a.failed_logins >= lockout.max_failures {
+                let until = rfc3339(now() + time::Duration::minutes(lockout.minutes));
+                a.locked_until = Some(until.clone());
+                a.failed_logins = 0;
+                return Ok(Err(SignInError::Locked { until }));
+            }
+            Ok(Err(SignInError::Refused))
+        })
+        .map_err(unavailable)?
     }
 }
 

@@ -126,7 +126,11 @@ pub async fn page(
             Cell::text(&r.unit),
             Cell::text(&r.unit_name),
             Cell::text(&r.last_sync),
-            Cell::text(if r.stale { tr.t("hub-yes") } else { String::new() }),
+            Cell::text(if r.stale {
+                tr.t("hub-yes")
+            } else {
+                String::new()
+            }),
             Cell::Int(r.documents as i64),
             Cell::Int(r.behind as i64),
             Cell::Int(r.refusals as i64),

@@ -213,7 +213,9 @@ pub async fn page(
         return Ok(file);
     }
     let h = Hierarchy::builtin();
-    let v = h.version(&ctx.version).map_err(|e| WebError::Internal(e.to_string()))?;
+    let v = h
+        .version(&ctx.version)
+        .map_err(|e| WebError::Internal(e.to_string()))?;
     let mut crumbs = Vec::new();
     let mut cur = v.unit(&ctx.unit).and_then(|u| u.parent.clone());
     while let Some(code) = cur {

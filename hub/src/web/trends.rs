@@ -86,7 +86,7 @@ pub fn chart(
             .y_label_formatter(&ylabel)
             .light_line_style(GRID)
             .bold_line_style(GRID)
-            .label_style(("sans-serif", 12))
+            .label_style(("sans-serif", 15))
             .draw()
             .map_err(|e| e.to_string())?;
         if let Some(t) = target {
@@ -102,13 +102,8 @@ pub fn chart(
                 .filter_map(|(i, v)| v.map(|v| (i, v)))
                 .collect()
         };
-        c.draw_series(DashedLineSeries::new(
-            pts(pace),
-            6,
-            4,
-            PACE.stroke_width(1),
-        ))
-        .map_err(|e| e.to_string())?;
+        c.draw_series(DashedLineSeries::new(pts(pace), 6, 4, PACE.stroke_width(1)))
+            .map_err(|e| e.to_string())?;
         c.draw_series(LineSeries::new(pts(values), BRAND.stroke_width(3)))
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
@@ -116,11 +111,16 @@ pub fn chart(
     Ok(svg)
 }
 
+/// One indicator over the months.
+struct Line {
+    id: String,
+    target: String,
+    values: Vec<Option<f64>>,
+    pace: Vec<Option<f64>>,
+}
+
 /// Each indicator of `phase`: its values, pace and target over the months.
-fn lines<'r>(
-    replies: &'r [pb::ProgressReply],
-    phase: &str,
-) -> Vec<(String, String, Vec<Option<f64>>, Vec<Option<f64>>)> {
+fn lines<'r>(replies: &'r [pb::ProgressReply], phase: &str) -> Vec<Line> {
     let Some(last) = replies.last().and_then(|r| r.units.first()) else {
         return Vec::new();
     };
@@ -143,7 +143,12 @@ fn lines<'r>(
                 .iter()
                 .map(|r| at(r).and_then(|g| g.expected))
                 .collect();
-            (f.indicator.clone(), f.target.clone(), values, pace)
+            Line {
+                id: f.indicator.clone(),
+                target: f.target.clone(),
+                values,
+                pace,
+            }
         })
         .collect()
 }
@@ -164,7 +169,7 @@ pub async fn page(
     let lines = lines(&replies, &ctx.phase.id);
     // The table behind the charts: one row per month, one column per indicator.
     let mut headers = vec![tr.t("hub-col-date")];
-    headers.extend(lines.iter().map(|l| l.0.clone()));
+    headers.extend(lines.iter().map(|l| l.id.clone()));
     let mut table = Table {
         title: format!("{} {}", tr.t("hub-nav-trends"), ctx.unit),
         headers,
@@ -172,7 +177,7 @@ pub async fn page(
     };
     for (i, d) in dates.iter().enumerate() {
         let mut row = vec![Cell::text(format::date(*d))];
-        row.extend(lines.iter().map(|l| Cell::opt(l.2[i])));
+        row.extend(lines.iter().map(|l| Cell::opt(l.values[i])));
         table.rows.push(row);
     }
     if let Some(file) = super::download(
@@ -183,13 +188,23 @@ pub async fn page(
         return Ok(file);
     }
     let mut charts = Vec::new();
-    for (id, target, values, pace) in &lines {
+    for Line {
+        id,
+        target,
+        values,
+        pace,
+    } in &lines
+    {
         let svg = chart(tr.lang, &dates, values, pace, super::target_number(target))
             .map_err(WebError::Internal)?;
         charts.push(Chart {
             id: id.clone(),
             name: super::indicator_name(&app.hub, tr.lang, id),
-            target: target.clone(),
+            target: if target == "milestone" {
+                tr.t("hub-milestone")
+            } else {
+                target.clone()
+            },
             svg,
         });
     }
