@@ -141,6 +141,72 @@ pub enum Command {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Accounts of the dashboard (the pages on the HTTP port).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// The yearly report or a phase review: cover and sections, stamped
+    /// with plan, period, as-of date, hierarchy version, nodes and data version.
+    Report {
+        dir: PathBuf,
+        /// The plan's id (checked against the hub's plan).
+        #[arg(long)]
+        plan: Option<String>,
+        /// A year (2025) or a phase (phase-1).
+        #[arg(long)]
+        period: String,
+        /// A unit (GSO code; default: the province).
+        #[arg(long)]
+        unit: Option<String>,
+        /// 2023, 2024 or 2025 (default: the hub's).
+        #[arg(long)]
+        hierarchy: Option<String>,
+        #[arg(long, default_value = "xlsx")]
+        format: ReportFormat,
+        /// Where to write it (default: bao-cao-UNIT-PERIOD.EXT here; `-` for stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// English instead of Vietnamese.
+        #[arg(long)]
+        english: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Creates an account; the password is read from standard input (one line).
+    Add {
+        dir: PathBuf,
+        name: String,
+        /// admin (everything, accounts included), analyst (figures and
+        /// reports; closes periods) or viewer (reads).
+        #[arg(long)]
+        role: String,
+        /// Restricts the account to this unit and those below it (GSO code in
+        /// the hub's hierarchy version; repeat for several). None: every unit.
+        #[arg(long = "unit")]
+        units: Vec<String>,
+    },
+    /// Sets a new password (read from standard input) and lifts a lock-out.
+    Passwd { dir: PathBuf, name: String },
+    /// Disables an account at once (its open sessions stop working), or
+    /// enables it again with --enable.
+    Disable {
+        dir: PathBuf,
+        name: String,
+        #[arg(long)]
+        enable: bool,
+    },
+    /// Lists the accounts: name, role, units, state.
+    List { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ReportFormat {
+    Xlsx,
+    Html,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -496,6 +562,28 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
                 );
             }
         }
+        Command::User { command } => user(command)?,
+        Command::Report {
+            dir,
+            plan,
+            period,
+            unit,
+            hierarchy,
+            format,
+            out,
+            english,
+        } => {
+            report(ReportArgs {
+                dir,
+                plan,
+                period,
+                unit,
+                hierarchy,
+                format,
+                out,
+                english,
+            })?;
+        }
         Command::Nodes {
             dir,
             format,
@@ -551,4 +639,156 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// `htx-hub user ...`: the dashboard's accounts in `DIR/users.json`.
+fn user(command: UserCommand) -> anyhow::Result<()> {
+    let accounts = |dir: &Path| -> anyhow::Result<htx_web::Accounts> {
+        HubConfig::load(dir)?; // a hub home, or a clear error
+        Ok(htx_web::Accounts::new(
+            dir,
+            htx_web::accounts::Lockout::default(),
+        ))
+    };
+    match command {
+        UserCommand::Add {
+            dir,
+            name,
+            role,
+            units,
+        } => {
+            let role: htx_web::Role = role.parse()?;
+            if role == htx_web::Role::Editor {
+                bail!(
+                    "the hub has no editors (records are written on nodes): admin, analyst or viewer / máy chủ tỉnh không có vai trò nhập liệu"
+                );
+            }
+            let cfg = HubConfig::load(&dir)?;
+            let h = htx_core::units::Hierarchy::builtin();
+            for u in &units {
+                h.unit(&cfg.default_unit_version, u).map_err(|e| {
+                    anyhow::anyhow!("--unit {u}: {e} / mã đơn vị không có trong danh mục")
+                })?;
+            }
+            let password = read_password()?;
+            let a = accounts(&dir)?.add(&name, role, units, &password)?;
+            println!(
+                "account {:?} created ({}{}) / đã tạo tài khoản",
+                a.name,
+                a.role.as_str(),
+                if a.units.is_empty() {
+                    String::new()
+                } else {
+                    format!(", units {}", a.units.join(", "))
+                }
+            );
+        }
+        UserCommand::Passwd { dir, name } => {
+            let password = read_password()?;
+            accounts(&dir)?.set_password(&name, &password)?;
+            println!("password of {name:?} changed / đã đổi mật khẩu");
+        }
+        UserCommand::Disable { dir, name, enable } => {
+            accounts(&dir)?.set_disabled(&name, !enable)?;
+            if enable {
+                println!("account {name:?} enabled / đã mở lại tài khoản");
+            } else {
+                println!("account {name:?} disabled / đã khóa tài khoản");
+            }
+        }
+        UserCommand::List { dir } => {
+            println!("{:<20} {:<8} {:<9} units", "name", "role", "state");
+            for a in accounts(&dir)?.list()? {
+                let state = if a.disabled {
+                    "disabled"
+                } else if a.locked_until.is_some() {
+                    "locked?"
+                } else {
+                    "active"
+                };
+                let units = if a.units.is_empty() {
+                    "all".to_owned()
+                } else {
+                    a.units.join(",")
+                };
+                println!("{:<20} {:<8} {:<9} {units}", a.name, a.role.as_str(), state);
+            }
+        }
+    }
+    Ok(())
+}
+
+struct ReportArgs {
+    dir: PathBuf,
+    plan: Option<String>,
+    period: String,
+    unit: Option<String>,
+    hierarchy: Option<String>,
+    format: ReportFormat,
+    out: Option<PathBuf>,
+    english: bool,
+}
+
+/// `htx-hub report`: opens the hub's store (stop `run` first, or download
+/// the same report from the dashboard's report page).
+fn report(a: ReportArgs) -> anyhow::Result<()> {
+    let hub = match Hub::open(&a.dir) {
+        Ok(h) => h,
+        Err(e) => match e.downcast_ref::<htx_core::storage::StoreError>() {
+            Some(htx_core::storage::StoreError::Locked(_)) => bail!(
+                "the hub is running: download the report from its report page (/report), or stop it first / máy chủ đang chạy: tải báo cáo từ trang Báo cáo"
+            ),
+            _ => return Err(e),
+        },
+    };
+    if let Some(p) = &a.plan
+        && *p != hub.plan().id
+    {
+        return Err(crate::report::ReportError::OtherPlan(hub.plan().id.clone(), p.clone()).into());
+    }
+    let lang = if a.english {
+        htx_web::Lang::En
+    } else {
+        htx_web::Lang::Vi
+    };
+    let req = crate::report::Request {
+        unit: a.unit.unwrap_or_default(),
+        period: a.period,
+        hierarchy: a.hierarchy.unwrap_or_default(),
+    };
+    let report = crate::report::build(&hub, lang, &req)?;
+    let (bytes, ext) = match a.format {
+        ReportFormat::Xlsx => (report.to_xlsx(lang)?, "xlsx"),
+        ReportFormat::Json => (serde_json::to_vec_pretty(&report)?, "json"),
+        ReportFormat::Html => (
+            crate::web::reports::standalone(&report, lang)?.into_bytes(),
+            "html",
+        ),
+    };
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "bao-cao-{}-{}.{ext}",
+            report.stamp.unit, report.stamp.period.id
+        ))
+    });
+    if out.as_os_str() == "-" {
+        use std::io::Write;
+        std::io::stdout().write_all(&bytes)?;
+    } else {
+        write_atomic(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!(
+            "report written to {} (data version {}) / đã ghi báo cáo",
+            out.display(),
+            report.stamp.data_version
+        );
+    }
+    Ok(())
 }

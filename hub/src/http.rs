@@ -1,5 +1,8 @@
 //! # Progress over HTTP, for people and programs
 //!
+//! The dashboard's pages ([`crate::web`]) are served on the same port;
+//! `/api/progress` stays open to programs (it names no one).
+//!
 //! `GET /api/progress?unit=&as_of=&hierarchy=` answers JSON;
 //! `&format=csv` (or `/api/progress.csv`) answers CSV, one row per unit,
 //! indicator and phase. Bad input gets `400` with the reason in English and
@@ -29,7 +32,8 @@ pub fn router(hub: Hub) -> Router {
     Router::new()
         .route("/api/progress", get(progress))
         .route("/api/progress.csv", get(progress_csv))
-        .with_state(hub)
+        .with_state(hub.clone())
+        .merge(crate::web::router(hub))
 }
 
 async fn progress(State(hub): State<Hub>, QueryParams(p): QueryParams<Params>) -> Response {

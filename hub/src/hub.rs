@@ -150,6 +150,10 @@ impl Hub {
     pub fn home(&self) -> &Home {
         &self.0.home
     }
+    /// The plan progress is computed with.
+    pub fn plan(&self) -> &Plan {
+        &self.0.plan
+    }
 
     /// The merged replica. If a task panicked while holding it (a bug met on
     /// a crafted input, say), memory may differ from the disk: the replica

@@ -11,6 +11,11 @@
 //! - [`validate`] — checks a node's changes on a copy before they merge;
 //!   [`quarantine`] keeps what is refused, [`audit`] logs both;
 //! - [`admin`] — the administration API and the servers;
+//! - [`views`] — what the dashboard and the reports read (the progress API,
+//!   months, scopes, node freshness, the data version);
+//!   [`table`] — a page's table, also as `.csv` and `.xlsx`;
+//!   [`report`] — the yearly report and the phase reviews;
+//!   [`web`] — the dashboard's pages on the HTTP port (on `htx-web`);
 //! - [`cli`] — the `htx-hub` commands; [`node_list`]: what `nodes` prints.
 
 pub mod admin;
@@ -23,8 +28,12 @@ pub mod hub;
 pub mod node_list;
 pub mod progress;
 pub mod quarantine;
+pub mod report;
 pub mod session;
 pub mod sync_service;
+pub mod table;
 pub mod telemetry;
 pub mod tls;
 pub mod validate;
+pub mod views;
+pub mod web;

@@ -20,8 +20,8 @@ use crate::audit::audit_event;
 use crate::home::Enrolment;
 use crate::hub::{Hub, NodeStats};
 use crate::quarantine;
-use crate::telemetry::{self, Refusal as Refused};
 use crate::session;
+use crate::telemetry::{self, Refusal as Refused};
 use crate::validate::{self, Checked, Refusal};
 
 pub struct SyncService {

@@ -37,6 +37,9 @@ use crate::i18n::Lang;
 pub enum Role {
     /// Read only.
     Viewer,
+    /// Read, and work on figures (at the hub: close periods); changes no
+    /// records.
+    Analyst,
     /// Read, and change records of the units allowed.
     Editor,
     /// Everything, accounts included.
@@ -47,6 +50,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
             Role::Editor => "editor",
             Role::Admin => "admin",
         }
@@ -58,6 +62,7 @@ impl FromStr for Role {
     fn from_str(s: &str) -> Result<Role, AccountError> {
         match s {
             "viewer" => Ok(Role::Viewer),
+            "analyst" => Ok(Role::Analyst),
             "editor" => Ok(Role::Editor),
             "admin" => Ok(Role::Admin),
             other => Err(AccountError::BadRole(other.to_owned())),
@@ -135,7 +140,7 @@ pub enum AccountError {
         "{0:?} is not a valid account name: 1 to 64 letters, digits, '.', '_' or '-' / tên tài khoản không hợp lệ"
     )]
     BadName(String),
-    #[error("{0:?} is not a role: admin, editor or viewer / vai trò không hợp lệ")]
+    #[error("{0:?} is not a role: admin, editor, analyst or viewer / vai trò không hợp lệ")]
     BadRole(String),
     #[error(
         "the password must have at least {MIN_PASSWORD} characters / mật khẩu phải có ít nhất {MIN_PASSWORD} ký tự"

@@ -1,0 +1,323 @@
+//! # The province's dashboard: pages on the hub's HTTP port
+//!
+//! Built on `htx-web` (accounts in `DIR/users.json`, sessions, CSRF-checked
+//! forms, translations, the base layout). One module per area:
+//! [`overview`] (a unit's indicators, its sources), [`units`] (the
+//! drill-down table), [`nodes`], [`trends`] (SVG charts), [`reports`] (the
+//! yearly and phase reports). Every page reads the hub's progress API
+//! through [`crate::views`], checks that the officer may see the unit
+//! asked for (a viewer restricted to a district sees that district and its
+//! communes, whatever the URL says), and offers its table as `.csv` and
+//! `.xlsx` (`&format=csv|xlsx`, from the same [`crate::table::Table`]).
+
+pub mod nodes;
+pub mod overview;
+pub mod reports;
+pub mod trends;
+pub mod units;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use htx_core::plan::Phase;
+use htx_core::units::Hierarchy;
+use htx_web::{NavItem, SignedIn, Web, WebError};
+use serde::Deserialize;
+use time::Date;
+
+use crate::hub::Hub;
+use crate::table::Table;
+use crate::views;
+
+/// The router state: the hub and the web layer.
+#[derive(Clone)]
+pub struct App {
+    pub hub: Hub,
+    pub web: Web,
+}
+
+impl FromRef<App> for Web {
+    fn from_ref(app: &App) -> Web {
+        app.web.clone()
+    }
+}
+
+/// Largest form body accepted (sign-in, language switch).
+const BODY_LIMIT: usize = 16 * 1024;
+
+/// The dashboard's routes, with the shared ones (sign-in, language,
+/// stylesheet), wrapped in the web layer's body limit and security headers.
+pub fn router(hub: Hub) -> Router {
+    let nav = vec![
+        NavItem {
+            path: "/",
+            label: "hub-nav-overview",
+        },
+        NavItem {
+            path: "/units",
+            label: "hub-nav-units",
+        },
+        NavItem {
+            path: "/trends",
+            label: "hub-nav-trends",
+        },
+        NavItem {
+            path: "/nodes",
+            label: "hub-nav-nodes",
+        },
+        NavItem {
+            path: "/report",
+            label: "hub-nav-report",
+        },
+    ];
+    let web = Web::open(
+        &hub.home().dir,
+        htx_web::Settings::new(site_name(&hub), nav),
+    );
+    let app = App { hub, web };
+    let router = Router::new()
+        .route("/", get(overview::page))
+        .route("/units", get(units::page))
+        .route("/nodes", get(nodes::page))
+        .route("/trends", get(trends::page))
+        .route("/report", get(reports::page))
+        .merge(htx_web::routes::routes())
+        .fallback(htx_web::routes::not_found)
+        .with_state(app);
+    htx_web::routes::layers(router, BODY_LIMIT)
+}
+
+fn site_name(hub: &Hub) -> String {
+    let h = Hierarchy::builtin();
+    h.unit(&hub.plan().hierarchy, &hub.plan().unit)
+        .map(|u| format!("{} · {}", u.name, "Hội LHPN"))
+        .unwrap_or_else(|_| hub.plan().id.clone())
+}
+
+/// What a page may be asked for in its query string; empty means default.
+#[derive(Debug, Default, Deserialize)]
+pub struct Params {
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default)]
+    pub as_of: Option<String>,
+    #[serde(default)]
+    pub hierarchy: Option<String>,
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Drill-down: the column to sort by (`name`, `code` or an indicator).
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// Drill-down: `1` sorts from largest to smallest.
+    #[serde(default)]
+    pub desc: Option<String>,
+    /// `csv` or `xlsx`: the page's table as a file.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Reports: a year (`2025`) or a phase (`phase-1`).
+    #[serde(default)]
+    pub period: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The view a page shows, checked: a known hierarchy version, a date, a
+/// phase of the plan, and a unit the officer may see.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub version: String,
+    pub as_of: Date,
+    pub phase: Phase,
+    pub unit: String,
+    /// The hub's default hierarchy version (accounts' units are in it).
+    pub default_version: String,
+}
+
+impl Ctx {
+    pub fn resolve(app: &App, me: &SignedIn, p: &Params) -> Result<Ctx, WebError> {
+        let default_version = app.hub.config().default_unit_version.clone();
+        let version = given(&p.hierarchy).unwrap_or(&default_version).to_owned();
+        let h = Hierarchy::builtin();
+        let v = h.version(&version).map_err(|_| {
+            WebError::BadRequest(format!(
+                "phiên bản danh mục không tồn tại: {version:?} (2023, 2024, 2025) / unknown hierarchy version"
+            ))
+        })?;
+        let as_of = match given(&p.as_of) {
+            None => crate::progress::today(),
+            Some(d) => htx_web::format::parse_date(d).ok_or_else(|| {
+                WebError::BadRequest(format!(
+                    "ngày không hợp lệ: {d:?} (dd/mm/yyyy) / not a date"
+                ))
+            })?,
+        };
+        let phase = views::phase(app.hub.plan(), given(&p.phase), as_of)
+            .map_err(|e| WebError::BadRequest(e.to_string()))?
+            .clone();
+        let unit = match given(&p.unit) {
+            Some(u) => {
+                if v.unit(u).is_none() {
+                    return Err(WebError::NotFound);
+                }
+                u.to_owned()
+            }
+            None => views::home_unit(&me.account, &default_version, &version)
+                .ok_or(WebError::Forbidden)?,
+        };
+        if !views::may_see(&me.account, &default_version, &version, &unit) {
+            me.audit("unit_refused", &unit, &me.path);
+            return Err(WebError::Forbidden);
+        }
+        Ok(Ctx {
+            version,
+            as_of,
+            phase,
+            unit,
+            default_version,
+        })
+    }
+
+    /// The query string that shows this view again (links, downloads).
+    pub fn query(&self) -> String {
+        serde_urlencoded::to_string([
+            ("unit", self.unit.as_str()),
+            ("as_of", &htx_core::schema::format_date(self.as_of)),
+            ("hierarchy", &self.version),
+            ("phase", &self.phase.id),
+        ])
+        .expect("encodes")
+    }
+}
+
+/// Runs `f` off the async threads (progress reads the store).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, views::ViewError> + Send + 'static,
+) -> Result<T, WebError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))
+}
+
+/// The page's table as a file, if `format` asks for one.
+pub fn download(table: &Table, name: &str, format: Option<&str>) -> Option<Response> {
+    let (bytes, mime, ext) = match format? {
+        "csv" => (table.to_csv(), "text/csv; charset=utf-8", "csv"),
+        "xlsx" => match table.to_xlsx() {
+            Ok(b) => (
+                b,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                "xlsx",
+            ),
+            Err(e) => return Some(WebError::Internal(e.to_string()).into_response()),
+        },
+        other => {
+            return Some(
+                WebError::BadRequest(format!(
+                    "định dạng không hỗ trợ: {other:?} (csv, xlsx) / unsupported format"
+                ))
+                .into_response(),
+            );
+        }
+    };
+    Some(file(bytes, mime, &format!("{name}.{ext}")))
+}
+
+/// A file to download.
+pub fn file(bytes: Vec<u8>, mime: &'static str, filename: &str) -> Response {
+    let safe: String = filename
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, mime.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{safe}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+/// The Vietnamese (or English) name of an indicator.
+pub fn indicator_name(hub: &Hub, lang: htx_web::Lang, id: &str) -> String {
+    hub.plan()
+        .indicator(id)
+        .map(|i| {
+            if lang == htx_web::Lang::Vi && !i.name_vi.is_empty() {
+                i.name_vi.clone()
+            } else {
+                i.name.clone()
+            }
+        })
+        .unwrap_or_else(|| id.to_owned())
+}
+
+/// A phase's name in the officer's language.
+pub fn phase_name(lang: htx_web::Lang, p: &Phase) -> String {
+    if lang == htx_web::Lang::Vi && !p.name_vi.is_empty() {
+        p.name_vi.clone()
+    } else {
+        p.name.clone()
+    }
+}
+
+/// The first number in a target's text ("≥ 10" → 10, "5–7" → 5): the
+/// scale of a progress bar. `None` for a milestone.
+pub fn target_number(target: &str) -> Option<f64> {
+    let start = target.find(|c: char| c.is_ascii_digit())?;
+    let rest = &target[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok().filter(|x: &f64| *x > 0.0)
+}
+
+/// A figure's value as people read it: a count with thousands separators,
+/// or a percent with its numerator and denominator.
+pub fn value_text(lang: htx_web::Lang, f: &htx_proto::v1::Figure) -> String {
+    use htx_web::format;
+    if f.compute == "ratio" {
+        match f.value {
+            Some(v) => format!(
+                "{}% ({}/{})",
+                format::decimal(lang, v),
+                format::count(lang, f.numerator),
+                format::count(lang, f.denominator)
+            ),
+            None => format!("– (0/{})", format::count(lang, f.denominator)),
+        }
+    } else {
+        format::count(lang, f.numerator)
+    }
+}
+
+/// A figure's value as a number (a percent for a ratio).
+pub fn value_number(f: &htx_proto::v1::Figure) -> Option<f64> {
+    if f.compute == "ratio" {
+        f.value
+    } else {
+        Some(f.numerator as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_numbers() {
+        assert_eq!(target_number("≥ 10"), Some(10.0));
+        assert_eq!(target_number("> 400"), Some(400.0));
+        assert_eq!(target_number("5–7"), Some(5.0));
+        assert_eq!(target_number("≥ 100%"), Some(100.0));
+        assert_eq!(target_number("milestone"), None);
+    }
+}

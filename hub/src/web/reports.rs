@@ -1,0 +1,174 @@
+//! # Reports as a page, a workbook and JSON
+//!
+//! `/report?period=2025` shows the yearly report as a printable page (A4;
+//! print it to PDF from the browser); `&format=xlsx` downloads the
+//! workbook, `&format=json` the same data. The unit is the officer's (or
+//! `?unit=`, checked like every page).
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use htx_web::{SignedIn, Tr, WebError};
+
+use super::{App, Ctx, Params};
+use crate::report::{self, Report};
+
+#[derive(Template)]
+#[template(path = "report.html")]
+pub struct ReportPartial<'a> {
+    pub tr: Tr,
+    pub report: &'a Report,
+    pub cover: Vec<(String, String)>,
+    pub query: String,
+    pub periods: Vec<(String, String)>,
+    /// Links to download (not in the file the CLI writes).
+    pub links: bool,
+}
+
+impl ReportPartial<'_> {
+    /// A cell as shown: numbers the Vietnamese way.
+    pub fn cell(&self, c: &crate::table::Cell) -> String {
+        use crate::table::Cell;
+        match c {
+            Cell::Text(s) => s.clone(),
+            Cell::Int(n) => htx_web::format::count(self.tr.lang, *n),
+            Cell::Num(x) => htx_web::format::decimal(self.tr.lang, *x),
+            Cell::Empty => String::new(),
+        }
+    }
+    pub fn is_num(&self, c: &crate::table::Cell) -> bool {
+        matches!(c, crate::table::Cell::Int(_) | crate::table::Cell::Num(_))
+    }
+    pub fn node_sync(&self, s: &str) -> String {
+        if s.is_empty() {
+            self.tr.t("hub-never")
+        } else {
+            htx_web::format::date_text(s) + " " + s.get(11..16).unwrap_or("")
+        }
+    }
+}
+
+/// The periods offered: every year of the plan so far, and its phases.
+pub fn periods(app: &App) -> Vec<(String, String)> {
+    let plan = app.hub.plan();
+    let this_year = crate::progress::today().year();
+    let last = plan
+        .phases
+        .last()
+        .map(|p| p.end.year())
+        .unwrap_or(this_year);
+    let mut out: Vec<(String, String)> = (plan.start.year()..=this_year.min(last))
+        .map(|y| (y.to_string(), y.to_string()))
+        .collect();
+    out.extend(
+        plan.phases
+            .iter()
+            .map(|p| (format!("phase-{}", p.id), p.name_vi.clone())),
+    );
+    out
+}
+
+pub async fn page(
+    me: SignedIn,
+    State(app): State<App>,
+    Query(p): Query<Params>,
+) -> Result<Response, WebError> {
+    let ctx = Ctx::resolve(&app, &me, &p)?;
+    let tr = me.tr();
+    let period = super::given(&p.period)
+        .map(str::to_owned)
+        .unwrap_or_else(|| crate::progress::today().year().to_string());
+    let req = report::Request {
+        unit: ctx.unit.clone(),
+        period: period.clone(),
+        hierarchy: ctx.version.clone(),
+    };
+    let hub = app.hub.clone();
+    let lang = tr.lang;
+    let built = tokio::task::spawn_blocking(move || report::build(&hub, lang, &req))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let report = match built {
+        Ok(r) => r,
+        Err(e @ report::ReportError::BadPeriod(_)) => {
+            return Err(WebError::BadRequest(e.to_string()));
+        }
+        Err(e) => return Err(WebError::Internal(e.to_string())),
+    };
+    let name = format!("bao-cao-{}-{}", report.stamp.unit, report.stamp.period.id);
+    match super::given(&p.format) {
+        Some("xlsx") => {
+            let bytes = report
+                .to_xlsx(lang)
+                .map_err(|e| WebError::Internal(e.to_string()))?;
+            me.audit("report_downloaded", &name, &report.stamp.data_version);
+            return Ok(super::file(
+                bytes,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                &format!("{name}.xlsx"),
+            ));
+        }
+        Some("json") => {
+            let bytes = serde_json::to_vec_pretty(&report).expect("serializes");
+            return Ok(super::file(
+                bytes,
+                "application/json",
+                &format!("{name}.json"),
+            ));
+        }
+        Some(other) => {
+            return Err(WebError::BadRequest(format!(
+                "định dạng không hỗ trợ: {other:?} (xlsx, json) / unsupported format"
+            )));
+        }
+        None => {}
+    }
+    let query = serde_urlencoded::to_string([
+        ("unit", ctx.unit.as_str()),
+        ("hierarchy", &ctx.version),
+        ("period", &period),
+    ])
+    .expect("encodes");
+    let partial = ReportPartial {
+        tr,
+        cover: report.cover(lang),
+        report: &report,
+        query,
+        periods: periods(&app),
+        links: true,
+    }
+    .render()?;
+    Ok(me.page("hub-report-title", &partial)?.into_response())
+}
+
+#[derive(Template)]
+#[template(path = "report_doc.html")]
+struct Standalone<'a> {
+    tr: Tr,
+    title: &'a str,
+    style: &'a str,
+    body: &'a str,
+}
+
+/// The report as one HTML file with its stylesheet inside (for
+/// `htx-hub report --format html`): opens and prints without the hub.
+pub fn standalone(report: &Report, lang: htx_web::Lang) -> Result<String, askama::Error> {
+    let tr = Tr::new(lang);
+    let body = ReportPartial {
+        tr,
+        cover: report.cover(lang),
+        report,
+        query: String::new(),
+        periods: Vec::new(),
+        links: false,
+    }
+    .render()?;
+    let title = format!("{} — {}", tr.t("hub-report-title"), report.stamp.unit_name);
+    Standalone {
+        tr,
+        title: &title,
+        style: htx_web::routes::STYLESHEET,
+        body: &body,
+    }
+    .render()
+}

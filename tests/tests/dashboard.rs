@@ -1,0 +1,576 @@
+//! The province's dashboard as its users meet it: a district viewer signs
+//! in and sees that district only (whatever the URL says), an admin drills
+//! down from the province, downloads tables and the yearly report, and
+//! every figure on a page or in a file is the progress API's. Forged forms
+//! and bad queries are refused with a page, and nothing changes.
+//!
+//! Real hub (served on loopback), real nodes syncing over mutual TLS, real
+//! HTTP (a few lines of client below, with its cookie), the real
+//! `htx-hub user` and `htx-hub report` commands.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use htx_core::schema::record_from_strings;
+use htx_tests::{Record, TestHub, TestNode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "mật khẩu đủ dài 2025";
+
+/// An in-scope HTX (a woman chairs it), founded with Union support and
+/// consolidated in 2024: one more for HTX_CONSOLIDATED.
+fn consolidated_htx(node: &TestNode, unit: &str, name: &str) {
+    let mut coop = record_from_strings(
+        "cooperative",
+        [
+            ("type", "HTX"),
+            ("name", name),
+            ("unit", unit),
+            ("union_supported", "true"),
+            ("founded_on", "2024-02-01"),
+            ("consolidated_on", "2024-06-01"),
+        ],
+    )
+    .unwrap();
+    coop.id = htx_core::schema::new_id();
+    let chair: Record = record_from_strings(
+        "manager",
+        [
+            ("cooperative", coop.id.as_str()),
+            ("name", "Nguyễn Thị Hoa"),
+            ("gender", "female"),
+            ("role", "chair"),
+        ],
+    )
+    .unwrap();
+    node.write(vec![coop, chair]).expect("recorded");
+}
+
+fn activity(node: &TestNode, unit: &str, kind: &str, held_on: &str, women: &str) {
+    let mut a = record_from_strings(
+        "activity",
+        [
+            ("type", kind),
+            ("held_on", held_on),
+            ("unit", unit),
+            ("participants", "40"),
+            ("women", women),
+        ],
+    )
+    .unwrap();
+    a.id = htx_core::schema::new_id();
+    node.write(vec![a]).expect("recorded");
+}
+
+/// `htx-hub user add DIR NAME --role ROLE [--unit U]...`, password on stdin.
+fn add_user(dir: &std::path::Path, name: &str, role: &str, units: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(htx_tests::bin("htx-hub"));
+    cmd.args(["user", "add"])
+        .arg(dir)
+        .args([name, "--role", role]);
+    for u in units {
+        cmd.args(["--unit", u]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("htx-hub runs");
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    }
+}
+
+/// A browser without a browser: one cookie, HTTP/1.1, `Connection: close`.
+struct Client {
+    addr: String,
+    cookie: Option<String>,
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = body.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..end]).unwrap().trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[end + 2..end + 2 + size]);
+        body = &body[end + 2 + size + 2..];
+    }
+}
+
+impl Client {
+    fn new(base: &str) -> Client {
+        Client {
+            addr: base.strip_prefix("http://").unwrap().to_owned(),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, body: &str) -> Reply {
+        let mut s = tokio::net::TcpStream::connect(&self.addr).await.unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        if let Some(c) = &self.cookie {
+            req.push_str(&format!("Cookie: {c}\r\n"));
+        }
+        if method == "POST" {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut body = raw[split + 4..].to_vec();
+        let status = headers.split(' ').nth(1).unwrap().parse().unwrap();
+        let reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if reply
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            body = dechunk(&body);
+        }
+        for l in reply.headers.lines() {
+            if let Some(v) = l
+                .strip_prefix("set-cookie: ")
+                .or(l.strip_prefix("Set-Cookie: "))
+                && v.starts_with("htx_session=")
+            {
+                self.cookie = Some(v.split(';').next().unwrap().to_owned());
+            }
+        }
+        Reply { body, ..reply }
+    }
+
+    async fn get(&mut self, path: &str) -> Reply {
+        self.send("GET", path, "").await
+    }
+
+    /// The CSRF token of the page at `path` (every form carries it).
+    async fn csrf(&mut self, path: &str) -> String {
+        let page = self.get(path).await.text();
+        let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+        page[at..at + page[at..].find('"').unwrap()].to_owned()
+    }
+
+    async fn sign_in(base: &str, name: &str) -> Client {
+        let mut c = Client::new(base);
+        let csrf = c.csrf("/login").await;
+        let body =
+            serde_urlencoded_pairs(&[("csrf", &csrf), ("name", name), ("password", PASSWORD)]);
+        let r = c.send("POST", "/login", &body).await;
+        assert_eq!(r.status, 303, "{name} signs in: {}", r.text());
+        c
+    }
+}
+
+fn serde_urlencoded_pairs(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let enc: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={enc}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// With `HTX_SAVE_PAGES=DIR`, keeps a page (stylesheet inlined) to look
+/// at in a browser or screenshot: `deploy/screenshots.sh` does both.
+fn keep(name: &str, page: &str) {
+    let Ok(dir) = std::env::var("HTX_SAVE_PAGES") else {
+        return;
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let css = format!("<style>{}</style>", htx_web::routes::STYLESHEET);
+    let page = page.replace(r#"<link rel="stylesheet" href="/static/style.css">"#, &css);
+    std::fs::write(
+        std::path::Path::new(&dir).join(format!("{name}.html")),
+        page,
+    )
+    .unwrap();
+}
+
+fn api_figure(json: &serde_json::Value, unit: &str, indicator: &str, phase: &str) -> i64 {
+    json["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["unit"] == unit)
+        .unwrap()["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["indicator"] == indicator && f["phase"] == phase)
+        .unwrap()["numerator"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_province_and_a_district_see_their_own_figures() {
+    let hub = TestHub::start().await;
+    let city = hub.enroll_node("356", "node-356");
+    let vu_ban = hub.enroll_node("359", "node-359");
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&city, "13633", "HTX Rau sạch Lộc Hạ");
+    consolidated_htx(&vu_ban, "13741", "HTX Mây tre Gôi");
+    activity(&city, "356", "forum", "2024-03-10", "30");
+    activity(&vu_ban, "359", "forum", "2024-04-10", "25");
+    activity(&vu_ban, "359", "communication", "2023-04-10", "10"); // before 2024
+    city.sync().await.unwrap();
+    vu_ban.sync().await.unwrap();
+
+    // Accounts, through the real command.
+    let out = add_user(hub.dir(), "lan", "viewer", &["356"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(add_user(hub.dir(), "admin", "admin", &[]).status.success());
+    let out = add_user(hub.dir(), "bad", "viewer", &["99999"]);
+    assert!(!out.status.success(), "an unknown unit is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("danh mục"));
+    let out = add_user(hub.dir(), "ed", "editor", &[]);
+    assert!(!out.status.success(), "the hub has no editors");
+
+    let base = hub.http_url();
+    let as_of = "as_of=2024-12-31";
+
+    // Not signed in: to the sign-in page, for every page.
+    let mut anon = Client::new(&base);
+    for p in ["/", "/units", "/nodes", "/trends", "/report"] {
+        let r = anon.get(p).await;
+        assert_eq!(r.status, 303, "{p}");
+        assert_eq!(r.header("location").as_deref(), Some("/login"));
+    }
+
+    // The district viewer: her district, its communes, nothing else.
+    let mut lan = Client::sign_in(&base, "lan").await;
+    let home = lan.get(&format!("/?{as_of}")).await;
+    assert_eq!(home.status, 200);
+    let page = home.text();
+    keep("district-overview", &page);
+    assert!(page.contains("Thành phố Nam Định"), "her district's page");
+    assert!(
+        page.contains("HTX do phụ nữ tham gia quản lý"),
+        "Vietnamese indicator names"
+    );
+    assert!(page.contains("node-356"), "its source");
+    assert!(!page.contains("node-359"));
+    for forbidden in [
+        "/?unit=359",
+        "/?unit=36",
+        "/?unit=13741",
+        "/units?unit=36",
+        "/units?unit=359",
+        "/trends?unit=359",
+        "/report?unit=36&period=2024",
+        "/?unit=359&format=csv",
+        "/units?unit=36&format=xlsx",
+    ] {
+        let r = lan.get(forbidden).await;
+        assert_eq!(r.status, 403, "{forbidden}");
+        assert!(
+            r.text().contains("Không có quyền"),
+            "{forbidden}: a Vietnamese page"
+        );
+    }
+    // In 2025 there are no districts: her view has no counterpart there.
+    assert_eq!(lan.get("/?hierarchy=2025").await.status, 403);
+    let units = lan.get(&format!("/units?{as_of}")).await.text();
+    assert!(units.contains("data-unit=\"13633\""), "her communes");
+    assert!(!units.contains("data-unit=\"13741\""));
+    let nodes = lan.get("/nodes").await.text();
+    assert!(nodes.contains("data-node=\"node-356\""));
+    assert!(!nodes.contains("node-359"), "another district's node");
+    let csv = lan.get("/nodes?format=csv").await.text();
+    assert!(!csv.contains("node-359"), "nor in the download");
+
+    // Forged forms: no token, a wrong token; the session stays.
+    let r = lan.send("POST", "/logout", "").await;
+    assert_eq!(r.status, 403);
+    let r = lan
+        .send("POST", "/lang", "lang=en&back=/&csrf=forged")
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        lan.get("/").await.status,
+        200,
+        "still signed in, still Vietnamese"
+    );
+    assert!(lan.get("/").await.text().contains("Tổng quan"));
+
+    // The admin drills down from the province.
+    let mut admin = Client::sign_in(&base, "admin").await;
+    let api: serde_json::Value = serde_json::from_slice(
+        &admin
+            .get("/api/progress?unit=36&as_of=2024-12-31")
+            .await
+            .body,
+    )
+    .unwrap();
+    let page = admin.get(&format!("/?{as_of}")).await.text();
+    keep("overview", &page);
+    keep("login", &Client::new(&base).get("/login").await.text());
+    keep("forbidden", &lan.get("/?unit=359").await.text());
+    keep(
+        "units",
+        &admin.get(&format!("/units?unit=36&{as_of}")).await.text(),
+    );
+    keep("nodes", &admin.get("/nodes").await.text());
+    keep("report", &admin.get("/report?period=2024").await.text());
+    keep("overview-en", &{
+        let csrf = admin.csrf("/").await;
+        admin
+            .send("POST", "/lang", &format!("lang=en&back=/&csrf={csrf}"))
+            .await;
+        let p = admin.get(&format!("/?{as_of}")).await.text();
+        let csrf = admin.csrf("/").await;
+        admin
+            .send("POST", "/lang", &format!("lang=vi&back=/&csrf={csrf}"))
+            .await;
+        p
+    });
+    let n = api_figure(&api, "36", "HTX_CONSOLIDATED", "1");
+    assert_eq!(n, 3);
+    assert!(
+        page.contains(&format!("data-indicator=\"HTX_CONSOLIDATED\">{n}<")),
+        "the overview shows the API's figure"
+    );
+    let drill = admin
+        .get(&format!(
+            "/units?unit=36&{as_of}&sort=HTX_CONSOLIDATED&desc=1"
+        ))
+        .await
+        .text();
+    let (a, b) = (
+        drill.find("data-unit=\"356\"").unwrap(),
+        drill.find("data-unit=\"359\"").unwrap(),
+    );
+    assert!(a < b, "356 (2) before 359 (1), largest first");
+    let drill = admin
+        .get(&format!("/units?unit=36&{as_of}&sort=HTX_CONSOLIDATED"))
+        .await
+        .text();
+    let (a, b) = (
+        drill.find("data-unit=\"356\"").unwrap(),
+        drill.find("data-unit=\"359\"").unwrap(),
+    );
+    assert!(b < a, "smallest first");
+    let csv = admin
+        .get(&format!("/units?unit=36&{as_of}&format=csv"))
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-disposition").unwrap().contains(".csv"));
+    let csv = csv.text();
+    let line = csv.lines().find(|l| l.starts_with("356,")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "HTX_CONSOLIDATED")
+        .unwrap();
+    assert_eq!(line.split(',').nth(col), Some("2"));
+    let trends = admin.get(&format!("/trends?{as_of}")).await;
+    assert_eq!(trends.status, 200);
+    let trends = trends.text();
+    keep("trends", &trends);
+    assert!(trends.contains("<svg"), "charts drawn on the server");
+
+    // The yearly report as a workbook, checked against the API.
+    let r = admin.get("/report?period=2024").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Phiên bản dữ liệu"));
+    let r = admin.get("/report?period=2024&format=xlsx").await;
+    assert_eq!(r.status, 200);
+    let path = hub.dir().join("report.xlsx");
+    std::fs::write(&path, &r.body).unwrap();
+    check_workbook(&path, &api);
+
+    // Bad input: a page that says so, in Vietnamese first.
+    for (bad, status) in [
+        ("/?as_of=hôm-qua", 400),
+        ("/?hierarchy=1999", 400),
+        ("/?phase=9", 400),
+        ("/?format=exe", 400),
+        ("/?unit=%3Cscript%3E", 404),
+        ("/report?period=2025;DROP", 400),
+        ("/report?period=2024&format=pdf", 400),
+    ] {
+        let r = admin.get(bad).await;
+        assert_eq!(r.status, status, "{bad}");
+        assert!(!r.text().contains("<script>"), "{bad}: escaped");
+    }
+    let huge = "x".repeat(64 * 1024);
+    let r = admin
+        .send("POST", "/lang", &format!("lang=en&back={huge}"))
+        .await;
+    assert_eq!(r.status, 413, "an oversized form");
+
+    // A disabled account is out at once.
+    let out = std::process::Command::new(htx_tests::bin("htx-hub"))
+        .args(["user", "disable"])
+        .arg(hub.dir())
+        .arg("lan")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(lan.get("/").await.status, 303);
+}
+
+/// The workbook's indicator sheet holds the API's figures, and its cover
+/// the stamp.
+fn check_workbook(path: &std::path::Path, api: &serde_json::Value) {
+    use calamine::{DataType, Reader, Xlsx, open_workbook};
+    let mut wb: Xlsx<_> = open_workbook(path).expect("an .xlsx");
+    let names = wb.sheet_names().to_vec();
+    assert!(names.len() >= 6, "cover and five sections: {names:?}");
+    let cover = wb.worksheet_range(&names[0]).unwrap();
+    let cover_text: Vec<String> = cover.rows().flatten().map(|c| c.to_string()).collect();
+    assert!(cover_text.iter().any(|c| c == "Phiên bản dữ liệu"));
+    assert!(cover_text.iter().any(|c| c.contains("node-356")));
+    let sheet = wb.worksheet_range(&names[1]).unwrap();
+    let mut checked = 0;
+    for row in sheet.rows().skip(1) {
+        let id = row[0].to_string();
+        let value = row[3].as_f64().unwrap_or(0.0) as i64;
+        assert_eq!(value, api_figure(api, "36", &id, "1"), "{id}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "every indicator: {checked}");
+    // Activities of 2024: two forums, 55 women; the 2023 one is not counted.
+    let acts = wb.worksheet_range(&names[3]).unwrap();
+    let forum = acts
+        .rows()
+        .find(|r| r[0].get_string() == Some("Diễn đàn"))
+        .expect("forums");
+    assert_eq!(forum[1].as_f64(), Some(2.0));
+    assert_eq!(forum[3].as_f64(), Some(55.0));
+    assert!(
+        !acts
+            .rows()
+            .any(|r| r[0].to_string().contains("Tuyên truyền"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_command_writes_the_same_report_with_its_stamp() {
+    let mut hub = TestHub::start().await;
+    let city = hub.enroll_node("356", "node-356");
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    city.sync().await.unwrap();
+    hub.stop().await;
+    let out_file = hub.dir().join("r.json");
+    let out = htx_tests::run(
+        "htx-hub",
+        &[
+            "report".as_ref(),
+            hub.dir().as_os_str(),
+            "--plan".as_ref(),
+            "de-an-01-nam-dinh".as_ref(),
+            "--period".as_ref(),
+            "2024".as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+            "--out".as_ref(),
+            out_file.as_os_str(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", out.stderr);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let stamp = &json["stamp"];
+    assert_eq!(stamp["plan"], "de-an-01-nam-dinh");
+    assert_eq!(stamp["as_of"], "2024-12-31");
+    assert_eq!(stamp["hierarchy"], "2023");
+    assert_eq!(stamp["nodes"][0]["node"], "node-356");
+    let version = stamp["data_version"].as_str().unwrap().to_owned();
+    assert_eq!(version.len(), 24);
+    // The same data gives the same data version; the workbook is written too.
+    let xlsx = hub.dir().join("r.xlsx");
+    let out = htx_tests::run(
+        "htx-hub",
+        &[
+            "report".as_ref(),
+            hub.dir().as_os_str(),
+            "--period".as_ref(),
+            "2024".as_ref(),
+            "--out".as_ref(),
+            xlsx.as_os_str(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains(&version));
+    // Another plan or a bad period is refused, in both languages.
+    let out = htx_tests::run(
+        "htx-hub",
+        &[
+            "report".as_ref(),
+            hub.dir().as_os_str(),
+            "--plan".as_ref(),
+            "other".as_ref(),
+            "--period".as_ref(),
+            "2024".as_ref(),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("kế hoạch"));
+    let out = htx_tests::run(
+        "htx-hub",
+        &[
+            "report".as_ref(),
+            hub.dir().as_os_str(),
+            "--period".as_ref(),
+            "hôm qua".as_ref(),
+        ],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("kỳ báo cáo"));
+}
