@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v systemd-analyze >/dev/null; then
-  apt-get install -y -qq systemd >/dev/null
+  apt-get update -qq && apt-get install -y -qq systemd >/dev/null
 fi
 status=0
 for unit in htx-hub.service htx-node.service; do

@@ -473,9 +473,7 @@ async fn init_writes_a_documented_config_and_every_field_comes_from_the_environm
             );
         }
     }
-    for field in ["node_cert_secs"] {
-        assert!(htx_hub::config::EXAMPLE.contains(&format!("# {field} = ")));
-    }
+    assert!(htx_hub::config::EXAMPLE.contains("# node_cert_secs = "));
     assert!(htx_node::config::EXAMPLE.contains("# hub_url = "));
     let hub_toml = std::fs::read_to_string(s.path("hub/hub.toml")).unwrap();
     assert!(hub_toml.contains("# Where nodes connect"), "{hub_toml}");
