@@ -181,7 +181,7 @@ pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
         {
             rec.fields.insert(field.clone(), v);
         }
-        if values.len() > 1 {
+        if values.len() > 1 && !schema::LAST_CHANGE_FIELDS.contains(&field.as_str()) {
             rec.conflicts.insert(field, values);
         }
     }

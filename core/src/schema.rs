@@ -198,6 +198,11 @@ pub const KINDS: &[KindSpec] = &[
     },
 ];
 
+/// Who changed a record last. Concurrent edits of different fields each set
+/// them, so several values here are not a conflict for officers to resolve:
+/// Automerge picks the same one on every replica, and that one is shown.
+pub const LAST_CHANGE_FIELDS: &[&str] = &["changed_at", "changed_by"];
+
 /// Fields every record has, set by the system (`unit` and `unit_version` by
 /// the officer too).
 pub const SYSTEM_FIELDS: &[&str] = &[
