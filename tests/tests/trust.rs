@@ -108,7 +108,18 @@ async fn a_node_cannot_write_the_plan() {
         .change(REFERENCE_DOC, |d| d.put(ROOT, "plan", "nothing to do"))
         .expect("stored")
         .expect("edited");
-    assert_refused(&hub, &node, &before, &[REFERENCE_DOC, "may not write"]).await;
+    // Our node never sends the reference document; a hostile client does.
+    let forged = pb::DocChanges {
+        doc: REFERENCE_DOC.into(),
+        changes: unsent(&hub, &node, REFERENCE_DOC),
+    };
+    assert!(!forged.changes.is_empty());
+    let err = raw_session(&node, vec![vec![forged]])
+        .await
+        .expect_err("refused");
+    assert!(err.message().contains("may not write"), "{err}");
+    assert!(err.message().contains(REFERENCE_DOC), "{err}");
+    assert_eq!(hub.export(), before, "the merged data did not change");
     assert_eq!(
         hub.hub().replica().heads(REFERENCE_DOC),
         plan,
