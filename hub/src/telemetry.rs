@@ -149,7 +149,7 @@ fn render(hub: &Hub) -> anyhow::Result<String> {
         let since = parse_time(&v.stats.last_sync).or_else(|| parse_time(&v.enrolment.enrolled_at));
         if let Some(t) = since {
             metrics::gauge!("htx_hub_node_last_sync_age_seconds", "node" => node.clone())
-                .set((now - t).as_seconds_f64());
+                .set((now - t).as_seconds_f64().max(0.0)); // a sync may land after `now`
         }
         metrics::gauge!("htx_hub_node_documents_behind", "node" => node.clone())
             .set(v.documents_behind as f64);
