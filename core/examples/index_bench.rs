@@ -69,7 +69,9 @@ fn main() {
             .expect("written");
     }
     let t = Instant::now();
-    index::ensure(&replica).expect("indexed");
+    let mut batch = WriteBatch::default();
+    index::rebuild(&replica, &mut batch).expect("indexed");
+    replica.commit(batch).expect("stored");
     let build = t.elapsed();
     println!(
         "store: {} records in {DOCS} documents; indexing them once took {:.2} s",

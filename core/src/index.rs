@@ -11,9 +11,9 @@
 //!   index and the documents never disagree, even after a crash;
 //! - read with [`Store::scan`], which is one point in time, without the
 //!   replica (so a long query never holds up a sync);
-//! - marked with [`FORMAT`] in the replica's metadata: a store with no
-//!   marker, or an older one, is indexed again from its documents when it is
-//!   opened ([`ensure`]).
+//! - built whole from the documents by the store migration that first
+//!   needs it ([`rebuild`], run by [`crate::format`] when the hub opens a
+//!   store of an older format), never by a check of its own.
 
 use std::collections::BTreeMap;
 
@@ -24,9 +24,9 @@ use crate::replica::{Replica, ReplicaError};
 use crate::schema::{Record, Value};
 use crate::storage::{Store, StoreError, WriteBatch};
 
-/// Version of the stored values; bump it to have every store re-indexed.
+/// Version of the stored values. Changing it needs a store migration that
+/// calls [`rebuild`] (see [`crate::format`], "Adding a migration").
 pub const FORMAT: u8 = 1;
-const MARKER: &str = "record_index";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -156,25 +156,19 @@ pub fn read_doc(store: &dyn Store, doc: &str) -> Result<Vec<Record>, IndexError>
         .collect()
 }
 
-/// Indexes every record of `replica` from its documents, unless the store
-/// already holds an index of this [`FORMAT`]. Returns whether it did.
-pub fn ensure(replica: &Replica) -> Result<bool, IndexError> {
-    if replica.meta(MARKER)?.as_deref() == Some(&[FORMAT]) {
-        return Ok(false);
-    }
-    let mut batch = WriteBatch::default();
+/// Adds to `batch` the writes that index every record of `replica` from
+/// its documents, in place of whatever index the store holds.
+pub fn rebuild(replica: &Replica, batch: &mut WriteBatch) -> Result<(), IndexError> {
     for (k, _) in replica.store().scan(b"r\0")? {
         batch.delete(k);
     }
     for id in replica.doc_ids() {
         let doc = replica.doc(id).expect("listed");
         for rec in docs::read_records(doc).map_err(ReplicaError::from)? {
-            put(&mut batch, id, &rec);
+            put(batch, id, &rec);
         }
     }
-    Replica::put_meta(&mut batch, MARKER, [FORMAT]);
-    replica.commit(batch)?;
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -201,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn records_come_back_exactly_and_a_store_is_indexed_once() {
+    fn records_come_back_exactly_from_a_rebuilt_index() {
         let store = Arc::new(MemoryStore::default());
         let mut r = Replica::open(store.clone()).unwrap();
         let (a, b) = (coop("HTX Hạ Long"), coop("HTX 12"));
@@ -211,8 +205,9 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert!(ensure(&r).unwrap(), "a store without an index is indexed");
-        assert!(!ensure(&r).unwrap(), "once");
+        let mut batch = WriteBatch::default();
+        rebuild(&r, &mut batch).unwrap();
+        r.commit(batch).unwrap();
         let mut all = read_all(store.as_ref()).unwrap();
         all.sort_by(|x, y| x.id.cmp(&y.id));
         let mut want = docs::read_records(r.doc("u/2023/13633").unwrap()).unwrap();

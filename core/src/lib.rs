@@ -5,6 +5,8 @@
 //! - [`storage`]: the [`storage::Store`] trait and its redb, sled and
 //!   in-memory backends;
 //! - [`replica`]: Automerge documents kept durably in a store, with sync state;
+//! - [`format`]: the store's format version marker and the migrations run
+//!   when an older store is opened (a newer one is refused);
 //! - [`sync`]: the I/O-free sync engine (digests, change batches);
 //! - [`schema`]: the record kinds and their fields; [`docs`]: how records sit
 //!   inside Automerge documents; [`index`]: every record materialized
@@ -17,6 +19,7 @@
 //! - [`settings`]: checks shared by the node's and the hub's settings.
 
 pub mod docs;
+pub mod format;
 pub mod index;
 pub mod pki;
 pub mod plan;

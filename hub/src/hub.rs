@@ -116,7 +116,8 @@ impl Hub {
         let plan = Plan::parse(&plan_text)
             .map_err(|e| anyhow::anyhow!("plan file {}: {e}", config.plan_file))?;
         let store = storage::open(config.backend, dir)?;
-        let mut replica = Replica::open(store.clone())?;
+        // Refuses a store of a newer format; migrates an older one.
+        let (mut replica, _) = htx_core::format::open(store.clone(), htx_core::format::Role::Hub)?;
         // Publish the plan and the unit lists to every node, read-only.
         let reference = Reference {
             plan: plan_text,
@@ -127,9 +128,6 @@ impl Hub {
         };
         replica.change(REFERENCE_DOC, |doc| docs::put_reference(doc, &reference))??;
         replica.commit(crate::validate::claim_own_actor(&replica))?;
-        if htx_core::index::ensure(&replica)? {
-            tracing::info!("indexed every record of the store (first opening of this format)");
-        }
         let hub = Hub(Arc::new(Inner {
             home,
             config,

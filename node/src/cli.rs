@@ -955,6 +955,9 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Restore { dir, from } => {
             let cfg = NodeConfig::load(&dir)?;
+            // A backup of a newer format is refused before anything moves.
+            htx_core::format::check_file(&from, htx_core::format::Role::Node)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", from.display()))?;
             let (copied, kept) = htx_core::storage::backup::restore(cfg.backend, &dir, &from)
                 .map_err(|e| match e {
                     htx_core::storage::StoreError::Locked(p) => anyhow::anyhow!(

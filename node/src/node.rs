@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use automerge::{ROOT, ReadDoc};
 use htx_core::docs;
+use htx_core::format::{self, FormatError, Role};
 use htx_core::pki::Bundle;
 use htx_core::plan::Plan;
 use htx_core::replica::{Replica, ReplicaError};
@@ -33,6 +34,9 @@ pub enum NodeError {
     NotFound(String),
     #[error(transparent)]
     Replica(#[from] ReplicaError),
+    /// The store is of a newer format, or its migration failed.
+    #[error(transparent)]
+    Format(#[from] FormatError),
     /// Every bad row of an import (unreadable, or refused by the checks
     /// here), by its row number in the file.
     #[error("{}", .0.iter().map(|(i, e)| format!("row {i}: {e}")).collect::<Vec<_>>().join("\n"))]
@@ -249,7 +253,8 @@ impl Node {
             ))
         })?;
         let bundle = Bundle::parse(&text).map_err(|e| NodeError::Setup(e.to_string()))?;
-        let replica = Replica::open(open_store(&config)?)?;
+        // Refuses a store of a newer format; migrates an older one.
+        let (replica, _) = format::open(open_store(&config)?, Role::Node)?;
         Ok(Node(Arc::new(Inner {
             dir: dir.to_owned(),
             config,
@@ -638,8 +643,9 @@ impl Node {
         let empty = Replica::open(Arc::new(storage::MemoryStore::default()))?;
         drop(std::mem::replace(replica, empty));
         let opened = storage::open(self.0.config.backend, &self.0.dir)
-            .map_err(ReplicaError::from)
-            .and_then(Replica::open);
+            .map_err(FormatError::from)
+            .and_then(|store| format::open(store, Role::Node))
+            .map(|(r, _)| r);
         let mut unavailable = self.0.unavailable.lock().expect("unavailable lock");
         match opened {
             Ok(fresh) => {

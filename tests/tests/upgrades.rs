@@ -1,10 +1,24 @@
 //! Upgrades one side at a time: a hub serves a node of the previous release
 //! (its hello replayed from a fixture), and a protocol outside the hub's
 //! range is refused with a message naming the side to upgrade.
+//!
+//! Stored formats (`htx_core::format`): a store of the previous format
+//! (0.1.0's, made here through the layer below the hub) is migrated when
+//! opened and keeps every record; a migration whose commit fails leaves the
+//! old format and runs again at the next opening; a store of a newer format
+//! is refused by the real binaries and left byte for byte as it was.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use htx_core::docs;
+use htx_core::format::{self, FormatError, Role};
+use htx_core::replica::Replica;
+use htx_core::storage::{self, Backend, Store, StoreError, WriteBatch};
 use htx_node::sync_client;
 use htx_proto::v1 as pb;
-use htx_tests::{TestHub, TestNode};
+use htx_tests::{TestHub, TestNode, coop, run};
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -68,4 +82,222 @@ async fn a_protocol_out_of_range_is_refused_naming_the_side_to_upgrade() {
     let e = open(&node, older).await.expect_err("refused");
     assert!(e.message().contains("upgrade the node"), "{e:?}");
     assert!(e.message().contains("nâng cấp"), "{e:?}");
+}
+
+/// Writes records into the hub store of `dir` as 0.1.0 left a store: the
+/// documents, with neither a format marker nor a record index. Returns
+/// their ids, sorted.
+fn previous_format_hub_store(dir: &Path) -> Vec<String> {
+    let store = storage::open(Backend::Redb, dir).expect("the store `init` made");
+    let mut replica = Replica::open(store.clone()).expect("replica");
+    let mut ids = Vec::new();
+    for (unit, name) in [
+        ("13633", "HTX Hạ Long"),
+        ("13633", "HTX Mỹ Tân"),
+        ("13636", "HTX Lộc Hòa"),
+    ] {
+        let mut rec = coop(unit, name);
+        rec.id = htx_core::schema::new_id();
+        replica
+            .change(&docs::unit_doc_id("2023", unit), |d| {
+                docs::put_record(d, &rec)
+            })
+            .expect("stored")
+            .expect("written");
+        ids.push(rec.id);
+    }
+    assert_eq!(format::stored(store.as_ref()).unwrap(), 0, "no marker");
+    assert!(store.scan(b"r\0").unwrap().is_empty(), "no index");
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_store_of_the_previous_format_is_migrated_and_keeps_every_record() {
+    let mut hub = TestHub::create();
+    let ids = previous_format_hub_store(hub.dir());
+
+    hub.serve().await;
+    let exported = hub.export();
+    assert_eq!(
+        exported.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        ids,
+        "every record is served from the index the migration built"
+    );
+    assert_eq!(exported, hub.export_from_documents());
+    let store = hub.hub().replica().store().clone();
+    assert_eq!(format::stored(store.as_ref()).unwrap(), format::CURRENT);
+    assert!(
+        store.get(b"m\0record_index").unwrap().is_none(),
+        "0.1.0's own index mark is replaced by the format marker"
+    );
+    drop(store);
+
+    // Opened again: nothing to migrate, the same records.
+    hub.restart().await;
+    assert_eq!(hub.export(), exported);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_store_of_the_previous_format_is_migrated_and_keeps_every_record() {
+    let hub = TestHub::start().await;
+    let mut node = hub.enroll_node("356", "office");
+    node.add_coop("13633", "HTX Hạ Long");
+    node.add_coop("13636", "HTX Lộc Hòa");
+    let before = node.export();
+    node.close();
+    // 0.1.0 wrote the same layout without the marker.
+    {
+        let store = storage::open(Backend::Redb, node.dir()).unwrap();
+        assert_eq!(format::stored(store.as_ref()).unwrap(), format::CURRENT);
+        let mut b = WriteBatch::default();
+        b.delete(format::KEY.to_vec());
+        store.commit(b).unwrap();
+        assert_eq!(format::stored(store.as_ref()).unwrap(), 0);
+    }
+    node.open();
+    assert_eq!(node.export(), before);
+    node.close();
+    let store = storage::open(Backend::Redb, node.dir()).unwrap();
+    assert_eq!(format::stored(store.as_ref()).unwrap(), format::CURRENT);
+}
+
+/// The hub's store, whose commits fail (a full disk) while `fail` is set.
+struct Failing {
+    inner: Arc<dyn Store>,
+    fail: AtomicBool,
+}
+
+impl Store for Failing {
+    fn get(&self, key: &[u8]) -> storage::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn scan(&self, prefix: &[u8]) -> storage::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(prefix)
+    }
+    fn commit(&self, batch: WriteBatch) -> storage::Result<()> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(std::io::Error::from_raw_os_error(28)));
+        }
+        self.inner.commit(batch)
+    }
+    fn size_on_disk(&self) -> storage::Result<u64> {
+        self.inner.size_on_disk()
+    }
+    fn compact(&self) -> storage::Result<()> {
+        self.inner.compact()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_migration_leaves_the_previous_format_and_runs_again() {
+    let mut hub = TestHub::create();
+    let ids = previous_format_hub_store(hub.dir());
+    {
+        let store = Arc::new(Failing {
+            inner: storage::open(Backend::Redb, hub.dir()).unwrap(),
+            fail: AtomicBool::new(true),
+        });
+        let e = format::open(store.clone(), Role::Hub)
+            .err()
+            .expect("the migration's commit failed");
+        assert!(
+            matches!(e, FormatError::Migration { from: 0, to: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("vẫn ở định dạng 0"), "{e}");
+        assert_eq!(format::stored(store.as_ref()).unwrap(), 0);
+        assert!(store.scan(b"r\0").unwrap().is_empty(), "no half index");
+    }
+    // The hub, started again on the same store, migrates it.
+    hub.serve().await;
+    assert_eq!(
+        hub.export()
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        ids
+    );
+    let store = hub.hub().replica().store().clone();
+    assert_eq!(format::stored(store.as_ref()).unwrap(), format::CURRENT);
+}
+
+/// Marks the store of `dir` as written by a newer `writer`.
+fn mark_newer(dir: &Path, writer: &str) -> Vec<u8> {
+    {
+        let store = storage::open(Backend::Redb, dir).unwrap();
+        let mut b = WriteBatch::default();
+        b.put(
+            format::KEY.to_vec(),
+            [&(format::CURRENT + 1).to_be_bytes()[..], writer.as_bytes()].concat(),
+        );
+        store.commit(b).unwrap();
+    }
+    std::fs::read(dir.join("store.redb")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_a_newer_format_is_refused_and_left_byte_for_byte() {
+    let hub = TestHub::create();
+    let node_dir = tempfile::TempDir::new().unwrap();
+    hub.init_node_dir("356", "office", node_dir.path()).await;
+    let newer = format::CURRENT + 1;
+    for (program, dir, writer) in [
+        ("htx-hub", hub.dir(), "htx-hub 9.0.0"),
+        ("htx-node", node_dir.path(), "htx-node 9.0.0"),
+    ] {
+        let bytes = mark_newer(dir, writer);
+        // As systemd starts it, and as an administrator's command opens it.
+        let sub = if program == "htx-hub" {
+            "nodes"
+        } else {
+            "export"
+        };
+        for args in [
+            vec!["run".as_ref(), dir.as_os_str()],
+            vec![sub.as_ref(), dir.as_os_str()],
+        ] {
+            let out = run(program, &args).await;
+            let err = out.failed();
+            for part in [
+                format!("định dạng {newer}"),
+                format!("nâng cấp {program}"),
+                writer.to_owned(),
+                format!("format {newer}"),
+                format!("upgrade {program}"),
+                format!("format {}", format::CURRENT),
+            ] {
+                assert!(
+                    err.contains(&part),
+                    "{program} {args:?}: {part:?} missing from {err}"
+                );
+            }
+            assert_eq!(
+                std::fs::read(dir.join("store.redb")).unwrap(),
+                bytes,
+                "{program} {args:?} changed the store"
+            );
+        }
+    }
+
+    // A backup of a newer format is not restored over a store.
+    let backup = node_dir.path().join("newer.redb");
+    std::fs::copy(node_dir.path().join("store.redb"), &backup).unwrap();
+    let hub_bytes = std::fs::read(hub.dir().join("store.redb")).unwrap();
+    let out = run(
+        "htx-hub",
+        &[
+            "restore".as_ref(),
+            hub.dir().as_os_str(),
+            "--from".as_ref(),
+            backup.as_os_str(),
+        ],
+    )
+    .await;
+    assert!(out.failed().contains("nâng cấp htx-hub"), "{out:?}");
+    assert_eq!(
+        std::fs::read(hub.dir().join("store.redb")).unwrap(),
+        hub_bytes
+    );
+    assert!(!hub.dir().join("store.redb.before-restore").exists());
 }

@@ -228,7 +228,8 @@ fn open_hub_replica(
     actor: ActorId,
     plan: &str,
 ) -> Result<Replica, String> {
-    let mut r = Replica::open_as(store, actor).map_err(|e| e.to_string())?;
+    let (mut r, _) = htx_core::format::open_as(store, htx_core::format::Role::Hub, actor)
+        .map_err(|e| e.to_string())?;
     let reference = Reference {
         plan: plan.to_owned(),
         lists: BUILTIN_LISTS
@@ -241,7 +242,6 @@ fn open_hub_replica(
         .map_err(|e| e.to_string())?;
     r.commit(htx_hub::validate::claim_own_actor(&r))
         .map_err(|e| e.to_string())?;
-    htx_core::index::ensure(&r).map_err(|e| e.to_string())?;
     Ok(r)
 }
 
