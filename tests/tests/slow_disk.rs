@@ -42,11 +42,11 @@ async fn a_held_commit_at_the_hub_leaves_its_reads_answering_and_completes_when_
     node.sync().await.expect("first sync");
     // The hub records the session after the node has gone: wait for that
     // commit, so that the one held below is the next session's.
-    let h = hub.hub().clone();
-    assert!(
-        htx_tests::eventually(LIMIT, || h.stats("slow-hub-disk").sessions >= 1).await,
-        "the first session was recorded"
-    );
+    let recorded = {
+        let h = hub.hub().clone();
+        htx_tests::eventually(LIMIT, move || h.stats("slow-hub-disk").sessions >= 1).await
+    };
+    assert!(recorded, "the first session was recorded");
     let before = hub.export();
     assert_eq!(before.len(), 1);
     let (code, progress_before) = http_get(&hub.http_url(), PROGRESS).await;
