@@ -696,7 +696,13 @@ impl Replica {
     }
 
     pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.store.get(&meta_key(name))?)
+        Self::meta_in(self.store.as_ref(), name)
+    }
+
+    /// As [`Replica::meta`], from the replica's store without the replica:
+    /// for readers that must not wait while it is held (a slow commit).
+    pub fn meta_in(store: &dyn Store, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(store.get(&meta_key(name))?)
     }
 
     pub fn put_meta(batch: &mut WriteBatch, name: &str, value: impl Into<Vec<u8>>) {

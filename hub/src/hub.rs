@@ -106,6 +106,15 @@ fn stats_key(name: &str) -> String {
 
 impl Hub {
     pub fn open(dir: &Path) -> anyhow::Result<Hub> {
+        Self::open_with(dir, |config| storage::open(config.backend, dir))
+    }
+
+    /// As [`Hub::open`], with the store `open_store` gives (e.g. one that
+    /// wraps the configured store to slow or hold its commits in tests).
+    pub fn open_with(
+        dir: &Path,
+        open_store: impl FnOnce(&HubConfig) -> Result<Arc<dyn storage::Store>, storage::StoreError>,
+    ) -> anyhow::Result<Hub> {
         let config = HubConfig::load(dir)?;
         let home = Home::new(dir);
         let plan_text = match config.plan_file.as_str() {
@@ -115,7 +124,7 @@ impl Hub {
         };
         let plan = Plan::parse(&plan_text)
             .map_err(|e| anyhow::anyhow!("plan file {}: {e}", config.plan_file))?;
-        let store = storage::open(config.backend, dir)?;
+        let store = open_store(&config)?;
         // Refuses a store of a newer format; migrates an older one.
         let (mut replica, _) = htx_core::format::open(store.clone(), htx_core::format::Role::Hub)?;
         // Publish the plan and the unit lists to every node, read-only.
@@ -260,9 +269,11 @@ impl Hub {
             .collect()
     }
 
+    /// Read from the store, without the replica: a merge being committed
+    /// (on a slow disk, seconds) must not hold up progress and the node
+    /// list, which show these figures.
     pub fn stats(&self, name: &str) -> NodeStats {
-        self.replica()
-            .meta(&stats_key(name))
+        Replica::meta_in(self.0.store.as_ref(), &stats_key(name))
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_slice(&v).ok())

@@ -294,6 +294,13 @@ impl Session {
                 "changes whose dependencies the hub does not hold were left out (not acknowledged)"
             );
         }
+        if checked.left_to_author > 0 {
+            tracing::warn!(
+                node = %self.node.name,
+                left_out = checked.left_to_author,
+                "changes under another node's current actor id were left out, for their author to send (not acknowledged)"
+            );
+        }
         self.audit_accepted(&checked).await?;
         self.stats.changes_received += n as u64;
         // The live progress view takes the touched records as validation

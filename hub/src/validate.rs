@@ -13,8 +13,11 @@
 //! - only changes whose dependencies are held, at the hub or in the batch,
 //!   are checked and merged ([`Checked::merge`]); the others are left out,
 //!   never queued where a later batch could release them unchecked;
-//! - no new change is made under the hub's own actor ids, or under another
-//!   node's *current* incarnation: each session's hello states the node's
+//! - no new change is made under the hub's own actor ids (refused), and
+//!   none under another node's *current* incarnation is merged from anyone
+//!   but that node (left out, with what depends on it, for its author to
+//!   send; refusing the batch would lock out two nodes that each hold the
+//!   other's changes after a hub restore): each session's hello states the node's
 //!   incarnation, which is the actor id it writes under from then on, and
 //!   [`claim_incarnation`] records it as that node's (replica meta
 //!   `incarnation/{node}` and `actor/{hex}`). A change under an actor id
@@ -77,6 +80,10 @@ pub struct Checked {
     pub merge: Vec<(String, Vec<Vec<u8>>)>,
     /// Changes left out because a dependency is missing.
     pub pending: usize,
+    /// Changes left out because they are under another node's current
+    /// incarnation (and those that depend on them): only their author
+    /// delivers them.
+    pub left_to_author: usize,
     /// The records the merged changes touch, as they will read once merged
     /// (document, record): for the record index and the live progress view.
     pub records: Vec<(String, Record)>,
@@ -209,10 +216,18 @@ pub fn check(
         let before = fork.get_heads();
         // Only changes the hub does not hold yet are checked (a replay is a
         // no-op), and only those that can apply now.
-        let (new, waiting) = ready_changes(&mut fork, changes);
+        let (ready, waiting) = ready_changes(&mut fork, changes);
         out.pending += waiting.len();
+        // `ready` is in causal order, so a change that depends on one left
+        // out is seen after it, and is left out too.
+        let mut new = Vec::with_capacity(ready.len());
+        let mut left_out: BTreeSet<automerge::ChangeHash> = BTreeSet::new();
         let mut actors = BTreeSet::new();
-        for c in &new {
+        for c in ready {
+            if c.deps().iter().any(|d| left_out.contains(d)) {
+                left_out.insert(c.hash());
+                continue;
+            }
             let actor = c.actor_id().to_hex_string();
             let owner = if actor == hub_actor {
                 Some(HUB_OWNER.to_owned())
@@ -220,13 +235,8 @@ pub fn check(
                 actor_owner(replica, &actor)
             };
             match owner {
-                // Another node's current incarnation, or the hub's: forged.
-                Some(o)
-                    if o != node.name
-                        && (o == HUB_OWNER
-                            || current_incarnation(replica, &o).as_deref()
-                                == Some(actor.as_str())) =>
-                {
+                // The hub's: forged, no node ever holds them legitimately.
+                Some(o) if o == HUB_OWNER => {
                     return Err(refuse(
                         true,
                         format!(
@@ -236,13 +246,28 @@ pub fn check(
                         ),
                     ));
                 }
+                // Another node's current incarnation: only its author may
+                // deliver it. Left out, not refused: a node that shares the
+                // document holds such changes legitimately when the hub lost
+                // them (restored from a backup), and refusing its whole
+                // batch would keep both nodes out for good (defect 11).
+                // The author sends them itself; a forgery is never merged.
+                Some(o)
+                    if o != node.name
+                        && current_incarnation(replica, &o).as_deref() == Some(actor.as_str()) =>
+                {
+                    left_out.insert(c.hash());
+                    continue;
+                }
                 Some(_) => {}
                 None => {
                     first_seen.insert(actor.clone());
                 }
             }
             actors.insert(actor);
+            new.push(c);
         }
+        out.left_to_author += left_out.len();
         let bytes: usize = new.iter().map(|c| c.raw_bytes().len()).sum();
         let size = replica.stored_bytes(doc) + bytes as u64;
         if size > max_doc_bytes {
@@ -576,15 +601,15 @@ mod tests {
             Some("node-a")
         );
         // Once node-a states it as its incarnation (its sessions' hello),
-        // the same actor from another node is refused.
+        // the same actor's new changes from another node are never merged.
         claim_incarnation(&r, &node("node-a"), actor.to_bytes())
             .unwrap()
             .unwrap();
         let e = check(&mut r, &node("node-b"), &batch(&mut d), 1 << 20);
         assert!(e.is_ok(), "a replay of what the hub holds is a no-op");
         let (mut other, _) = node_doc(&actor, &observation("2025-06-30", 5, 1));
-        let e = check(&mut r, &node("node-b"), &batch(&mut other), 1 << 20).unwrap_err();
-        assert!(e.permission && e.reason.contains("node-a"), "{e}");
+        let c = check(&mut r, &node("node-b"), &batch(&mut other), 1 << 20).unwrap();
+        assert!(c.left_to_author > 0 && c.merge.iter().all(|(_, m)| m.is_empty()));
         // Nor may node-b state it as its own.
         let e = claim_incarnation(&r, &node("node-b"), actor.to_bytes())
             .unwrap()
@@ -683,6 +708,45 @@ mod tests {
         let late = vec![(DOC.to_owned(), raw(&d.get_changes(&before)))];
         check(&mut r, &node("node-b"), &late, 1 << 20)
             .expect("a retired incarnation's changes are handed on");
+    }
+
+    /// Found by the simulation (seed 1011, defect 11): after a hub restore,
+    /// two nodes sharing a document each held the other's changes that the
+    /// hub had lost; each batch was refused whole, and neither synced again.
+    /// A change under another node's current incarnation is now left out
+    /// (with what depends on it), never merged from the wrong node, and the
+    /// rest of the batch goes in; its author then delivers it.
+    #[test]
+    fn another_nodes_current_changes_are_left_for_their_author() {
+        let mut r = hub();
+        let (a_actor, b_actor) = (ActorId::random(), ActorId::random());
+        for (name, actor) in [("node-a", &a_actor), ("node-b", &b_actor)] {
+            claim_incarnation(&r, &node(name), actor.to_bytes())
+                .unwrap()
+                .unwrap();
+        }
+        // node-a writes; node-b got it (before the restore) and wrote on
+        // top of it; the restored hub holds neither.
+        let (mut a, _) = node_doc(&a_actor, &observation("2025-06-30", 5, 1));
+        let mut b = a.fork().with_actor(b_actor.clone());
+        put(&mut b, &observation("2025-07-31", 6, 2));
+        let held = batch(&mut b);
+        let e = check(&mut r, &node("node-b"), &held, 1 << 20).expect("not refused");
+        assert_eq!(
+            e.left_to_author,
+            b.get_changes(&[]).len(),
+            "a's changes, and b's on top of them"
+        );
+        assert!(e.merge.iter().all(|(_, c)| c.is_empty()), "nothing forged is merged");
+        // node-a delivers its own; then node-b's goes in.
+        let own = vec![(DOC.to_owned(), raw(&a.get_changes(&[])))];
+        let checked = check(&mut r, &node("node-a"), &own, 1 << 20).unwrap();
+        assert_eq!(checked.left_to_author, 0);
+        r.apply(own, checked.actors).unwrap();
+        let checked = check(&mut r, &node("node-b"), &held, 1 << 20).unwrap();
+        assert_eq!(checked.left_to_author, 0);
+        r.apply(checked.merge, checked.actors).unwrap();
+        assert_eq!(r.heads(DOC), b.get_heads());
     }
 
     #[test]

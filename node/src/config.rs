@@ -16,6 +16,9 @@ pub const ENV_PREFIX: &str = "HTX_NODE_";
 /// The documented example, every field explained (`init` writes it).
 pub const EXAMPLE: &str = include_str!("../../deploy/node.example.toml");
 
+/// 50 kbit/s: the slow link the sync is tested over (RELIABILITY.md).
+pub const MIN_LINK_BYTES_PER_SEC: u64 = 50_000 / 8;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
@@ -41,8 +44,14 @@ pub struct NodeConfig {
     pub max_batch_bytes: usize,
     /// Overrides the hub address written in the bundle.
     pub hub_url: Option<String>,
-    /// Seconds to wait for the hub to answer before giving up a session.
+    /// Seconds to wait for the hub to answer before giving up a session,
+    /// on top of the time the message's bytes need at `min_link_bytes_per_sec`.
     pub timeout_secs: u64,
+    /// The slowest link the node must work over, in bytes per second: each
+    /// wait for the hub grows by the time the bytes that must cross the
+    /// link first (a batch sent, a batch to come) need at this rate.
+    /// Default 6,250 (50 kbit/s).
+    pub min_link_bytes_per_sec: u64,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +67,7 @@ impl Default for NodeConfig {
             max_batch_bytes: htx_core::sync::MAX_BATCH_BYTES,
             hub_url: None,
             timeout_secs: 20,
+            min_link_bytes_per_sec: MIN_LINK_BYTES_PER_SEC,
         }
     }
 }
@@ -107,6 +117,12 @@ impl NodeConfig {
                     "{field} = 0: must be at least 1 (seconds) / {field} phải lớn hơn hoặc bằng 1"
                 ));
             }
+        }
+        if self.min_link_bytes_per_sec == 0 {
+            return Err(
+                "min_link_bytes_per_sec = 0: must be at least 1 (bytes per second) / min_link_bytes_per_sec phải lớn hơn hoặc bằng 1"
+                    .into(),
+            );
         }
         if self.retry_min_secs > self.retry_max_secs {
             return Err(format!(

@@ -16,6 +16,19 @@ use htx_proto::v1 as pb;
 
 use crate::node::HUB_PEER;
 
+/// How long to wait for the hub's next message: `timeout_secs` for the hub
+/// to check and answer, plus the time `bytes` need at `min_bytes_per_sec`.
+/// `bytes` are what must cross the link before that message is whole: what
+/// the node just sent (a batch leaves while the wait runs) and what the
+/// hub's message may hold. Counted before compression, so on the wire (gzip)
+/// they take less: a generous bound, and never a shorter wait than before.
+pub fn reply_wait(timeout_secs: u64, min_bytes_per_sec: u64, bytes: u64) -> std::time::Duration {
+    let rate = min_bytes_per_sec.max(1);
+    let transfer_ms = bytes.saturating_mul(1000).div_ceil(rate);
+    std::time::Duration::from_secs(timeout_secs)
+        .saturating_add(std::time::Duration::from_millis(transfer_ms))
+}
+
 /// Every document's heads, and their digest, read at one instant.
 pub fn snapshot(r: &Replica) -> (Vec<(String, Vec<ChangeHash>)>, [u8; 32]) {
     let heads = r.doc_ids().map(|d| (d.to_owned(), r.heads(d))).collect();
@@ -160,4 +173,32 @@ pub fn mark_shared(r: &Replica, heads: &[(String, Vec<ChangeHash>)], hub_inc: &[
         r.commit(b)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn the_wait_for_the_hub_grows_with_the_bytes_to_cross_the_link() {
+        // Nothing to carry: the configured time-out alone.
+        assert_eq!(reply_wait(20, 6_250, 0), Duration::from_secs(20));
+        // A full default batch (256 KiB) at 50 kbit/s: 41.9 s more.
+        assert_eq!(
+            reply_wait(20, 6_250, 256 * 1024),
+            Duration::from_millis(20_000 + 41_944)
+        );
+        // A partial millisecond counts as a whole one, never less.
+        assert_eq!(reply_wait(20, 6_250, 1), Duration::from_millis(20_001));
+        // Twice the rate, half the extra time.
+        assert_eq!(
+            reply_wait(20, 12_500, 256 * 1024),
+            Duration::from_millis(20_000 + 20_972)
+        );
+        // Absurd figures saturate instead of overflowing; a zero rate
+        // (refused by the config) is taken as 1 byte/s.
+        assert!(reply_wait(u64::MAX, 1, u64::MAX) >= Duration::from_secs(u64::MAX / 2));
+        assert_eq!(reply_wait(1, 0, 10), Duration::from_secs(11));
+    }
 }

@@ -183,13 +183,14 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
         .connect_timeout(Duration::from_secs(node.config().timeout_secs))
         .tcp_nodelay(true)
         // Pings on the kept connection, also while idle: a dead link is
-        // noticed within 5 + 20 s, not at the next session's timeout. Not
-        // sooner: on a 50 kbit/s link a ping waits behind the batch being
-        // sent (seconds of queued bytes), and a 5 s timeout cut every
-        // large session there (found by the lossy-link bench).
+        // noticed within 5 s + the keep-alive time-out, not at the next
+        // session's. A ping (or its answer) can wait behind one batch of
+        // queued bytes, seconds on a slow link: a fixed 5 s time-out cut
+        // every large session at 50 kbit/s (found by the lossy-link bench),
+        // so it grows with the batch as the waits for replies do.
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_while_idle(true)
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(keep_alive_timeout(node.config()));
     endpoint.connect().await.map_err(|e| {
         let reason = describe(&e);
         if reason.contains("UnknownIssuer")
@@ -203,12 +204,30 @@ pub async fn connect(node: &Node) -> Result<Channel, SyncError> {
     })
 }
 
+/// How long a ping may wait for its answer: 20 s, plus one batch of
+/// `max_batch_bytes` at `min_link_bytes_per_sec` (the bytes a ping can
+/// queue behind). 62 s by default; 20.3 s on a link declared at 1 MB/s.
+pub fn keep_alive_timeout(cfg: &crate::config::NodeConfig) -> Duration {
+    steps::reply_wait(
+        KEEP_ALIVE_SECS,
+        cfg.min_link_bytes_per_sec,
+        cfg.max_batch_bytes as u64,
+    )
+}
+
+const KEEP_ALIVE_SECS: u64 = 20;
+
 /// The stream of one session, counting what crosses it.
 struct Conn<'a> {
     tx: Option<mpsc::Sender<pb::NodeMessage>>,
     rx: tonic::Streaming<pb::HubMessage>,
     report: &'a mut SessionReport,
-    timeout: Duration,
+    /// `timeout_secs` and `min_link_bytes_per_sec`: see [`steps::reply_wait`].
+    timeout_secs: u64,
+    min_link_bytes_per_sec: u64,
+    /// Bytes sent since the hub's last message: they cross the link while
+    /// the node waits for the next one.
+    unanswered: u64,
 }
 
 const FRAME: u64 = 5; // gRPC length-prefix per message
@@ -216,19 +235,38 @@ const FRAME: u64 = 5; // gRPC length-prefix per message
 impl Conn<'_> {
     async fn send(&mut self, body: Nb) -> Result<(), SyncError> {
         let msg = pb::NodeMessage { body: Some(body) };
-        self.report.bytes_sent += msg.encoded_len() as u64 + FRAME;
+        let bytes = msg.encoded_len() as u64 + FRAME;
+        self.report.bytes_sent += bytes;
+        self.unanswered += bytes;
         let tx = self.tx.as_ref().expect("open until the session ends");
         tx.send(msg)
             .await
             .map_err(|_| SyncError::Broken("the hub closed the stream".into()))
     }
 
+    /// How long to wait for the hub's next message, which may hold up to
+    /// `incoming` bytes.
+    fn wait(&self, incoming: u64) -> Duration {
+        steps::reply_wait(
+            self.timeout_secs,
+            self.min_link_bytes_per_sec,
+            self.unanswered.saturating_add(incoming),
+        )
+    }
+
+    /// The hub's next message, a short one (a welcome, an ack).
     async fn recv(&mut self) -> Result<Hb, SyncError> {
-        let msg = tokio::time::timeout(self.timeout, self.rx.message())
+        self.recv_up_to(0).await
+    }
+
+    /// The hub's next message, which may hold up to `incoming` bytes.
+    async fn recv_up_to(&mut self, incoming: u64) -> Result<Hb, SyncError> {
+        let msg = tokio::time::timeout(self.wait(incoming), self.rx.message())
             .await
             .map_err(|_| SyncError::Broken("the hub did not answer in time".into()))?
             .map_err(status_error)?
             .ok_or_else(|| SyncError::Broken("the hub ended the session early".into()))?;
+        self.unanswered = 0;
         self.report.bytes_received += msg.encoded_len() as u64 + FRAME;
         msg.body
             .ok_or_else(|| SyncError::Broken("empty message from the hub".into()))
@@ -239,7 +277,7 @@ impl Conn<'_> {
     /// stream at once can cancel it before that ack leaves.)
     async fn finish(&mut self) -> Result<(), SyncError> {
         self.tx = None;
-        match tokio::time::timeout(self.timeout, self.rx.message()).await {
+        match tokio::time::timeout(self.wait(0), self.rx.message()).await {
             Err(_) => Err(SyncError::Broken(
                 "the hub did not end the session in time".into(),
             )),
@@ -346,7 +384,8 @@ pub async fn session_on(
     let msg = pb::NodeMessage {
         body: Some(Nb::Hello(hello)),
     };
-    report.bytes_sent += msg.encoded_len() as u64 + FRAME;
+    let hello_bytes = msg.encoded_len() as u64 + FRAME;
+    report.bytes_sent += hello_bytes;
     tx.send(msg).await.expect("receiver alive");
     // Batches are gzip-compressed on the wire: Automerge changes sent one by
     // one repeat actor ids and keys that compress well (see BENCHMARKS.md).
@@ -359,12 +398,15 @@ pub async fn session_on(
         .await
         .map_err(status_error)?
         .into_inner();
-    let timeout = Duration::from_secs(node.config().timeout_secs);
+    let cfg = node.config();
     let mut conn = Conn {
         tx: Some(tx),
         rx: inbound,
         report,
-        timeout,
+        timeout_secs: cfg.timeout_secs,
+        min_link_bytes_per_sec: cfg.min_link_bytes_per_sec,
+        // The hello, with the changes it may carry, crosses the link first.
+        unanswered: hello_bytes,
     };
 
     let welcome = match conn.recv().await? {
@@ -443,8 +485,11 @@ pub async fn session_on(
     }))
     .await?;
     conn.report.round_trips += 1;
+    // A batch from the hub is taken to be at most this node's
+    // max_batch_bytes (the hub's default limit is the same).
+    let incoming = cfg.max_batch_bytes as u64;
     let hub_digest = loop {
-        let batch = match conn.recv().await? {
+        let batch = match conn.recv_up_to(incoming).await? {
             Hb::Changes(b) => b,
             other => {
                 return Err(SyncError::Broken(format!(
@@ -661,5 +706,24 @@ pub async fn run_loop(node: Node, mut shutdown: watch::Receiver<bool>) {
             _ = node.wake().notified() => {}
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_alive_timeout;
+    use crate::config::NodeConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn a_ping_may_wait_behind_one_batch_at_the_slowest_link() {
+        let cfg = NodeConfig::default();
+        // 20 s + 256 KiB at 6,250 B/s.
+        assert_eq!(keep_alive_timeout(&cfg), Duration::from_millis(61_944));
+        let fast = NodeConfig {
+            min_link_bytes_per_sec: 1_000_000,
+            ..cfg
+        };
+        assert_eq!(keep_alive_timeout(&fast), Duration::from_millis(20_263));
     }
 }

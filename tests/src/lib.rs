@@ -16,6 +16,8 @@
 //! - [`web`]: the web app's node, a bare HTTP client, a headless browser.
 //! - [`link`]: a slow, lossy link between two network namespaces (a
 //!   userspace relay between TUN devices), for real processes;
+//! - [`slow_store`]: a store whose commits are delayed or held on command
+//!   (a slow disk);
 //! - [`sim`]: the deterministic simulation of a whole network (no sockets,
 //!   no clock), driven by one seed (`tests/tests/simulation.rs`).
 
@@ -45,6 +47,7 @@ use tokio::task::JoinHandle;
 
 pub mod link;
 pub mod sim;
+pub mod slow_store;
 
 /// Installs the ring crypto provider, once per process.
 pub fn init_crypto() {
@@ -173,8 +176,17 @@ impl TestHub {
 
     /// Opens the hub's store and serves it on the hub's port.
     pub async fn serve(&mut self) {
+        self.serve_with(|store| store).await
+    }
+
+    /// As [`TestHub::serve`], with the store wrapped by `wrap` (e.g. a
+    /// [`slow_store::Gate`]).
+    pub async fn serve_with(
+        &mut self,
+        wrap: impl Fn(Arc<dyn htx_core::storage::Store>) -> Arc<dyn htx_core::storage::Store>,
+    ) {
         assert!(self.serving.is_none(), "the hub is already serving");
-        let hub = open_hub(self.dir.path()).await;
+        let hub = open_hub(self.dir.path(), &wrap).await;
         let socket = self.reserved.take().unwrap_or_else(|| reserve(self.port));
         let sync = socket.listen(1024).expect("listen");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
@@ -344,10 +356,15 @@ impl TestHub {
 
 /// Opens a hub's store, waiting while a hub that was just stopped in this
 /// process still holds it (its last sessions finish in their own time).
-async fn open_hub(dir: &Path) -> Hub {
+async fn open_hub(
+    dir: &Path,
+    wrap: &dyn Fn(Arc<dyn htx_core::storage::Store>) -> Arc<dyn htx_core::storage::Store>,
+) -> Hub {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Hub::open(dir) {
+        match Hub::open_with(dir, |cfg| {
+            Ok(wrap(htx_core::storage::open(cfg.backend, dir)?))
+        }) {
             Ok(hub) => return hub,
             Err(e)
                 if matches!(e.downcast_ref(), Some(StoreError::Locked(_)))

@@ -84,10 +84,13 @@ async fn an_eager_edit_the_hub_refuses_is_refused_as_any_batch() {
 async fn a_dead_link_is_noticed_by_its_pings() {
     let hub = TestHub::start().await;
     let proxy = Proxy::start(hub.port()).await;
-    // A session time-out far longer than the pings' 5 + 5 seconds.
+    // A session time-out far longer than the pings' 5 + 20.3 seconds on a
+    // link declared fast (1 MB/s: one batch queued ahead of a ping is
+    // 0.3 s of it).
     let node = hub.enroll_node_with("356", "node-356", |c| {
         c.hub_url = Some(proxy.url());
         c.timeout_secs = 300;
+        c.min_link_bytes_per_sec = 1_000_000;
     });
     let mut link: Option<Link> = None;
     sync_client::sync_with(node.node(), &mut link)
