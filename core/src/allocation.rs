@@ -160,7 +160,9 @@ pub fn apply(plan: &mut Plan, text: &str) -> Result<Vec<Target>, AllocationError
         ));
     }
     let h = Hierarchy::builtin();
-    let own = h.version(&plan.hierarchy).map_err(|e| at(0..0, e.to_string()))?;
+    let own = h
+        .version(&plan.hierarchy)
+        .map_err(|e| at(0..0, e.to_string()))?;
     let mut added: Vec<(Target, std::ops::Range<usize>)> = Vec::new();
     for a in &file.allocations {
         let span = a.span();
@@ -222,7 +224,9 @@ pub fn apply(plan: &mut Plan, text: &str) -> Result<Vec<Target>, AllocationError
                     )));
                 }
                 if !(s > 0.0 && s <= 1.0) {
-                    return Err(bad(format!("share = {s}: a share is above 0 and at most 1")));
+                    return Err(bad(format!(
+                        "share = {s}: a share is above 0 and at most 1"
+                    )));
                 }
                 match own_goal {
                     None => {
@@ -245,13 +249,19 @@ pub fn apply(plan: &mut Plan, text: &str) -> Result<Vec<Target>, AllocationError
             Goal::Range(a, b) => (a, b),
             g => (low(g), low(g)),
         };
-        if !(lo.is_finite() && hi.is_finite() && (0.0..=MAX_TARGET).contains(&lo) && hi >= lo && hi <= MAX_TARGET) {
+        if !(lo.is_finite()
+            && hi.is_finite()
+            && (0.0..=MAX_TARGET).contains(&lo)
+            && hi >= lo
+            && hi <= MAX_TARGET)
+        {
             return Err(bad(
                 "the target must be a number from 0 to at most 1e15 (a range [low, high] with low <= high)"
                     .into(),
             ));
         }
-        let clash = |t: &Target| t.indicator == d.indicator && t.phase == d.phase && t.unit == d.unit;
+        let clash =
+            |t: &Target| t.indicator == d.indicator && t.phase == d.phase && t.unit == d.unit;
         if plan.targets.iter().any(clash) || added.iter().any(|(t, _)| clash(t)) {
             return Err(bad(format!(
                 "unit {} already has a target for {} in phase {}",
@@ -278,7 +288,10 @@ pub fn apply(plan: &mut Plan, text: &str) -> Result<Vec<Target>, AllocationError
         if plan.indicator(&d.indicator).is_none() || plan.phase(&d.phase).is_none() {
             return Err(at(
                 e.span(),
-                format!("no indicator {:?} with phase {:?} in the plan", d.indicator, d.phase),
+                format!(
+                    "no indicator {:?} with phase {:?} in the plan",
+                    d.indicator, d.phase
+                ),
             ));
         }
     }
@@ -286,7 +299,11 @@ pub fn apply(plan: &mut Plan, text: &str) -> Result<Vec<Target>, AllocationError
     // a target for the same indicator and phase (the territory at least).
     let mut parts: BTreeMap<(String, String, String), (f64, std::ops::Range<usize>)> =
         BTreeMap::new();
-    let all: Vec<&Target> = plan.targets.iter().chain(added.iter().map(|(t, _)| t)).collect();
+    let all: Vec<&Target> = plan
+        .targets
+        .iter()
+        .chain(added.iter().map(|(t, _)| t))
+        .collect();
     for (t, span) in &added {
         let ind = plan.indicator(&t.indicator).expect("checked");
         if ind.compute == Compute::Ratio {
@@ -343,7 +360,9 @@ mod tests {
     }
 
     fn row(ind: &str, unit: &str, goal: &str) -> String {
-        format!("\n[[allocations]]\nindicator = \"{ind}\"\nphase = \"1\"\nunit = \"{unit}\"\n{goal}\n")
+        format!(
+            "\n[[allocations]]\nindicator = \"{ind}\"\nphase = \"1\"\nunit = \"{unit}\"\n{goal}\n"
+        )
     }
 
     #[test]
@@ -360,7 +379,10 @@ mod tests {
         };
         assert_eq!(goal("HTX_CONSOLIDATED", "366"), Some(Goal::AtLeast(4.0)));
         assert_eq!(goal("HTX_CONSOLIDATED", "359"), Some(Goal::AtLeast(5.0)));
-        assert_eq!(goal("MANAGERS_TRAINED_PCT", "366"), Some(Goal::AtLeast(100.0)));
+        assert_eq!(
+            goal("MANAGERS_TRAINED_PCT", "366"),
+            Some(Goal::AtLeast(100.0))
+        );
         // As the hub publishes them: the plan's text and the allocations
         // as targets make the same targets.
         let mut plain = Plan::builtin();
@@ -392,13 +414,20 @@ mod tests {
     fn the_shipped_example_applies_to_the_shipped_plan() {
         let mut p = Plan::builtin();
         let before = p.targets.len();
-        apply(&mut p, include_str!("../../deploy/plans/allocation.example.toml")).unwrap();
+        apply(
+            &mut p,
+            include_str!("../../deploy/plans/allocation.example.toml"),
+        )
+        .unwrap();
         assert_eq!(p.targets.len(), before + 5);
         // Without its [[may_exceed]], NEW_JOBS's 100 + 80 is above 150.
         let text = include_str!("../../deploy/plans/allocation.example.toml");
         let cut = &text[..text.rfind("[[may_exceed]]").unwrap()];
         let e = apply(&mut Plan::builtin(), cut).unwrap_err();
-        assert!(e.reason.contains("add up to 180, more than its target 150"), "{e}");
+        assert!(
+            e.reason.contains("add up to 180, more than its target 150"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -420,15 +449,43 @@ mod tests {
 
     #[test]
     fn mistakes_are_refused_with_their_line() {
-        refused(&row("HTX_CONSOLIDATD", "366", "at_least = 1"), 4, "no indicator");
-        refused(&row("HTX_CONSOLIDATED", "99999", "at_least = 1"), 4, "unknown unit");
-        refused(&row("HTX_CONSOLIDATED", "36", "at_least = 1"), 4, "not below");
+        refused(
+            &row("HTX_CONSOLIDATD", "366", "at_least = 1"),
+            4,
+            "no indicator",
+        );
+        refused(
+            &row("HTX_CONSOLIDATED", "99999", "at_least = 1"),
+            4,
+            "unknown unit",
+        );
+        refused(
+            &row("HTX_CONSOLIDATED", "36", "at_least = 1"),
+            4,
+            "not below",
+        );
         refused(&row("ASSOCIATION", "366", "at_least = 1"), 4, "milestone");
-        refused(&row("MANAGERS_TRAINED_PCT", "366", "share = 0.5"), 4, "percentage");
+        refused(
+            &row("MANAGERS_TRAINED_PCT", "366", "share = 0.5"),
+            4,
+            "percentage",
+        );
         refused(&row("ACTIVITIES", "366", "share = 0.5"), 4, "no target");
-        refused(&row("HTX_CONSOLIDATED", "366", "share = 1.5"), 4, "at most 1");
-        refused(&row("HTX_CONSOLIDATED", "366", "at_least = 1\nshare = 0.1"), 4, "exactly one");
-        refused(&row("HTX_CONSOLIDATED", "366", "at_leest = 1"), 8, "unknown field");
+        refused(
+            &row("HTX_CONSOLIDATED", "366", "share = 1.5"),
+            4,
+            "at most 1",
+        );
+        refused(
+            &row("HTX_CONSOLIDATED", "366", "at_least = 1\nshare = 0.1"),
+            4,
+            "exactly one",
+        );
+        refused(
+            &row("HTX_CONSOLIDATED", "366", "at_leest = 1"),
+            8,
+            "unknown field",
+        );
         let twice = row("HTX_CONSOLIDATED", "366", "at_least = 1").repeat(2);
         refused(&twice, 10, "already has a target");
         let e = apply(&mut Plan::builtin(), "format = 1\nplan = \"other\"\n").unwrap_err();

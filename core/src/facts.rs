@@ -131,22 +131,60 @@ mod tests {
 
     #[test]
     fn a_node_gets_only_its_own_people_and_the_trainings_dates_and_types() {
-        let mine = rec("manager", "m1", "13633", &[("name", "Nguyễn Thị Hoa"), ("gender", "female"), ("role", "chair"), ("cooperative", "c1")]);
-        let theirs = rec("manager", "m2", "14215", &[("name", "Trần Thị Lan"), ("gender", "female"), ("role", "chair"), ("cooperative", "c2")]);
-        let mut t = rec("training", "t1", "36", &[("held_on", "2024-05-01"), ("type", "governance"), ("title", "Lớp quản trị HTX")]);
-        t.fields.insert("attendees".into(), Value::List(vec!["m1".into(), "m2".into()]));
+        let mine = rec(
+            "manager",
+            "m1",
+            "13633",
+            &[
+                ("name", "Nguyễn Thị Hoa"),
+                ("gender", "female"),
+                ("role", "chair"),
+                ("cooperative", "c1"),
+            ],
+        );
+        let theirs = rec(
+            "manager",
+            "m2",
+            "14215",
+            &[
+                ("name", "Trần Thị Lan"),
+                ("gender", "female"),
+                ("role", "chair"),
+                ("cooperative", "c2"),
+            ],
+        );
+        let mut t = rec(
+            "training",
+            "t1",
+            "36",
+            &[
+                ("held_on", "2024-05-01"),
+                ("type", "governance"),
+                ("title", "Lớp quản trị HTX"),
+            ],
+        );
+        t.fields.insert(
+            "attendees".into(),
+            Value::List(vec!["m1".into(), "m2".into()]),
+        );
         let held = |r: &Record| r.text("unit").is_some_and(|u| u.starts_with("136"));
         let facts = compute(&[mine, theirs, t], held);
         assert_eq!(facts.len(), 1);
         let f = &facts[0];
         assert_eq!(f.id, "t1");
-        assert_eq!(f.fields.get("attendees"), Some(&Value::List(vec!["m1".into()])));
+        assert_eq!(
+            f.fields.get("attendees"),
+            Some(&Value::List(vec!["m1".into()]))
+        );
         let mut keys: Vec<&str> = f.fields.keys().map(String::as_str).collect();
         keys.sort();
         assert_eq!(keys, ["attendees", "held_on", "type", "unit"]);
         // Stored once; the same facts again add no change.
         let mut doc = AutoCommit::new();
-        let facts = Facts { computed_at: "2025-01-01T00:00:00Z".into(), trainings: facts };
+        let facts = Facts {
+            computed_at: "2025-01-01T00:00:00Z".into(),
+            trainings: facts,
+        };
         assert!(put(&mut doc, &facts).unwrap());
         assert!(!put(&mut doc, &facts).unwrap());
         assert_eq!(read(&doc), Some(facts));

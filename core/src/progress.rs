@@ -687,7 +687,15 @@ impl View {
                         .collect();
                     let level = hierarchy.unit(&t.version, &t.code)?.level;
                     let name = format!("{} ({})", t.name, label(hierarchy, t, version).0);
-                    (tops, Some(Unit { code, name, level, parent: None }))
+                    (
+                        tops,
+                        Some(Unit {
+                            code,
+                            name,
+                            level,
+                            parent: None,
+                        }),
+                    )
                 }
             },
         };
@@ -872,14 +880,13 @@ impl View {
         }
         // Not placed: let the hierarchy say why.
         let to = self.hierarchy.resolve(from, code, &self.version)?;
-        self.index
-            .get(&to)
-            .copied()
-            .ok_or_else(|| Miss::Unit(UnitError::NoCounterpart {
+        self.index.get(&to).copied().ok_or_else(|| {
+            Miss::Unit(UnitError::NoCounterpart {
                 code: code.to_owned(),
                 from: from.to_owned(),
                 to: self.version.clone(),
-            }))
+            })
+        })
     }
 
     /// Every (slot, tally) root `rec` adds, as of the view's date.

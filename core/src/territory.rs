@@ -86,13 +86,15 @@ impl Territory {
                     .resolve(x, &u.code, version)
                     .is_ok_and(|b| own.within(&b, code));
                 let inside = back
-                    && v
-                        .children(&u.code)
+                    && v.children(&u.code)
                         .all(|c| part.get(&c.code) == Some(&Part::Inside));
                 if inside {
                     touched.extend(v.ancestors(&u.code).iter().map(|a| a.code.clone()));
                 }
-                part.insert(u.code.clone(), if inside { Part::Inside } else { Part::Outside });
+                part.insert(
+                    u.code.clone(),
+                    if inside { Part::Inside } else { Part::Outside },
+                );
             }
             for c in touched {
                 if let Some(p) = part.get_mut(&c)

@@ -504,10 +504,15 @@ fn worked_example_under_the_plans_own_hierarchy() {
         "{table}"
     );
     assert!(
-        table.contains("1 bản ghi ngoài địa bàn, thuộc kế hoạch khác / record(s) outside the territory"),
+        table.contains(
+            "1 bản ghi ngoài địa bàn, thuộc kế hoạch khác / record(s) outside the territory"
+        ),
         "{table}"
     );
-    assert!(table.contains("kế hoạch / plan de-an-01-nam-dinh"), "{table}");
+    assert!(
+        table.contains("kế hoạch / plan de-an-01-nam-dinh"),
+        "{table}"
+    );
     // Readable by the people who report: the date as they write it, the
     // statuses and the indicators' names in Vietnamese from the plan file,
     // amounts grouped.
@@ -1450,21 +1455,36 @@ at_least = 10
     // A (in Hạ Long) is the city's one consolidated HTX: 1 of at least 3,
     // below the line 3 * 0.811282.
     let f = city.figure("HTX_CONSOLIDATED", "1").unwrap();
-    assert_eq!((f.goal, f.status), (Some(Goal::AtLeast(3.0)), Status::Behind));
+    assert_eq!(
+        (f.goal, f.status),
+        (Some(Goal::AtLeast(3.0)), Status::Behind)
+    );
     let wire = htx_core::report::to_wire(&r, None, |_| Default::default()).unwrap();
     let unit = |code: &str| wire.units.iter().find(|u| u.unit == code).unwrap();
     assert_eq!(unit("36").allocation, "");
     assert_eq!(unit("356").allocation, "allocated");
     assert_eq!(unit("359").allocation, "none");
-    assert!(unit("359").figures.iter().all(|f| f.status.is_empty() && f.status_vi.is_empty()));
+    assert!(
+        unit("359")
+            .figures
+            .iter()
+            .all(|f| f.status.is_empty() && f.status_vi.is_empty())
+    );
     // The province keeps its own statuses.
     assert!(unit("36").figures.iter().all(|f| !f.status.is_empty()));
     let table = htx_core::report::to_table(&wire);
-    let said = table.matches("chưa phân bổ chỉ tiêu / no allocation").count();
+    let said = table
+        .matches("chưa phân bổ chỉ tiêu / no allocation")
+        .count();
     assert_eq!(said, 9, "once per district but the city:\n{table}");
     let csv = htx_core::report::to_csv(&wire);
     let rows_359: Vec<&str> = csv.lines().filter(|l| l.starts_with("359,")).collect();
     assert!(!rows_359.is_empty());
-    assert!(rows_359.iter().all(|l| l.ends_with(",de-an-01-nam-dinh,none,")), "{csv}");
+    assert!(
+        rows_359
+            .iter()
+            .all(|l| l.ends_with(",de-an-01-nam-dinh,none,")),
+        "{csv}"
+    );
     assert!(!rows_359.iter().any(|l| l.contains("no_target")), "{csv}");
 }

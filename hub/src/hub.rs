@@ -112,8 +112,9 @@ fn load_plans(dir: &Path, config: &HubConfig) -> anyhow::Result<(Vec<Plan>, Stri
         .collect();
     let mut texts = Vec::new();
     for path in &files {
-        let text = std::fs::read_to_string(dir.join(path))
-            .with_context(|| format!("reading the plan file {path} / không đọc được tệp kế hoạch"))?;
+        let text = std::fs::read_to_string(dir.join(path)).with_context(|| {
+            format!("reading the plan file {path} / không đọc được tệp kế hoạch")
+        })?;
         texts.push((path.as_str(), text));
     }
     if texts.is_empty() {

@@ -212,8 +212,12 @@ impl Session {
         let (hub, node) = (self.hub.clone(), self.node.clone());
         match tokio::task::spawn_blocking(move || hub.publish_facts(&node)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(node = %self.node.name, "cannot publish the node's facts: {e:#}"),
-            Err(e) => tracing::warn!(node = %self.node.name, "cannot publish the node's facts: {e}"),
+            Ok(Err(e)) => {
+                tracing::warn!(node = %self.node.name, "cannot publish the node's facts: {e:#}")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.node.name, "cannot publish the node's facts: {e}")
+            }
         }
         let node = self.node.clone();
         let session::Welcome {

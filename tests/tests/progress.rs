@@ -112,13 +112,15 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
     assert_eq!(figure(&p, "36", "HTX_CONSOLIDATED", "1").numerator, 3);
     assert_eq!(figure(&p, "356", "HTX_CONSOLIDATED", "1").numerator, 2);
     // The same data asked under the 2025 hierarchy (computed from scratch)
-    // counts the same cooperatives under the merged province.
+    // counts the same cooperatives under Nam Định's former territory (the
+    // plan's), not the merged province.
     let q = htx_hub::progress::Query {
         hierarchy: Some("2025".into()),
         ..Default::default()
     };
     let p25 = hub.hub().progress(&q).unwrap();
-    assert_eq!(figure(&p25, "37", "HTX_CONSOLIDATED", "1").numerator, 3);
+    assert_eq!(p25.units[0].name, "Tỉnh Nam Định (địa bàn cũ)");
+    assert_eq!(figure(&p25, "36", "HTX_CONSOLIDATED", "1").numerator, 3);
     // Before the consolidations, nothing counted.
     let q = htx_hub::progress::Query {
         as_of: Some("2024-01-01".into()),
@@ -406,24 +408,40 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
     assert_eq!(nd.plan, "de-an-01-nam-dinh");
     assert_eq!(nd.units[0].unit, "36");
     assert_eq!(figure(&nd, "36", "HTX_CONSOLIDATED", "1").numerator, 2);
-    assert_eq!(nd.outside, 1);
+    assert_eq!(nd.outside, 2, "Bình Lục's cooperative and its chair");
     // Under 2025: Nam Định's territory, labelled as such, never the merged province.
     let nd25 = ask(Some("de-an-01-nam-dinh"), Some("2025")).unwrap();
     assert_eq!(nd25.units[0].name, "Tỉnh Nam Định (địa bàn cũ)");
     assert_eq!(nd25.territory_name, "Tỉnh Nam Định (former territory)");
     assert!(nd25.former_territory);
     assert_eq!(figure(&nd25, "36", "HTX_CONSOLIDATED", "1").numerator, 2);
-    assert!(nd25.units.iter().all(|u| u.unit != "37" && u.unit != "13504"));
+    assert!(
+        nd25.units
+            .iter()
+            .all(|u| u.unit != "37" && u.unit != "13504")
+    );
     // The test plan: its own cooperative only, under any version.
     for version in ["2025", "2023"] {
         let bl = ask(Some("thu-nghiem-binh-luc"), Some(version)).unwrap();
         assert_eq!(bl.plan, "thu-nghiem-binh-luc");
-        assert!(bl.plan_name_vi.contains("THỬ NGHIỆM"), "{}", bl.plan_name_vi);
+        assert!(
+            bl.plan_name_vi.contains("THỬ NGHIỆM"),
+            "{}",
+            bl.plan_name_vi
+        );
         assert_eq!(bl.units[0].unit, "13504");
         assert_eq!(figure(&bl, "13504", "HTX_CONSOLIDATED", "1").numerator, 1);
-        assert_eq!(bl.outside, 2, "Nam Định's two");
+        assert_eq!(
+            bl.outside, 4,
+            "Nam Định's two cooperatives and their chairs"
+        );
         assert!(htx_core::report::to_table(&bl).contains("kế hoạch / plan thu-nghiem-binh-luc"));
-        assert!(htx_core::report::to_csv(&bl).lines().skip(1).all(|l| l.contains(",thu-nghiem-binh-luc,")));
+        assert!(
+            htx_core::report::to_csv(&bl)
+                .lines()
+                .skip(1)
+                .all(|l| l.contains(",thu-nghiem-binh-luc,"))
+        );
     }
     // A record merged later counts for its plan only, in the live view too.
     consolidated_htx(&binh_luc, "13504", "HTX Bình Lục 2");
@@ -440,7 +458,7 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
     assert_eq!(bl.units[0].figures[0].numerator, 2);
     let nd = today("de-an-01-nam-dinh");
     assert_eq!(figure(&nd, "36", "HTX_CONSOLIDATED", "1").numerator, 2);
-    assert_eq!(nd.outside, 2);
+    assert_eq!(nd.outside, 4);
 
     // An unknown plan: a clear error, in both languages, over every door.
     let e = ask(Some("ke-hoach-khac"), None).unwrap_err().to_string();
@@ -499,7 +517,13 @@ async fn a_province_training_of_district_managers_counts_the_same_at_node_and_hu
     let offline = city.node().progress(None, at, None).unwrap();
     assert!(!offline.incomplete.is_empty(), "never synced: it says so");
     assert!(htx_core::report::to_table(&offline).contains("số liệu có thể chưa đầy đủ"));
-    assert!(htx_core::report::to_csv(&offline).lines().nth(1).unwrap().ends_with("may be incomplete"));
+    assert!(
+        htx_core::report::to_csv(&offline)
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("may be incomplete")
+    );
     city.sync().await.unwrap();
     hai_hau.sync().await.unwrap();
     province.sync().await.unwrap();
@@ -543,8 +567,20 @@ async fn a_province_training_of_district_managers_counts_the_same_at_node_and_hu
         let h = hub_reply.units.iter().find(|x| x.unit == u.unit).unwrap();
         for (a, b) in u.figures.iter().zip(&h.figures) {
             assert_eq!(
-                (&a.indicator, &a.phase, a.numerator, a.denominator, a.here_numerator),
-                (&b.indicator, &b.phase, b.numerator, b.denominator, b.here_numerator),
+                (
+                    &a.indicator,
+                    &a.phase,
+                    a.numerator,
+                    a.denominator,
+                    a.here_numerator
+                ),
+                (
+                    &b.indicator,
+                    &b.phase,
+                    b.numerator,
+                    b.denominator,
+                    b.here_numerator
+                ),
                 "unit {}",
                 u.unit
             );
@@ -573,5 +609,11 @@ async fn a_province_training_of_district_managers_counts_the_same_at_node_and_hu
     let hh = hai_hau.node().progress(None, at, None).unwrap();
     let f = figure(&hh, "366", "MANAGERS_TRAINED_PCT", "1");
     assert_eq!((f.numerator, f.denominator), (1, 2));
-    assert!(hai_hau.node().replica().doc(&htx_core::facts::doc_id("node-356")).is_none());
+    assert!(
+        hai_hau
+            .node()
+            .replica()
+            .doc(&htx_core::facts::doc_id("node-356"))
+            .is_none()
+    );
 }
