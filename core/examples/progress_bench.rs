@@ -240,8 +240,9 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         })
         .collect();
     eprintln!("{asked} {} phase 1: {}", top.code, shown.join(", "));
-    let root = v.roots().next().unwrap().code.clone();
-    let root = h.resolve(version, &root, asked).unwrap();
+    // The plan's territory: the report's first unit (under 2025, Nam Định's
+    // former territory, not the merged province).
+    let root = top.code.clone();
 
     // One merged change, then the province's figures as a reader sees them.
     let changes = 1000;

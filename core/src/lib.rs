@@ -13,12 +13,18 @@
 //!   beside its document, for fast reads; [`units`]: the administrative hierarchy,
 //!   its versions and how a unit of one version counts under another;
 //! - [`plan`]: the plan's phases, indicators and targets, read from a plan
-//!   file; [`progress`]: the I/O-free engine that computes progress against
-//!   it for every unit, incrementally as records change;
+//!   file; [`territory`]: the units a plan covers in every version;
+//!   [`allocation`]: its targets given to units below its territory;
+//!   [`progress`]: the I/O-free engine that computes progress against
+//!   it for every unit, incrementally as records change; [`report`]: the
+//!   figures as people and programs read them; [`facts`]: what the hub
+//!   tells a node about its people from records it does not hold;
 //! - [`pki`]: the hub's CA, certificates and node bundles;
 //! - [`settings`]: checks shared by the node's and the hub's settings.
 
+pub mod allocation;
 pub mod docs;
+pub mod facts;
 pub mod format;
 pub mod index;
 pub mod pki;
@@ -30,5 +36,6 @@ pub mod schema;
 pub mod settings;
 pub mod storage;
 pub mod sync;
+pub mod territory;
 pub mod units;
 pub mod wire;

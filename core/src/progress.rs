@@ -7,11 +7,20 @@
 //!
 //! ## How a figure is made
 //!
+//! 0. **Territory.** The figures cover the plan's territory
+//!    ([`crate::territory`]): the units of the asked version inside it,
+//!    under the territory's unit, or under the territory itself labelled
+//!    as such ("Tỉnh Nam Định (địa bàn cũ)") where no unit of that version
+//!    is it. A record of a unit wholly outside the territory is another
+//!    plan's: named in [`Report::outside`], counted by no figure.
 //! 1. **Place.** A record counts under the unit of the asked version that
 //!    its own unit (with its own `unit_version`) resolves to
-//!    ([`Hierarchy::resolve`]). A record that cannot be placed (unknown
-//!    unit, or a unit outside the asked version) counts nowhere and is
-//!    listed in [`Report::unplaced`], so nothing is silently dropped.
+//!    ([`Hierarchy::resolve`]), or at the territory itself when that unit
+//!    lies outside the tree (2024's Nam Định, asked under 2025). A record
+//!    that cannot be placed (unknown unit, a unit outside the asked
+//!    version, or one straddling the territory's border) counts nowhere
+//!    and is listed in [`Report::unplaced`], so nothing is silently
+//!    dropped.
 //! 2. **Evaluate.** Each record of an indicator's kind (a *root*) gives a
 //!    [`Tally`] per indicator and phase, as of the date capped at the
 //!    phase's end: 1 for a count, the field for a sum, 1/1 or 0/1 for a
@@ -19,8 +28,10 @@
 //! 3. **Roll up.** A unit's `direct` tally is the sum over the roots placed
 //!    at it; its `total` adds the totals of its children. Tallies always
 //!    add up; the percent of a ratio is computed from the totals.
-//! 4. **Judge.** Targets are set for units of the plan's own version and
-//!    resolved to the asked version. The status compares the value with the
+//! 4. **Judge.** Targets are set for units of the plan's own version (the
+//!    plan's, and those of an allocation file: [`crate::allocation`]) and
+//!    resolved to the asked version; the territory's own go to the root,
+//!    and one whose unit has no counterpart in the tree is not guessed. The status compares the value with the
 //!    target and with a straight line to the target at the phase's end,
 //!    from where the phase starts: phase 1 from 0 at its start, a later
 //!    phase from the value the previous phase reached (when the indicator
@@ -51,7 +62,37 @@ use time::Date;
 
 use crate::plan::{Compute, Goal, Indicator, Operand, Plan, Pred, Related, Target};
 use crate::schema::{self, FieldType, Record, Value};
+use crate::territory::{Part, Territory};
 use crate::units::{Hierarchy, Level, Unit, UnitError};
+
+/// How the territory is labelled in a later version where no unit is it
+/// ("Tỉnh Nam Định (địa bàn cũ)"), and in an earlier one.
+pub const FORMER: (&str, &str) = ("địa bàn cũ", "former territory");
+pub const LATER: (&str, &str) = ("địa bàn kế hoạch", "the plan's territory");
+
+/// Where the records of one unit count.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    At(usize),
+    /// The unit straddles the territory's border: its records cannot be
+    /// said to be in it or not.
+    Partly,
+    /// Wholly outside the plan's territory: another plan's records.
+    Outside,
+}
+
+/// Why a record counts under no unit of the view.
+enum Miss {
+    Unit(UnitError),
+    Partly,
+    Outside,
+}
+
+impl From<UnitError> for Miss {
+    fn from(e: UnitError) -> Miss {
+        Miss::Unit(e)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProgressError {
@@ -59,6 +100,15 @@ pub enum ProgressError {
     Unit(#[from] UnitError),
     #[error("{0:?} is not a date of the form YYYY-MM-DD / ngày {0:?} không hợp lệ")]
     BadDate(String),
+    #[error(
+        "unit {unit} of the {version} hierarchy is not in the territory of plan {plan} ({territory}) / đơn vị {unit} không thuộc địa bàn của kế hoạch {plan}"
+    )]
+    NotInTerritory {
+        unit: String,
+        version: String,
+        plan: String,
+        territory: String,
+    },
     /// A total too large for the wire's 64-bit integers: records above the
     /// schema's bounds that were stored before the bounds existed.
     #[error(
@@ -145,6 +195,9 @@ pub struct UnitProgress {
     /// The nodes (`recorded_by`) whose live records are placed at this unit
     /// or below it, by name: who holds data for it, for its freshness.
     pub recorded_by: Vec<String>,
+    /// Whether any target is set for this unit (the plan's, or one its
+    /// allocation file gives it).
+    pub allocated: bool,
 }
 
 impl UnitProgress {
@@ -166,9 +219,31 @@ pub struct Unplaced {
     pub reason: String,
 }
 
+/// The territory a report covers, as people read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TerritoryInfo {
+    /// The code of the report's first unit (the territory's own code in
+    /// its version when no unit of the asked version is it).
+    pub code: String,
+    /// The plan's version and unit.
+    pub version: String,
+    pub unit: String,
+    pub name_vi: String,
+    pub name_en: String,
+    /// Shown as "địa bàn cũ / former territory": no unit of the asked
+    /// version is the territory.
+    pub former: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub plan: String,
+    pub plan_name: String,
+    pub plan_name_vi: String,
+    pub territory: TerritoryInfo,
+    /// Records wholly outside the plan's territory (another plan's), by
+    /// id: counted by no figure of this plan, and not lost.
+    pub outside: Vec<String>,
     pub hierarchy: String,
     #[serde(serialize_with = "ser_date")]
     pub as_of: Date,
@@ -557,12 +632,20 @@ struct View {
     hierarchy: &'static Hierarchy,
     version: String,
     as_of: Date,
-    /// Parents before children.
-    units: Vec<&'static Unit>,
+    /// Parents before children; the first is the root: the plan's
+    /// territory (a unit of its own when no unit of the version is it).
+    units: Vec<Cow<'static, Unit>>,
     index: HashMap<String, usize>,
-    /// version -> code -> the unit it counts under, for every unit of every
-    /// version that has one (so placing a record is two lookups).
-    placements: HashMap<String, HashMap<String, usize>>,
+    /// The plan's territory; none when the hierarchy does not know the
+    /// plan's version (a synthetic one): then every unit counts.
+    territory: Option<Territory>,
+    /// When the root is the territory labelled as such, not a unit: the
+    /// label (Vietnamese, English).
+    former: Option<(&'static str, &'static str)>,
+    /// version -> code -> where a record of that unit counts, for every
+    /// unit of every version that has an answer (so placing a record is
+    /// two lookups).
+    placements: HashMap<String, HashMap<String, Place>>,
     parent: Vec<Option<usize>>,
     /// Units are in preorder: unit `u` and those below it are `u..end[u]`.
     end: Vec<usize>,
@@ -582,11 +665,64 @@ impl View {
         as_of: Date,
     ) -> Result<View, ProgressError> {
         let v = hierarchy.version(version)?;
-        let mut units = Vec::new();
-        let mut stack: Vec<&Unit> = v.roots().collect();
+        let territory = match hierarchy.version(&plan.hierarchy) {
+            Ok(_) => Some(Territory::new(hierarchy, &plan.hierarchy, &plan.unit)?),
+            Err(_) => None,
+        };
+        // The roots of the tree, and the territory as a unit of its own
+        // when no unit of this version is it.
+        let (tops, former): (Vec<&'static Unit>, Option<Unit>) = match &territory {
+            None => (v.roots().collect(), None),
+            Some(t) => match t.as_unit(hierarchy, version) {
+                Some(code) => (vec![hierarchy.unit(version, &code)?], None),
+                None => {
+                    let mut code = t.code.clone();
+                    if v.unit(&code).is_some() {
+                        code = format!("{}@{}", t.code, t.version);
+                    }
+                    let tops = t
+                        .tops(hierarchy, version)
+                        .iter()
+                        .filter_map(|c| v.unit(c))
+                        .collect();
+                    let level = hierarchy.unit(&t.version, &t.code)?.level;
+                    let name = format!("{} ({})", t.name, label(hierarchy, t, version).0);
+                    (
+                        tops,
+                        Some(Unit {
+                            code,
+                            name,
+                            level,
+                            parent: None,
+                        }),
+                    )
+                }
+            },
+        };
+        let mut units: Vec<Cow<'static, Unit>> = Vec::new();
+        if let Some(root) = &former {
+            units.push(Cow::Owned(root.clone()));
+        }
+        let mut stack: Vec<&Unit> = tops.clone();
         stack.reverse();
         while let Some(u) = stack.pop() {
-            units.push(u);
+            // The territory's tops hang from the territory; a territory
+            // that is a unit is the top of the tree (Xã Bình Lục's
+            // province is not in its plan's figures).
+            let top = territory.is_some() && tops.iter().any(|t| t.code == u.code);
+            match &former {
+                Some(root) if top => {
+                    let mut top = u.clone();
+                    top.parent = Some(root.code.clone());
+                    units.push(Cow::Owned(top));
+                }
+                None if top && u.parent.is_some() => {
+                    let mut top = u.clone();
+                    top.parent = None;
+                    units.push(Cow::Owned(top));
+                }
+                _ => units.push(Cow::Borrowed(u)),
+            }
             let mut children: Vec<&Unit> = v.children(&u.code).collect();
             children.reverse();
             stack.extend(children);
@@ -598,7 +734,7 @@ impl View {
             .collect();
         let parent: Vec<Option<usize>> = units
             .iter()
-            .map(|u| u.parent.as_ref().map(|p| index[p]))
+            .map(|u| u.parent.as_ref().and_then(|p| index.get(p).copied()))
             .collect();
         let mut end: Vec<usize> = (1..=units.len()).collect();
         for u in (0..units.len()).rev() {
@@ -606,11 +742,26 @@ impl View {
                 end[p] = end[p].max(end[u]);
             }
         }
-        let mut placements: HashMap<String, HashMap<String, usize>> = HashMap::new();
+        let mut placements: HashMap<String, HashMap<String, Place>> = HashMap::new();
         for from in hierarchy.versions() {
             let found = hierarchy.version(from)?.units().filter_map(|u| {
-                let to = hierarchy.resolve(from, &u.code, version).ok()?;
-                Some((u.code.clone(), index[&to]))
+                let part = territory.as_ref().map(|t| t.part(from, &u.code));
+                let place = match part {
+                    Some(Some(Part::Outside)) => Place::Outside,
+                    Some(Some(Part::Partly)) => Place::Partly,
+                    _ => {
+                        let to = hierarchy.resolve(from, &u.code, version).ok();
+                        match to.and_then(|c| index.get(&c).copied()) {
+                            Some(i) => Place::At(i),
+                            // Inside the territory, counted under no unit
+                            // of the tree (2024's Nam Định asked under
+                            // 2025): at the territory itself.
+                            None if part.is_some() => Place::At(0),
+                            None => return None,
+                        }
+                    }
+                };
+                Some((u.code.clone(), place))
             });
             placements.insert(from.to_owned(), found.collect());
         }
@@ -621,6 +772,11 @@ impl View {
             as_of,
             units,
             index,
+            former: former
+                .as_ref()
+                .and(territory.as_ref())
+                .map(|t| label(hierarchy, t, version)),
+            territory,
             placements,
             parent,
             end,
@@ -663,8 +819,14 @@ impl View {
             let resolved = self
                 .hierarchy
                 .resolve(&plan.hierarchy, &t.unit, &self.version);
-            if let (Ok(code), Some(slot)) = (resolved, self.slot(&t.indicator, &t.phase)) {
-                landed.entry((self.index[&code], slot)).or_default().push(t);
+            // The territory's own targets are the root's; a unit's go to
+            // the unit it counts under, if that is in the territory.
+            let at = match &self.territory {
+                Some(terr) if t.unit == terr.code => Some(0),
+                _ => resolved.ok().and_then(|c| self.index.get(&c).copied()),
+            };
+            if let (Some(u), Some(slot)) = (at, self.slot(&t.indicator, &t.phase)) {
+                landed.entry((u, slot)).or_default().push(t);
             }
         }
         let Ok(own) = self.hierarchy.version(&plan.hierarchy) else {
@@ -708,14 +870,23 @@ impl View {
 
     /// The unit `rec` counts under, as an index into `units`.
     /// A record without `unit_version` is taken to be in the plan's version.
-    fn place(&self, rec: &Record) -> Result<usize, UnitError> {
+    fn place(&self, rec: &Record) -> Result<usize, Miss> {
         let (code, from) = self.unit_of(rec);
-        if let Some(&u) = self.placements.get(from).and_then(|p| p.get(code)) {
-            return Ok(u);
+        match self.placements.get(from).and_then(|p| p.get(code)) {
+            Some(Place::At(u)) => return Ok(*u),
+            Some(Place::Outside) => return Err(Miss::Outside),
+            Some(Place::Partly) => return Err(Miss::Partly),
+            None => {}
         }
         // Not placed: let the hierarchy say why.
         let to = self.hierarchy.resolve(from, code, &self.version)?;
-        Ok(self.index[&to])
+        self.index.get(&to).copied().ok_or_else(|| {
+            Miss::Unit(UnitError::NoCounterpart {
+                code: code.to_owned(),
+                from: from.to_owned(),
+                to: self.version.clone(),
+            })
+        })
     }
 
     /// Every (slot, tally) root `rec` adds, as of the view's date.
@@ -829,9 +1000,10 @@ impl View {
         recorded_by: Vec<String>,
     ) -> UnitProgress {
         let n = self.slots();
-        let unit = self.units[u];
+        let unit = &self.units[u];
         UnitProgress {
             recorded_by,
+            allocated: (0..n).any(|s| self.goals.contains_key(&(u, s))),
             code: unit.code.clone(),
             name: unit.name.clone(),
             level: unit.level,
@@ -860,9 +1032,33 @@ impl View {
         total: &[Tally],
         held: Vec<BTreeSet<String>>,
         mut unplaced: Vec<Unplaced>,
+        mut outside: Vec<String>,
     ) -> Report {
         let mut holders = self.roll_up_holders(held);
         unplaced.sort_by(|a, b| a.id.cmp(&b.id));
+        outside.sort();
+        let root = self.units.first();
+        let (name, unit) = match &self.territory {
+            Some(t) => (t.name.clone(), t.code.clone()),
+            None => (
+                root.map(|u| u.name.clone()).unwrap_or_default(),
+                self.plan.unit.clone(),
+            ),
+        };
+        let territory = TerritoryInfo {
+            code: root.map(|u| u.code.clone()).unwrap_or_default(),
+            version: self.plan.hierarchy.clone(),
+            unit,
+            name_vi: match self.former {
+                Some((vi, _)) => format!("{name} ({vi})"),
+                None => root.map(|u| u.name.clone()).unwrap_or_default(),
+            },
+            name_en: match self.former {
+                Some((_, en)) => format!("{name} ({en})"),
+                None => root.map(|u| u.name.clone()).unwrap_or_default(),
+            },
+            former: self.former.is_some(),
+        };
         let phases = &self.plan.phases;
         let now = phases
             .iter()
@@ -872,6 +1068,10 @@ impl View {
             .unwrap_or_default();
         Report {
             plan: self.plan.id.clone(),
+            plan_name: self.plan.name.clone(),
+            plan_name_vi: self.plan.name_vi.clone(),
+            territory,
+            outside,
             hierarchy: self.version.clone(),
             as_of: self.as_of,
             phase_now: now,
@@ -886,6 +1086,17 @@ impl View {
                 .collect(),
             unplaced,
         }
+    }
+}
+
+/// The label of territory `t` asked under `version`: "former" in a later
+/// version, "the plan's territory" in an earlier one.
+fn label(h: &Hierarchy, t: &Territory, version: &str) -> (&'static str, &'static str) {
+    let at = |v: &str| h.versions().position(|x| x == v);
+    if at(version) > at(&t.version) {
+        FORMER
+    } else {
+        LATER
     }
 }
 
@@ -931,15 +1142,31 @@ fn judge(goal: Goal, value: f64, as_of: Date, line: Line) -> (Option<f64>, Optio
     (expected, share, status)
 }
 
-fn unplaced(view: &View, rec: &Record, e: UnitError) -> Unplaced {
+/// `rec` as listed when it counts nowhere; none when it is wholly
+/// outside the territory.
+fn unplaced(view: &View, rec: &Record, miss: Miss) -> Option<Unplaced> {
     let (unit, version) = view.unit_of(rec);
-    Unplaced {
+    let reason = match miss {
+        Miss::Outside => return None,
+        Miss::Unit(e) => e.to_string(),
+        Miss::Partly => {
+            let (name, code, v) = view
+                .territory
+                .as_ref()
+                .map(|t| (t.name.as_str(), t.code.as_str(), t.version.as_str()))
+                .unwrap_or_default();
+            format!(
+                "unit {unit} ({version}) lies partly outside the plan's territory, {name} ({code}, {v}) / đơn vị nằm một phần ngoài địa bàn của kế hoạch"
+            )
+        }
+    };
+    Some(Unplaced {
         id: rec.id.clone(),
         kind: rec.kind.clone(),
         unit: unit.to_owned(),
         unit_version: version.to_owned(),
-        reason: e.to_string(),
-    }
+        reason,
+    })
 }
 
 // ---- From scratch ---------------------------------------------------------
@@ -960,6 +1187,7 @@ pub fn recompute(
     let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
     let mut last_holder: Option<(usize, &str)> = None;
     let mut lost = Vec::new();
+    let mut outside = Vec::new();
     let mut tallies = Vec::new();
     // Records of one commune usually come together: place its unit once.
     let mut last: Option<(&str, &str, usize)> = None;
@@ -973,7 +1201,10 @@ pub fn recompute(
             last = Some((code, from, u));
         }
         match placed {
-            Err(e) => lost.push(unplaced(&view, rec, e)),
+            Err(miss) => match unplaced(&view, rec, miss) {
+                Some(l) => lost.push(l),
+                None => outside.push(rec.id.clone()),
+            },
             Ok(u) => {
                 let by = rec.text("recorded_by").unwrap_or_default();
                 if !by.is_empty() && last_holder != Some((u, by)) {
@@ -999,7 +1230,7 @@ pub fn recompute(
             }
         }
     }
-    Ok(view.report(&direct, &total, held, lost))
+    Ok(view.report(&direct, &total, held, lost, outside))
 }
 
 // ---- Incrementally --------------------------------------------------------
@@ -1011,6 +1242,8 @@ pub struct Engine {
     /// Root id -> the unit it is placed at and what it adds there.
     placed: HashMap<String, (usize, Vec<(usize, Tally)>)>,
     unplaced: HashMap<String, Unplaced>,
+    /// Records wholly outside the plan's territory.
+    outside: HashSet<String>,
     /// Record id -> the unit it is placed at and who recorded it, and per
     /// unit how many records each node recorded there.
     held: HashMap<String, (usize, String)>,
@@ -1037,6 +1270,7 @@ impl Engine {
             world: World::default(),
             placed: HashMap::new(),
             unplaced: HashMap::new(),
+            outside: HashSet::new(),
             held: HashMap::new(),
             holders: vec![HashMap::new(); units],
             direct: vec![Tally::default(); size],
@@ -1065,6 +1299,7 @@ impl Engine {
         self.total.fill(Tally::default());
         self.placed.clear();
         self.unplaced.clear();
+        self.outside.clear();
         self.held.clear();
         self.holders.iter_mut().for_each(HashMap::clear);
         self.refresh_all();
@@ -1119,7 +1354,9 @@ impl Engine {
     pub fn report(&self) -> Report {
         let lost = self.unplaced.values().cloned().collect();
         let held = self.holders_held();
-        self.view.report(&self.direct, &self.total, held, lost)
+        let outside = self.outside.iter().cloned().collect();
+        self.view
+            .report(&self.direct, &self.total, held, lost, outside)
     }
 
     /// Per unit, the nodes that recorded something placed there.
@@ -1161,6 +1398,7 @@ impl Engine {
             self.apply(u, &old, -1);
         }
         self.unplaced.remove(id);
+        self.outside.remove(id);
         if let Some((u, by)) = self.held.remove(id) {
             let counts = &mut self.holders[u];
             if let Some(c) = counts.get_mut(&by) {
@@ -1179,10 +1417,14 @@ impl Engine {
             self.held.insert(id.to_owned(), (*u, by.to_owned()));
         }
         match placed {
-            Err(e) => {
-                self.unplaced
-                    .insert(id.to_owned(), unplaced(&self.view, rec, e));
-            }
+            Err(miss) => match unplaced(&self.view, rec, miss) {
+                Some(l) => {
+                    self.unplaced.insert(id.to_owned(), l);
+                }
+                None => {
+                    self.outside.insert(id.to_owned());
+                }
+            },
             Ok(u) => {
                 let new = self.view.tallies(&self.world, rec);
                 if !new.is_empty() {

@@ -19,7 +19,6 @@ use htx_proto::v1 as pb;
 
 use crate::plan::{Compute, Goal};
 use crate::progress::{ProgressError, Report, UnitProgress};
-use crate::units::UnitVersion;
 
 /// `coverage` of a unit some node reported for.
 pub const REPORTED: &str = "reported";
@@ -27,6 +26,10 @@ pub const REPORTED: &str = "reported";
 pub const NO_NODE: &str = "no_node";
 /// `coverage` of a unit nodes reach but none holds data for.
 pub const NO_DATA: &str = "no_data";
+/// `allocation` of a unit below the plan's own that has targets.
+pub const ALLOCATED: &str = "allocated";
+/// `allocation` of a unit below the plan's own without any target.
+pub const NO_ALLOCATION: &str = "none";
 
 /// Who stands behind one unit's figures.
 #[derive(Debug, Clone, Default)]
@@ -67,9 +70,13 @@ pub fn status_vi(status: &str) -> &'static str {
 
 fn unit_to_wire(
     u: &UnitProgress,
+    root: bool,
     names: &[(String, String, String)],
     who: Provenance,
 ) -> Result<pb::UnitFigures, ProgressError> {
+    // A unit below the plan's own with no target at all: it says so once
+    // ("no allocation"), its figures carry no status.
+    let unallocated = !root && !u.allocated;
     // The engine adds in 128 bits; the wire carries 64. A total beyond that
     // is an explicit error, never a wrapped (negative) number.
     let narrow = |indicator: &str, value: i128| {
@@ -107,6 +114,7 @@ fn unit_to_wire(
                 let status = serde_json::to_value(f.status)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
+                    .filter(|_| !unallocated)
                     .unwrap_or_default();
                 let (name, name_vi) = names
                     .iter()
@@ -136,27 +144,61 @@ fn unit_to_wire(
         coverage: coverage.into(),
         oldest_sync,
         never_synced,
+        allocation: match (root, u.allocated) {
+            (true, _) => String::new(),
+            (false, true) => ALLOCATED.into(),
+            (false, false) => NO_ALLOCATION.into(),
+        },
     })
 }
 
-/// The reply for `unit` and every unit below it, each with who stands
-/// behind its figures (`provenance(unit)`).
+/// The reply for `unit` (default: the report's first unit, the plan's
+/// territory) and every unit below it, each with who stands behind its
+/// figures (`provenance(unit)`). A unit the report does not hold (outside
+/// the plan's territory) is refused.
 pub fn to_wire(
     report: &Report,
-    version: &UnitVersion,
-    unit: &str,
+    unit: Option<&str>,
     provenance: impl Fn(&UnitProgress) -> Provenance,
 ) -> Result<pb::ProgressReply, ProgressError> {
+    let unit = match unit {
+        None => report.territory.code.as_str(),
+        Some(u) if report.unit(u).is_some() => u,
+        Some(u) => {
+            return Err(ProgressError::NotInTerritory {
+                unit: u.to_owned(),
+                version: report.hierarchy.clone(),
+                plan: report.plan.clone(),
+                territory: report.territory.name_en.clone(),
+            });
+        }
+    };
+    // Units come parents first: a unit is below the asked one when its
+    // parent is.
+    let mut below: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut units = Vec::new();
+    for u in &report.units {
+        if u.code == unit || u.parent.as_deref().is_some_and(|p| below.contains(p)) {
+            below.insert(u.code.as_str());
+            let root = u.code == report.territory.code;
+            units.push(unit_to_wire(u, root, &report.indicators, provenance(u))?);
+        }
+    }
+    let t = &report.territory;
     Ok(pb::ProgressReply {
         plan: report.plan.clone(),
+        plan_name: report.plan_name.clone(),
+        plan_name_vi: report.plan_name_vi.clone(),
+        territory_unit: t.unit.clone(),
+        territory_version: t.version.clone(),
+        territory_name_vi: t.name_vi.clone(),
+        territory_name: t.name_en.clone(),
+        former_territory: t.former,
+        outside: report.outside.len() as u32,
+        incomplete: String::new(),
         hierarchy: report.hierarchy.clone(),
         as_of: crate::schema::format_date(report.as_of),
-        units: report
-            .units
-            .iter()
-            .filter(|u| version.within(&u.code, unit))
-            .map(|u| unit_to_wire(u, &report.indicators, provenance(u)))
-            .collect::<Result<_, _>>()?,
+        units,
         unplaced: report.unplaced.len() as u32,
         phase_now: report.phase_now.clone(),
         unplaced_records: report
@@ -223,6 +265,9 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
         "status_vi",
         "indicator_name_vi",
         "indicator_name",
+        "plan",
+        "allocation",
+        "incomplete",
     ];
     w.write_record(header).expect("writes to memory");
     for u in &reply.units {
@@ -258,6 +303,9 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
                 &f.status_vi,
                 &f.indicator_name_vi,
                 &f.indicator_name,
+                &reply.plan,
+                &u.allocation,
+                &reply.incomplete,
             ])
             .expect("writes to memory");
         }
@@ -292,6 +340,9 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
                 "",
                 &f.indicator_name_vi,
                 &f.indicator_name,
+                &reply.plan,
+                &u.allocation,
+                &reply.incomplete,
             ])
             .expect("writes to memory");
         }
@@ -429,6 +480,27 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         date_vi(&reply.as_of),
         reply.hierarchy
     );
+    if !reply.plan_name_vi.is_empty() || !reply.plan_name.is_empty() {
+        let _ = writeln!(out, "  {} / {}", reply.plan_name_vi, reply.plan_name);
+    }
+    let _ = writeln!(
+        out,
+        "  địa bàn / territory: {} / {} (đơn vị / unit {} của danh mục / of hierarchy {})",
+        reply.territory_name_vi,
+        reply.territory_name,
+        reply.territory_unit,
+        reply.territory_version
+    );
+    if !reply.incomplete.is_empty() {
+        let _ = writeln!(out, "  ⚠ {}", reply.incomplete);
+    }
+    if reply.outside > 0 {
+        let _ = writeln!(
+            out,
+            "  {} bản ghi ngoài địa bàn, thuộc kế hoạch khác / record(s) outside the territory (other plans')",
+            reply.outside
+        );
+    }
     for s in &top.sources {
         let when = match s.last_sync.as_str() {
             "" => "chưa đồng bộ / never".to_owned(),
@@ -494,6 +566,7 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         let mut header = vec!["unit".to_owned(), "name".to_owned()];
         header.extend(shown.iter().map(|f| f.indicator.clone()));
         header.push("đồng bộ gần nhất / last sync".into());
+        header.push("phân bổ / allocation".into());
         let mut rows = vec![header];
         for c in &children {
             let mut row = vec![c.unit.clone(), c.name.clone()];
@@ -505,11 +578,22 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
                 row.push(match f {
                     // Nobody reported for this unit: its zeros are not figures.
                     _ if c.coverage != REPORTED => "–".into(),
-                    Some(f) => cell(&f.compute, f.numerator, f.denominator),
+                    Some(f) if f.status.is_empty() || f.status == "no_target" => {
+                        cell(&f.compute, f.numerator, f.denominator)
+                    }
+                    Some(f) => format!(
+                        "{} ({})",
+                        cell(&f.compute, f.numerator, f.denominator),
+                        f.status_vi
+                    ),
                     None => String::new(),
                 });
             }
             row.push(freshness(c, now));
+            row.push(match c.allocation.as_str() {
+                NO_ALLOCATION => "chưa phân bổ chỉ tiêu / no allocation".into(),
+                _ => String::new(),
+            });
             rows.push(row);
         }
         let mut here = vec![
@@ -521,6 +605,7 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
                 .iter()
                 .map(|f| cell(&f.compute, f.here_numerator, f.here_denominator)),
         );
+        here.push(String::new());
         here.push(String::new());
         rows.push(here);
         out.push_str(&columns(&rows, 2));

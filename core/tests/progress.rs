@@ -2,13 +2,14 @@
 //! incremental engine held to a plain recomputation on random data, and
 //! bad input.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use htx_core::plan::{Compute, Goal, Plan};
 use htx_core::progress::{
     Engine, Figure, ProgressError, Report, Status, Tally, parse_date, recompute,
 };
 use htx_core::schema::{Record, Value, record_from_strings};
+use htx_core::territory::{Part, Territory};
 use htx_core::units::{Hierarchy, UnitError};
 use proptest::prelude::*;
 use time::Date;
@@ -261,10 +262,12 @@ fn worked_example_under_the_plans_own_hierarchy() {
         }
     );
 
-    // Act4 (2025's Phủ Lý, once Hà Nam's) has no unit in 2023: listed, not dropped.
-    assert_eq!(r.unplaced.len(), 1);
-    assert_eq!(r.unplaced[0].id, "Act4");
-    assert!(r.unplaced[0].reason.contains("outside the 2023 hierarchy"));
+    // Act4 (2025's Phủ Lý, once Hà Nam's) lies outside the plan's
+    // territory: counted by no figure of this plan, named as outside.
+    assert!(r.unplaced.is_empty());
+    assert_eq!(r.outside, ["Act4"]);
+    assert_eq!(r.territory.name_vi, "Tỉnh Nam Định");
+    assert!(!r.territory.former);
 
     // The province against the plan's targets. Phase 1: line at 0.811282;
     // phase 2: line at 0.282399.
@@ -474,8 +477,7 @@ fn worked_example_under_the_plans_own_hierarchy() {
     // "At this level / not attributable below" on the wire: Vụ Bản's D,
     // entered under a 2025 commune that only Vụ Bản wholly holds, and the
     // province's own cadre K1 and milestone M1; the rows add up.
-    let v23 = h.version("2023").unwrap();
-    let wire = htx_core::report::to_wire(&r, v23, "36", |_| Default::default()).unwrap();
+    let wire = htx_core::report::to_wire(&r, Some("36"), |_| Default::default()).unwrap();
     let wf = |u: &str, ind: &str| {
         wire.units
             .iter()
@@ -491,24 +493,24 @@ fn worked_example_under_the_plans_own_hierarchy() {
     assert_eq!(wf("36", "ASSOCIATION").here_numerator, 1);
     let k = wf("36", "CADRES_KTTT_TRAINED_PCT");
     assert_eq!((k.here_numerator, k.here_denominator), (1, 1));
-    // Act4 is listed by id and the unit it was entered for.
-    assert_eq!(wire.unplaced_records.len(), 1);
-    let lost = &wire.unplaced_records[0];
-    assert_eq!(
-        (
-            lost.id.as_str(),
-            lost.unit.as_str(),
-            lost.unit_version.as_str()
-        ),
-        ("Act4", "13285", "2025")
-    );
+    // Act4 is outside the territory: counted as such, not as unplaced.
+    assert!(wire.unplaced_records.is_empty());
+    assert_eq!(wire.outside, 1);
+    assert_eq!(wire.plan, "de-an-01-nam-dinh");
+    assert!(wire.plan_name_vi.starts_with("Kế hoạch thực hiện Đề án"));
     let table = htx_core::report::to_table(&wire);
     assert!(
         table.contains("tại cấp này (không phân bổ được xuống cấp dưới) / at this level"),
         "{table}"
     );
     assert!(
-        table.contains("Act4 (activity), unit 13285 of 2025"),
+        table.contains(
+            "1 bản ghi ngoài địa bàn, thuộc kế hoạch khác / record(s) outside the territory"
+        ),
+        "{table}"
+    );
+    assert!(
+        table.contains("kế hoạch / plan de-an-01-nam-dinh"),
         "{table}"
     );
     // Readable by the people who report: the date as they write it, the
@@ -593,20 +595,31 @@ fn worked_example_under_the_2025_hierarchy() {
     // where D was entered: Gôi and D together, i.e. Vụ Bản district's totals.
     expected.insert("13741", old["359"].clone());
     expected.insert("13966", old["13966"].clone());
-    // The province: the same, plus Act4 in Phủ Lý (no longer outside).
-    let mut province = old["36"].clone();
-    for (ind, n, _) in &mut province {
-        if *ind == "ACTIVITIES" {
-            *n = 3;
-        }
-    }
-    expected.insert("37", province);
-    expected.insert("13285", vec![("ACTIVITIES", 1, 0)]);
+    // The plan covers Nam Định: under 2025 its figures are those of the
+    // units Nam Định became, under the territory labelled as such, never
+    // the merged province (Act4 in Hà Nam's Phủ Lý stays outside).
+    expected.insert("36", old["36"].clone());
     assert_totals(&r, &expected);
     assert!(r.unplaced.is_empty());
-    // The province's targets hold for province 37; the city's and Vụ Bản's
-    // sub-targets landed there too, and the province's won.
-    let p = r.unit("37").unwrap();
+    assert_eq!(r.outside, ["Act4"]);
+    assert!(r.unit("37").is_none() && r.unit("13285").is_none());
+    assert_eq!(r.units[0].code, "36");
+    assert_eq!(r.units[0].name, "Tỉnh Nam Định (địa bàn cũ)");
+    assert!(r.territory.former);
+    assert_eq!(r.territory.name_en, "Tỉnh Nam Định (former territory)");
+    // Every unit below it is a 2025 commune wholly in Nam Định.
+    for u in &r.units[1..] {
+        assert_eq!(u.parent.as_deref(), Some("36"), "{}", u.code);
+        let back = h.resolve("2025", &u.code, "2023").unwrap();
+        assert!(h.version("2023").unwrap().within(&back, "36"));
+    }
+    // 56 of the 129 communes were Nam Định's only (the source's
+    // old_province_codes), one more is listed with both 36 and 37 (Nam
+    // Đồng, whose stray code is ignored: see units.rs).
+    assert_eq!(r.units.len() - 1, 57);
+    // The province's targets hold for the territory; the city's and Vụ
+    // Bản's sub-targets have no unit in 2025 and are not guessed.
+    let p = r.unit("36").unwrap();
     assert_eq!(
         p.figure("HTX_CONSOLIDATED", "1").unwrap().goal,
         Some(Goal::AtLeast(10.0))
@@ -749,11 +762,11 @@ at_least = 60
     let r = recompute(&plan, h, "2024", date, &[]).unwrap();
     assert_eq!(goal(&r, "356", "NEW_HTX_THT"), Some(Goal::AtLeast(3.0)));
     assert_eq!(goal(&r, "356", "CADRES_SKILLS_PCT"), None);
-    // 2025: both land on the province, where the province's own target wins.
+    // 2025: no unit is either district; the territory keeps its own target.
     let r = recompute(&plan, h, "2025", date, &[]).unwrap();
-    assert_eq!(goal(&r, "37", "NEW_HTX_THT"), Some(Goal::AtLeast(3.0)));
+    assert_eq!(goal(&r, "36", "NEW_HTX_THT"), None);
     assert_eq!(
-        goal(&r, "37", "CADRES_SKILLS_PCT"),
+        goal(&r, "36", "CADRES_SKILLS_PCT"),
         Some(Goal::AtLeast(80.0))
     );
 }
@@ -816,7 +829,7 @@ const KINDS: [&str; 17] = [
     "milestone",
     "activity",
 ];
-const UNITS: [(&str, &str); 14] = [
+const UNITS: [(&str, &str); 15] = [
     ("2023", "13633"),
     ("2023", "13681"),
     ("2023", "13741"),
@@ -828,6 +841,7 @@ const UNITS: [(&str, &str); 14] = [
     ("2025", "13741"),
     ("2025", "13669"),
     ("2025", "13285"),
+    ("2025", "13504"),
     ("2025", "37"),
     ("2023", "99999"),
     ("2024", "13966"),
@@ -989,36 +1003,54 @@ fn assert_children_add_up(r: &Report) {
 }
 
 /// Every live record is either placed (its node is among those holding
-/// data for its unit and every unit above) or listed as unplaced, by id and
-/// the unit it was entered for; never both, never neither.
-fn assert_every_record_is_counted_or_listed(r: &Report, records: &[Record]) {
+/// data for its unit and every unit above), listed as unplaced by id and
+/// the unit it was entered for, or named as outside the plan's territory
+/// (and then its unit lies wholly outside it); one of the three, once.
+fn assert_every_record_is_counted_or_listed(r: &Report, plan: &Plan, records: &[Record]) {
     let h = Hierarchy::builtin();
-    let v = h.version(&r.hierarchy).unwrap();
+    let territory = Territory::new(h, &plan.hierarchy, &plan.unit).unwrap();
     let unplaced: HashMap<&str, &htx_core::progress::Unplaced> =
         r.unplaced.iter().map(|u| (u.id.as_str(), u)).collect();
+    let outside: HashSet<&str> = r.outside.iter().map(String::as_str).collect();
+    assert_eq!(outside.len(), r.outside.len(), "each outside once");
     for rec in records.iter().filter(|x| !x.is_deleted()) {
         let unit = rec.text("unit").unwrap();
         let from = rec.text("unit_version").unwrap();
         let by = rec.text("recorded_by").unwrap();
-        match h.resolve(from, unit, &r.hierarchy) {
-            Ok(code) => {
+        let part = territory.part(from, unit);
+        if outside.contains(rec.id.as_str()) {
+            assert_eq!(part, Some(Part::Outside), "{} named outside", rec.id);
+            assert!(!unplaced.contains_key(rec.id.as_str()));
+            continue;
+        }
+        assert_ne!(part, Some(Part::Outside), "{} not named outside", rec.id);
+        let placed = match h.resolve(from, unit, &r.hierarchy) {
+            _ if part == Some(Part::Partly) => None,
+            Err(_) if part.is_none() => None,
+            // Inside the territory, but no unit of the tree holds it: at
+            // the territory itself.
+            Ok(code) if r.unit(&code).is_some() => Some(code),
+            _ => Some(r.units[0].code.clone()),
+        };
+        match placed {
+            Some(code) => {
                 assert!(
                     !unplaced.contains_key(rec.id.as_str()),
                     "{} placed and listed",
                     rec.id
                 );
-                for u in std::iter::once(code.as_str())
-                    .chain(v.ancestors(&code).iter().map(|a| a.code.as_str()))
-                {
-                    let holders = &r.unit(u).unwrap().recorded_by;
+                let mut at = Some(code);
+                while let Some(u) = at {
+                    let unit = r.unit(&u).unwrap();
                     assert!(
-                        holders.iter().any(|x| x == by),
+                        unit.recorded_by.iter().any(|x| x == by),
                         "{} by {by} not held at {u}",
                         rec.id
                     );
+                    at = unit.parent.clone();
                 }
             }
-            Err(_) => {
+            None => {
                 let listed = unplaced
                     .get(rec.id.as_str())
                     .expect("listed when not placed");
@@ -1035,10 +1067,8 @@ fn assert_every_record_is_counted_or_listed(r: &Report, records: &[Record]) {
 /// On the wire, for every unit in the reply: the totals of the units
 /// below it plus its row "at this level" are its total.
 fn assert_rows_add_up_on_the_wire(r: &Report) {
-    let h = Hierarchy::builtin();
-    let v = h.version(&r.hierarchy).unwrap();
-    let root = &r.units[0].code;
-    let reply = htx_core::report::to_wire(r, v, root, |_| Default::default()).unwrap();
+    let reply = htx_core::report::to_wire(r, None, |_| Default::default()).unwrap();
+    assert_eq!(reply.units.len(), r.units.len());
     for u in &reply.units {
         for (k, f) in u.figures.iter().enumerate() {
             let (mut n, mut d) = (f.here_numerator, f.here_denominator);
@@ -1056,6 +1086,11 @@ fn assert_rows_add_up_on_the_wire(r: &Report) {
             );
         }
     }
+}
+
+/// The test plan over a neighbouring territory (Xã Bình Lục, 2025).
+fn neighbour_plan() -> Plan {
+    Plan::parse(include_str!("../../deploy/plans/thu-nghiem-binh-luc.toml")).unwrap()
 }
 
 proptest! {
@@ -1086,7 +1121,21 @@ proptest! {
         prop_assert_eq!(&engine.report(), &fresh);
         assert_children_add_up(&fresh);
         assert_rows_add_up_on_the_wire(&fresh);
-        assert_every_record_is_counted_or_listed(&fresh, &records);
+        assert_every_record_is_counted_or_listed(&fresh, &plan, &records);
+        // The same records under a second plan over a neighbouring
+        // territory: each record counts for the plans whose territory
+        // holds it, and for at most one of the two.
+        let other_plan = neighbour_plan();
+        let other = recompute(&other_plan, h, version, as_of, &records).unwrap();
+        assert_children_add_up(&other);
+        assert_rows_add_up_on_the_wire(&other);
+        assert_every_record_is_counted_or_listed(&other, &other_plan, &records);
+        for rec in records.iter().filter(|x| !x.is_deleted()) {
+            let mine = !fresh.outside.contains(&rec.id);
+            let theirs = !other.outside.contains(&rec.id);
+            let partly = fresh.unplaced.iter().chain(&other.unplaced).any(|u| u.id == rec.id);
+            prop_assert!(!(mine && theirs) || partly, "{} counted by both plans", rec.id);
+        }
         // One unit at a time, as the hub and node ask for one.
         for u in &fresh.units {
             prop_assert_eq!(&engine.unit(&u.code).unwrap(), u);
@@ -1271,8 +1320,7 @@ fn sums_of_large_values_are_exact_and_never_wrap() {
         "taking a huge value off restores the exact sum"
     );
 
-    let v = h.version("2023").unwrap();
-    let err = htx_core::report::to_wire(&report, v, "36", |_| Default::default()).unwrap_err();
+    let err = htx_core::report::to_wire(&report, Some("36"), |_| Default::default()).unwrap_err();
     assert!(
         matches!(&err, ProgressError::TooLarge { indicator, value, .. }
             if indicator == "LOANS_VND" && *value == exact),
@@ -1370,4 +1418,73 @@ fn recompute_counts_the_last_version_of_a_record() {
     let r = recompute(&plan, h, "2023", day("2025-06-30"), &records).unwrap();
     let f = r.unit("36").unwrap().figure("LOANS_VND", "1").unwrap();
     assert_eq!(f.total.numerator, 2000);
+}
+
+// ---- (d) Allocations ---------------------------------------------------------
+
+/// Targets allocated to districts: an allocated district shows a status
+/// against its own target; a district without one says "no allocation"
+/// once, in the table, JSON and CSV, and its figures carry no status.
+#[test]
+fn allocated_units_get_statuses_and_the_others_say_so_once() {
+    let mut plan = Plan::builtin();
+    htx_core::allocation::apply(
+        &mut plan,
+        r#"
+format = 1
+plan = "de-an-01-nam-dinh"
+
+[[allocations]]
+indicator = "HTX_CONSOLIDATED"
+phase = "1"
+unit = "356"
+share = 0.3
+
+[[allocations]]
+indicator = "STABLE_JOBS"
+phase = "1"
+unit = "356"
+at_least = 10
+"#,
+    )
+    .unwrap();
+    let h = Hierarchy::builtin();
+    let r = recompute(&plan, h, "2023", day("2025-06-30"), &example_records()).unwrap();
+    let city = r.unit("356").unwrap();
+    assert!(city.allocated);
+    // A (in Hạ Long) is the city's one consolidated HTX: 1 of at least 3,
+    // below the line 3 * 0.811282.
+    let f = city.figure("HTX_CONSOLIDATED", "1").unwrap();
+    assert_eq!(
+        (f.goal, f.status),
+        (Some(Goal::AtLeast(3.0)), Status::Behind)
+    );
+    let wire = htx_core::report::to_wire(&r, None, |_| Default::default()).unwrap();
+    let unit = |code: &str| wire.units.iter().find(|u| u.unit == code).unwrap();
+    assert_eq!(unit("36").allocation, "");
+    assert_eq!(unit("356").allocation, "allocated");
+    assert_eq!(unit("359").allocation, "none");
+    assert!(
+        unit("359")
+            .figures
+            .iter()
+            .all(|f| f.status.is_empty() && f.status_vi.is_empty())
+    );
+    // The province keeps its own statuses.
+    assert!(unit("36").figures.iter().all(|f| !f.status.is_empty()));
+    let table = htx_core::report::to_table(&wire);
+    let said = table
+        .matches("chưa phân bổ chỉ tiêu / no allocation")
+        .count();
+    assert_eq!(said, 9, "once per district but the city:\n{table}");
+    let csv = htx_core::report::to_csv(&wire);
+    let rows_359: Vec<&str> = csv.lines().filter(|l| l.starts_with("359,")).collect();
+    assert!(!rows_359.is_empty());
+    assert!(
+        rows_359
+            .iter()
+            .all(|l| l.ends_with(",de-an-01-nam-dinh,none,")),
+        "{csv}"
+    );
+    assert!(!rows_359.iter().any(|l| l.contains("no_target")), "{csv}");
 }

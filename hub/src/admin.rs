@@ -137,6 +137,7 @@ impl pb::progress_server::Progress for ProgressService {
             unit: Some(r.unit),
             as_of: Some(r.as_of),
             hierarchy: Some(r.hierarchy),
+            plan: Some(r.plan),
         };
         let hub = self.hub.clone();
         let view = tokio::task::spawn_blocking(move || hub.progress(&query))

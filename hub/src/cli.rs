@@ -100,6 +100,9 @@ pub enum Command {
         /// 2023, 2024 or 2025
         #[arg(long)]
         hierarchy: Option<String>,
+        /// The plan's id (one of `plan_files`); default: the first.
+        #[arg(long)]
+        plan: Option<String>,
         #[arg(long, default_value = "table")]
         format: ProgressFormat,
     },
@@ -313,6 +316,7 @@ impl Access {
                     unit: query.unit.unwrap_or_default(),
                     as_of: query.as_of.unwrap_or_default(),
                     hierarchy: query.hierarchy.unwrap_or_default(),
+                    plan: query.plan.unwrap_or_default(),
                 };
                 let mut client = pb::progress_client::ProgressClient::new(ch.clone())
                     .max_decoding_message_size(usize::MAX);
@@ -532,12 +536,14 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             unit,
             as_of,
             hierarchy,
+            plan,
             format,
         } => {
             let query = crate::progress::Query {
                 unit,
                 as_of,
                 hierarchy,
+                plan,
             };
             let reply = access(&dir).await?.progress(query).await?;
             match format {

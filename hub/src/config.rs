@@ -38,6 +38,14 @@ pub struct HubConfig {
     /// every node; empty: the built-in Đề án 01 plan of Nam Định
     /// (`deploy/plans/de-an-01-nam-dinh.toml`).
     pub plan_file: String,
+    /// More plans to follow besides `plan_file` (paths, relative to the
+    /// hub's directory): `htx-hub progress --plan ID` picks one. The first
+    /// plan followed (`plan_file`, else the first of these, else the
+    /// built-in one) is the default and the one published to nodes.
+    pub plan_files: Vec<String>,
+    /// Allocation files (paths, relative to the hub's directory): targets
+    /// of units below a plan's territory, each file naming its plan.
+    pub allocation_files: Vec<String>,
     /// Hierarchy version for units named without one (the plan's own).
     pub default_unit_version: String,
     /// Lifetime of the certificates `enroll` and renewals issue.
@@ -74,6 +82,8 @@ impl Default for HubConfig {
             http_listen: "127.0.0.1:0".into(),
             backend: Backend::Redb,
             plan_file: String::new(),
+            plan_files: Vec::new(),
+            allocation_files: Vec::new(),
             default_unit_version: htx_core::units::DEFAULT_VERSION.into(),
             node_cert_days: 365,
             node_cert_secs: None,

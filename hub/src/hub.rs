@@ -86,18 +86,76 @@ struct Inner {
     store: Arc<dyn htx_core::storage::Store>,
     /// Enrolments by certificate fingerprint, and when `nodes/` was read.
     enrolments: RwLock<(Option<std::time::SystemTime>, HashMap<String, Enrolment>)>,
-    /// The plan progress is computed with (published to nodes).
-    plan: Plan,
+    /// The plans progress is computed with, the default first (it is the
+    /// one published to nodes).
+    plans: Vec<Plan>,
     /// Sync sessions open per node, for `max_sessions_per_node`.
     sessions: Mutex<HashMap<String, usize>>,
-    /// Progress in the default view, built on first use, then kept current.
-    live: Mutex<Option<Live>>,
+    /// Progress in the default view, per plan id, built on first use,
+    /// then kept current.
+    live: Mutex<HashMap<String, Live>>,
 }
 
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("formats")
+}
+
+/// The plans `config` names (`plan_file`, then `plan_files`; none: the
+/// built-in one), each with the allocation files naming it, and the text
+/// of the first, which is published to nodes.
+fn load_plans(dir: &Path, config: &HubConfig) -> anyhow::Result<(Vec<Plan>, String)> {
+    let files: Vec<&String> = std::iter::once(&config.plan_file)
+        .filter(|f| !f.is_empty())
+        .chain(&config.plan_files)
+        .collect();
+    let mut texts = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(dir.join(path)).with_context(|| {
+            format!("reading the plan file {path} / không đọc được tệp kế hoạch")
+        })?;
+        texts.push((path.as_str(), text));
+    }
+    if texts.is_empty() {
+        texts.push(("(built-in)", htx_core::plan::DE_AN_01_NAM_DINH.to_owned()));
+    }
+    let mut plans: Vec<Plan> = Vec::new();
+    for (path, text) in &texts {
+        let plan = Plan::parse(text).map_err(|e| anyhow::anyhow!("plan file {path}: {e}"))?;
+        if plans.iter().any(|p| p.id == plan.id) {
+            anyhow::bail!(
+                "plan file {path}: another plan file has the id {:?} / hai tệp kế hoạch trùng mã",
+                plan.id
+            );
+        }
+        plans.push(plan);
+    }
+    let first_id = plans[0].id.clone();
+    let mut allocated = Vec::new();
+    for path in &config.allocation_files {
+        let text = std::fs::read_to_string(dir.join(path)).with_context(|| {
+            format!("reading the allocation file {path} / không đọc được tệp phân bổ chỉ tiêu")
+        })?;
+        let target = htx_core::allocation::plan_of(&text)
+            .map_err(|e| anyhow::anyhow!("allocation file {path}: {e}"))?;
+        let Some(plan) = plans.iter_mut().find(|p| p.id == target) else {
+            anyhow::bail!(
+                "allocation file {path}: it is for plan {target:?}, which this hub does not follow / tệp phân bổ cho kế hoạch không được theo dõi"
+            );
+        };
+        let added = htx_core::allocation::apply(plan, &text)
+            .map_err(|e| anyhow::anyhow!("allocation file {path}: {e}"))?;
+        if plan.id == first_id {
+            allocated.extend(added);
+        }
+    }
+    // Nodes get the first plan with its allocations, as targets.
+    let mut first = texts.swap_remove(0).1;
+    if !allocated.is_empty() {
+        first.push_str(&htx_core::allocation::as_plan_targets(&allocated));
+    }
+    Ok((plans, first))
 }
 
 fn stats_key(name: &str) -> String {
@@ -117,13 +175,7 @@ impl Hub {
     ) -> anyhow::Result<Hub> {
         let config = HubConfig::load(dir)?;
         let home = Home::new(dir);
-        let plan_text = match config.plan_file.as_str() {
-            "" => htx_core::plan::DE_AN_01_NAM_DINH.to_owned(),
-            path => std::fs::read_to_string(dir.join(path))
-                .with_context(|| format!("reading the plan file {path}"))?,
-        };
-        let plan = Plan::parse(&plan_text)
-            .map_err(|e| anyhow::anyhow!("plan file {}: {e}", config.plan_file))?;
+        let (plans, plan_text) = load_plans(dir, &config)?;
         let store = open_store(&config)?;
         // Refuses a store of a newer format; migrates an older one.
         let (mut replica, _) = htx_core::format::open(store.clone(), htx_core::format::Role::Hub)?;
@@ -143,7 +195,7 @@ impl Hub {
             replica: Mutex::new(replica),
             store,
             enrolments: RwLock::default(),
-            plan,
+            plans,
             sessions: Mutex::default(),
             live: Mutex::default(),
         }));
@@ -157,9 +209,30 @@ impl Hub {
     pub fn home(&self) -> &Home {
         &self.0.home
     }
-    /// The plan progress is computed with.
+    /// The default plan (the first followed; published to nodes).
     pub fn plan(&self) -> &Plan {
-        &self.0.plan
+        &self.0.plans[0]
+    }
+
+    /// Every plan followed, the default first.
+    pub fn plans(&self) -> &[Plan] {
+        &self.0.plans
+    }
+
+    /// The plan with this id (none or empty: the default), or a clear
+    /// error naming the plans followed.
+    pub fn plan_by(&self, id: Option<&str>) -> anyhow::Result<&Plan> {
+        let Some(id) = id.filter(|i| !i.is_empty()) else {
+            return Ok(self.plan());
+        };
+        self.0.plans.iter().find(|p| p.id == id).ok_or_else(|| {
+            let known: Vec<&str> = self.0.plans.iter().map(|p| p.id.as_str()).collect();
+            anyhow::anyhow!(
+                "unknown plan {id:?}; this hub follows {} / máy chủ tỉnh không theo dõi kế hoạch {id:?} (các kế hoạch: {})",
+                known.join(", "),
+                known.join(", ")
+            )
+        })
     }
 
     /// The merged replica. If a task panicked while holding it (a bug met on
@@ -244,9 +317,37 @@ impl Hub {
     }
 
     /// Whether the node may read `doc`: its units' documents and what the
-    /// hub publishes (the plan and unit lists).
+    /// hub publishes (the plan and unit lists, and the facts about its own
+    /// people: [`htx_core::facts`]).
     pub fn readable(node: &Enrolment, doc: &str) -> bool {
-        doc == REFERENCE_DOC || Self::writable(node, doc)
+        doc == REFERENCE_DOC
+            || doc == htx_core::facts::doc_id(&node.name)
+            || Self::writable(node, doc)
+    }
+
+    /// Works out the facts about `node`'s people from the records it does
+    /// not hold ([`htx_core::facts`]) and writes them to its facts
+    /// document, if they changed. Called at the start of each of its
+    /// sessions, so the node gets them in the same session.
+    pub fn publish_facts(&self, node: &Enrolment) -> anyhow::Result<bool> {
+        let records = self.export(false)?;
+        let held = |r: &Record| {
+            let version = r.text("unit_version").unwrap_or(&node.unit_version);
+            let unit = r.text("unit").unwrap_or_default();
+            Self::writable(node, &docs::unit_doc_id(version, unit))
+        };
+        let facts = htx_core::facts::Facts {
+            computed_at: now_rfc3339(),
+            trainings: htx_core::facts::compute(&records, held),
+        };
+        let id = htx_core::facts::doc_id(&node.name);
+        let mut r = self.replica();
+        // No document while there is nothing to say: a node that synced
+        // and has none has no such facts.
+        if facts.trainings.is_empty() && !r.has_doc(&id) {
+            return Ok(false);
+        }
+        Ok(r.change(&id, |doc| htx_core::facts::put(doc, &facts))??)
     }
 
     /// Whether the node may write `doc`: only the documents of its units.
@@ -387,20 +488,18 @@ impl Hub {
                 (e, s)
             })
             .collect();
+        let plan = self.plan_by(query.plan.as_deref())?;
         let default_version = &self.0.config.default_unit_version;
         let view = progress::view(query, default_version)?;
         let report = if progress::is_live(&view, default_version) {
             let mut live = self.0.live.lock().expect("progress lock");
-            if live.is_none() {
-                *live = Some(Live::new(
-                    self.0.plan.clone(),
-                    default_version,
-                    self.export(true)?,
-                )?);
+            if !live.contains_key(&plan.id) {
+                let engine = Live::new(plan.clone(), default_version, self.export(true)?)?;
+                live.insert(plan.id.clone(), engine);
             }
-            live.as_mut().expect("built").report()
+            live.get_mut(&plan.id).expect("built").report()
         } else {
-            progress::from_scratch(&self.0.plan, &view, &self.export(true)?)?
+            progress::from_scratch(plan, &view, &self.export(true)?)?
         };
         Ok(progress::reply(&report, query, &view.0, &nodes)?)
     }
@@ -408,8 +507,10 @@ impl Hub {
     /// Feeds records that just merged to the live view.
     pub fn merged(&self, records: Vec<Record>) {
         let mut live = self.0.live.lock().expect("progress lock");
-        if let Some(live) = live.as_mut() {
-            live.merged(records);
+        // Every plan's engine: a record counts for each plan whose
+        // territory holds it (each engine leaves the others' aside).
+        for engine in live.values_mut() {
+            engine.merged(records.iter().cloned());
         }
     }
 

@@ -37,6 +37,9 @@ pub struct Query {
     pub as_of: Option<String>,
     #[serde(default)]
     pub hierarchy: Option<String>,
+    /// The plan's id; empty: the hub's first plan.
+    #[serde(default)]
+    pub plan: Option<String>,
 }
 
 pub fn today() -> Date {
@@ -103,7 +106,7 @@ pub fn from_scratch(
     progress::recompute(plan, Hierarchy::builtin(), &view.0, view.1, records)
 }
 
-/// The reply for `query`'s unit (or the root) in `version`.
+/// The reply for `query`'s unit (default: the plan's territory) in `version`.
 pub fn reply(
     report: &Report,
     query: &Query,
@@ -111,16 +114,18 @@ pub fn reply(
     nodes: &[(Enrolment, NodeStats)],
 ) -> Result<pb::ProgressReply, ProgressError> {
     let h = Hierarchy::builtin();
-    let v = h.version(version)?;
     let unit = match query.unit.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => h.unit(version, u)?.code.clone(),
-        None => v.roots().next().map(|u| u.code.clone()).unwrap_or_default(),
+        Some(u) if report.unit(u).is_some() => Some(u),
+        // A unit of the version, or an error naming the version.
+        Some(u) => Some(h.unit(version, u)?.code.as_str()),
+        None => None,
     };
-    report::to_wire(report, v, &unit, |u| provenance(version, u, nodes))
+    report::to_wire(report, unit, |u| provenance(report, version, u, nodes))
 }
 
 /// The sources of unit `u` (asked in `version`): see the module doc.
 fn provenance(
+    report: &Report,
     version: &str,
     u: &UnitProgress,
     nodes: &[(Enrolment, NodeStats)],
@@ -129,13 +134,23 @@ fn provenance(
     let Ok(v) = h.version(version) else {
         return report::Provenance::default();
     };
+    // The territory as a unit of its own ("Nam Định (địa bàn cũ)"): judged
+    // in the plan's version, against the territory's unit there.
+    let t = &report.territory;
+    let (version, v, code) = match v.unit(&u.code) {
+        None if u.code == t.code => match h.version(&t.version) {
+            Ok(own) => (t.version.as_str(), own, t.unit.as_str()),
+            Err(_) => return report::Provenance::default(),
+        },
+        _ => (version, v, u.code.as_str()),
+    };
     let mut out = report::Provenance::default();
     for (e, s) in nodes {
         let Ok(scope) = h.resolve(&e.unit_version, &e.unit, version) else {
             continue;
         };
-        let serves = v.within(&scope, &u.code);
-        let holds = v.within(&u.code, &scope);
+        let serves = v.within(&scope, code);
+        let holds = v.within(code, &scope);
         // A node whose scope is the whole province (in this version) is
         // the province's own office: it reaches a unit below only where
         // its records are.

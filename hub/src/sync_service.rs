@@ -207,6 +207,18 @@ impl Session {
         } else {
             self.merge(hello.changes).await?.new
         };
+        // The facts about the node's people from records it does not hold,
+        // worked out afresh, so that this session brings them.
+        let (hub, node) = (self.hub.clone(), self.node.clone());
+        match tokio::task::spawn_blocking(move || hub.publish_facts(&node)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(node = %self.node.name, "cannot publish the node's facts: {e:#}")
+            }
+            Err(e) => {
+                tracing::warn!(node = %self.node.name, "cannot publish the node's facts: {e}")
+            }
+        }
         let node = self.node.clone();
         let session::Welcome {
             digest,

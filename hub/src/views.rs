@@ -98,6 +98,7 @@ pub fn progress_at(
         unit: Some(unit.to_owned()),
         as_of: Some(htx_core::schema::format_date(as_of)),
         hierarchy: Some(version.to_owned()),
+        plan: None,
     })?)
 }
 

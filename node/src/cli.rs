@@ -420,6 +420,7 @@ impl Access {
                     unit: unit.unwrap_or_default(),
                     as_of: as_of.unwrap_or_default(),
                     hierarchy: hierarchy.unwrap_or_default(),
+                    plan: String::new(),
                 };
                 let mut client = pb::progress_client::ProgressClient::new(ch.clone());
                 Ok(client.get(req).await.map_err(status_error)?.into_inner())

@@ -228,6 +228,10 @@ pub fn now_rfc3339() -> String {
         .expect("formats")
 }
 
+/// What a node's figures say until it has synced once: it has not yet
+/// received the facts about its people from records it does not hold.
+pub const INCOMPLETE: &str = "chưa nhận được từ máy chủ tỉnh số liệu về người của đơn vị tham gia hoạt động ngoài phạm vi máy trạm (ví dụ lớp tập huấn cấp tỉnh): số liệu có thể chưa đầy đủ / not yet received from the hub: the facts about this node's people in records it does not hold (e.g. a province-level training); figures may be incomplete";
+
 impl Node {
     pub const BUNDLE_FILE: &'static str = "bundle.json";
 
@@ -769,18 +773,31 @@ impl Node {
             .resolve(&b.unit_version, &b.unit, version)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
         let unit = match unit.filter(|u| !u.is_empty()) {
-            Some(u) => h
-                .unit(version, u)
-                .map_err(|e| NodeError::Setup(e.to_string()))?
-                .code
-                .clone(),
-            None => own.clone(),
+            Some(u) => Some(
+                h.unit(version, u)
+                    .map_err(|e| NodeError::Setup(e.to_string()))?
+                    .code
+                    .clone(),
+            ),
+            None => None,
         };
         let as_of = match as_of.filter(|d| !d.is_empty()) {
             Some(d) => progress::parse_date(d).map_err(bad)?,
             None => time::OffsetDateTime::now_utc().date(),
         };
-        let records = self.export(true)?;
+        let mut records = self.export(true)?;
+        // The trainings its people attended that it does not hold, as the
+        // hub published them (dates and types only: htx_core::facts).
+        let facts = self
+            .replica()
+            .doc(&htx_core::facts::doc_id(&b.node))
+            .and_then(htx_core::facts::read);
+        if let Some(f) = facts {
+            let own: std::collections::HashSet<String> =
+                records.iter().map(|r| r.id.clone()).collect();
+            records.extend(f.trainings.into_iter().filter(|t| !own.contains(&t.id)));
+        }
+        let synced = !self.sync_status().last_success.is_empty();
         let (plan, h) = self.reference()?;
         let report = progress::recompute(&plan, h, version, as_of, &records).map_err(bad)?;
         let me = htx_proto::v1::Source {
@@ -790,7 +807,22 @@ impl Node {
         };
         // This node serves the units its scope lies within, and holds data
         // for the units below its scope where records are placed.
-        htx_core::report::to_wire(&report, v, &unit, |u| {
+        // Its own unit by default; where that is not a unit of the plan's
+        // territory in this version (a district, asked under 2025, became
+        // the merged province), the territory, labelled as such.
+        let unit = unit.or_else(|| report.unit(&own).map(|_| own.clone()));
+        htx_core::report::to_wire(&report, unit.as_deref(), |u| {
+            // The territory as a unit of its own: this node holds data for
+            // it where its records are.
+            if v.unit(&u.code).is_none() {
+                return htx_core::report::Provenance {
+                    sources: match u.recorded_by.is_empty() {
+                        false => vec![me.clone()],
+                        true => Vec::new(),
+                    },
+                    reached: true,
+                };
+            }
             let serves = v.within(&own, &u.code);
             let holds = v.within(&u.code, &own);
             htx_core::report::Provenance {
@@ -800,6 +832,12 @@ impl Node {
                 },
                 reached: serves || (holds && v.unit(&own).is_some_and(|s| s.parent.is_some())),
             }
+        })
+        .map(|mut reply| {
+            if !synced {
+                reply.incomplete = INCOMPLETE.into();
+            }
+            reply
         })
         .map_err(bad)
     }

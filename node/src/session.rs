@@ -103,17 +103,20 @@ fn written_docs(r: &Replica) -> Vec<String> {
 /// dropped, so that the `Want` reports none of it and the hub sends it
 /// whole. Only the hub writes that document; a copy with changes the hub
 /// lacks (a hub restored from a backup) could never converge by merging.
+/// The same holds for every document the hub publishes read-only (`ref/`:
+/// the facts about this node's people too).
 pub fn refresh_reference(r: &mut Replica, hub_heads: &[(String, Vec<ChangeHash>)]) -> Result<bool> {
-    let Some((_, theirs)) = hub_heads.iter().find(|(d, _)| d == docs::REFERENCE_DOC) else {
-        return Ok(false);
-    };
-    let mut theirs = theirs.clone();
-    theirs.sort();
-    if !r.has_doc(docs::REFERENCE_DOC) || r.heads(docs::REFERENCE_DOC) == theirs {
-        return Ok(false);
+    let mut dropped = false;
+    for (doc, theirs) in hub_heads.iter().filter(|(d, _)| d.starts_with("ref/")) {
+        let mut theirs = theirs.clone();
+        theirs.sort();
+        if !r.has_doc(doc) || r.heads(doc) == theirs {
+            continue;
+        }
+        r.forget(doc)?;
+        dropped = true;
     }
-    r.forget(docs::REFERENCE_DOC)?;
-    Ok(true)
+    Ok(dropped)
 }
 
 /// The hub acknowledged a batch with its new heads: what of them this node

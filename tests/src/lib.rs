@@ -299,9 +299,15 @@ impl TestHub {
 
     /// Writes a bundle for a new node, as `htx-hub enroll` does.
     pub fn write_bundle(&self, unit: &str, name: &str, out: &Path) {
+        self.write_bundle_in(None, unit, name, out)
+    }
+
+    /// As [`TestHub::write_bundle`], for a unit of hierarchy `version`
+    /// (default: the hub's).
+    pub fn write_bundle_in(&self, version: Option<&str>, unit: &str, name: &str, out: &Path) {
         let cfg = HubConfig::load(self.dir()).expect("hub config");
         let bundle = Home::new(self.dir())
-            .enroll(&cfg, unit, None, Some(name), false)
+            .enroll(&cfg, unit, version, Some(name), false)
             .expect("enroll");
         std::fs::write(out, bundle.to_json()).expect("write bundle");
     }
@@ -338,9 +344,20 @@ impl TestHub {
         name: &str,
         config: impl FnOnce(&mut NodeConfig),
     ) -> TestNode {
+        self.enroll_node_in(None, unit, name, config)
+    }
+
+    /// As [`TestHub::enroll_node_with`], for a unit of hierarchy `version`.
+    pub fn enroll_node_in(
+        &self,
+        version: Option<&str>,
+        unit: &str,
+        name: &str,
+        config: impl FnOnce(&mut NodeConfig),
+    ) -> TestNode {
         let root = TempDir::new().expect("temp dir");
         let bundle = root.path().join("bundle.json");
-        self.write_bundle(unit, name, &bundle);
+        self.write_bundle_in(version, unit, name, &bundle);
         let dir = root.path().join("node");
         htx_node::cli::init(&dir, &bundle, Backend::Redb).expect("htx-node init");
         configure(&dir, config);
