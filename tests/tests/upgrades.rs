@@ -223,7 +223,9 @@ async fn a_failed_migration_leaves_the_previous_format_and_runs_again() {
 }
 
 /// Marks the store of `dir` as written by a newer `writer`.
-fn mark_newer(dir: &Path, writer: &str) -> Vec<u8> {
+type Contents = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn mark_newer(dir: &Path, writer: &str) -> Contents {
     {
         let store = storage::open(Backend::Redb, dir).unwrap();
         let mut b = WriteBatch::default();
@@ -239,7 +241,7 @@ fn mark_newer(dir: &Path, writer: &str) -> Vec<u8> {
 /// Every key and value of the store of `dir`. (Not the file's bytes: redb
 /// rewrites its header's bookkeeping whenever a database is opened, even
 /// when nothing is written.)
-fn contents(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn contents(dir: &Path) -> Contents {
     let store = storage::open(Backend::Redb, dir).unwrap();
     store.scan(b"").unwrap()
 }
