@@ -69,7 +69,7 @@ fn main() {
             .expect("written");
     }
     let t = Instant::now();
-    index::ensure(&replica).expect("indexed");
+    index::ensure(&mut replica).expect("indexed");
     let build = t.elapsed();
     println!(
         "store: {} records in {DOCS} documents; indexing them once took {:.2} s",

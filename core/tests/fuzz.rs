@@ -210,7 +210,7 @@ fn seed_store() -> Vec<(Vec<u8>, Vec<u8>)> {
     Replica::put_shared_heads(&mut b, "hub", DOCS[0], &r.heads(DOCS[0]), b"incarnation");
     Replica::put_meta(&mut b, "last_sync", b"2025-06-30T00:00:00Z".to_vec());
     r.commit(b).unwrap();
-    index::ensure(&r).unwrap();
+    index::ensure(&mut r).unwrap();
     // A snapshot and a chunk after it, written as the replica writes them.
     let mut d = AutoCommit::new();
     docs::put_record(&mut d, &coop("HTX snapshot", "356")).unwrap();

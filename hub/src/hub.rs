@@ -116,7 +116,7 @@ impl Hub {
         let plan = Plan::parse(&plan_text)
             .map_err(|e| anyhow::anyhow!("plan file {}: {e}", config.plan_file))?;
         let store = storage::open(config.backend, dir)?;
-        let mut replica = Replica::open(store.clone())?;
+        let mut replica = Replica::open_with(store.clone(), config.replica_options())?;
         // Publish the plan and the unit lists to every node, read-only.
         let reference = Reference {
             plan: plan_text,
@@ -127,7 +127,7 @@ impl Hub {
         };
         replica.change(REFERENCE_DOC, |doc| docs::put_reference(doc, &reference))??;
         replica.commit(crate::validate::claim_own_actor(&replica))?;
-        if htx_core::index::ensure(&replica)? {
+        if htx_core::index::ensure(&mut replica)? {
             tracing::info!("indexed every record of the store (first opening of this format)");
         }
         let hub = Hub(Arc::new(Inner {
@@ -165,7 +165,7 @@ impl Hub {
             tracing::error!(
                 "a task panicked while holding the replica; loading it again from the store"
             );
-            match Replica::open(guard.store().clone()) {
+            match Replica::open_with(guard.store().clone(), guard.options()) {
                 Ok(fresh) => *guard = fresh,
                 Err(e) => tracing::error!("cannot load the replica again: {e}"),
             }

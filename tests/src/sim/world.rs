@@ -228,7 +228,14 @@ fn open_hub_replica(
     actor: ActorId,
     plan: &str,
 ) -> Result<Replica, String> {
-    let mut r = Replica::open_as(store, actor).map_err(|e| e.to_string())?;
+    // As `Hub::open` does, documents are loaded on first use; a cache of
+    // two makes the hub drop and reload them all the time.
+    let options = htx_core::replica::Options {
+        check_at_open: false,
+        cache_docs: Some(2),
+        cache_bytes: None,
+    };
+    let mut r = Replica::open_as_with(store, actor, options).map_err(|e| e.to_string())?;
     let reference = Reference {
         plan: plan.to_owned(),
         lists: BUILTIN_LISTS
@@ -241,7 +248,7 @@ fn open_hub_replica(
         .map_err(|e| e.to_string())?;
     r.commit(htx_hub::validate::claim_own_actor(&r))
         .map_err(|e| e.to_string())?;
-    htx_core::index::ensure(&r).map_err(|e| e.to_string())?;
+    htx_core::index::ensure(&mut r).map_err(|e| e.to_string())?;
     Ok(r)
 }
 
@@ -528,7 +535,7 @@ impl World {
         for w in self.writes.iter_mut().filter(|w| !w.rolled_back) {
             let held = std::iter::once(&mut self.hub.replica)
                 .chain(self.nodes.iter_mut().map(|n| &mut n.replica))
-                .any(|r| !r.known(&w.doc, &[w.hash]).is_empty());
+                .any(|r| !r.known(&w.doc, &[w.hash]).expect("readable").is_empty());
             if !held {
                 w.rolled_back = true;
                 newly += 1;
@@ -599,7 +606,7 @@ impl World {
         let mut lines = Vec::new();
         let mut one = |name: String, r: &mut Replica| {
             let cs: Vec<String> = r
-                .changes_since(doc, &[])
+                .changes_since(doc, &[]).expect("readable")
                 .iter()
                 .map(|c| {
                     format!(
