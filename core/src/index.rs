@@ -223,7 +223,10 @@ mod tests {
         })
         .unwrap()
         .unwrap();
-        assert!(ensure(&mut r).unwrap(), "a store without an index is indexed");
+        assert!(
+            ensure(&mut r).unwrap(),
+            "a store without an index is indexed"
+        );
         assert!(!ensure(&mut r).unwrap(), "once");
         let mut all = read_all(store.as_ref()).unwrap();
         all.sort_by(|x, y| x.id.cmp(&y.id));

@@ -73,7 +73,12 @@ fn copy_dir(from: &Path, to: &Path) {
         .arg(to)
         .status()
         .expect("cp");
-    assert!(status.success(), "cp -a {} {}", from.display(), to.display());
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
 }
 
 /// Writes the province into the hub store at `dir` and enrolls one node per
@@ -167,7 +172,9 @@ async fn sync_node(dir: PathBuf, write: Option<String>) -> Duration {
         .unwrap_or_else(|e| panic!("sync failed: {e}"));
     let took = t.elapsed();
     assert!(report.in_sync, "{report:?}");
-    tokio::task::spawn_blocking(move || drop(node)).await.unwrap();
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
     took
 }
 
@@ -331,18 +338,20 @@ async fn main() {
         .map(|u| u.code.clone())
         .take(n)
         .collect();
-    assert_eq!(communes.len(), n, "the province has {} communes", communes.len());
+    assert_eq!(
+        communes.len(),
+        n,
+        "the province has {} communes",
+        communes.len()
+    );
     let work = tempfile::tempdir().expect("temp dir");
     let pristine = work.path().join("pristine-hub");
     let pristine_nodes = work.path().join("pristine-nodes");
-    build(
-        &pristine,
-        &pristine_nodes,
-        &communes,
-        records,
-        free_port(),
-    );
-    let store_mb = std::fs::metadata(pristine.join("store.redb")).unwrap().len() as f64 / 1e6;
+    build(&pristine, &pristine_nodes, &communes, records, free_port());
+    let store_mb = std::fs::metadata(pristine.join("store.redb"))
+        .unwrap()
+        .len() as f64
+        / 1e6;
     let defaults = HubConfig::default();
     let phases: [(&str, &str, Vec<(&str, &str)>); 2] = [
         (
@@ -354,7 +363,11 @@ async fn main() {
                 ("HTX_HUB_CHECK_DOCUMENTS_AT_START", "true"),
             ],
         ),
-        ("now", "loaded on first use, bounded cache (defaults)", vec![]),
+        (
+            "now",
+            "loaded on first use, bounded cache (defaults)",
+            vec![],
+        ),
     ];
     let mut results = Vec::new();
     for (label, what, env) in &phases {
@@ -392,7 +405,10 @@ async fn main() {
             a.moment, a.rss, a.peak, b.rss, b.peak
         );
     }
-    println!("\n| what was done (hub CPU seconds so far) | {} | {} |", results[0].0, results[1].0);
+    println!(
+        "\n| what was done (hub CPU seconds so far) | {} | {} |",
+        results[0].0, results[1].0
+    );
     println!("|---|---|---|");
     for (i, a) in results[0].1.iter().enumerate() {
         let b = &results[1].1[i];

@@ -204,7 +204,8 @@ async fn main() {
         heads_before
             .iter()
             .map(|(d, h)| {
-                r.changes_since(d, h).expect("readable")
+                r.changes_since(d, h)
+                    .expect("readable")
                     .iter()
                     .map(|c| c.raw_bytes().len())
                     .sum::<usize>()

@@ -366,7 +366,8 @@ async fn a_replayed_batch_changes_nothing() {
             .map(|d| pb::DocChanges {
                 doc: d.clone(),
                 changes: r
-                    .changes_since(d, &[]).expect("readable")
+                    .changes_since(d, &[])
+                    .expect("readable")
                     .iter()
                     .map(|c| c.raw_bytes().to_vec())
                     .collect(),
@@ -426,7 +427,8 @@ fn unsent(hub: &TestHub, node: &TestNode, doc: &str) -> Vec<Vec<u8>> {
     let hub_heads = hub.hub().replica().heads(doc);
     node.node()
         .replica()
-        .changes_since(doc, &hub_heads).expect("readable")
+        .changes_since(doc, &hub_heads)
+        .expect("readable")
         .iter()
         .map(|c| c.raw_bytes().to_vec())
         .collect()

@@ -25,12 +25,21 @@ pub(super) fn always(w: &mut World) -> Result<(), String> {
         }
         let held = !w.nodes[wr.node]
             .replica
-            .known(&wr.doc, &[wr.hash]).expect("readable")
+            .known(&wr.doc, &[wr.hash])
+            .expect("readable")
             .is_empty()
-            || !w.hub.replica.known(&wr.doc, &[wr.hash]).expect("readable").is_empty()
-            || w.nodes
-                .iter_mut()
-                .any(|n| !n.replica.known(&wr.doc, &[wr.hash]).expect("readable").is_empty());
+            || !w
+                .hub
+                .replica
+                .known(&wr.doc, &[wr.hash])
+                .expect("readable")
+                .is_empty()
+            || w.nodes.iter_mut().any(|n| {
+                !n.replica
+                    .known(&wr.doc, &[wr.hash])
+                    .expect("readable")
+                    .is_empty()
+            });
         if !held {
             return Err(w.fail(&format!(
                 "write acknowledged by node {} at step {} ({} in {}) is on no replica",
@@ -45,7 +54,13 @@ pub(super) fn always(w: &mut World) -> Result<(), String> {
             return Err(w.fail(&format!("the hub holds {d}, which no node may write")));
         }
         let forged: Vec<_> = w.forged.iter().copied().collect();
-        if !w.hub.replica.known(d, &forged).expect("readable").is_empty() {
+        if !w
+            .hub
+            .replica
+            .known(d, &forged)
+            .expect("readable")
+            .is_empty()
+        {
             return Err(w.fail(&format!(
                 "the hub merged a change forged under another node's actor id in {d}"
             )));
@@ -174,7 +189,12 @@ pub(super) fn healed(w: &mut World) -> Result<(), String> {
         if wr.rolled_back {
             continue;
         }
-        if w.hub.replica.known(&wr.doc, &[wr.hash]).expect("readable").is_empty() {
+        if w.hub
+            .replica
+            .known(&wr.doc, &[wr.hash])
+            .expect("readable")
+            .is_empty()
+        {
             return Err(w.fail(&format!(
                 "write acknowledged by node {} at step {} never reached the hub",
                 wr.node, wr.step
@@ -182,7 +202,11 @@ pub(super) fn healed(w: &mut World) -> Result<(), String> {
         }
         for j in 0..w.nodes.len() {
             if Hub::readable(&w.nodes[j].enrolment, &wr.doc)
-                && w.nodes[j].replica.known(&wr.doc, &[wr.hash]).expect("readable").is_empty()
+                && w.nodes[j]
+                    .replica
+                    .known(&wr.doc, &[wr.hash])
+                    .expect("readable")
+                    .is_empty()
             {
                 return Err(w.fail(&format!(
                     "node {j} lacks the write node {} acknowledged at step {}",
@@ -245,14 +269,9 @@ fn node_figures(w: &mut World) -> Result<(), String> {
         let node =
             progress::recompute(&plan, h, &version, as_of, &mine).map_err(|e| e.to_string())?;
         let in_scope = |d: &str| Hub::readable(&e, d);
-        let hub_scope = progress::recompute(
-            &w.hub.plan,
-            h,
-            &version,
-            as_of,
-            &hub_records(w, Some(&in_scope)),
-        )
-        .map_err(|e| e.to_string())?;
+        let in_scope_records = hub_records(w, Some(&in_scope));
+        let hub_scope = progress::recompute(&w.hub.plan, h, &version, as_of, &in_scope_records)
+            .map_err(|e| e.to_string())?;
         let others: Vec<Record> = all
             .iter()
             .filter(|rec| {

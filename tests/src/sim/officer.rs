@@ -458,7 +458,8 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
         0 => {
             let r = &mut w.nodes[i].replica;
             let changes: Vec<Vec<u8>> = r
-                .changes_since(&own_doc, &[]).expect("readable")
+                .changes_since(&own_doc, &[])
+                .expect("readable")
                 .iter()
                 .rev()
                 .take(8)
@@ -511,7 +512,10 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
         // The plan document, which only the hub writes.
         2 => {
             let actor = w.new_actor(Some(i));
-            let mut d = w.nodes[i].replica.fork(docs::REFERENCE_DOC).expect("readable");
+            let mut d = w.nodes[i]
+                .replica
+                .fork(docs::REFERENCE_DOC)
+                .expect("readable");
             d.set_actor(actor);
             let before = d.get_heads();
             d.put(automerge::ROOT, "plan", "forged")

@@ -606,7 +606,8 @@ impl World {
         let mut lines = Vec::new();
         let mut one = |name: String, r: &mut Replica| {
             let cs: Vec<String> = r
-                .changes_since(doc, &[]).expect("readable")
+                .changes_since(doc, &[])
+                .expect("readable")
                 .iter()
                 .map(|c| {
                     format!(
