@@ -353,7 +353,8 @@ async fn main() {
         .len() as f64
         / 1e6;
     let defaults = HubConfig::default();
-    let phases: [(&str, &str, Vec<(&str, &str)>); 2] = [
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let phases: [(&str, &str, Env); 2] = [
         (
             "before",
             "every document loaded and checked at start, kept (the hub before)",
