@@ -70,7 +70,7 @@ fn main() {
     }
     let t = Instant::now();
     let mut batch = WriteBatch::default();
-    index::rebuild(&replica, &mut batch).expect("indexed");
+    index::rebuild(&mut replica, &mut batch).expect("indexed");
     replica.commit(batch).expect("stored");
     let build = t.elapsed();
     println!(

@@ -48,7 +48,7 @@ use std::sync::Arc;
 use automerge::ActorId;
 
 use crate::index::{self, IndexError};
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{Options, Replica, ReplicaError};
 use crate::storage::{RedbStore, Store, StoreError, WriteBatch};
 
 /// The stored format this build writes and reads (and every older one it
@@ -120,7 +120,7 @@ pub struct Migration {
     /// What it does, for the log.
     pub what: &'static str,
     /// Adds the step's writes to the batch (committed with the new marker).
-    pub run: fn(&Replica, Role, &mut WriteBatch) -> Result<(), FormatError>,
+    pub run: fn(&mut Replica, Role, &mut WriteBatch) -> Result<(), FormatError>,
 }
 
 /// Every migration, oldest first; `MIGRATIONS[i].to == i + 1`.
@@ -134,7 +134,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 /// marked that with `m\0record_index` = the index's format: such an index
 /// is kept, any other is built again from the documents. The old mark goes;
 /// this marker replaces it. A node's store only gets the marker.
-fn to_1(replica: &Replica, role: Role, batch: &mut WriteBatch) -> Result<(), FormatError> {
+fn to_1(replica: &mut Replica, role: Role, batch: &mut WriteBatch) -> Result<(), FormatError> {
     const OLD_MARK: &str = "record_index";
     if role == Role::Hub && replica.meta(OLD_MARK)?.as_deref() != Some(&[index::FORMAT]) {
         index::rebuild(replica, batch)?;
@@ -199,7 +199,35 @@ pub struct Opened {
 /// Opens the replica kept in `store` for `role`: refuses a newer format,
 /// then migrates an older one to [`CURRENT`], step by step (module docs).
 pub fn open(store: Arc<dyn Store>, role: Role) -> Result<(Replica, Opened), FormatError> {
-    open_with(store, role, ActorId::random(), MIGRATIONS)
+    open_migrating(store, role, ActorId::random(), Options::EVERYTHING, MIGRATIONS)
+}
+
+/// As [`open`], with the replica's [`Options`] (the hub: documents loaded
+/// on first use, a bounded cache).
+pub fn open_with_options(
+    store: Arc<dyn Store>,
+    role: Role,
+    options: Options,
+) -> Result<(Replica, Opened), FormatError> {
+    open_migrating(store, role, ActorId::random(), options, MIGRATIONS)
+}
+
+/// As [`open_with_options`], with the replica's actor id given (the
+/// deterministic simulation; see [`Replica::open_as`]).
+pub fn open_as_with_options(
+    store: Arc<dyn Store>,
+    role: Role,
+    actor: ActorId,
+    options: Options,
+) -> Result<(Replica, Opened), FormatError> {
+    open_migrating(store, role, actor, options, MIGRATIONS)
+}
+
+/// Adds to `batch` the marker of the current format: for a store written
+/// whole by a program that kept it current as it went (a benchmark's
+/// province written in bulk, its index with it).
+pub fn put_current(batch: &mut WriteBatch, role: Role) {
+    batch.put(KEY.to_vec(), marker(CURRENT, role));
 }
 
 /// As [`open`], with the replica's actor id given (the deterministic
@@ -209,23 +237,24 @@ pub fn open_as(
     role: Role,
     actor: ActorId,
 ) -> Result<(Replica, Opened), FormatError> {
-    open_with(store, role, actor, MIGRATIONS)
+    open_migrating(store, role, actor, Options::EVERYTHING, MIGRATIONS)
 }
 
-fn open_with(
+fn open_migrating(
     store: Arc<dyn Store>,
     role: Role,
     actor: ActorId,
+    options: Options,
     migrations: &[Migration],
 ) -> Result<(Replica, Opened), FormatError> {
     let target = migrations.last().map_or(0, |m| m.to);
     let was = check_against(store.as_ref(), role, target)?;
-    let replica = Replica::open_as(store, actor)?;
+    let mut replica = Replica::open_as_with(store, actor, options)?;
     let mut migrated = Vec::new();
     for m in migrations.iter().filter(|m| m.to > was) {
-        let step = || -> Result<(), FormatError> {
+        let mut step = || -> Result<(), FormatError> {
             let mut batch = WriteBatch::default();
-            (m.run)(&replica, role, &mut batch)?;
+            (m.run)(&mut replica, role, &mut batch)?;
             batch.put(KEY.to_vec(), marker(m.to, role));
             replica.commit(batch)?;
             Ok(())
@@ -292,11 +321,11 @@ mod tests {
         }
     }
 
-    fn step_1(_: &Replica, _: Role, b: &mut WriteBatch) -> Result<(), FormatError> {
+    fn step_1(_: &mut Replica, _: Role, b: &mut WriteBatch) -> Result<(), FormatError> {
         b.put(b"m\0step1".to_vec(), b"done".to_vec());
         Ok(())
     }
-    fn step_2(r: &Replica, _: Role, b: &mut WriteBatch) -> Result<(), FormatError> {
+    fn step_2(r: &mut Replica, _: Role, b: &mut WriteBatch) -> Result<(), FormatError> {
         // Depends on what step 1 committed: steps run in order.
         let one = r.meta("step1")?.expect("step 1 ran before");
         b.put(b"m\0step2".to_vec(), [one, b" twice".to_vec()].concat());
@@ -323,13 +352,13 @@ mod tests {
         });
         // Only step 1 is known: the store ends at 1.
         let (_, opened) =
-            open_with(store.clone(), Role::Node, ActorId::random(), &TWO[..1]).expect("step 1");
+            open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, &TWO[..1]).expect("step 1");
         assert_eq!((opened.was, opened.migrated), (0, vec!["one"]));
         assert_eq!(stored(store.as_ref()).unwrap(), 1);
 
         // Step 2's commit fails: the store stays at 1, without step 2's write.
         store.fail.store(true, Ordering::SeqCst);
-        let e = open_with(store.clone(), Role::Node, ActorId::random(), TWO)
+        let e = open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, TWO)
             .err()
             .expect("failed");
         assert!(
@@ -343,14 +372,14 @@ mod tests {
         // The retry runs step 2 only, once.
         store.fail.store(false, Ordering::SeqCst);
         let (_, opened) =
-            open_with(store.clone(), Role::Node, ActorId::random(), TWO).expect("retry");
+            open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, TWO).expect("retry");
         assert_eq!((opened.was, opened.migrated), (1, vec!["two"]));
         assert_eq!(stored(store.as_ref()).unwrap(), 2);
         assert_eq!(
             store.get(b"m\0step2").unwrap().as_deref(),
             Some(&b"done twice"[..])
         );
-        let (_, opened) = open_with(store.clone(), Role::Node, ActorId::random(), TWO).unwrap();
+        let (_, opened) = open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, TWO).unwrap();
         assert!(opened.migrated.is_empty());
     }
 
@@ -365,7 +394,7 @@ mod tests {
         b.put(b"d\0x\0s".to_vec(), b"not even a document".to_vec());
         store.commit(b).unwrap();
         let before = store.scan(b"").unwrap();
-        let e = open_with(store.clone(), Role::Node, ActorId::random(), &TWO[..1])
+        let e = open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, &TWO[..1])
             .err()
             .expect("refused");
         let text = e.to_string();
@@ -401,7 +430,7 @@ mod tests {
         }
         let mut b = WriteBatch::default();
         if let Some(m) = index_mark {
-            index::rebuild(&r, &mut b).unwrap();
+            index::rebuild(&mut r, &mut b).unwrap();
             b.put(b"m\0record_index".to_vec(), vec![m]);
         }
         if stale {

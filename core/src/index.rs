@@ -158,14 +158,18 @@ pub fn read_doc(store: &dyn Store, doc: &str) -> Result<Vec<Record>, IndexError>
 
 /// Adds to `batch` the writes that index every record of `replica` from
 /// its documents, in place of whatever index the store holds.
-pub fn rebuild(replica: &Replica, batch: &mut WriteBatch) -> Result<(), IndexError> {
+pub fn rebuild(replica: &mut Replica, batch: &mut WriteBatch) -> Result<(), IndexError> {
     for (k, _) in replica.store().scan(b"r\0")? {
         batch.delete(k);
     }
-    for id in replica.doc_ids() {
-        let doc = replica.doc(id).expect("listed");
+    let ids: Vec<String> = replica.doc_ids().map(str::to_owned).collect();
+    for id in ids {
+        // One at a time: a replica with a bounded cache keeps few loaded.
+        let Some(doc) = replica.load(&id)? else {
+            continue; // found damaged, and set aside
+        };
         for rec in docs::read_records(doc).map_err(ReplicaError::from)? {
-            put(batch, id, &rec);
+            put(batch, &id, &rec);
         }
     }
     Ok(())
@@ -206,7 +210,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let mut batch = WriteBatch::default();
-        rebuild(&r, &mut batch).unwrap();
+        rebuild(&mut r, &mut batch).unwrap();
         r.commit(batch).unwrap();
         let mut all = read_all(store.as_ref()).unwrap();
         all.sort_by(|x, y| x.id.cmp(&y.id));

@@ -8,6 +8,20 @@
 //! Stored values carry a format version and the heads they lead to; loading
 //! checks those heads, because Automerge silently accepts a corrupt tail.
 //!
+//! # Documents in memory ([`Options`])
+//! Those heads also let a replica open without loading any document: what
+//! sync needs of a document it does not touch (its heads, its stored size,
+//! where its next chunk goes) is read from the stored values' headers. A
+//! document is loaded, and checked, on first use (a sync that needs its
+//! changes, a write, a read of its records), and the least recently used
+//! ones are dropped from memory beyond a bound ([`Options::cache_docs`],
+//! [`Options::cache_bytes`]); they stay in the store. A document found
+//! damaged when first loaded is set aside then, as at opening. The node
+//! keeps the default ([`Options::EVERYTHING`]): every document loaded and
+//! checked at opening, kept for the replica's life (a node's replica is
+//! small); the hub bounds its cache, so that its memory follows the
+//! documents in use, not the size of the country.
+//!
 //! Keys (`\0`-separated):
 //! - `d\0{doc}\0s`           snapshot
 //! - `d\0{doc}\0c{seq:be64}`  incremental chunk
@@ -15,7 +29,7 @@
 //!   with the peer incarnation that confirmed them
 //! - `m\0{name}`             replica metadata (node bookkeeping)
 //! - `q\0{doc}\0...`         a damaged document's snapshot and chunks, set
-//!   aside when the replica opened (see [`Replica::damaged`])
+//!   aside when the replica opened or first loaded it (see [`Replica::damaged`])
 //! - `r\0{doc}\0{id}`        the record index, kept by the hub ([`crate::index`])
 //!
 //! # Incarnations
@@ -60,24 +74,118 @@ pub type Result<T, E = ReplicaError> = std::result::Result<T, E>;
 type KeyValue = (Vec<u8>, Vec<u8>);
 
 struct Entry {
-    doc: AutoCommit,
-    /// Heads of what is on disk.
+    /// The document, while it is loaded.
+    doc: Option<AutoCommit>,
+    /// Heads of what is on disk, sorted.
     saved: Vec<ChangeHash>,
     next_chunk: u64,
     chunk_bytes: u64,
     snapshot_bytes: u64,
+    /// When it was last used (the replica's clock), while loaded.
+    used: u64,
 }
 
 impl Entry {
     fn new(actor: ActorId) -> Self {
         Entry {
-            doc: AutoCommit::new().with_actor(actor),
+            doc: Some(AutoCommit::new().with_actor(actor)),
             saved: Vec::new(),
             next_chunk: 0,
             chunk_bytes: 0,
             snapshot_bytes: 0,
+            used: 0,
         }
     }
+
+    fn bytes(&self) -> u64 {
+        self.snapshot_bytes + self.chunk_bytes
+    }
+}
+
+/// How a replica keeps its documents in memory: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Load and check every document when the replica opens (a damaged one
+    /// is set aside at once). Off: each document is loaded and checked on
+    /// first use, and opening reads only the stored values' headers.
+    pub check_at_open: bool,
+    /// Most documents kept loaded; the least recently used beyond it are
+    /// dropped from memory. `None`: no bound.
+    pub cache_docs: Option<usize>,
+    /// Most stored bytes (snapshot and chunks, compressed) of the documents
+    /// kept loaded; in memory a document takes several times its stored
+    /// size. `None`: no bound. The document in use is kept whatever its
+    /// size, and one operation on several documents (a batch, a write)
+    /// holds them all until it ends.
+    pub cache_bytes: Option<u64>,
+}
+
+impl Options {
+    /// Every document loaded and checked at opening, kept loaded: the node's.
+    pub const EVERYTHING: Options = Options {
+        check_at_open: true,
+        cache_docs: None,
+        cache_bytes: None,
+    };
+
+    fn keeps_everything(&self) -> bool {
+        self.check_at_open && self.cache_docs.is_none() && self.cache_bytes.is_none()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self::EVERYTHING
+    }
+}
+
+/// What opening learnt of a document from its stored values' headers.
+struct Stored {
+    heads: Vec<ChangeHash>,
+    next_chunk: u64,
+    chunk_bytes: u64,
+    snapshot_bytes: u64,
+}
+
+/// Reads a document's stored values' headers (not its changes): the heads
+/// the last of them leads to, its sizes, its next chunk number.
+fn read_headers(entries: &[KeyValue]) -> Result<Stored, String> {
+    let mut out = Stored {
+        heads: Vec::new(),
+        next_chunk: 0,
+        chunk_bytes: 0,
+        snapshot_bytes: 0,
+    };
+    let mut snapshot_heads = None;
+    for (k, v) in entries {
+        let (heads, _) = decode_heads_value(v).ok_or_else(|| {
+            if k == b"s" {
+                "unreadable snapshot header"
+            } else {
+                "unreadable chunk header"
+            }
+            .to_owned()
+        })?;
+        if k == b"s" {
+            out.snapshot_bytes = v.len() as u64;
+            snapshot_heads = Some(heads);
+        } else {
+            // Chunk keys sort by sequence number: the last one read is the
+            // newest, and it follows the snapshot.
+            let seq: [u8; 8] = k
+                .get(1..9)
+                .and_then(|s| s.try_into().ok())
+                .ok_or("bad chunk key")?;
+            out.next_chunk = u64::from_be_bytes(seq) + 1;
+            out.chunk_bytes += v.len() as u64;
+            out.heads = heads;
+        }
+    }
+    if out.next_chunk == 0 {
+        out.heads = snapshot_heads.unwrap_or_default();
+    }
+    out.heads.sort();
+    Ok(out)
 }
 
 /// What [`Replica::apply`] did.
@@ -131,6 +239,13 @@ pub struct Replica {
     store: Arc<dyn Store>,
     actor: ActorId,
     docs: BTreeMap<String, Entry>,
+    options: Options,
+    /// Counts uses of documents, for least-recently-used eviction.
+    clock: u64,
+    /// Loaded documents by last use, oldest first.
+    lru: BTreeMap<u64, String>,
+    /// Documents loaded from the store since opening.
+    loads: u64,
 }
 
 fn doc_prefix(doc: &str) -> Vec<u8> {
@@ -175,10 +290,24 @@ pub fn decode_heads_value(v: &[u8]) -> Option<(Vec<ChangeHash>, &[u8])> {
     Some((heads, &v[end..]))
 }
 
-/// A document that failed its checks when the replica opened: its stored
-/// snapshot and chunks were moved under `q\0{doc}\0` (kept for inspection)
-/// and the replica opened without it. A node then lacks that document, and
-/// its next sync downloads it whole from the hub.
+/// A stored value cut after its header (format, heads): what opening
+/// keeps of a document it does not load. An unreadable header is kept
+/// whole, to be refused as such.
+fn header_only(mut v: Vec<u8>) -> Vec<u8> {
+    if v.first() == Some(&FORMAT) && v.len() >= 3 {
+        let end = 3 + u16::from_be_bytes([v[1], v[2]]) as usize * 32;
+        if end <= v.len() {
+            v.truncate(end);
+            v.shrink_to_fit();
+        }
+    }
+    v
+}
+
+/// A document that failed its checks when the replica opened or loaded it:
+/// its stored snapshot and chunks were moved under `q\0{doc}\0` (kept for
+/// inspection) and the replica went on without it. A node then lacks that
+/// document, and its next sync downloads it whole from the hub.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Damaged {
     pub doc: String,
@@ -200,10 +329,17 @@ pub fn heads_from_bytes(raw: &[Vec<u8>]) -> Vec<ChangeHash> {
 }
 
 impl Replica {
-    /// Opens the replica kept in `store`, loading and checking every document.
+    /// Opens the replica kept in `store`, loading and checking every
+    /// document ([`Options::EVERYTHING`]).
     pub fn open(store: Arc<dyn Store>) -> Result<Self> {
+        Self::open_with(store, Options::EVERYTHING)
+    }
+
+    /// Opens the replica kept in `store`, keeping documents in memory as
+    /// `options` say.
+    pub fn open_with(store: Arc<dyn Store>, options: Options) -> Result<Self> {
         // A new incarnation: see the module docs.
-        Self::open_as(store, ActorId::random())
+        Self::open_as_with(store, ActorId::random(), options)
     }
 
     /// As [`Replica::open`], with `actor` as the new incarnation's actor id
@@ -211,6 +347,11 @@ impl Replica {
     /// (`tests/src/sim`), where one seed must replay exactly. The id must
     /// never have been used before by any replica.
     pub fn open_as(store: Arc<dyn Store>, actor: ActorId) -> Result<Self> {
+        Self::open_as_with(store, actor, Options::EVERYTHING)
+    }
+
+    /// As [`Replica::open_as`], with `options`.
+    pub fn open_as_with(store: Arc<dyn Store>, actor: ActorId, options: Options) -> Result<Self> {
         let mut by_doc: BTreeMap<String, Vec<KeyValue>> = BTreeMap::new();
         for (k, v) in store.scan(b"d\0")? {
             let rest = &k[2..];
@@ -218,38 +359,85 @@ impl Replica {
                 continue;
             };
             let doc = String::from_utf8_lossy(&rest[..sep]).into_owned();
+            // Only the header is kept unless every document is checked now.
+            let v = if options.check_at_open {
+                v
+            } else {
+                header_only(v)
+            };
             by_doc
                 .entry(doc)
                 .or_default()
                 .push((rest[sep + 1..].to_vec(), v));
         }
-        let mut docs = BTreeMap::new();
+        let mut replica = Replica {
+            store,
+            actor,
+            docs: BTreeMap::new(),
+            options,
+            clock: 0,
+            lru: BTreeMap::new(),
+            loads: 0,
+        };
         let mut set_aside = WriteBatch::default();
         for (doc_id, entries) in by_doc {
-            match Self::load_entry(&doc_id, entries.clone(), &actor) {
-                Ok(entry) => {
-                    docs.insert(doc_id, entry);
+            let loaded = if options.check_at_open {
+                Self::load_entry(&doc_id, entries.clone(), &replica.actor).map(Some)
+            } else {
+                read_headers(&entries)
+                    .map(|s| {
+                        Some(Entry {
+                            doc: None,
+                            saved: s.heads,
+                            next_chunk: s.next_chunk,
+                            chunk_bytes: s.chunk_bytes,
+                            snapshot_bytes: s.snapshot_bytes,
+                            used: 0,
+                        })
+                    })
+                    .map_err(|reason| ReplicaError::Corrupt {
+                        doc: doc_id.clone(),
+                        reason,
+                    })
+            };
+            match loaded {
+                Ok(Some(entry)) => {
+                    let loaded = entry.doc.is_some();
+                    replica.docs.insert(doc_id.clone(), entry);
+                    if loaded {
+                        replica.loads += 1;
+                        replica.touch(&doc_id);
+                        replica.trim();
+                    }
                 }
+                Ok(None) => {}
                 // One damaged document must not make the whole replica
                 // unreadable: set it aside, name it, open the rest.
                 Err(e @ (ReplicaError::Corrupt { .. } | ReplicaError::Automerge(_))) => {
-                    let reason = match e {
-                        ReplicaError::Corrupt { reason, .. } => reason,
-                        other => other.to_string(),
+                    let entries = if options.check_at_open {
+                        entries
+                    } else {
+                        Self::stored_values(&replica.store, &doc_id)?
                     };
-                    tracing::error!(
-                        doc = %doc_id,
-                        "document {doc_id} is damaged in the store ({reason}); set aside, the replica opens without it / tài liệu {doc_id} bị hỏng, đã được tách riêng"
-                    );
-                    Self::set_aside(&store, &doc_id, &entries, &reason, &mut set_aside)?;
+                    Self::set_aside(&replica.store, &doc_id, &entries, e, &mut set_aside)?;
                 }
                 Err(e) => return Err(e),
             }
         }
         if !set_aside.is_empty() {
-            store.commit(set_aside)?;
+            replica.store.commit(set_aside)?;
         }
-        Ok(Replica { store, actor, docs })
+        Ok(replica)
+    }
+
+    /// Document `doc`'s stored values, keys relative to the document.
+    fn stored_values(store: &Arc<dyn Store>, doc: &str) -> Result<Vec<KeyValue>> {
+        let prefix = doc_prefix(doc);
+        Ok(store
+            .scan(&prefix)?
+            .into_iter()
+            .map(|(k, v)| (k[prefix.len()..].to_vec(), v))
+            .collect())
     }
 
     /// Moves a damaged document's stored values under the quarantine
@@ -259,9 +447,17 @@ impl Replica {
         store: &Arc<dyn Store>,
         doc_id: &str,
         entries: &[KeyValue],
-        reason: &str,
+        error: ReplicaError,
         batch: &mut WriteBatch,
     ) -> Result<()> {
+        let reason = match error {
+            ReplicaError::Corrupt { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        tracing::error!(
+            doc = %doc_id,
+            "document {doc_id} is damaged in the store ({reason}); set aside, the replica goes on without it / tài liệu {doc_id} bị hỏng, đã được tách riêng"
+        );
         for (k, _) in store.scan(&quarantine_prefix(doc_id))? {
             batch.delete(k);
         }
@@ -280,7 +476,7 @@ impl Replica {
         }
         let record = Damaged {
             doc: doc_id.to_owned(),
-            reason: reason.to_owned(),
+            reason,
             set_aside_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
@@ -348,12 +544,98 @@ impl Replica {
         }
         doc.set_actor(actor.clone());
         Ok(Entry {
-            doc,
+            doc: Some(doc),
             saved: got,
             next_chunk,
             chunk_bytes,
             snapshot_bytes,
+            used: 0,
         })
+    }
+
+    /// Marks document `id` (loaded) as just used.
+    fn touch(&mut self, id: &str) {
+        let Some(e) = self.docs.get_mut(id).filter(|e| e.doc.is_some()) else {
+            return;
+        };
+        self.lru.remove(&e.used);
+        self.clock += 1;
+        e.used = self.clock;
+        self.lru.insert(self.clock, id.to_owned());
+    }
+
+    /// Drops document `id` from memory and from the list of documents.
+    fn remove_entry(&mut self, id: &str) {
+        if let Some(e) = self.docs.remove(id)
+            && e.doc.is_some()
+        {
+            self.lru.remove(&e.used);
+        }
+    }
+
+    /// Loads document `id` if this replica holds it and it is not loaded,
+    /// and marks it used. Whether the replica holds it (a document found
+    /// damaged is set aside here, and is then not held).
+    fn ensure_loaded(&mut self, id: &str) -> Result<bool> {
+        let Some(entry) = self.docs.get(id) else {
+            return Ok(false);
+        };
+        if entry.doc.is_none() {
+            let entries = Self::stored_values(&self.store, id)?;
+            match Self::load_entry(id, entries.clone(), &self.actor) {
+                Ok(mut loaded) => {
+                    let entry = self.docs.get_mut(id).expect("held");
+                    loaded.used = entry.used;
+                    *entry = loaded;
+                    self.loads += 1;
+                }
+                Err(e @ (ReplicaError::Corrupt { .. } | ReplicaError::Automerge(_))) => {
+                    let mut batch = WriteBatch::default();
+                    Self::set_aside(&self.store, id, &entries, e, &mut batch)?;
+                    self.store.commit(batch)?;
+                    self.remove_entry(id);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.touch(id);
+        Ok(true)
+    }
+
+    /// Drops the least recently used documents from memory beyond the
+    /// bounds of [`Options`]; the most recently used one always stays.
+    fn trim(&mut self) {
+        let Options {
+            cache_docs,
+            cache_bytes,
+            ..
+        } = self.options;
+        if cache_docs.is_none() && cache_bytes.is_none() {
+            return;
+        }
+        let mut bytes: u64 = self
+            .lru
+            .values()
+            .filter_map(|id| self.docs.get(id))
+            .map(Entry::bytes)
+            .sum();
+        while self.lru.len() > 1
+            && (cache_docs.is_some_and(|n| self.lru.len() > n)
+                || cache_bytes.is_some_and(|b| bytes > b))
+        {
+            let (_, id) = self.lru.pop_first().expect("not empty");
+            if let Some(e) = self.docs.get_mut(&id) {
+                bytes -= e.bytes();
+                e.doc = None;
+            }
+        }
+    }
+
+    /// Documents loaded in memory now, and times a document was loaded from
+    /// the store since the replica opened.
+    pub fn cache_figures(&self) -> (usize, u64) {
+        (self.lru.len(), self.loads)
     }
 
     /// This incarnation's actor id: the author of every local change made
@@ -371,39 +653,70 @@ impl Replica {
         &self.store
     }
 
+    /// The options the replica was opened with.
+    pub fn options(&self) -> Options {
+        self.options
+    }
+
     pub fn doc_ids(&self) -> impl Iterator<Item = &str> {
         self.docs.keys().map(String::as_str)
     }
 
+    /// Document `id`, loaded. Every document is loaded in a replica opened
+    /// with [`Options::EVERYTHING`] (the node's); with a bounded cache use
+    /// [`Replica::load`].
+    ///
+    /// # Panics
+    /// If the replica holds `id` but has not loaded it: a caller that
+    /// should have used [`Replica::load`].
     pub fn doc(&self, id: &str) -> Option<&AutoCommit> {
-        self.docs.get(id).map(|e| &e.doc)
+        self.docs.get(id).map(|e| {
+            e.doc.as_ref().unwrap_or_else(|| {
+                panic!("document {id} is not loaded: use Replica::load (bounded cache)")
+            })
+        })
+    }
+
+    /// Document `id`, loaded from the store if it is not in memory (and
+    /// checked then: a damaged one is set aside and `None` returned).
+    pub fn load(&mut self, id: &str) -> Result<Option<&AutoCommit>> {
+        if !self.ensure_loaded(id)? {
+            return Ok(None);
+        }
+        self.trim();
+        Ok(self.docs.get(id).and_then(|e| e.doc.as_ref()))
     }
 
     /// A copy of document `id` to try changes on (empty if this replica
     /// does not have it); the replica itself is not touched.
-    pub fn fork(&mut self, id: &str) -> AutoCommit {
-        match self.docs.get_mut(id) {
-            Some(e) => e.doc.fork(),
-            None => AutoCommit::new(),
-        }
+    pub fn fork(&mut self, id: &str) -> Result<AutoCommit> {
+        let fork = match self.ensure_loaded(id)? {
+            true => self.loaded(id).fork(),
+            false => AutoCommit::new(),
+        };
+        self.trim();
+        Ok(fork)
+    }
+
+    /// Document `id`, which the caller has just loaded.
+    fn loaded(&mut self, id: &str) -> &mut AutoCommit {
+        self.docs
+            .get_mut(id)
+            .and_then(|e| e.doc.as_mut())
+            .expect("loaded")
     }
 
     /// Bytes document `id` takes in the store (snapshot and chunks).
     pub fn stored_bytes(&self, id: &str) -> u64 {
-        self.docs
-            .get(id)
-            .map_or(0, |e| e.snapshot_bytes + e.chunk_bytes)
+        self.docs.get(id).map_or(0, Entry::bytes)
     }
 
     /// Heads of a document, sorted; empty if this replica does not have it.
     pub fn heads(&self, id: &str) -> Vec<ChangeHash> {
-        let mut h = self
-            .docs
+        self.docs
             .get(id)
             .map(|e| e.saved.clone())
-            .unwrap_or_default();
-        h.sort();
-        h
+            .unwrap_or_default()
     }
 
     /// SHA-256 over the sorted (document id, heads) of `docs`: equal digests
@@ -443,6 +756,31 @@ impl Replica {
         Ok(res.map(|()| out.expect("edit ran")))
     }
 
+    /// Loads document `id`, or starts it if this replica does not hold it.
+    fn load_or_start(&mut self, id: &str) -> Result<()> {
+        if !self.ensure_loaded(id)? {
+            self.docs
+                .insert(id.to_owned(), Entry::new(self.actor.clone()));
+            self.touch(id);
+        }
+        Ok(())
+    }
+
+    /// Forgets documents an operation started but left empty, and drops
+    /// from memory what the cache has no room for.
+    fn tidy(&mut self) {
+        let empty: Vec<String> = self
+            .docs
+            .iter()
+            .filter(|(_, e)| e.saved.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in empty {
+            self.remove_entry(&id);
+        }
+        self.trim();
+    }
+
     /// Runs `edit` on each of `ids` (created if new) and stores every change
     /// in one atomic, durable commit; if `edit` fails on any of them, no
     /// document keeps anything.
@@ -451,38 +789,31 @@ impl Replica {
         ids: &[String],
         mut edit: impl FnMut(&str, &mut AutoCommit) -> Result<(), E>,
     ) -> Result<Result<(), E>> {
+        for id in ids {
+            self.load_or_start(id)?;
+        }
         let mut failed = None;
         for id in ids {
-            let actor = self.actor.clone();
-            let entry = self
-                .docs
-                .entry(id.clone())
-                .or_insert_with(|| Entry::new(actor));
-            if let Err(e) = edit(id, &mut entry.doc) {
+            if let Err(e) = edit(id, self.loaded(id)) {
                 failed = Some(e);
                 break;
             }
         }
         for id in ids {
-            let Some(entry) = self.docs.get_mut(id) else {
-                continue;
-            };
+            let doc = self.loaded(id);
             if failed.is_some() {
-                entry.doc.rollback();
+                doc.rollback();
             } else {
-                entry.doc.commit();
+                doc.commit();
             }
         }
         let res = match failed {
-            Some(e) => Err(e),
-            None => {
-                self.persist(ids, WriteBatch::default())?;
-                Ok(())
-            }
+            Some(e) => Ok(Err(e)),
+            None => self.persist(ids, WriteBatch::default()).map(Ok),
         };
         // Documents an edit created but left empty are not kept.
-        self.docs.retain(|_, e| !e.saved.is_empty());
-        Ok(res)
+        self.tidy();
+        res
     }
 
     /// Applies changes received from a peer, with `extra` (sync state) in
@@ -512,29 +843,30 @@ impl Replica {
                 None => parsed.push((doc, list)),
             }
         }
-        let actor = self.actor.clone();
+        for (doc, _) in &parsed {
+            self.load_or_start(doc)?;
+        }
         let mut touched = Vec::new();
         let (mut new, mut pending) = (0, 0);
         for (doc, list) in parsed {
             touched.push(doc.clone());
-            let entry = self
-                .docs
-                .entry(doc)
-                .or_insert_with(|| Entry::new(actor.clone()));
-            let (ready, waiting) = ready_changes(&mut entry.doc, list);
+            let automerge = self.loaded(&doc);
+            let (ready, waiting) = ready_changes(automerge, list);
             new += ready.len();
             pending += waiting.len();
-            if let Err(e) = entry.doc.apply_changes(ready) {
+            if let Err(e) = automerge.apply_changes(ready) {
                 // Leave memory as the disk has it.
                 for id in &touched {
                     self.reload(id)?;
                 }
+                self.tidy();
                 return Err(e.into());
             }
         }
-        self.persist(&touched, extra)?;
+        let persisted = self.persist(&touched, extra);
         // A document that got nothing applied is not kept.
-        self.docs.retain(|_, e| !e.saved.is_empty());
+        self.tidy();
+        persisted?;
         let heads = touched
             .into_iter()
             .map(|d| (d.clone(), self.heads(&d)))
@@ -546,24 +878,26 @@ impl Replica {
         })
     }
 
-    /// Writes what changed in `docs` since it was last saved, and `extra`, in
-    /// one durable commit. On failure the documents are reloaded from disk.
+    /// Writes what changed in `docs` (loaded) since it was last saved, and
+    /// `extra`, in one durable commit. On failure the documents are
+    /// reloaded from disk.
     fn persist(&mut self, docs: &[String], mut extra: WriteBatch) -> Result<()> {
         let mut pending = Vec::new();
         let mut batch = WriteBatch::default();
         for id in docs {
             let entry = self.docs.get_mut(id).expect("touched documents exist");
-            let mut heads = entry.doc.get_heads();
+            let doc = entry.doc.as_mut().expect("touched documents are loaded");
+            let mut heads = doc.get_heads();
             heads.sort();
             if heads == entry.saved {
                 continue;
             }
-            let bytes = entry.doc.save_after(&entry.saved);
+            let bytes = doc.save_after(&entry.saved);
             let chunk = encode_heads_value(&heads, &bytes);
             let compact = entry.chunk_bytes + chunk.len() as u64
                 > entry.snapshot_bytes.max(COMPACT_MIN_BYTES);
             if compact {
-                let snapshot = encode_heads_value(&heads, &entry.doc.save());
+                let snapshot = encode_heads_value(&heads, &doc.save());
                 for seq in 0..entry.next_chunk {
                     batch.delete(chunk_key(id, seq));
                 }
@@ -601,18 +935,36 @@ impl Replica {
         Ok(())
     }
 
+    /// Makes memory hold what the store holds of document `id`: its
+    /// headers, and the document itself when every document is kept loaded
+    /// (otherwise it is loaded again on next use).
     fn reload(&mut self, id: &str) -> Result<()> {
-        let entries: Vec<_> = self
-            .store
-            .scan(&doc_prefix(id))?
-            .into_iter()
-            .map(|(k, v)| (k[doc_prefix(id).len()..].to_vec(), v))
-            .collect();
+        let entries = Self::stored_values(&self.store, id)?;
+        self.remove_entry(id);
         if entries.is_empty() {
-            self.docs.remove(id);
-        } else {
+            return Ok(());
+        }
+        if self.options.keeps_everything() {
             let e = Self::load_entry(id, entries, &self.actor)?;
             self.docs.insert(id.to_owned(), e);
+            self.loads += 1;
+            self.touch(id);
+        } else {
+            let s = read_headers(&entries).map_err(|reason| ReplicaError::Corrupt {
+                doc: id.to_owned(),
+                reason,
+            })?;
+            self.docs.insert(
+                id.to_owned(),
+                Entry {
+                    doc: None,
+                    saved: s.heads,
+                    next_chunk: s.next_chunk,
+                    chunk_bytes: s.chunk_bytes,
+                    snapshot_bytes: s.snapshot_bytes,
+                    used: 0,
+                },
+            );
         }
         Ok(())
     }
@@ -632,32 +984,50 @@ impl Replica {
             }
         }
         self.store.commit(batch)?;
-        self.docs.remove(id);
+        self.remove_entry(id);
         Ok(())
     }
 
-    /// Which of `hashes` this replica holds in document `id`.
-    pub fn known(&mut self, id: &str, hashes: &[ChangeHash]) -> Vec<ChangeHash> {
-        let Some(e) = self.docs.get_mut(id) else {
-            return Vec::new();
+    /// Which of `hashes` this replica holds in document `id`. Heads of the
+    /// document are answered without loading it.
+    pub fn known(&mut self, id: &str, hashes: &[ChangeHash]) -> Result<Vec<ChangeHash>> {
+        let Some(e) = self.docs.get(id) else {
+            return Ok(Vec::new());
         };
-        hashes
+        if hashes.iter().all(|h| e.saved.contains(h)) {
+            return Ok(hashes.to_vec());
+        }
+        if !self.ensure_loaded(id)? {
+            return Ok(Vec::new());
+        }
+        let doc = self.loaded(id);
+        let known = hashes
             .iter()
-            .filter(|h| e.doc.get_change_by_hash(h).is_some())
+            .filter(|h| doc.get_change_by_hash(h).is_some())
             .copied()
-            .collect()
+            .collect();
+        self.trim();
+        Ok(known)
     }
 
     /// The changes of `id` that are not (ancestors of) `have`, in causal
-    /// order. Unknown hashes in `have` are ignored.
-    pub fn changes_since(&mut self, id: &str, have: &[ChangeHash]) -> Vec<Change> {
-        let have = self.known(id, have);
-        match self.docs.get_mut(id) {
-            Some(e) => e.doc.get_changes(&have),
-            None => Vec::new(),
+    /// order. Unknown hashes in `have` are ignored. Nothing, without
+    /// loading the document, when `have` holds its heads.
+    pub fn changes_since(&mut self, id: &str, have: &[ChangeHash]) -> Result<Vec<Change>> {
+        let Some(e) = self.docs.get(id) else {
+            return Ok(Vec::new());
+        };
+        if e.saved.iter().all(|h| have.contains(h)) {
+            return Ok(Vec::new());
         }
+        let have = self.known(id, have)?;
+        if !self.ensure_loaded(id)? {
+            return Ok(Vec::new());
+        }
+        let changes = self.loaded(id).get_changes(&have);
+        self.trim();
+        Ok(changes)
     }
-
     /// What this replica last recorded `peer` as holding of `doc`, and the
     /// peer incarnation that confirmed it. A belief, for display ("documents
     /// behind"): sync uses only [`Replica::shared_heads`].
@@ -801,5 +1171,237 @@ mod tests {
         let r = Replica::open(store).unwrap();
         assert_eq!(r.damaged().unwrap().len(), 1);
         assert_eq!(r.doc_ids().count(), 1);
+    }
+
+    /// A replica that loads on first use and keeps at most two documents.
+    const TWO: Options = Options {
+        check_at_open: false,
+        cache_docs: Some(2),
+        cache_bytes: None,
+    };
+
+    fn text(doc: &AutoCommit, key: &str) -> String {
+        let (v, _) = doc.get(automerge::ROOT, key).unwrap().unwrap();
+        v.into_string().unwrap()
+    }
+
+    fn values(doc: &AutoCommit) -> Vec<(String, String)> {
+        doc.map_range(automerge::ROOT, ..)
+            .map(|i| (i.key.to_string(), format!("{:?}", i.value)))
+            .collect()
+    }
+
+    #[test]
+    fn a_lazy_replica_opens_from_headers_and_finds_damage_on_first_load() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut r = Replica::open(store.clone()).unwrap();
+        for d in 0..3 {
+            put(&mut r, &format!("u/2023/{d}"), "a", "1");
+            put(&mut r, &format!("u/2023/{d}"), "b", "2");
+        }
+        let digest = r.digest(r.doc_ids());
+        let heads = r.heads("u/2023/1");
+        drop(r);
+        // Damage the payload of document 1's last chunk, keeping its header.
+        let (k, mut v) = store.scan(b"d\0u/2023/1\0").unwrap().pop().unwrap();
+        let last = v.len() - 3;
+        v[last] ^= 0xff;
+        let mut b = WriteBatch::default();
+        b.put(k, v);
+        store.commit(b).unwrap();
+
+        let mut r = Replica::open_with(store.clone(), TWO).unwrap();
+        // Opening loaded nothing, and knows every document's heads.
+        assert_eq!(r.cache_figures(), (0, 0));
+        assert_eq!(r.doc_ids().count(), 3);
+        assert_eq!(r.heads("u/2023/1"), heads);
+        assert_eq!(r.digest(r.doc_ids()), digest);
+        assert!(r.damaged().unwrap().is_empty(), "not found yet");
+        // The undamaged documents load; the damaged one is set aside when
+        // first loaded, as opening would have.
+        let zero = r.load("u/2023/0").unwrap().unwrap();
+        assert_eq!(text(zero, "a"), "1");
+        assert_eq!(text(zero, "b"), "2");
+        assert!(r.load("u/2023/1").unwrap().is_none());
+        assert!(!r.has_doc("u/2023/1"));
+        assert_eq!(r.damaged().unwrap()[0].doc, "u/2023/1");
+        assert!(!store.scan(b"q\0u/2023/1\0").unwrap().is_empty());
+        assert!(store.scan(b"d\0u/2023/1\0").unwrap().is_empty());
+        // A write to it starts it again.
+        put(&mut r, "u/2023/1", "c", "3");
+        assert_eq!(r.doc_ids().count(), 3);
+
+        // A header that cannot be read is found at opening.
+        let (k, _) = store.scan(b"d\0u/2023/2\0").unwrap().pop().unwrap();
+        let mut b = WriteBatch::default();
+        b.put(k, vec![9, 9]);
+        store.commit(b).unwrap();
+        let r = Replica::open_with(store.clone(), TWO).unwrap();
+        assert!(!r.has_doc("u/2023/2"));
+        assert_eq!(r.damaged().unwrap().len(), 2);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// This replica writes `key = value` in document `doc`.
+        Write(usize, u8, u8),
+        /// A peer writes in document `doc`; the last `n` of its changes
+        /// arrive (some held already, some missing their dependency).
+        Peer(usize, u8, u8, usize),
+        /// A peer holding `doc` at `heads` (one of the peer's own points)
+        /// asks what it lacks; what it reports is recorded as shared.
+        Sync(usize),
+        /// The records of `doc` are read.
+        Read(usize),
+        /// The cached replica is opened again from its store.
+        Reopen,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0..10usize, 0..4u8, any::<u8>()).prop_map(|(d, k, v)| Op::Write(d, k, v)),
+            3 => (0..10usize, 0..4u8, any::<u8>(), 1..4usize)
+                .prop_map(|(d, k, v, n)| Op::Peer(d, k, v, n)),
+            2 => (0..10usize).prop_map(Op::Sync),
+            2 => (0..10usize).prop_map(Op::Read),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn sorted_hashes(changes: &[Change]) -> Vec<ChangeHash> {
+        let mut h: Vec<_> = changes.iter().map(Change::hash).collect();
+        h.sort();
+        h
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// A replica keeping two of ten documents in memory serves writes,
+        /// merges, syncs and reads exactly as one keeping all of them:
+        /// same heads, contents, changes sent and sync state, evicting and
+        /// reloading as it goes.
+        #[test]
+        fn a_bounded_cache_answers_as_an_unbounded_one(ops in proptest::collection::vec(op(), 1..60)) {
+            let doc = |d: usize| format!("u/2023/{d}");
+            let cached_store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+            let mut c = Replica::open_with(cached_store.clone(), TWO).unwrap();
+            let mut u = Replica::open(Arc::new(MemoryStore::default())).unwrap();
+            let mut peers: Vec<AutoCommit> = (0..10u8)
+                .map(|i| AutoCommit::new().with_actor(ActorId::from(vec![i + 1; 16])))
+                .collect();
+            for op in ops {
+                match op {
+                    Op::Write(d, k, v) => {
+                        let before = c.heads(&doc(d));
+                        c.change(&doc(d), |x| x.put(automerge::ROOT, format!("k{k}"), v as i64))
+                            .unwrap()
+                            .unwrap();
+                        let new: Vec<Vec<u8>> = c
+                            .changes_since(&doc(d), &before)
+                            .unwrap()
+                            .iter()
+                            .map(|ch| ch.raw_bytes().to_vec())
+                            .collect();
+                        proptest::prop_assert_eq!(new.len(), 1);
+                        u.apply(vec![(doc(d), new)], WriteBatch::default()).unwrap();
+                    }
+                    Op::Peer(d, k, v, n) => {
+                        let p = &mut peers[d];
+                        p.put(automerge::ROOT, format!("p{k}"), v as i64).unwrap();
+                        p.commit();
+                        let all = p.get_changes(&[]);
+                        let sent: Vec<Vec<u8>> = all[all.len().saturating_sub(n)..]
+                            .iter()
+                            .map(|ch| ch.raw_bytes().to_vec())
+                            .collect();
+                        let a = c.apply(vec![(doc(d), sent.clone())], WriteBatch::default()).unwrap();
+                        let b = u.apply(vec![(doc(d), sent)], WriteBatch::default()).unwrap();
+                        proptest::prop_assert_eq!((a.new, a.pending), (b.new, b.pending));
+                        proptest::prop_assert_eq!(a.heads, b.heads);
+                    }
+                    Op::Sync(d) => {
+                        let theirs = peers[d].get_heads();
+                        let (kc, ku) = (c.known(&doc(d), &theirs).unwrap(), u.known(&doc(d), &theirs).unwrap());
+                        proptest::prop_assert_eq!(&kc, &ku);
+                        let (sc, su) = (
+                            c.changes_since(&doc(d), &theirs).unwrap(),
+                            u.changes_since(&doc(d), &theirs).unwrap(),
+                        );
+                        proptest::prop_assert_eq!(sorted_hashes(&sc), sorted_hashes(&su));
+                        // What the peer reported holding is shared from now on.
+                        for r in [&mut c, &mut u] {
+                            let mut b = WriteBatch::default();
+                            Replica::put_shared_heads(&mut b, "peer", &doc(d), &kc, &[1; 16]);
+                            r.commit(b).unwrap();
+                        }
+                        let ours = c.heads(&doc(d));
+                        proptest::prop_assert_eq!(
+                            c.changes_since(&doc(d), &ours).unwrap().len(), 0
+                        );
+                    }
+                    Op::Read(d) => {
+                        let got = c.load(&doc(d)).unwrap().map(values);
+                        let want = u.doc(&doc(d)).map(values);
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                    Op::Reopen => {
+                        c = Replica::open_with(cached_store.clone(), TWO).unwrap();
+                        proptest::prop_assert_eq!(c.cache_figures(), (0, 0));
+                    }
+                }
+                proptest::prop_assert!(c.cache_figures().0 <= 2, "{:?}", c.cache_figures());
+                proptest::prop_assert_eq!(c.doc_ids().collect::<Vec<_>>(), u.doc_ids().collect::<Vec<_>>());
+                for d in 0..10 {
+                    proptest::prop_assert_eq!(c.heads(&doc(d)), u.heads(&doc(d)));
+                    proptest::prop_assert_eq!(
+                        c.shared_heads("peer", &doc(d), &[1; 16]).unwrap(),
+                        u.shared_heads("peer", &doc(d), &[1; 16]).unwrap()
+                    );
+                }
+                proptest::prop_assert_eq!(c.digest(c.doc_ids()), u.digest(u.doc_ids()));
+            }
+            // Every document's whole history, through the cache, in the end.
+            for d in 0..10 {
+                let (a, b) = (c.changes_since(&doc(d), &[]).unwrap(), u.changes_since(&doc(d), &[]).unwrap());
+                proptest::prop_assert_eq!(sorted_hashes(&a), sorted_hashes(&b));
+                let reopened = Replica::open(cached_store.clone()).unwrap();
+                proptest::prop_assert_eq!(
+                    reopened.doc(&doc(d)).map(values),
+                    u.doc(&doc(d)).map(values)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_evicts_the_least_recently_used_and_reloads_on_use() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut r = Replica::open_with(store, TWO).unwrap();
+        for d in 0..4 {
+            put(&mut r, &format!("u/2023/{d}"), "a", &d.to_string());
+        }
+        assert_eq!(r.cache_figures(), (2, 0), "new documents are not loads");
+        // 2 and 3 are loaded; 0 comes back from the store, 2 goes.
+        r.load("u/2023/3").unwrap();
+        r.load("u/2023/0").unwrap();
+        assert_eq!(r.cache_figures(), (2, 1));
+        r.load("u/2023/3").unwrap();
+        assert_eq!(r.cache_figures(), (2, 1), "3 was still loaded");
+        r.load("u/2023/2").unwrap();
+        assert_eq!(r.cache_figures(), (2, 2));
+        // A byte bound below one document keeps only the one in use.
+        let mut one = Replica::open_with(
+            r.store().clone(),
+            Options {
+                check_at_open: true,
+                cache_docs: None,
+                cache_bytes: Some(1),
+            },
+        )
+        .unwrap();
+        assert_eq!(one.cache_figures(), (1, 4), "each checked at opening");
+        assert_eq!(text(one.load("u/2023/1").unwrap().unwrap(), "a"), "1");
+        assert_eq!(one.cache_figures(), (1, 5));
     }
 }

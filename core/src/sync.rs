@@ -115,13 +115,13 @@ pub fn outgoing(
         if !heads.is_empty() {
             have.extend(replica.shared_heads(peer, doc, incarnation)?);
         }
-        let changes = replica.changes_since(doc, &have);
+        let changes = replica.changes_since(doc, &have)?;
         if let Some((stale, inc)) = replica.belief(peer, doc)?
             && inc != incarnation
         {
             let mut believed = have.clone();
             believed.extend(stale);
-            out.unconfirmed += changes.len() - replica.changes_since(doc, &believed).len();
+            out.unconfirmed += changes.len() - replica.changes_since(doc, &believed)?.len();
         }
         for change in changes {
             let bytes = change.raw_bytes().to_vec();
@@ -213,7 +213,7 @@ mod tests {
         // there to count.
         let mut b = WriteBatch::default();
         for (doc, heads) in &theirs {
-            let known = from.known(doc, heads);
+            let known = from.known(doc, heads).unwrap();
             Replica::put_shared_heads(&mut b, to_name, doc, &known, &inc);
         }
         from.commit(b).unwrap();
@@ -229,7 +229,7 @@ mod tests {
             new += acked.new;
             let mut b = WriteBatch::default();
             for (doc, heads) in acked.heads {
-                let known = from.known(&doc, &heads);
+                let known = from.known(&doc, &heads).unwrap();
                 Replica::put_shared_heads(&mut b, to_name, &doc, &known, &inc);
             }
             from.commit(b).unwrap();
@@ -295,6 +295,7 @@ mod tests {
         edit(&mut node, D, 3, "a");
         let changes: Vec<Vec<u8>> = node
             .changes_since(D, &[])
+            .unwrap()
             .iter()
             .map(|c| c.raw_bytes().to_vec())
             .collect();
@@ -328,7 +329,7 @@ mod tests {
             .unwrap();
         assert_eq!((applied.new, applied.pending), (1, 0));
         assert_eq!(
-            other.changes_since(D, &[]).len(),
+            other.changes_since(D, &[]).unwrap().len(),
             1,
             "the orphan did not come back"
         );

@@ -211,7 +211,7 @@ fn seed_store() -> Vec<(Vec<u8>, Vec<u8>)> {
     Replica::put_meta(&mut b, "last_sync", b"2025-06-30T00:00:00Z".to_vec());
     r.commit(b).unwrap();
     let mut b = WriteBatch::default();
-    index::rebuild(&r, &mut b).unwrap();
+    index::rebuild(&mut r, &mut b).unwrap();
     r.commit(b).unwrap();
     // A snapshot and a chunk after it, written as the replica writes them.
     let mut d = AutoCommit::new();

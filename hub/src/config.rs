@@ -69,6 +69,14 @@ pub struct HubConfig {
     pub idle_timeout_secs: u64,
     /// `htx-hub nodes` flags a node with no completed sync for this many days.
     pub stale_after_days: u64,
+    /// Most documents kept loaded in memory (least recently used dropped
+    /// first; they stay in the store); 0: no bound.
+    pub doc_cache_docs: usize,
+    /// Most stored bytes of the documents kept loaded; 0: no bound.
+    pub doc_cache_bytes: u64,
+    /// Load and check every document when the hub starts, rather than each
+    /// one when first used.
+    pub check_documents_at_start: bool,
 }
 
 impl Default for HubConfig {
@@ -95,6 +103,9 @@ impl Default for HubConfig {
             max_streams_per_connection: 16,
             idle_timeout_secs: 120,
             stale_after_days: 7,
+            doc_cache_docs: 256,
+            doc_cache_bytes: 16 << 20,
+            check_documents_at_start: false,
         }
     }
 }
@@ -107,6 +118,15 @@ impl HubConfig {
     pub fn commented(&self) -> Result<String, toml::ser::Error> {
         let values = toml::Table::try_from(self)?;
         Ok(htx_core::settings::commented(EXAMPLE, &values))
+    }
+
+    /// How the hub's replica keeps documents in memory.
+    pub fn replica_options(&self) -> htx_core::replica::Options {
+        htx_core::replica::Options {
+            check_at_open: self.check_documents_at_start,
+            cache_docs: (self.doc_cache_docs > 0).then_some(self.doc_cache_docs),
+            cache_bytes: (self.doc_cache_bytes > 0).then_some(self.doc_cache_bytes),
+        }
     }
 
     pub fn node_cert_lifetime(&self) -> time::Duration {

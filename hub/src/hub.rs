@@ -178,7 +178,11 @@ impl Hub {
         let (plans, plan_text) = load_plans(dir, &config)?;
         let store = open_store(&config)?;
         // Refuses a store of a newer format; migrates an older one.
-        let (mut replica, _) = htx_core::format::open(store.clone(), htx_core::format::Role::Hub)?;
+        let (mut replica, _) = htx_core::format::open_with_options(
+            store.clone(),
+            htx_core::format::Role::Hub,
+            config.replica_options(),
+        )?;
         // Publish the plan and the unit lists to every node, read-only.
         let reference = Reference {
             plan: plan_text,
@@ -245,7 +249,7 @@ impl Hub {
             tracing::error!(
                 "a task panicked while holding the replica; loading it again from the store"
             );
-            match Replica::open(guard.store().clone()) {
+            match Replica::open_with(guard.store().clone(), guard.options()) {
                 Ok(fresh) => *guard = fresh,
                 Err(e) => tracing::error!("cannot load the replica again: {e}"),
             }

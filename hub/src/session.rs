@@ -65,7 +65,7 @@ pub fn plan_wanted(
     let out = sync::outgoing(r, node, incarnation, node_heads, max_batch_bytes)?;
     let mut b = WriteBatch::default();
     for (doc, heads) in node_heads {
-        let known = r.known(doc, heads);
+        let known = r.known(doc, heads)?;
         if !known.is_empty() {
             Replica::put_shared_heads(&mut b, node, doc, &known, incarnation);
         }
@@ -84,7 +84,7 @@ pub fn record_ack(
 ) -> Result<()> {
     let mut b = WriteBatch::default();
     for d in docs {
-        let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
+        let known = r.known(&d.doc, &heads_from_bytes(&d.heads))?;
         Replica::put_shared_heads(&mut b, node, &d.doc, &known, incarnation);
     }
     r.commit(b)

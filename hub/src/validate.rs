@@ -168,12 +168,28 @@ pub fn claim_incarnation(
     Ok(Ok(()))
 }
 
-/// Checks `node`'s batch against `replica` without changing it.
+/// Checks `node`'s batch against `replica` without changing it. An error
+/// if the hub cannot read its own documents (the batch is not refused).
 pub fn check(
     replica: &mut Replica,
     node: &Enrolment,
     batch: &[(String, Vec<Vec<u8>>)],
     max_doc_bytes: u64,
+) -> Result<Result<Checked, Refusal>, ReplicaError> {
+    let mut unreadable = None;
+    let checked = check_batch(replica, node, batch, max_doc_bytes, &mut unreadable);
+    match unreadable {
+        Some(e) => Err(e),
+        None => Ok(checked),
+    }
+}
+
+fn check_batch(
+    replica: &mut Replica,
+    node: &Enrolment,
+    batch: &[(String, Vec<Vec<u8>>)],
+    max_doc_bytes: u64,
+    unreadable: &mut Option<ReplicaError>,
 ) -> Result<Checked, Refusal> {
     let mut out = Checked::default();
     let hub_actor = replica.actor().to_hex_string();
@@ -212,7 +228,14 @@ pub fn check(
             })?;
             changes.push(c);
         }
-        let mut fork = replica.fork(doc);
+        let mut fork = match replica.fork(doc) {
+            Ok(fork) => fork,
+            Err(e) => {
+                // The hub's own store failed, not the node's batch.
+                *unreadable = Some(e);
+                return Err(refuse(false, "the hub cannot read the document".into()));
+            }
+        };
         let before = fork.get_heads();
         // Only changes the hub does not hold yet are checked (a replay is a
         // no-op), and only those that can apply now.
@@ -340,7 +363,7 @@ pub fn merge(
     batch: &[(String, Vec<Vec<u8>>)],
     max_doc_bytes: u64,
 ) -> Result<Result<(Applied, Checked), Refusal>, ReplicaError> {
-    let mut checked = match check(replica, node, batch, max_doc_bytes) {
+    let mut checked = match check(replica, node, batch, max_doc_bytes)? {
         Ok(c) => c,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -517,6 +540,16 @@ mod tests {
 
     use super::*;
 
+    /// [`super::check`] on a store that reads.
+    fn check(
+        r: &mut Replica,
+        node: &Enrolment,
+        batch: &[(String, Vec<Vec<u8>>)],
+        max_doc_bytes: u64,
+    ) -> Result<Checked, Refusal> {
+        super::check(r, node, batch, max_doc_bytes).expect("the hub reads its store")
+    }
+
     const DOC: &str = "u/2023/13633";
     /// A commune of another district (Nghĩa Hưng, 366's neighbour).
     const OTHER_DOC: &str = "u/2023/13741";
@@ -635,7 +668,7 @@ mod tests {
         };
         // node-b, having synced, sets workers after many other edits (a
         // higher op counter: its value wins the conflict).
-        let mut db = r.fork(DOC).with_actor(b);
+        let mut db = r.fork(DOC).expect("readable").with_actor(b);
         let before_b = db.get_heads();
         let ob = obj(&db);
         for n in 0..20 {
@@ -924,7 +957,7 @@ mod tests {
 
             // The attacker starts from the hub's copy of the document.
             let actor = ActorId::random();
-            let mut mine = r.fork(DOC).with_actor(actor.clone());
+            let mut mine = r.fork(DOC).expect("readable").with_actor(actor.clone());
             let mut elsewhere = AutoCommit::new().with_actor(actor);
             let base = mine.get_heads();
             for op in &ops {

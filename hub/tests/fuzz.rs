@@ -383,7 +383,10 @@ fn setup() -> (Replica, AutoCommit, Vec<String>) {
     )
     .unwrap()
     .unwrap();
-    let mut mine = hub.fork(DOC).with_actor(ActorId::from(vec![0xa; 16]));
+    let mut mine = hub
+        .fork(DOC)
+        .expect("readable")
+        .with_actor(ActorId::from(vec![0xa; 16]));
     let records = sample_records();
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
     let base = mine.get_heads();

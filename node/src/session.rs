@@ -124,7 +124,7 @@ pub fn refresh_reference(r: &mut Replica, hub_heads: &[(String, Vec<ChangeHash>)
 pub fn record_ack(r: &mut Replica, hub_inc: &[u8], docs: &[pb::DocHeads]) -> Result<()> {
     let mut b = WriteBatch::default();
     for d in docs {
-        let known = r.known(&d.doc, &heads_from_bytes(&d.heads));
+        let known = r.known(&d.doc, &heads_from_bytes(&d.heads))?;
         Replica::put_shared_heads(&mut b, HUB_PEER, &d.doc, &known, hub_inc);
     }
     r.commit(b)

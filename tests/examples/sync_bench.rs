@@ -205,6 +205,7 @@ async fn main() {
             .iter()
             .map(|(d, h)| {
                 r.changes_since(d, h)
+                    .expect("readable")
                     .iter()
                     .map(|c| c.raw_bytes().len())
                     .sum::<usize>()

@@ -265,10 +265,12 @@ impl TestHub {
     /// Every record as read out of the hub's Automerge documents themselves
     /// (deleted ones included), by id: what the record index must agree with.
     pub fn export_from_documents(&self) -> Vec<Record> {
-        let r = self.hub().replica();
+        let mut r = self.hub().replica();
         let mut out = Vec::new();
-        for id in r.doc_ids() {
-            out.extend(htx_core::docs::read_records(r.doc(id).expect("listed")).expect("readable"));
+        let ids: Vec<String> = r.doc_ids().map(str::to_owned).collect();
+        for id in ids {
+            let doc = r.load(&id).expect("readable").expect("listed");
+            out.extend(htx_core::docs::read_records(doc).expect("readable"));
         }
         sorted(out)
     }
@@ -294,7 +296,9 @@ impl TestHub {
     /// Number of Automerge changes the hub holds in `docs`.
     pub fn change_count(&self, docs: &[String]) -> usize {
         let mut r = self.hub().replica();
-        docs.iter().map(|d| r.changes_since(d, &[]).len()).sum()
+        docs.iter()
+            .map(|d| r.changes_since(d, &[]).expect("readable").len())
+            .sum()
     }
 
     /// Writes a bundle for a new node, as `htx-hub enroll` does.
@@ -487,7 +491,9 @@ impl TestNode {
     pub fn change_count(&self) -> usize {
         let mut r = self.node().replica();
         let docs: Vec<String> = r.doc_ids().map(str::to_owned).collect();
-        docs.iter().map(|d| r.changes_since(d, &[]).len()).sum()
+        docs.iter()
+            .map(|d| r.changes_since(d, &[]).expect("readable").len())
+            .sum()
     }
 }
 

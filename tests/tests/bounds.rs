@@ -151,6 +151,7 @@ fn the_hub_refuses_a_crafted_count_above_its_bound() {
         &crafted(&ActorId::random(), MAX_COUNT),
         1 << 20,
     )
+    .expect("the hub reads its store")
     .expect("a count at the bound is accepted");
     for n in [MAX_COUNT + 1, i64::MAX] {
         let refusal = htx_hub::validate::check(
@@ -159,6 +160,7 @@ fn the_hub_refuses_a_crafted_count_above_its_bound() {
             &crafted(&ActorId::random(), n),
             1 << 20,
         )
+        .expect("the hub reads its store")
         .expect_err("above the bound");
         assert!(!refusal.permission);
         assert!(

@@ -365,6 +365,7 @@ async fn a_replayed_batch_changes_nothing() {
                 doc: d.clone(),
                 changes: r
                     .changes_since(d, &[])
+                    .expect("readable")
                     .iter()
                     .map(|c| c.raw_bytes().to_vec())
                     .collect(),
@@ -425,6 +426,7 @@ fn unsent(hub: &TestHub, node: &TestNode, doc: &str) -> Vec<Vec<u8>> {
     node.node()
         .replica()
         .changes_since(doc, &hub_heads)
+        .expect("readable")
         .iter()
         .map(|c| c.raw_bytes().to_vec())
         .collect()

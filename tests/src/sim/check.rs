@@ -26,11 +26,20 @@ pub(super) fn always(w: &mut World) -> Result<(), String> {
         let held = !w.nodes[wr.node]
             .replica
             .known(&wr.doc, &[wr.hash])
+            .expect("readable")
             .is_empty()
-            || !w.hub.replica.known(&wr.doc, &[wr.hash]).is_empty()
-            || w.nodes
-                .iter_mut()
-                .any(|n| !n.replica.known(&wr.doc, &[wr.hash]).is_empty());
+            || !w
+                .hub
+                .replica
+                .known(&wr.doc, &[wr.hash])
+                .expect("readable")
+                .is_empty()
+            || w.nodes.iter_mut().any(|n| {
+                !n.replica
+                    .known(&wr.doc, &[wr.hash])
+                    .expect("readable")
+                    .is_empty()
+            });
         if !held {
             return Err(w.fail(&format!(
                 "write acknowledged by node {} at step {} ({} in {}) is on no replica",
@@ -45,7 +54,13 @@ pub(super) fn always(w: &mut World) -> Result<(), String> {
             return Err(w.fail(&format!("the hub holds {d}, which no node may write")));
         }
         let forged: Vec<_> = w.forged.iter().copied().collect();
-        if !w.hub.replica.known(d, &forged).is_empty() {
+        if !w
+            .hub
+            .replica
+            .known(d, &forged)
+            .expect("readable")
+            .is_empty()
+        {
             return Err(w.fail(&format!(
                 "the hub merged a change forged under another node's actor id in {d}"
             )));
@@ -64,13 +79,15 @@ fn sorted(mut r: Report) -> Report {
 
 /// Every record of the hub's documents in `docs` (all if None), read from
 /// the documents themselves.
-fn hub_records(w: &World, only: Option<&dyn Fn(&str) -> bool>) -> Vec<Record> {
+fn hub_records(w: &mut World, only: Option<&dyn Fn(&str) -> bool>) -> Vec<Record> {
     let mut out = Vec::new();
-    for d in w.hub.replica.doc_ids() {
-        if parse_unit_doc_id(d).is_none() || only.is_some_and(|f| !f(d)) {
+    let ids: Vec<String> = w.hub.replica.doc_ids().map(str::to_owned).collect();
+    for d in ids {
+        if parse_unit_doc_id(&d).is_none() || only.is_some_and(|f| !f(&d)) {
             continue;
         }
-        let doc = w.hub.replica.doc(d).expect("listed");
+        // The hub keeps few documents loaded (see `open_hub_replica`).
+        let doc = w.hub.replica.load(&d).expect("readable").expect("listed");
         out.extend(docs::read_records(doc).expect("readable"));
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -172,7 +189,12 @@ pub(super) fn healed(w: &mut World) -> Result<(), String> {
         if wr.rolled_back {
             continue;
         }
-        if w.hub.replica.known(&wr.doc, &[wr.hash]).is_empty() {
+        if w.hub
+            .replica
+            .known(&wr.doc, &[wr.hash])
+            .expect("readable")
+            .is_empty()
+        {
             return Err(w.fail(&format!(
                 "write acknowledged by node {} at step {} never reached the hub",
                 wr.node, wr.step
@@ -180,7 +202,11 @@ pub(super) fn healed(w: &mut World) -> Result<(), String> {
         }
         for j in 0..w.nodes.len() {
             if Hub::readable(&w.nodes[j].enrolment, &wr.doc)
-                && w.nodes[j].replica.known(&wr.doc, &[wr.hash]).is_empty()
+                && w.nodes[j]
+                    .replica
+                    .known(&wr.doc, &[wr.hash])
+                    .expect("readable")
+                    .is_empty()
             {
                 return Err(w.fail(&format!(
                     "node {j} lacks the write node {} acknowledged at step {}",
@@ -194,7 +220,7 @@ pub(super) fn healed(w: &mut World) -> Result<(), String> {
     // the plan document).
     let docs: Vec<String> = w.hub.replica.doc_ids().map(str::to_owned).collect();
     for d in &docs {
-        for c in w.hub.replica.changes_since(d, &[]) {
+        for c in w.hub.replica.changes_since(d, &[]).expect("readable") {
             let owner = w.actors.get(c.actor_id()).copied();
             let fine = match owner {
                 None => false,
@@ -243,14 +269,9 @@ fn node_figures(w: &mut World) -> Result<(), String> {
         let node =
             progress::recompute(&plan, h, &version, as_of, &mine).map_err(|e| e.to_string())?;
         let in_scope = |d: &str| Hub::readable(&e, d);
-        let hub_scope = progress::recompute(
-            &w.hub.plan,
-            h,
-            &version,
-            as_of,
-            &hub_records(w, Some(&in_scope)),
-        )
-        .map_err(|e| e.to_string())?;
+        let in_scope_records = hub_records(w, Some(&in_scope));
+        let hub_scope = progress::recompute(&w.hub.plan, h, &version, as_of, &in_scope_records)
+            .map_err(|e| e.to_string())?;
         let others: Vec<Record> = all
             .iter()
             .filter(|rec| {

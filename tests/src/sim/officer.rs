@@ -459,6 +459,7 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
             let r = &mut w.nodes[i].replica;
             let changes: Vec<Vec<u8>> = r
                 .changes_since(&own_doc, &[])
+                .expect("readable")
                 .iter()
                 .rev()
                 .take(8)
@@ -511,7 +512,10 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
         // The plan document, which only the hub writes.
         2 => {
             let actor = w.new_actor(Some(i));
-            let mut d = w.nodes[i].replica.fork(docs::REFERENCE_DOC);
+            let mut d = w.nodes[i]
+                .replica
+                .fork(docs::REFERENCE_DOC)
+                .expect("readable");
             d.set_actor(actor);
             let before = d.get_heads();
             d.put(automerge::ROOT, "plan", "forged")
@@ -534,7 +538,7 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
         3 => {
             let mut seen: Vec<ActorId> = Vec::new();
             let r = &mut w.nodes[i].replica;
-            for c in r.changes_since(&own_doc, &[]) {
+            for c in r.changes_since(&own_doc, &[]).expect("readable") {
                 let a = c.actor_id().clone();
                 if w.actors.get(&a).is_some_and(|o| *o != Some(i)) && !seen.contains(&a) {
                     seen.push(a);
@@ -543,7 +547,7 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
             let Some(actor) = pick(w, &seen).cloned() else {
                 return Ok(None);
             };
-            let mut d = w.nodes[i].replica.fork(&own_doc);
+            let mut d = w.nodes[i].replica.fork(&own_doc).expect("readable");
             // Past every sequence number the actor used, as a real forger would go.
             d.set_actor(actor);
             let before = d.get_heads();
@@ -569,7 +573,7 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
         // A record the schema refuses (a negative count) in its own document.
         4 => {
             let actor = w.new_actor(Some(i));
-            let mut d = w.nodes[i].replica.fork(&own_doc);
+            let mut d = w.nodes[i].replica.fork(&own_doc).expect("readable");
             d.set_actor(actor);
             let before = d.get_heads();
             let id = new_id(w);
@@ -595,7 +599,7 @@ pub(super) fn attack(w: &mut World, i: usize) -> Result<Option<Attack>, String> 
         // acknowledged, never merged later unchecked).
         _ => {
             let actor = w.new_actor(Some(i));
-            let mut d = w.nodes[i].replica.fork(&own_doc);
+            let mut d = w.nodes[i].replica.fork(&own_doc).expect("readable");
             d.set_actor(actor);
             let before = d.get_heads();
             let c = w.nodes[i].communes[0].clone();

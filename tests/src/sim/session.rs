@@ -905,7 +905,12 @@ fn attack_outcome(w: &mut World, id: u64, accepted: bool) -> Result<(), Broken> 
     for d in &attack.docs {
         for raw in &d.changes {
             if let Ok(c) = automerge::Change::from_bytes(raw.clone()) {
-                merged |= !w.hub.replica.known(&d.doc, &[c.hash()]).is_empty();
+                merged |= !w
+                    .hub
+                    .replica
+                    .known(&d.doc, &[c.hash()])
+                    .expect("readable")
+                    .is_empty();
             }
         }
     }

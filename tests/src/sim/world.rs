@@ -228,8 +228,16 @@ fn open_hub_replica(
     actor: ActorId,
     plan: &str,
 ) -> Result<Replica, String> {
-    let (mut r, _) = htx_core::format::open_as(store, htx_core::format::Role::Hub, actor)
-        .map_err(|e| e.to_string())?;
+    // As `Hub::open` does, documents are loaded on first use; a cache of
+    // two makes the hub drop and reload them all the time.
+    let options = htx_core::replica::Options {
+        check_at_open: false,
+        cache_docs: Some(2),
+        cache_bytes: None,
+    };
+    let (mut r, _) =
+        htx_core::format::open_as_with_options(store, htx_core::format::Role::Hub, actor, options)
+            .map_err(|e| e.to_string())?;
     let reference = Reference {
         plan: plan.to_owned(),
         lists: BUILTIN_LISTS
@@ -528,7 +536,7 @@ impl World {
         for w in self.writes.iter_mut().filter(|w| !w.rolled_back) {
             let held = std::iter::once(&mut self.hub.replica)
                 .chain(self.nodes.iter_mut().map(|n| &mut n.replica))
-                .any(|r| !r.known(&w.doc, &[w.hash]).is_empty());
+                .any(|r| !r.known(&w.doc, &[w.hash]).expect("readable").is_empty());
             if !held {
                 w.rolled_back = true;
                 newly += 1;
@@ -600,6 +608,7 @@ impl World {
         let mut one = |name: String, r: &mut Replica| {
             let cs: Vec<String> = r
                 .changes_since(doc, &[])
+                .expect("readable")
                 .iter()
                 .map(|c| {
                     format!(

@@ -1,0 +1,421 @@
+//! The hub's memory at a province's scale (issue 8, item 1): documents
+//! loaded on first use and dropped when cold, against every document
+//! loaded at start and kept (the hub before), in the same run.
+//!
+//! A province of COMMUNES communes × RECORDS cooperatives is written once
+//! into a hub store (one document per commune, every record indexed), and
+//! one node is enrolled per commune. Then, for each setting, on a fresh
+//! copy of that hub and of those nodes: the real `htx-hub run` (release)
+//! is started, and the nodes, opened in this process, sync with it over
+//! mutual TLS on loopback:
+//! 1. the initial load: every node's first sync, which downloads its
+//!    commune's document (CONCURRENT at a time);
+//! 2. queries: progress as of another date, under another hierarchy
+//!    version (both from the record index), and the live view;
+//! 3. ROUNDS rounds of CONCURRENT concurrent one-change syncs (a node
+//!    records one cooperative, then syncs).
+//!
+//! The hub's RSS (`VmRSS`), its peak (`VmHWM`) and its CPU time are read
+//! from `/proc` at each step; every sync must succeed, and at the end the
+//! hub must count every node in sync.
+//!
+//! `cargo run --release -p htx-tests --example scale_bench [-- COMMUNES RECORDS ROUNDS CONCURRENT]`
+//! (defaults: 226 1000 100 40, the whole province of Nam Định).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use htx_core::docs;
+use htx_core::index;
+use htx_core::replica::{Options, Replica};
+use htx_core::storage::{self, Backend, WriteBatch};
+use htx_core::units::{Hierarchy, Level};
+use htx_hub::config::HubConfig;
+use htx_hub::home::Home;
+use htx_node::node::Node;
+use htx_tests::{coop, free_port, init_crypto, run, spawn_env, wait_for_api};
+use tokio::task::JoinSet;
+
+fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(i)
+        .map(|a| a.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+/// (RSS, peak RSS) of process `pid`, in MB.
+fn rss(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("hub status");
+    let kb = |field: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+fn cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("hub stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Writes the province into the hub store at `dir` and enrolls one node per
+/// commune under `nodes/`.
+fn build(dir: &Path, nodes: &Path, communes: &[String], records: usize, port: u16) {
+    let cfg = HubConfig {
+        listen: format!("127.0.0.1:{port}"),
+        public_url: format!("https://127.0.0.1:{port}"),
+        server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        ..Default::default()
+    };
+    let home = Home::new(dir);
+    home.init(&cfg).expect("hub init");
+    let t = Instant::now();
+    {
+        let store = storage::open(Backend::Redb, dir).expect("hub store");
+        let mut r = Replica::open_with(
+            store,
+            Options {
+                check_at_open: false,
+                cache_docs: Some(1),
+                cache_bytes: None,
+            },
+        )
+        .expect("replica");
+        for (i, c) in communes.iter().enumerate() {
+            let recs: Vec<_> = (0..records)
+                .map(|n| {
+                    let mut rec = coop(c, &format!("HTX {c} số {n}"));
+                    rec.id = htx_core::schema::new_id();
+                    rec
+                })
+                .collect();
+            let doc = docs::unit_doc_id("2023", c);
+            r.change(&doc, |d| {
+                for rec in &recs {
+                    docs::put_record(d, rec)?;
+                }
+                Ok::<_, automerge::AutomergeError>(())
+            })
+            .expect("stored")
+            .expect("written");
+            let mut b = WriteBatch::default();
+            for rec in &recs {
+                index::put(&mut b, &doc, rec);
+            }
+            if i + 1 == communes.len() {
+                htx_core::format::put_current(&mut b, htx_core::format::Role::Hub);
+            }
+            r.commit(b).expect("indexed");
+        }
+    }
+    eprintln!(
+        "province written: {} communes × {records} records in {:.1} s",
+        communes.len(),
+        t.elapsed().as_secs_f64()
+    );
+    std::fs::create_dir_all(nodes).unwrap();
+    let t = Instant::now();
+    for c in communes {
+        let name = format!("xa-{c}");
+        let bundle = home
+            .enroll(&cfg, c, None, Some(&name), false)
+            .expect("enroll");
+        let file = nodes.join(format!("{name}.json"));
+        std::fs::write(&file, bundle.to_json()).unwrap();
+        htx_node::cli::init(&nodes.join(&name), &file, Backend::Redb).expect("node init");
+    }
+    eprintln!(
+        "{} nodes enrolled in {:.1} s",
+        communes.len(),
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// Opens node `dir`, runs `write` (if any) and one sync; the sync's time.
+async fn sync_node(dir: PathBuf, write: Option<String>) -> Duration {
+    let node = tokio::task::spawn_blocking(move || {
+        let node = Node::open(&dir).expect("open node");
+        if let Some(commune) = write {
+            node.write(vec![coop(&commune, "HTX mới")])
+                .expect("recorded");
+        }
+        node
+    })
+    .await
+    .unwrap();
+    let t = Instant::now();
+    let report = htx_node::sync_client::sync_once(&node)
+        .await
+        .unwrap_or_else(|e| panic!("sync failed: {e}"));
+    let took = t.elapsed();
+    assert!(report.in_sync, "{report:?}");
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+struct Row {
+    moment: String,
+    rss: f64,
+    peak: f64,
+    cpu: f64,
+    note: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn phase(
+    label: &str,
+    env: &[(&str, &str)],
+    pristine: &Path,
+    pristine_nodes: &Path,
+    work: &Path,
+    communes: &[String],
+    rounds: usize,
+    concurrent: usize,
+) -> Vec<Row> {
+    let dir = work.join(format!("hub-{label}"));
+    let nodes = work.join(format!("nodes-{label}"));
+    copy_dir(pristine, &dir);
+    copy_dir(pristine_nodes, &nodes);
+    let hub_path = dir.to_str().unwrap().to_owned();
+    let t = Instant::now();
+    let mut hub = spawn_env(
+        "htx-hub",
+        &["run", &hub_path],
+        &work.join(format!("hub-{label}.log")),
+        env,
+    );
+    wait_for_api(&dir.join("admin.addr"), Duration::from_secs(600)).await;
+    let pid = hub.child.id().expect("running");
+    let mut rows = Vec::new();
+    let mut row = |moment: &str, note: String| {
+        let (rss, peak) = rss(pid);
+        let row = Row {
+            moment: moment.to_owned(),
+            rss,
+            peak,
+            cpu: cpu(pid),
+            note,
+        };
+        eprintln!(
+            "[{label}] {}: RSS {:.0} MB (peak {:.0} MB), CPU {:.1} s; {}",
+            row.moment, row.rss, row.peak, row.cpu, row.note
+        );
+        rows.push(row);
+    };
+    row(
+        "started",
+        format!("ready {:.1} s after start", t.elapsed().as_secs_f64()),
+    );
+
+    // 1. The initial load: every node's first sync.
+    let node_dir = |c: &String| nodes.join(format!("xa-{c}"));
+    let t = Instant::now();
+    let mut took = Vec::new();
+    for chunk in communes.chunks(concurrent) {
+        let mut set = JoinSet::new();
+        for c in chunk {
+            set.spawn(sync_node(node_dir(c), None));
+        }
+        while let Some(d) = set.join_next().await {
+            took.push(d.unwrap());
+        }
+    }
+    took.sort();
+    row(
+        "after the initial load",
+        format!(
+            "{} first syncs in {:.1} s, p50 {:.0} ms, p99 {:.0} ms",
+            took.len(),
+            t.elapsed().as_secs_f64(),
+            percentile(&took, 0.5),
+            percentile(&took, 0.99)
+        ),
+    );
+
+    // 2. Queries: other dates and versions from the index, and the live view.
+    for (what, args) in [
+        ("--as-of 2025-06-30", vec!["--as-of", "2025-06-30"]),
+        ("--hierarchy 2025", vec!["--hierarchy", "2025"]),
+        ("the live view (today, 2023)", vec![]),
+    ] {
+        let mut all = vec!["progress", hub_path.as_str(), "--format", "json"];
+        all.extend(args);
+        let t = Instant::now();
+        let out = run("htx-hub", &all).await;
+        let reply: serde_json::Value = serde_json::from_str(out.ok()).expect("progress json");
+        assert!(reply.is_object(), "{reply}");
+        row(
+            &format!("after a query: {what}"),
+            format!("{:.2} s", t.elapsed().as_secs_f64()),
+        );
+    }
+
+    // 3. Rounds of concurrent one-change syncs.
+    let mut took = Vec::new();
+    let t = Instant::now();
+    let mut next = 0;
+    for round in 1..=rounds {
+        let mut set = JoinSet::new();
+        for _ in 0..concurrent {
+            let c = &communes[next % communes.len()];
+            next += 1;
+            set.spawn(sync_node(node_dir(c), Some(c.clone())));
+        }
+        while let Some(d) = set.join_next().await {
+            took.push(d.unwrap());
+        }
+        if round % 10 == 0 || round == rounds {
+            let mut sorted = took.clone();
+            sorted.sort();
+            row(
+                &format!("after round {round}"),
+                format!(
+                    "{} syncs so far in {:.1} s, p50 {:.0} ms, p99 {:.0} ms",
+                    sorted.len(),
+                    t.elapsed().as_secs_f64(),
+                    percentile(&sorted, 0.5),
+                    percentile(&sorted, 0.99)
+                ),
+            );
+        }
+    }
+
+    // Every node is in sync, as the hub counts it.
+    let out = run("htx-hub", &["nodes", &hub_path, "--format", "json"]).await;
+    let listed: serde_json::Value = serde_json::from_str(out.ok()).expect("nodes json");
+    let listed = listed.as_array().expect("a list");
+    assert_eq!(listed.len(), communes.len());
+    for n in listed {
+        assert_eq!(n["documents_behind"], 0, "{n}");
+    }
+    hub.terminate().await;
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&nodes).ok();
+    rows
+}
+
+#[tokio::main]
+async fn main() {
+    init_crypto();
+    let n = arg(1, 226);
+    let records = arg(2, 1000);
+    let rounds = arg(3, 100);
+    let concurrent = arg(4, 40);
+    let v = Hierarchy::builtin().version("2023").unwrap();
+    let communes: Vec<String> = v
+        .units()
+        .filter(|u| u.level == Level::Commune)
+        .map(|u| u.code.clone())
+        .take(n)
+        .collect();
+    assert_eq!(
+        communes.len(),
+        n,
+        "the province has {} communes",
+        communes.len()
+    );
+    let work = tempfile::tempdir().expect("temp dir");
+    let pristine = work.path().join("pristine-hub");
+    let pristine_nodes = work.path().join("pristine-nodes");
+    build(&pristine, &pristine_nodes, &communes, records, free_port());
+    let store_mb = std::fs::metadata(pristine.join("store.redb"))
+        .unwrap()
+        .len() as f64
+        / 1e6;
+    let defaults = HubConfig::default();
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let phases: [(&str, &str, Env); 2] = [
+        (
+            "before",
+            "every document loaded and checked at start, kept (the hub before)",
+            vec![
+                ("HTX_HUB_DOC_CACHE_DOCS", "0"),
+                ("HTX_HUB_DOC_CACHE_BYTES", "0"),
+                ("HTX_HUB_CHECK_DOCUMENTS_AT_START", "true"),
+            ],
+        ),
+        (
+            "now",
+            "loaded on first use, bounded cache (defaults)",
+            vec![],
+        ),
+    ];
+    let mut results = Vec::new();
+    for (label, what, env) in &phases {
+        let rows = phase(
+            label,
+            env,
+            &pristine,
+            &pristine_nodes,
+            work.path(),
+            &communes,
+            rounds,
+            concurrent,
+        )
+        .await;
+        results.push((what, rows));
+    }
+
+    println!(
+        "\n{n} communes × {records} records = {} records, store {store_mb:.1} MB; \
+         {rounds} rounds of {concurrent} concurrent one-change syncs; \
+         defaults doc_cache_docs = {}, doc_cache_bytes = {}\n",
+        n * records,
+        defaults.doc_cache_docs,
+        defaults.doc_cache_bytes
+    );
+    println!(
+        "| hub RSS, MB (peak so far) | {} | {} |",
+        results[0].0, results[1].0
+    );
+    println!("|---|---:|---:|");
+    for (i, a) in results[0].1.iter().enumerate() {
+        let b = &results[1].1[i];
+        println!(
+            "| {} | {:.0} ({:.0}) | {:.0} ({:.0}) |",
+            a.moment, a.rss, a.peak, b.rss, b.peak
+        );
+    }
+    println!(
+        "\n| what was done (hub CPU seconds so far) | {} | {} |",
+        results[0].0, results[1].0
+    );
+    println!("|---|---|---|");
+    for (i, a) in results[0].1.iter().enumerate() {
+        let b = &results[1].1[i];
+        println!(
+            "| {} | {} ({:.1} s) | {} ({:.1} s) |",
+            a.moment, a.note, a.cpu, b.note, b.cpu
+        );
+    }
+}
