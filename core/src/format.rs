@@ -199,7 +199,13 @@ pub struct Opened {
 /// Opens the replica kept in `store` for `role`: refuses a newer format,
 /// then migrates an older one to [`CURRENT`], step by step (module docs).
 pub fn open(store: Arc<dyn Store>, role: Role) -> Result<(Replica, Opened), FormatError> {
-    open_migrating(store, role, ActorId::random(), Options::EVERYTHING, MIGRATIONS)
+    open_migrating(
+        store,
+        role,
+        ActorId::random(),
+        Options::EVERYTHING,
+        MIGRATIONS,
+    )
 }
 
 /// As [`open`], with the replica's [`Options`] (the hub: documents loaded
@@ -351,16 +357,28 @@ mod tests {
             fail: AtomicBool::new(false),
         });
         // Only step 1 is known: the store ends at 1.
-        let (_, opened) =
-            open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, &TWO[..1]).expect("step 1");
+        let (_, opened) = open_migrating(
+            store.clone(),
+            Role::Node,
+            ActorId::random(),
+            Options::EVERYTHING,
+            &TWO[..1],
+        )
+        .expect("step 1");
         assert_eq!((opened.was, opened.migrated), (0, vec!["one"]));
         assert_eq!(stored(store.as_ref()).unwrap(), 1);
 
         // Step 2's commit fails: the store stays at 1, without step 2's write.
         store.fail.store(true, Ordering::SeqCst);
-        let e = open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, TWO)
-            .err()
-            .expect("failed");
+        let e = open_migrating(
+            store.clone(),
+            Role::Node,
+            ActorId::random(),
+            Options::EVERYTHING,
+            TWO,
+        )
+        .err()
+        .expect("failed");
         assert!(
             matches!(e, FormatError::Migration { from: 1, to: 2, .. }),
             "{e}"
@@ -371,15 +389,28 @@ mod tests {
 
         // The retry runs step 2 only, once.
         store.fail.store(false, Ordering::SeqCst);
-        let (_, opened) =
-            open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, TWO).expect("retry");
+        let (_, opened) = open_migrating(
+            store.clone(),
+            Role::Node,
+            ActorId::random(),
+            Options::EVERYTHING,
+            TWO,
+        )
+        .expect("retry");
         assert_eq!((opened.was, opened.migrated), (1, vec!["two"]));
         assert_eq!(stored(store.as_ref()).unwrap(), 2);
         assert_eq!(
             store.get(b"m\0step2").unwrap().as_deref(),
             Some(&b"done twice"[..])
         );
-        let (_, opened) = open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, TWO).unwrap();
+        let (_, opened) = open_migrating(
+            store.clone(),
+            Role::Node,
+            ActorId::random(),
+            Options::EVERYTHING,
+            TWO,
+        )
+        .unwrap();
         assert!(opened.migrated.is_empty());
     }
 
@@ -394,9 +425,15 @@ mod tests {
         b.put(b"d\0x\0s".to_vec(), b"not even a document".to_vec());
         store.commit(b).unwrap();
         let before = store.scan(b"").unwrap();
-        let e = open_migrating(store.clone(), Role::Node, ActorId::random(), Options::EVERYTHING, &TWO[..1])
-            .err()
-            .expect("refused");
+        let e = open_migrating(
+            store.clone(),
+            Role::Node,
+            ActorId::random(),
+            Options::EVERYTHING,
+            &TWO[..1],
+        )
+        .err()
+        .expect("refused");
         let text = e.to_string();
         for part in [
             "định dạng 2",

@@ -1303,7 +1303,8 @@ mod tests {
                             .iter()
                             .map(|ch| ch.raw_bytes().to_vec())
                             .collect();
-                        proptest::prop_assert_eq!(new.len(), 1);
+                        // Writing the value a key already holds makes no change.
+                        proptest::prop_assert!(new.len() <= 1);
                         u.apply(vec![(doc(d), new)], WriteBatch::default()).unwrap();
                     }
                     Op::Peer(d, k, v, n) => {

@@ -770,7 +770,10 @@ mod tests {
             b.get_changes(&[]).len(),
             "a's changes, and b's on top of them"
         );
-        assert!(e.merge.iter().all(|(_, c)| c.is_empty()), "nothing forged is merged");
+        assert!(
+            e.merge.iter().all(|(_, c)| c.is_empty()),
+            "nothing forged is merged"
+        );
         // node-a delivers its own; then node-b's goes in.
         let own = vec![(DOC.to_owned(), raw(&a.get_changes(&[])))];
         let checked = check(&mut r, &node("node-a"), &own, 1 << 20).unwrap();

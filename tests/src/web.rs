@@ -391,14 +391,25 @@ impl Browser {
     }
 
     /// The visible text of the page.
+    /// A page still loading after a click or a redirect can replace its
+    /// body between the find and the read ("stale element"): read again.
     pub async fn text(&self) -> String {
-        self.client
-            .find(fantoccini::Locator::Css("body"))
-            .await
-            .expect("body")
-            .text()
-            .await
-            .expect("text")
+        let mut tries = 0;
+        loop {
+            let body = self
+                .client
+                .find(fantoccini::Locator::Css("body"))
+                .await
+                .expect("body");
+            match body.text().await {
+                Ok(text) => return text,
+                Err(e) if e.is_stale_element_reference() && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("text: {e:?}"),
+            }
+        }
     }
 
     /// Types `value` into the field labelled by id `id`.

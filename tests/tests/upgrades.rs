@@ -304,6 +304,9 @@ async fn a_store_of_a_newer_format_is_refused_and_left_unchanged() {
     )
     .await;
     assert!(out.failed().contains("nâng cấp htx-hub"), "{out:?}");
-    assert!(contents(hub.dir()) == hub_bytes, "the restore changed the store");
+    assert!(
+        contents(hub.dir()) == hub_bytes,
+        "the restore changed the store"
+    );
     assert!(!hub.dir().join("store.redb.before-restore").exists());
 }
