@@ -36,7 +36,7 @@ pub enum NodeError {
     Replica(#[from] ReplicaError),
     /// The store is of a newer format, or its migration failed.
     #[error(transparent)]
-    Format(#[from] FormatError),
+    Format(Box<FormatError>),
     /// Every bad row of an import (unreadable, or refused by the checks
     /// here), by its row number in the file.
     #[error("{}", .0.iter().map(|(i, e)| format!("row {i}: {e}")).collect::<Vec<_>>().join("\n"))]
@@ -58,6 +58,13 @@ pub enum NodeError {
     StoreUnavailable(String),
     #[error("{0}")]
     Setup(String),
+}
+
+/// Boxed: the format errors are large and rare.
+impl From<FormatError> for NodeError {
+    fn from(e: FormatError) -> Self {
+        NodeError::Format(Box::new(e))
+    }
 }
 
 /// A row of an import file that could not be read into a record.
@@ -646,10 +653,9 @@ impl Node {
         // The old store must be dropped first: it holds the file's lock.
         let empty = Replica::open(Arc::new(storage::MemoryStore::default()))?;
         drop(std::mem::replace(replica, empty));
-        let opened = storage::open(self.0.config.backend, &self.0.dir)
-            .map_err(FormatError::from)
-            .and_then(|store| format::open(store, Role::Node))
-            .map(|(r, _)| r);
+        let opened: Result<Replica, NodeError> = storage::open(self.0.config.backend, &self.0.dir)
+            .map_err(NodeError::from)
+            .and_then(|store| Ok(format::open(store, Role::Node)?.0));
         let mut unavailable = self.0.unavailable.lock().expect("unavailable lock");
         match opened {
             Ok(fresh) => {
