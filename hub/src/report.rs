@@ -218,7 +218,7 @@ pub fn build(hub: &Hub, lang: Lang, req: &Request) -> Result<Report, ReportError
             Cell::text(&f.target),
             Cell::opt(f.expected),
             Cell::opt(f.share.map(|s| s * 100.0)),
-            Cell::text(tr.t(&format!("hub-status-{}", f.status))),
+            Cell::text(tr.status("hub-status-", &f.status)),
         ]);
     }
     sections.push(t);

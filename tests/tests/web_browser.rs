@@ -90,6 +90,10 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
     let home = b.text().await;
     assert!(home.contains("Tình hình thực hiện kế hoạch"), "{home}");
     assert!(home.contains("lan (cán bộ nhập liệu)"));
+    // A district without an allocation of the plan's targets says so once,
+    // and shows no status (never a missing translation's key).
+    assert_eq!(home.matches("Chưa phân bổ chỉ tiêu").count(), 1, "{home}");
+    assert!(!home.contains("status-"), "{home}");
     let new_jobs_before = indicator_value(&home, "Việc làm mới cho lao động nữ");
     let stable_before = indicator_value(
         &home,

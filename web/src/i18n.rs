@@ -84,6 +84,17 @@ impl Tr {
             .unwrap_or_else(|| key.to_owned())
     }
 
+    /// The label of a figure's `status` under `prefix` (`status-` on the
+    /// node's pages, `hub-status-` on the hub's); empty for a figure with
+    /// no status (a unit without an allocation of the plan's targets).
+    pub fn status(&self, prefix: &str, status: &str) -> String {
+        if status.is_empty() {
+            String::new()
+        } else {
+            self.t(&format!("{prefix}{status}"))
+        }
+    }
+
     /// The text of `key` with one argument, e.g. `{ $n } bản ghi`.
     pub fn t1(&self, key: &str, name: &str, value: impl ToString) -> String {
         self.ta(key, &[(name, value.to_string())])

@@ -123,7 +123,7 @@ pub fn rows(
                 fill: pct(value).unwrap_or(0.0),
                 pace: pct(f.expected),
                 status: f.status.clone(),
-                status_label: tr.t(&format!("hub-status-{}", f.status)),
+                status_label: tr.status("hub-status-", &f.status),
                 change: change_text(lang, value, prev),
             }
         })

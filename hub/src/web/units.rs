@@ -97,7 +97,7 @@ pub async fn page(
                     Some(f) => Cellv {
                         text: super::value_text(lang, f),
                         status: f.status.clone(),
-                        label: tr.t(&format!("hub-status-{}", f.status)),
+                        label: tr.status("hub-status-", &f.status),
                     },
                     None => Cellv {
                         text: String::new(),

@@ -51,6 +51,8 @@ struct HomePartial<'a> {
     phases: Vec<(String, String)>,
     phase: &'a str,
     indicators: Vec<IndicatorView>,
+    /// The unit has no targets of its own (no allocation of the plan's).
+    no_allocation: bool,
     banner: SyncBanner,
     attention: Attention,
 }
@@ -118,6 +120,10 @@ pub async fn home(
         .and_then(|r| r.units.first())
         .map(|u| u.figures.clone())
         .unwrap_or_default();
+    let no_allocation = reply
+        .as_ref()
+        .and_then(|r| r.units.first())
+        .is_some_and(|u| u.allocation == "none");
     let indicators = plan
         .indicators
         .iter()
@@ -148,7 +154,9 @@ pub async fn home(
                     .map(|s| format!("{}%", format::decimal(tr.lang, s * 100.0)))
                     .unwrap_or_default(),
                 status: f.status.clone(),
-                status_label: tr.t(&format!("status-{}", f.status)),
+                // A unit below the plan's own without an allocation has
+                // no status; it says so once, above the indicators.
+                status_label: tr.status("status-", &f.status),
             })
         })
         .collect();
@@ -178,6 +186,7 @@ pub async fn home(
         phases,
         phase: &phase,
         indicators,
+        no_allocation,
         banner,
         attention,
     }

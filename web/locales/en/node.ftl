@@ -23,6 +23,7 @@ progress-title = Indicators
 progress-unit = Unit
 progress-phase = Phase
 progress-none = No indicator for this unit and phase.
+progress-no-allocation = No targets allocated to this unit: its results are counted, with no target to compare them with.
 progress-value = Value achieved
 progress-target = Target
 progress-share = Share of target

@@ -23,6 +23,7 @@ progress-title = Kết quả thực hiện các chỉ tiêu
 progress-unit = Đơn vị
 progress-phase = Giai đoạn
 progress-none = Chưa có chỉ tiêu nào cho đơn vị và giai đoạn này.
+progress-no-allocation = Chưa phân bổ chỉ tiêu cho đơn vị này: kết quả thực hiện được tính, chưa có chỉ tiêu để so sánh.
 progress-value = Kết quả thực hiện
 progress-target = Chỉ tiêu
 progress-share = Tỷ lệ hoàn thành
