@@ -485,9 +485,13 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
     }
     let _ = writeln!(
         out,
-        "  địa bàn / territory: {} / {} (đơn vị / unit {} của danh mục / of hierarchy {})",
-        reply.territory_name_vi,
-        reply.territory_name,
+        "  địa bàn / territory: {} (đơn vị / unit {} của danh mục / of hierarchy {})",
+        // One name where both languages have the same (a unit's own name).
+        if reply.territory_name == reply.territory_name_vi {
+            reply.territory_name_vi.clone()
+        } else {
+            format!("{} / {}", reply.territory_name_vi, reply.territory_name)
+        },
         reply.territory_unit,
         reply.territory_version
     );
