@@ -16,7 +16,7 @@
 //! - [`web`]: the web app's node, a bare HTTP client, a headless browser.
 //! - [`link`]: a slow, lossy link between two network namespaces (a
 //!   userspace relay between TUN devices), for real processes;
-//! - [`slow_store`]: a store whose commits are delayed or held on command
+//! - [`slow_store`]: a store whose commits are delayed, held or refused (a full disk) on command
 //!   (a slow disk);
 //! - [`sim`]: the deterministic simulation of a whole network (no sockets,
 //!   no clock), driven by one seed (`tests/tests/simulation.rs`).

@@ -1,15 +1,16 @@
-//! # A slow disk, on command
+//! # A slow or full disk, on command
 //!
-//! [`Gate`] wraps any [`Store`] so that its commits are delayed, or held
-//! until released, while its reads go straight through: a disk whose
-//! fsync takes seconds (a worn card, a saturated array), as a test can
-//! hold it at the exact moment it wants. A held commit has written nothing
-//! yet; released, it commits as the wrapped store does.
+//! [`Gate`] wraps any [`Store`] so that its commits are delayed, held
+//! until released, or refused as on a full disk, while its reads go
+//! straight through: a disk whose fsync takes seconds (a worn card, a
+//! saturated array), as a test can hold it at the exact moment it wants.
+//! A held commit has written nothing yet; released, it commits as the
+//! wrapped store does. A refused one writes nothing.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use htx_core::storage::{Result, Store, WriteBatch};
+use htx_core::storage::{Result, Store, StoreError, WriteBatch};
 
 #[derive(Default)]
 struct State {
@@ -21,6 +22,8 @@ struct State {
     delay: Duration,
     /// Commits that have gone through.
     done: u64,
+    /// Commits fail with "No space left on device", writing nothing.
+    full: bool,
 }
 
 /// The switch of one or more slowed stores.
@@ -57,6 +60,12 @@ impl Gate {
     /// Every commit takes `delay` longer.
     pub fn set_delay(&self, delay: Duration) {
         self.state.lock().unwrap().delay = delay;
+    }
+
+    /// While `full`, every commit fails as on a full disk (ENOSPC) and
+    /// writes nothing.
+    pub fn set_full(&self, full: bool) {
+        self.state.lock().unwrap().full = full;
     }
 
     /// Commits waiting at the gate now.
@@ -108,6 +117,9 @@ impl Store for Slowed {
         self.inner.scan(prefix)
     }
     fn commit(&self, batch: WriteBatch) -> Result<()> {
+        if self.gate.state.lock().unwrap().full {
+            return Err(StoreError::Io(std::io::Error::from_raw_os_error(28)));
+        }
         self.gate.pass();
         self.inner.commit(batch)?;
         self.gate.state.lock().unwrap().done += 1;

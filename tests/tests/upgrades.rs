@@ -9,15 +9,14 @@
 //! is refused by the real binaries and left as it was (every key and value).
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use htx_core::docs;
 use htx_core::format::{self, FormatError, Role};
 use htx_core::replica::Replica;
-use htx_core::storage::{self, Backend, Store, StoreError, WriteBatch};
+use htx_core::storage::{self, Backend, WriteBatch};
 use htx_node::sync_client;
 use htx_proto::v1 as pb;
+use htx_tests::slow_store::Gate;
 use htx_tests::{TestHub, TestNode, coop, run};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -162,42 +161,14 @@ async fn a_node_store_of_the_previous_format_is_migrated_and_keeps_every_record(
     assert_eq!(format::stored(store.as_ref()).unwrap(), format::CURRENT);
 }
 
-/// The hub's store, whose commits fail (a full disk) while `fail` is set.
-struct Failing {
-    inner: Arc<dyn Store>,
-    fail: AtomicBool,
-}
-
-impl Store for Failing {
-    fn get(&self, key: &[u8]) -> storage::Result<Option<Vec<u8>>> {
-        self.inner.get(key)
-    }
-    fn scan(&self, prefix: &[u8]) -> storage::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.inner.scan(prefix)
-    }
-    fn commit(&self, batch: WriteBatch) -> storage::Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Io(std::io::Error::from_raw_os_error(28)));
-        }
-        self.inner.commit(batch)
-    }
-    fn size_on_disk(&self) -> storage::Result<u64> {
-        self.inner.size_on_disk()
-    }
-    fn compact(&self) -> storage::Result<()> {
-        self.inner.compact()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_migration_leaves_the_previous_format_and_runs_again() {
     let mut hub = TestHub::create();
     let ids = previous_format_hub_store(hub.dir());
     {
-        let store = Arc::new(Failing {
-            inner: storage::open(Backend::Redb, hub.dir()).unwrap(),
-            fail: AtomicBool::new(true),
-        });
+        let full = Gate::new();
+        full.set_full(true);
+        let store = full.wrap(storage::open(Backend::Redb, hub.dir()).unwrap());
         let e = format::open(store.clone(), Role::Hub)
             .err()
             .expect("the migration's commit failed");
