@@ -97,6 +97,18 @@ impl Entry {
         }
     }
 
+    /// A document known by its stored values' headers, not loaded.
+    fn cold(s: Stored) -> Self {
+        Entry {
+            doc: None,
+            saved: s.heads,
+            next_chunk: s.next_chunk,
+            chunk_bytes: s.chunk_bytes,
+            snapshot_bytes: s.snapshot_bytes,
+            used: 0,
+        }
+    }
+
     fn bytes(&self) -> u64 {
         self.snapshot_bytes + self.chunk_bytes
     }
@@ -385,16 +397,7 @@ impl Replica {
                 Self::load_entry(&doc_id, entries.clone(), &replica.actor).map(Some)
             } else {
                 read_headers(&entries)
-                    .map(|s| {
-                        Some(Entry {
-                            doc: None,
-                            saved: s.heads,
-                            next_chunk: s.next_chunk,
-                            chunk_bytes: s.chunk_bytes,
-                            snapshot_bytes: s.snapshot_bytes,
-                            used: 0,
-                        })
-                    })
+                    .map(|s| Some(Entry::cold(s)))
                     .map_err(|reason| ReplicaError::Corrupt {
                         doc: doc_id.clone(),
                         reason,
@@ -954,17 +957,7 @@ impl Replica {
                 doc: id.to_owned(),
                 reason,
             })?;
-            self.docs.insert(
-                id.to_owned(),
-                Entry {
-                    doc: None,
-                    saved: s.heads,
-                    next_chunk: s.next_chunk,
-                    chunk_bytes: s.chunk_bytes,
-                    snapshot_bytes: s.snapshot_bytes,
-                    used: 0,
-                },
-            );
+            self.docs.insert(id.to_owned(), Entry::cold(s));
         }
         Ok(())
     }
