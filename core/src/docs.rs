@@ -188,6 +188,84 @@ pub fn read_record(doc: &AutoCommit, id: &str) -> DocResult<Option<Record>> {
     Ok(Some(rec))
 }
 
+/// One of the values a field holds after concurrent edits, with who set it
+/// and when, as far as the record tells: the `changed_by`/`changed_at`
+/// written by the same replica (Automerge actor) in its latest change of
+/// the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contender {
+    pub value: Value,
+    pub by: Option<String>,
+    pub at: Option<String>,
+}
+
+/// The values of `field` in record `id` that concurrent edits left side by
+/// side (fewer than two: no conflict), in the order every replica lists them.
+pub fn contenders(doc: &AutoCommit, id: &str, field: &str) -> DocResult<Vec<Contender>> {
+    let Some((automerge::Value::Object(ObjType::Map), obj)) = doc.get(ROOT, id)? else {
+        return Ok(Vec::new());
+    };
+    let kind = match doc.get(&obj, "kind")? {
+        Some((automerge::Value::Scalar(s), _)) => s.as_str().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    // The latest text each actor wrote into a bookkeeping field.
+    let by_actor = |name: &str| -> DocResult<Vec<(automerge::ActorId, u64, String)>> {
+        Ok(doc
+            .get_all(&obj, name)?
+            .into_iter()
+            .filter_map(|(v, vid)| match (v, vid) {
+                (automerge::Value::Scalar(s), automerge::ObjId::Id(n, actor, _)) => {
+                    Some((actor, n, s.as_str()?.to_owned()))
+                }
+                _ => None,
+            })
+            .collect())
+    };
+    let (who, when) = (by_actor("changed_by")?, by_actor("changed_at")?);
+    let find = |list: &[(automerge::ActorId, u64, String)], actor: &automerge::ActorId| {
+        list.iter()
+            .filter(|(a, _, _)| a == actor)
+            .max_by_key(|(_, n, _)| *n)
+            .map(|(_, _, t)| t.clone())
+    };
+    Ok(doc
+        .get_all(&obj, field)?
+        .into_iter()
+        .filter_map(|(v, vid)| {
+            let actor = match &vid {
+                automerge::ObjId::Id(_, actor, _) => Some(actor.clone()),
+                automerge::ObjId::Root => None,
+            };
+            let value = read_value(doc, &kind, field, v, &vid)?;
+            Some(Contender {
+                value,
+                by: actor.as_ref().and_then(|a| find(&who, a)),
+                at: actor.as_ref().and_then(|a| find(&when, a)),
+            })
+        })
+        .collect())
+}
+
+/// Settles a conflict on `field` of record `id`: writes `value` over every
+/// value concurrent edits left, even when it equals the one shown (a write
+/// that [`put_record`] would skip, since it changes nothing shown).
+pub fn settle_field(doc: &mut AutoCommit, id: &str, field: &str, value: &Value) -> DocResult<()> {
+    let Some((automerge::Value::Object(ObjType::Map), obj)) = doc.get(ROOT, id)? else {
+        return Ok(());
+    };
+    match value {
+        Value::List(items) => {
+            let list = doc.put_object(&obj, field, ObjType::Map)?;
+            for item in items {
+                doc.put(&list, item.as_str(), true)?;
+            }
+        }
+        v => doc.put(&obj, field, to_scalar(v))?,
+    }
+    Ok(())
+}
+
 /// (id, kind) of every record of a document, reading nothing else.
 pub fn list_records(doc: &AutoCommit) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -250,6 +328,40 @@ mod tests {
         assert_eq!(x, y);
         assert_eq!(x.conflicts["name"].len(), 2);
         assert_eq!(x.text("sector"), Some("nông nghiệp"));
+    }
+
+    #[test]
+    fn a_settled_conflict_is_gone_on_every_replica_and_tells_who_set_each_value() {
+        let mut a = AutoCommit::new();
+        let rec = coop("HTX Lúa");
+        put_record(&mut a, &rec).unwrap();
+        let mut b = a.fork();
+        for (doc, name, who) in [
+            (&mut a, "HTX Lúa Xanh", "lan@A"),
+            (&mut b, "HTX Lúa Vàng", "hoa@B"),
+        ] {
+            let mut r = rec.clone();
+            r.fields.insert("name".into(), Value::Text(name.into()));
+            r.fields
+                .insert("changed_by".into(), Value::Text(who.into()));
+            put_record(doc, &r).unwrap();
+        }
+        a.merge(&mut b).unwrap();
+        let mut c = contenders(&a, &rec.id, "name").unwrap();
+        c.sort_by(|x, y| x.by.cmp(&y.by));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].by.as_deref(), Some("hoa@B"));
+        assert_eq!(c[0].value, Value::Text("HTX Lúa Vàng".into()));
+        assert_eq!(c[1].by.as_deref(), Some("lan@A"));
+        // Settled with the value Automerge already shows: still settled.
+        let shown = read_record(&a, &rec.id).unwrap().unwrap().fields["name"].clone();
+        settle_field(&mut a, &rec.id, "name", &shown).unwrap();
+        b.merge(&mut a).unwrap();
+        for d in [&a, &b] {
+            let r = read_record(d, &rec.id).unwrap().unwrap();
+            assert!(r.conflicts.is_empty(), "{:?}", r.conflicts);
+            assert_eq!(r.fields["name"], shown);
+        }
     }
 
     #[test]

@@ -214,9 +214,14 @@ pub const SYSTEM_FIELDS: &[&str] = &[
     "changed_by",
     "deleted_at",
     "deleted_by",
+    "deleted_reason",
     "restored_at",
     "restored_by",
+    "restored_reason",
 ];
+
+/// Longest reason an officer may give for deleting or restoring a record.
+pub const MAX_REASON_CHARS: usize = 500;
 
 pub fn kind(name: &str) -> Result<&'static KindSpec, FieldError> {
     KINDS

@@ -27,6 +27,8 @@ impl From<NodeError> for Status {
             // The message says what reading the store back showed.
             NodeError::CommitFailed { .. } => Status::data_loss(e.to_string()),
             NodeError::NotFound(_) => Status::not_found(e.to_string()),
+            NodeError::Reason => Status::invalid_argument(e.to_string()),
+            NodeError::Settled => Status::failed_precondition(e.to_string()),
             NodeError::Setup(_) => Status::invalid_argument(e.to_string()),
             _ => Status::internal(e.to_string()),
         }
@@ -114,7 +116,10 @@ impl pb::node_api_server::NodeApi for NodeApiService {
     ) -> Result<Response<pb::WriteReply>, Status> {
         let req = req.into_inner();
         let id = req.id.clone();
-        blocking(&self.node, move |n| n.delete(&req.id, req.restore)).await?;
+        blocking(&self.node, move |n| {
+            n.delete(&req.id, req.restore, &req.reason)
+        })
+        .await?;
         self.node.wake().notify_one();
         Ok(Response::new(pb::WriteReply { ids: vec![id] }))
     }

@@ -96,12 +96,15 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Marks a record deleted (who, when); `--restore` undoes it.
+    /// Marks a record deleted (who, when, why); `--restore` undoes it.
     Delete {
         dir: PathBuf,
         id: String,
         #[arg(long)]
         restore: bool,
+        /// Why (required; shown in the record's history): "trùng với bản ghi khác".
+        #[arg(long)]
+        reason: String,
     },
     /// Syncs with the hub now.
     Sync {
@@ -348,19 +351,20 @@ impl Access {
         }
     }
 
-    async fn delete(&mut self, id: &str, restore: bool) -> anyhow::Result<()> {
+    async fn delete(&mut self, id: &str, restore: bool, reason: &str) -> anyhow::Result<()> {
         match self {
             Access::Remote(ch) => {
                 let mut c = NodeApiClient::new(ch.clone()).max_decoding_message_size(256 << 20);
                 c.delete(pb::DeleteRequest {
                     id: id.into(),
                     restore,
+                    reason: reason.into(),
                 })
                 .await
                 .map_err(status_error)?;
                 Ok(())
             }
-            Access::Local(n) => Ok(n.delete(id, restore)?),
+            Access::Local(n) => Ok(n.delete(id, restore, reason)?),
         }
     }
 
@@ -1059,8 +1063,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             let json: Vec<_> = records.iter().map(Record::to_json).collect();
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
-        Command::Delete { dir, id, restore } => {
-            access(&dir).await?.delete(&id, restore).await?;
+        Command::Delete {
+            dir,
+            id,
+            restore,
+            reason,
+        } => {
+            access(&dir).await?.delete(&id, restore, &reason).await?;
             println!("{} {id}", if restore { "restored" } else { "deleted" });
         }
         Command::Sync { dir, once: _ } => {

@@ -32,6 +32,17 @@ pub enum NodeError {
     Invalid(Vec<(usize, FieldError)>),
     #[error("no record with id {0:?} on this node / không tìm thấy bản ghi")]
     NotFound(String),
+    /// Deleting or restoring a record needs a reason, and a short one.
+    #[error(
+        "cần ghi lý do (tối đa {max} ký tự) / a reason is required (at most {max} characters)",
+        max = htx_core::schema::MAX_REASON_CHARS
+    )]
+    Reason,
+    /// A conflict was settled by someone else in the meantime.
+    #[error(
+        "xung đột này đã được giải quyết hoặc đã thay đổi; hãy xem lại bản ghi / this conflict was settled or has changed meanwhile; look at the record again"
+    )]
+    Settled,
     #[error(transparent)]
     Replica(#[from] ReplicaError),
     /// The store is of a newer format, or its migration failed.
@@ -678,33 +689,38 @@ impl Node {
         }
     }
 
-    /// Marks a record deleted (who, when), or restores it. Nothing is erased.
-    pub fn delete(&self, id: &str, restore: bool) -> Result<(), NodeError> {
-        self.delete_by(id, restore, None)
+    /// Marks a record deleted (who, when, why), or restores it. Nothing is
+    /// erased. The reason is required: a figure that drops needs one.
+    pub fn delete(&self, id: &str, restore: bool, reason: &str) -> Result<(), NodeError> {
+        self.delete_by(id, restore, reason, None)
     }
 
     /// As [`Node::delete`], by an officer: recorded as theirs, and refused
     /// outside their units.
-    pub fn delete_as(&self, id: &str, restore: bool, officer: &Officer) -> Result<(), NodeError> {
-        self.delete_by(id, restore, Some(officer))
+    pub fn delete_as(
+        &self,
+        id: &str,
+        restore: bool,
+        reason: &str,
+        officer: &Officer,
+    ) -> Result<(), NodeError> {
+        self.delete_by(id, restore, reason, Some(officer))
     }
 
     fn delete_by(
         &self,
         id: &str,
         restore: bool,
+        reason: &str,
         officer: Option<&Officer>,
     ) -> Result<(), NodeError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > htx_core::schema::MAX_REASON_CHARS {
+            return Err(NodeError::Reason);
+        }
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
-        let loc = {
-            let mut locations = self.locations();
-            locations.refresh(&replica);
-            locations
-                .get(id)
-                .cloned()
-                .ok_or_else(|| NodeError::NotFound(id.to_owned()))?
-        };
+        let loc = self.location(&replica, id)?;
         let version = Hierarchy::builtin()
             .version(&self.0.bundle.unit_version)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
@@ -719,12 +735,22 @@ impl Node {
             ..Default::default()
         };
         let (set, clear) = if restore {
-            (["restored_at", "restored_by"], ["deleted_at", "deleted_by"])
+            (
+                ["restored_at", "restored_by", "restored_reason"],
+                ["deleted_at", "deleted_by", "deleted_reason"],
+            )
         } else {
-            (["deleted_at", "deleted_by"], ["restored_at", "restored_by"])
+            (
+                ["deleted_at", "deleted_by", "deleted_reason"],
+                ["restored_at", "restored_by", "restored_reason"],
+            )
         };
         rec.fields.insert(set[0].into(), when);
         rec.fields.insert(set[1].into(), who);
+        rec.fields.insert(
+            set[2].into(),
+            Value::Text(htx_core::schema::normalize_text(reason)),
+        );
         replica
             .change(&loc.doc, |doc| {
                 docs::put_record(doc, &rec)?;
@@ -736,6 +762,75 @@ impl Node {
         self.locations()
             .wrote(&replica, HashMap::from([(id.to_owned(), loc)]));
         Ok(())
+    }
+
+    /// The values concurrent edits left side by side in `field` of record
+    /// `id`, with who set each and when (empty: no conflict).
+    pub fn contenders(&self, id: &str, field: &str) -> Result<Vec<docs::Contender>, NodeError> {
+        let mut replica = self.replica();
+        self.reopen_if_unavailable(&mut replica)?;
+        let loc = self.location(&replica, id)?;
+        let doc = replica
+            .doc(&loc.doc)
+            .ok_or(NodeError::NotFound(id.to_owned()))?;
+        Ok(docs::contenders(doc, id, field).map_err(ReplicaError::from)?)
+    }
+
+    /// Settles a conflict: `field` of record `id` takes `value`, one of the
+    /// values concurrent edits left, chosen by `officer` (recorded as the
+    /// record's last change, and synced like any edit). A value that is no
+    /// longer one of them (someone settled it meanwhile) is refused.
+    pub fn settle_as(
+        &self,
+        id: &str,
+        field: &str,
+        value: &Value,
+        officer: &Officer,
+    ) -> Result<(), NodeError> {
+        let mut replica = self.replica();
+        self.reopen_if_unavailable(&mut replica)?;
+        let loc = self.location(&replica, id)?;
+        let version = Hierarchy::builtin()
+            .version(&self.0.bundle.unit_version)
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
+        if let Err(e) = Officer::check_unit(Some(officer), version, &loc.unit) {
+            return Err(NodeError::Invalid(vec![(1, e)]));
+        }
+        let doc = replica
+            .doc(&loc.doc)
+            .ok_or(NodeError::NotFound(id.to_owned()))?;
+        let now = docs::contenders(doc, id, field).map_err(ReplicaError::from)?;
+        if now.len() < 2 || !now.iter().any(|c| &c.value == value) {
+            return Err(NodeError::Settled);
+        }
+        let mut rec = Record {
+            id: id.to_owned(),
+            kind: loc.kind.clone(),
+            ..Default::default()
+        };
+        let who = Officer::who(Some(officer), &self.0.bundle.node);
+        rec.fields
+            .insert("changed_at".into(), Value::Text(now_rfc3339()));
+        rec.fields.insert("changed_by".into(), Value::Text(who));
+        replica
+            .change(&loc.doc, |doc| {
+                docs::put_record(doc, &rec)?;
+                docs::settle_field(doc, id, field, value)
+            })?
+            .map_err(ReplicaError::from)?;
+        self.locations()
+            .wrote(&replica, HashMap::from([(id.to_owned(), loc)]));
+        Ok(())
+    }
+
+    /// Where record `id` is kept.
+    fn location(&self, replica: &Replica, id: &str) -> Result<Loc, NodeError> {
+        let mut locations = self.locations();
+        locations.refresh(replica);
+        locations
+            .get(id)
+            .cloned()
+            .ok_or_else(|| NodeError::NotFound(id.to_owned()))
     }
 
     /// Every record this node holds, deleted ones only if asked.

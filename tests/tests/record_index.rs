@@ -26,7 +26,10 @@ async fn the_index_says_what_the_documents_say() {
         )])
         .expect("edit");
     let gone = laptop.add_coop("13636", "HTX Lộc Hòa");
-    laptop.node().delete(&gone, false).expect("delete");
+    laptop
+        .node()
+        .delete(&gone, false, "nhập trùng")
+        .expect("delete");
     for _ in 0..2 {
         office.sync().await.expect("office syncs");
         laptop.sync().await.expect("laptop syncs");
@@ -49,7 +52,10 @@ async fn the_index_says_what_the_documents_say() {
         sorted(hub.hub().export(true).expect("index")),
         from_documents
     );
-    laptop.node().delete(&gone, true).expect("restore");
+    laptop
+        .node()
+        .delete(&gone, true, "xóa nhầm")
+        .expect("restore");
     laptop.sync().await.expect("laptop syncs");
     assert_eq!(
         sorted(hub.hub().export(true).expect("index")),

@@ -59,7 +59,9 @@ async fn deleting_is_recorded_and_reversible_on_every_replica() {
     let hub = TestHub::start().await;
     let node = hub.enroll_node("356", "node-356");
     let id = node.add_coop("13633", "HTX Hạ Long");
-    node.node().delete(&id, false).expect("delete");
+    node.node()
+        .delete(&id, false, "nhập trùng")
+        .expect("delete");
     node.sync().await.expect("sync");
     // Gone from exports, kept with who and when.
     assert!(node.export().iter().all(|r| r.id != id));
@@ -74,7 +76,7 @@ async fn deleting_is_recorded_and_reversible_on_every_replica() {
     assert_eq!(kept.text("deleted_by"), Some("node-356"));
     assert!(kept.text("deleted_at").is_some_and(|t| t.starts_with("20")));
     // Restored: back everywhere, with who restored it.
-    node.node().delete(&id, true).expect("restore");
+    node.node().delete(&id, true, "xóa nhầm").expect("restore");
     node.sync().await.expect("sync");
     let back = hub
         .export()
@@ -83,7 +85,7 @@ async fn deleting_is_recorded_and_reversible_on_every_replica() {
         .expect("restored at the hub");
     assert_eq!(back.text("restored_by"), Some("node-356"));
     assert!(!back.fields.contains_key("deleted_at"));
-    assert!(node.node().delete("no-such-id", false).is_err());
+    assert!(node.node().delete("no-such-id", false, "thử").is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,10 @@ pub enum WebError {
     Csrf,
     #[error("request body too large")]
     TooLarge,
+    /// A form made on a page that no longer shows what is stored (someone
+    /// changed it meanwhile): nothing done, look again.
+    #[error("the page was out of date")]
+    Stale,
     /// A request the pages never make; the text is shown (escaped).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -56,6 +60,7 @@ impl WebError {
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Forbidden | WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            WebError::Stale => StatusCode::CONFLICT,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,6 +72,7 @@ impl WebError {
             WebError::Forbidden => "error-forbidden",
             WebError::Csrf => "error-csrf",
             WebError::TooLarge => "error-too-large",
+            WebError::Stale => "error-stale",
             WebError::BadRequest(_) => "error-bad-request",
             WebError::Internal(_) => "error-internal",
         }

@@ -8,12 +8,15 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::response::Html;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use htx_core::docs::Contender;
 use htx_core::schema::{self, Record, Value};
-use htx_web::{SignedIn, Tr, WebError, format};
+use htx_web::{Posted, SignedIn, Tr, WebError, format};
 use serde::Deserialize;
 
 use super::{App, blocking};
+use crate::node::NodeError;
 use crate::query::{CoopFilter, CoopPage, CoopRow, ScopeReason, UnitRef, label};
 
 #[derive(Deserialize, Default)]
@@ -135,9 +138,13 @@ struct CoopPartial<'a> {
     page: &'a CoopPage,
     fields: Vec<FieldRow>,
     history: Vec<FieldRow>,
-    conflicts: Vec<FieldRow>,
+    conflicts: Vec<ConflictRow>,
     scope: String,
     may_write: bool,
+    csrf: &'a str,
+    rec_id: &'a str,
+    deleted: bool,
+    problem: Option<String>,
 }
 
 impl CoopPartial<'_> {
@@ -156,8 +163,28 @@ struct RecordPartial<'a> {
     rec: &'a Record,
     fields: Vec<FieldRow>,
     history: Vec<FieldRow>,
-    conflicts: Vec<FieldRow>,
+    conflicts: Vec<ConflictRow>,
     may_write: bool,
+    csrf: &'a str,
+    rec_id: &'a str,
+    deleted: bool,
+    problem: Option<String>,
+}
+
+/// A field that concurrent edits left with several values, each of which
+/// the officer may keep.
+pub struct ConflictRow {
+    pub field: String,
+    pub label: String,
+    pub choices: Vec<Choice>,
+}
+
+pub struct Choice {
+    /// Its place among the field's values (what the settle form posts).
+    pub index: usize,
+    pub value: String,
+    pub who: String,
+    pub when: String,
 }
 
 impl RecordPartial<'_> {
@@ -197,41 +224,87 @@ fn field_rows(
     out
 }
 
-/// Who recorded, changed, deleted or restored it, and when.
+/// Who recorded, changed, deleted or restored it, when, and why.
 fn history_rows(tr: &Tr, r: &Record) -> Vec<FieldRow> {
     [
-        ("recorded_at", "recorded_by", "history-recorded"),
-        ("changed_at", "changed_by", "history-changed"),
-        ("deleted_at", "deleted_by", "history-deleted"),
-        ("restored_at", "restored_by", "history-restored"),
+        ("recorded_at", "recorded_by", "", "history-recorded"),
+        ("changed_at", "changed_by", "", "history-changed"),
+        (
+            "deleted_at",
+            "deleted_by",
+            "deleted_reason",
+            "history-deleted",
+        ),
+        (
+            "restored_at",
+            "restored_by",
+            "restored_reason",
+            "history-restored",
+        ),
     ]
     .iter()
-    .filter_map(|(at, by, key)| {
+    .filter_map(|(at, by, why, key)| {
         let at = r.text(at)?;
+        let mut value = format!(
+            "{} — {}",
+            format::date_text(at),
+            r.text(by).unwrap_or_default()
+        );
+        if let Some(why) = r.text(why) {
+            value.push_str(&format!(" — {}: {why}", tr.t("history-reason")));
+        }
         Some(FieldRow {
             label: tr.t(key),
-            value: format!(
-                "{} — {}",
-                format::date_text(at),
-                r.text(by).unwrap_or_default()
-            ),
+            value,
         })
     })
     .collect()
 }
 
-fn conflict_rows(tr: &Tr, r: &Record) -> Vec<FieldRow> {
-    r.conflicts
+fn conflict_rows(
+    tr: &Tr,
+    r: &Record,
+    contenders: &[(String, Vec<Contender>)],
+    names: &dyn Fn(&str) -> String,
+) -> Vec<ConflictRow> {
+    contenders
         .iter()
-        .map(|(field, values)| FieldRow {
+        .map(|(field, values)| ConflictRow {
+            field: field.clone(),
             label: super::forms::field_label(tr, &r.kind, field),
-            value: values
+            choices: values
                 .iter()
-                .map(|v| shown(tr, &r.kind, field, Some(v)))
-                .collect::<Vec<_>>()
-                .join(" | "),
+                .enumerate()
+                .map(|(index, c)| Choice {
+                    index,
+                    value: value_text(tr, r, field, &c.value, names),
+                    who: c.by.clone().unwrap_or_else(|| "?".into()),
+                    when: c.at.as_deref().map(format::date_text).unwrap_or_default(),
+                })
+                .collect(),
         })
         .collect()
+}
+
+/// A value as the record's page shows it (references by name).
+fn value_text(
+    tr: &Tr,
+    r: &Record,
+    field: &str,
+    v: &Value,
+    names: &dyn Fn(&str) -> String,
+) -> String {
+    let ty = schema::kind(&r.kind)
+        .ok()
+        .and_then(|k| k.field(field))
+        .map(|f| f.ty);
+    match (ty, v) {
+        (Some(schema::FieldType::Ref(_)), Value::Text(id)) => names(id),
+        (Some(schema::FieldType::RefList(_)), Value::List(ids)) => {
+            ids.iter().map(|i| names(i)).collect::<Vec<_>>().join("; ")
+        }
+        _ => shown(tr, &r.kind, field, Some(v)),
+    }
 }
 
 pub async fn record(
@@ -239,12 +312,26 @@ pub async fn record(
     State(app): State<App>,
     Path(id): Path<String>,
 ) -> Result<Html<String>, WebError> {
+    record_page(&me, &app, id, None).await
+}
+
+/// A record's page; `problem` is shown beside the delete/restore form.
+async fn record_page(
+    me: &SignedIn,
+    app: &App,
+    id: String,
+    problem: Option<String>,
+) -> Result<Html<String>, WebError> {
     let i = id.clone();
-    let (record, coop, all) = blocking(&app.node, move |n| {
+    let (record, coop, all, contenders) = blocking(&app.node, move |n| {
         let record = n.record(&i)?;
         let coop = n.cooperative(&i)?;
         let names = n.export(true)?;
-        Ok((record, coop, names))
+        let mut contenders = Vec::new();
+        for field in record.iter().flat_map(|r| r.conflicts.keys()) {
+            contenders.push((field.clone(), n.contenders(&i, field)?));
+        }
+        Ok((record, coop, names, contenders))
     })
     .await?;
     let record = record.ok_or(WebError::NotFound)?;
@@ -263,9 +350,10 @@ pub async fn record(
     };
     let fields = field_rows(&tr, &record, |c| app.node.unit_name(c), &names);
     let history = history_rows(&tr, &record);
-    let conflicts = conflict_rows(&tr, &record);
+    let conflicts = conflict_rows(&tr, &record, &contenders, &names);
     let may_write = me.account.may_write();
     let title = label(&record);
+    let deleted = record.is_deleted();
     let body = match &coop {
         Some(page) => CoopPartial {
             tr,
@@ -275,6 +363,10 @@ pub async fn record(
             history,
             conflicts,
             may_write,
+            csrf: me.csrf(),
+            rec_id: &record.id,
+            deleted,
+            problem,
         }
         .render()?,
         None => RecordPartial {
@@ -284,8 +376,137 @@ pub async fn record(
             history,
             conflicts,
             may_write,
+            csrf: me.csrf(),
+            rec_id: &record.id,
+            deleted,
+            problem,
         }
         .render()?,
     };
     me.page(&title, &body)
+}
+
+#[derive(Deserialize)]
+pub struct ReasonForm {
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn delete(
+    me: SignedIn,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Posted(form): Posted<ReasonForm>,
+) -> Result<Response, WebError> {
+    delete_or_restore(me, app, id, false, form.reason).await
+}
+
+pub async fn restore(
+    me: SignedIn,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Posted(form): Posted<ReasonForm>,
+) -> Result<Response, WebError> {
+    delete_or_restore(me, app, id, true, form.reason).await
+}
+
+/// Deletes or restores a record with the officer's reason; without one,
+/// the page again with the error beside the reason (422), nothing changed.
+async fn delete_or_restore(
+    me: SignedIn,
+    app: App,
+    id: String,
+    restore: bool,
+    reason: String,
+) -> Result<Response, WebError> {
+    me.require_writer()?;
+    let who = super::officer(&me);
+    let (i, why) = (id.clone(), reason.clone());
+    let node = app.node.clone();
+    let done = tokio::task::spawn_blocking(move || node.delete_as(&i, restore, &why, &who))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    match done {
+        Ok(()) => {
+            me.audit(
+                if restore {
+                    "record_restored"
+                } else {
+                    "record_deleted"
+                },
+                &id,
+                &reason,
+            );
+            app.node.wake().notify_one();
+            Ok(Redirect::to(&format!("/records/{id}")).into_response())
+        }
+        Err(NodeError::Reason) => {
+            let page = record_page(&me, &app, id, Some(me.tr().t("err-reason"))).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        // Another unit's record, or none: the same answer, so an id tells nothing.
+        Err(NodeError::NotFound(_) | NodeError::Invalid(_)) => Err(WebError::NotFound),
+        Err(e) => Err(WebError::Internal(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct SettleForm {
+    field: String,
+    choice: usize,
+    /// The value as the page showed it: a choice made on a stale page is
+    /// refused rather than applied to whatever is now at that place.
+    value: String,
+}
+
+/// Settles a conflict with the value the officer chose.
+pub async fn settle(
+    me: SignedIn,
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Posted(form): Posted<SettleForm>,
+) -> Result<Response, WebError> {
+    me.require_writer()?;
+    let tr = me.tr();
+    let who = super::officer(&me);
+    let i = id.clone();
+    let field = form.field.clone();
+    let units = me.account.units.clone();
+    let outcome = blocking(&app.node, move |n| {
+        let Some(rec) = n.record(&i)? else {
+            return Ok(Err(WebError::NotFound));
+        };
+        if !n.covers(&units, rec.text("unit").unwrap_or_default()) {
+            return Ok(Err(WebError::NotFound));
+        }
+        let names = n.export(true)?;
+        let name = |id: &str| {
+            names
+                .iter()
+                .find(|r| r.id == id)
+                .map(label)
+                .unwrap_or_else(|| id.to_owned())
+        };
+        let now = n.contenders(&i, &field)?;
+        let Some(c) = now.get(form.choice) else {
+            return Ok(Ok(false));
+        };
+        if value_text(&tr, &rec, &field, &c.value, &name) != form.value {
+            return Ok(Ok(false));
+        }
+        match n.settle_as(&i, &field, &c.value, &who) {
+            Ok(()) => Ok(Ok(true)),
+            Err(NodeError::Settled) => Ok(Ok(false)),
+            Err(NodeError::Invalid(_)) => Ok(Err(WebError::NotFound)),
+            Err(e) => Err(e),
+        }
+    })
+    .await??;
+    if outcome {
+        me.audit("conflict_settled", &id, &form.field);
+        app.node.wake().notify_one();
+        Ok(Redirect::to(&format!("/records/{id}")).into_response())
+    } else {
+        Err(WebError::Stale)
+    }
 }

@@ -22,7 +22,7 @@ pub mod home;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::get;
+use axum::routing::{get, post};
 use htx_web::{NavItem, Settings, Web, WebError};
 use tokio::net::TcpListener;
 
@@ -72,6 +72,9 @@ pub fn router(app: App) -> Router {
         .route("/", get(home::home))
         .route("/cooperatives", get(coops::list))
         .route("/records/{id}", get(coops::record))
+        .route("/records/{id}/delete", post(coops::delete))
+        .route("/records/{id}/restore", post(coops::restore))
+        .route("/records/{id}/settle", post(coops::settle))
         .route("/new/{kind}", get(forms::new_form).post(forms::create))
         .route(
             "/records/{id}/edit",

@@ -376,12 +376,21 @@ fn delete(w: &mut World, i: usize, restore: bool) -> Result<(), String> {
         ..Default::default()
     };
     let (set, clear) = if restore {
-        (["restored_at", "restored_by"], ["deleted_at", "deleted_by"])
+        (
+            ["restored_at", "restored_by", "restored_reason"],
+            ["deleted_at", "deleted_by", "deleted_reason"],
+        )
     } else {
-        (["deleted_at", "deleted_by"], ["restored_at", "restored_by"])
+        (
+            ["deleted_at", "deleted_by", "deleted_reason"],
+            ["restored_at", "restored_by", "restored_reason"],
+        )
     };
     change.fields.insert(set[0].into(), when);
     change.fields.insert(set[1].into(), who);
+    change
+        .fields
+        .insert(set[2].into(), Value::Text("mô phỏng".into()));
     let id = rec.id.clone();
     let what = format!(
         "{} {}",

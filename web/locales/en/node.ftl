@@ -68,7 +68,6 @@ trainings-title = Trainings attended
 activities-title = Activities
 none-yet = None yet.
 conflicts-title = Conflict
-conflicts-text = Two machines changed the same field at the same time; the values kept:
 history-title = History
 history-recorded = Recorded
 history-changed = Last changed
@@ -167,3 +166,16 @@ value-type-ocop = OCOP
 value-type-ecommerce = E-commerce
 value-type-award = Award
 value-type-women_entrepreneurs_association = Provincial Women Entrepreneurs Association founded
+
+## Deleting, restoring, settling conflicts
+conflicts-text = Two machines changed the same field at the same time. Choose the right value; your choice is recorded and synced to the province.
+conflict-keep = Keep this value
+delete-title = Delete this record
+delete-text = Nothing is erased: the record stops counting in the figures and can be restored. Give a reason.
+restore-title = Restore this record
+restore-text = This record was deleted. Restore it to count it again; give a reason.
+field-reason = Reason
+delete = Delete
+restore = Restore
+err-reason = A reason is required (at most 500 characters).
+history-reason = reason

@@ -30,3 +30,5 @@ age-seconds = { $n } seconds ago
 age-minutes = { $n } minutes ago
 age-hours = { $n } hours ago
 age-days = { $n } days ago
+error-stale = The page was out of date
+error-stale-text = Someone changed this data while you were looking. Nothing was written; go back and look again.

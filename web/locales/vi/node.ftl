@@ -68,7 +68,6 @@ trainings-title = Bồi dưỡng, tập huấn đã tham gia
 activities-title = Hoạt động
 none-yet = Chưa có.
 conflicts-title = Xung đột dữ liệu
-conflicts-text = Hai máy đã sửa cùng một trường cùng lúc; các giá trị được giữ lại:
 history-title = Lịch sử
 history-recorded = Nhập
 history-changed = Sửa gần nhất
@@ -167,3 +166,16 @@ value-type-ocop = Sản phẩm OCOP
 value-type-ecommerce = Thương mại điện tử
 value-type-award = Khen thưởng
 value-type-women_entrepreneurs_association = Thành lập Hội Doanh nhân nữ tỉnh
+
+## Deleting, restoring, settling conflicts
+conflicts-text = Hai máy đã sửa cùng một trường cùng lúc. Hãy chọn giá trị đúng; lựa chọn được ghi lại và đồng bộ lên tỉnh.
+conflict-keep = Giữ giá trị này
+delete-title = Xóa bản ghi
+delete-text = Bản ghi không bị xóa hẳn: nó không còn được tính vào số liệu, và có thể khôi phục. Hãy ghi lý do.
+restore-title = Khôi phục bản ghi
+restore-text = Bản ghi này đã bị xóa. Khôi phục để tính lại vào số liệu; hãy ghi lý do.
+field-reason = Lý do
+delete = Xóa
+restore = Khôi phục
+err-reason = Cần ghi lý do (tối đa 500 ký tự).
+history-reason = lý do

@@ -30,3 +30,5 @@ age-seconds = { $n } giây trước
 age-minutes = { $n } phút trước
 age-hours = { $n } giờ trước
 age-days = { $n } ngày trước
+error-stale = Trang đã cũ
+error-stale-text = Trong lúc bạn xem, dữ liệu đã được người khác thay đổi. Không có gì được ghi; hãy quay lại và xem lại.

@@ -1,0 +1,304 @@
+//! A record's life after it is written, in a real browser: a conflict made
+//! on two nodes (the same field edited on the office PC's web app and on a
+//! laptop while apart) is shown with each value, who set it and when, and
+//! settled with one click; the choice syncs to the hub and to the laptop.
+//! Then the record is deleted and restored, each with a reason that the
+//! history shows; without a reason nothing changes. Screenshots at 1280 px
+//! and 360 px in `target/screenshots/`.
+//!
+//! And what a browser would never send: a forged or stale settle, a delete
+//! by a viewer, by an officer of another commune, or without a token.
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use htx_tests::web::http::{form, request, sign_in};
+use htx_tests::web::{Browser, WebNode, browser_installed};
+use htx_tests::{edit, eventually};
+
+const PW: &str = "mật khẩu của Lan";
+const COOP: &str = "01890005-a6ae-7a8c-a6f8-f3b28c497c68"; // HTX Mây tre đan Gôi, 13741
+
+async fn node() -> WebNode {
+    let csv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/sample/vu-ban.csv");
+    WebNode::start(
+        "359",
+        "vu-ban",
+        Some(&csv),
+        &[
+            ("lan", "editor", &[], PW),
+            // Restricted to Xã Tân Khánh (13750), not Thị trấn Gôi.
+            ("hoa", "editor", &["13750"], PW),
+            ("xem", "viewer", &[], PW),
+        ],
+    )
+    .await
+}
+
+/// The cooperative as the web node's own store holds it.
+async fn stored(node: &WebNode) -> serde_json::Value {
+    node.export()
+        .await
+        .into_iter()
+        .find(|r| r["id"] == COOP)
+        .expect("the cooperative is on the node")
+}
+
+async fn sign_in_browser(b: &Browser, node: &WebNode) {
+    b.goto(&node.url("/login")).await;
+    b.fill("name", "lan").await;
+    b.fill("password", PW).await;
+    b.submit().await;
+    assert_eq!(b.path().await, "/");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_made_on_two_nodes_is_settled_in_the_browser_and_a_record_deleted_with_a_reason()
+{
+    assert!(
+        browser_installed(),
+        "chromium and chromium-driver are needed: apt-get install -y chromium chromium-driver"
+    );
+    let node = node().await;
+    let hub = &node.hub;
+    // The office PC syncs every second: its records reach the hub.
+    assert!(
+        eventually(Duration::from_secs(30), || hub
+            .export()
+            .iter()
+            .any(|r| r.id == COOP))
+        .await,
+        "the office PC's records reach the hub"
+    );
+    let laptop = hub.enroll_node("359", "laptop");
+    laptop.sync().await.expect("the laptop syncs");
+    assert_eq!(laptop.record(COOP).text("sector"), Some("thủ công"));
+
+    // Apart: the laptop changes the sector, and does not sync yet...
+    laptop
+        .write(vec![edit(COOP, "cooperative", &[("sector", "thủy sản")])])
+        .expect("laptop edit");
+    // ...while Lan changes it on the office PC's pages.
+    let b = Browser::start().await;
+    sign_in_browser(&b, &node).await;
+    b.goto(&node.url(&format!("/records/{COOP}/edit"))).await;
+    b.fill("f-sector", "mây tre đan").await;
+    b.submit().await;
+    assert_eq!(b.path().await, format!("/records/{COOP}"));
+    assert!(
+        eventually(Duration::from_secs(30), || hub
+            .export()
+            .iter()
+            .any(|r| r.id == COOP && r.text("sector") == Some("mây tre đan")))
+        .await,
+        "the office PC's edit reaches the hub"
+    );
+    // Then the laptop syncs: both edits meet, at the hub and on both nodes.
+    laptop.sync().await.expect("the laptop syncs");
+    assert_eq!(laptop.record(COOP).conflicts["sector"].len(), 2);
+    let mut conflicted = false;
+    for _ in 0..60 {
+        if stored(&node).await.get("conflicts").is_some() {
+            conflicted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(conflicted, "the office PC receives the laptop's edit");
+
+    // The page shows each value, who set it and when, and a choice.
+    b.goto(&node.url(&format!("/records/{COOP}"))).await;
+    let page = b.text().await;
+    assert!(page.contains("Xung đột dữ liệu"), "{page}");
+    for shown in ["thủy sản", "mây tre đan", "lan@vu-ban", "laptop"] {
+        assert!(page.contains(shown), "{shown:?} on the page:\n{page}");
+    }
+    b.screenshots("21-conflict").await;
+    b.client
+        .find(Locator::XPath(
+            "//ul[@class='contenders']/li[contains(., 'thủy sản')]//button",
+        ))
+        .await
+        .expect("a button to keep the laptop's value")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(b.path().await, format!("/records/{COOP}"));
+    let page = b.text().await;
+    assert!(!page.contains("Xung đột dữ liệu"), "settled:\n{page}");
+    assert!(page.contains("thủy sản"));
+    let rec = stored(&node).await;
+    assert_eq!(rec["sector"], "thủy sản");
+    assert!(rec.get("conflicts").is_none(), "{rec}");
+    assert_eq!(rec["changed_by"], "lan@vu-ban");
+    // The choice syncs: the hub and the laptop hold it, with no conflict.
+    assert!(
+        eventually(Duration::from_secs(30), || hub.export().iter().any(|r| r
+            .id
+            == COOP
+            && r.conflicts.is_empty()
+            && r.text("sector") == Some("thủy sản")))
+        .await,
+        "the hub holds the chosen value and no conflict"
+    );
+    laptop.sync().await.expect("the laptop syncs");
+    let on_laptop = laptop.record(COOP);
+    assert!(on_laptop.conflicts.is_empty(), "{on_laptop:?}");
+    assert_eq!(on_laptop.text("sector"), Some("thủy sản"));
+
+    // Delete without a reason: the error beside the field, nothing changed.
+    b.client
+        .find(Locator::Css("form[action$='/delete'] button"))
+        .await
+        .expect("the delete button")
+        .click()
+        .await
+        .expect("click");
+    let page = b.text().await;
+    assert!(page.contains("Cần ghi lý do"), "{page}");
+    assert!(stored(&node).await.get("deleted_at").is_none());
+    b.screenshots("22-delete-needs-reason").await;
+    // With a reason: deleted, and the history says who and why.
+    b.fill("f-reason", "nhập trùng với HTX Mây tre Gôi").await;
+    b.client
+        .find(Locator::Css("form[action$='/delete'] button"))
+        .await
+        .expect("the delete button")
+        .click()
+        .await
+        .expect("click");
+    let page = b.text().await;
+    assert!(page.contains("đã xóa"), "{page}");
+    assert!(
+        page.contains("lý do: nhập trùng với HTX Mây tre Gôi"),
+        "{page}"
+    );
+    let rec = stored(&node).await;
+    assert_eq!(rec["deleted_reason"], "nhập trùng với HTX Mây tre Gôi");
+    assert_eq!(rec["deleted_by"], "lan@vu-ban");
+    b.screenshots("23-deleted").await;
+    // Restored, with its own reason; the delete's reason is gone with it.
+    b.fill("f-reason", "xóa nhầm").await;
+    b.client
+        .find(Locator::Css("form[action$='/restore'] button"))
+        .await
+        .expect("the restore button")
+        .click()
+        .await
+        .expect("click");
+    let rec = stored(&node).await;
+    assert!(rec.get("deleted_at").is_none(), "{rec}");
+    assert_eq!(rec["restored_reason"], "xóa nhầm");
+    assert!(rec.get("deleted_reason").is_none(), "{rec}");
+    assert!(b.text().await.contains("lý do: xóa nhầm"));
+    assert!(
+        eventually(Duration::from_secs(30), || hub
+            .export()
+            .iter()
+            .any(
+                |r| r.id == COOP && r.text("restored_reason") == Some("xóa nhầm")
+            ))
+        .await,
+        "the restore and its reason reach the hub"
+    );
+    let audit = node.audit();
+    for action in ["conflict_settled", "record_deleted", "record_restored"] {
+        assert!(
+            audit.iter().any(|e| e["action"] == action),
+            "{action} audited: {audit:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_stale_and_out_of_scope_deletes_and_settles_change_nothing() {
+    let node = node().await;
+    let lan = sign_in(node.addr, "lan", PW).await.expect("lan signs in");
+    let hoa = sign_in(node.addr, "hoa", PW).await.expect("hoa signs in");
+    let xem = sign_in(node.addr, "xem", PW).await.expect("xem signs in");
+    let before = stored(&node).await;
+    let delete = format!("/records/{COOP}/delete");
+    let reason = |csrf: &str| form(&[("csrf", csrf), ("reason", "thử")]);
+
+    // No token, another session's token: refused.
+    for (what, body) in [
+        ("no token", form(&[("reason", "thử")])),
+        ("another session's token", reason(&xem.csrf)),
+    ] {
+        let r = request(node.addr, "POST", &delete, Some(&lan.cookie), &body).await;
+        assert_eq!(r.status, 403, "{what}: {r:?}");
+    }
+    // A viewer may not delete; an officer of another commune finds nothing.
+    let r = request(
+        node.addr,
+        "POST",
+        &delete,
+        Some(&xem.cookie),
+        &reason(&xem.csrf),
+    )
+    .await;
+    assert_eq!(r.status, 403, "viewer: {r:?}");
+    let r = request(
+        node.addr,
+        "POST",
+        &delete,
+        Some(&hoa.cookie),
+        &reason(&hoa.csrf),
+    )
+    .await;
+    assert_eq!(r.status, 404, "another commune: {r:?}");
+    // No reason, or one over 500 characters: the form again, 422.
+    for why in ["   ", &"x".repeat(501)] {
+        let body = form(&[("csrf", &lan.csrf), ("reason", why)]);
+        let r = request(node.addr, "POST", &delete, Some(&lan.cookie), &body).await;
+        assert_eq!(r.status, 422, "{r:?}");
+        assert!(r.body.contains("Cần ghi lý do"), "{}", r.body);
+    }
+    // An id that is no record.
+    let r = request(
+        node.addr,
+        "POST",
+        "/records/no-such-record/delete",
+        Some(&lan.cookie),
+        &reason(&lan.csrf),
+    )
+    .await;
+    assert_eq!(r.status, 404, "{r:?}");
+
+    // A settle for a field with no conflict, or a choice the page never
+    // showed: 409, nothing written.
+    let settle = format!("/records/{COOP}/settle");
+    for (field, choice, value) in [
+        ("sector", "0", "thủ công"),
+        ("name", "7", "HTX giả"),
+        ("name", "x", "HTX giả"),
+    ] {
+        let body = form(&[
+            ("csrf", &lan.csrf),
+            ("field", field),
+            ("choice", choice),
+            ("value", value),
+        ]);
+        let r = request(node.addr, "POST", &settle, Some(&lan.cookie), &body).await;
+        assert!(
+            [400, 409, 422].contains(&r.status),
+            "{field} {choice}: {r:?}"
+        );
+    }
+    let r = request(
+        node.addr,
+        "POST",
+        &settle,
+        Some(&hoa.cookie),
+        &form(&[
+            ("csrf", &hoa.csrf),
+            ("field", "sector"),
+            ("choice", "0"),
+            ("value", "thủ công"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 404, "another commune: {r:?}");
+
+    assert_eq!(stored(&node).await, before, "nothing written");
+}
