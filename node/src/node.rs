@@ -391,8 +391,25 @@ impl Node {
     /// nothing: the bad ones, numbered from 1 in the order given, each with
     /// its first error.
     pub fn check(&self, records: Vec<Record>) -> Result<Vec<(usize, FieldError)>, NodeError> {
+        self.check_by(records, None)
+    }
+
+    /// As [`Node::check`], for what `officer` may write.
+    pub fn check_as(
+        &self,
+        records: Vec<Record>,
+        officer: &Officer,
+    ) -> Result<Vec<(usize, FieldError)>, NodeError> {
+        self.check_by(records, Some(officer))
+    }
+
+    fn check_by(
+        &self,
+        records: Vec<Record>,
+        officer: Option<&Officer>,
+    ) -> Result<Vec<(usize, FieldError)>, NodeError> {
         Ok(self
-            .check_and_write(records, true, None)?
+            .check_and_write(records, true, officer)?
             .err()
             .unwrap_or_default())
     }
@@ -408,8 +425,27 @@ impl Node {
         rows: Vec<(u64, Record)>,
         unreadable: Vec<Unreadable>,
     ) -> Result<usize, NodeError> {
+        self.import_by(rows, unreadable, None)
+    }
+
+    /// As [`Node::import`], by an officer: recorded as theirs, and refused
+    /// outside their units.
+    pub fn import_as(
+        &self,
+        rows: Vec<(u64, Record)>,
+        officer: &Officer,
+    ) -> Result<usize, NodeError> {
+        self.import_by(rows, Vec::new(), Some(officer))
+    }
+
+    fn import_by(
+        &self,
+        rows: Vec<(u64, Record)>,
+        unreadable: Vec<Unreadable>,
+        officer: Option<&Officer>,
+    ) -> Result<usize, NodeError> {
         let (numbers, records): (Vec<u64>, Vec<Record>) = rows.into_iter().unzip();
-        match self.check_and_write(records, !unreadable.is_empty(), None)? {
+        match self.check_and_write(records, !unreadable.is_empty(), officer)? {
             Ok(ids) => Ok(ids.len()),
             Err(errors) => {
                 // A reference to a bad row of the same file is not "no such

@@ -172,11 +172,49 @@ pub mod http {
     }
 
     /// Sends one request; `cookie` is the `Cookie` header's value if any.
+    /// A POST's body is a form ([`form`]).
     pub async fn request(
         addr: SocketAddr,
         method: &str,
         path: &str,
         cookie: Option<&str>,
+        body: &[u8],
+    ) -> Response {
+        let ty = (method == "POST").then_some("application/x-www-form-urlencoded");
+        request_typed(addr, method, path, cookie, ty, body).await
+    }
+
+    /// A form with a file, as a browser sends it: its content type and body.
+    pub fn multipart(fields: &[(&str, &str)], file: (&str, &[u8])) -> (String, Vec<u8>) {
+        let boundary = "----htxsyncTestBoundary7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                file.0
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(file.1);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    }
+
+    /// As [`request`], with the body's content type given.
+    pub async fn request_typed(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        cookie: Option<&str>,
+        content_type: Option<&str>,
         body: &[u8],
     ) -> Response {
         let mut s = TcpStream::connect(addr).await.expect("connect");
@@ -185,8 +223,8 @@ pub mod http {
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
-        if method == "POST" {
-            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        if let Some(ty) = content_type {
+            head.push_str(&format!("Content-Type: {ty}\r\n"));
         }
         if let Some(c) = cookie {
             head.push_str(&format!("Cookie: {c}\r\n"));

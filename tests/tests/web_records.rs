@@ -6,13 +6,20 @@
 //! history shows; without a reason nothing changes. Screenshots at 1280 px
 //! and 360 px in `target/screenshots/`.
 //!
+//! Spreadsheets on the pages: an `.xlsx` with two bad rows shows both
+//! errors and writes nothing; fixed, it is checked, confirmed and written
+//! as the officer's. Templates and exports download.
+//!
 //! And what a browser would never send: a forged or stale settle, a delete
-//! by a viewer, by an officer of another commune, or without a token.
+//! by a viewer, by an officer of another commune, or without a token; an
+//! upload without a token, by a viewer, of the wrong type, too large, with
+//! a formula, rows of another commune, a confirmation of a file never
+//! checked.
 
 use std::time::Duration;
 
 use fantoccini::Locator;
-use htx_tests::web::http::{form, request, sign_in};
+use htx_tests::web::http::{form, multipart, request, request_typed, sign_in};
 use htx_tests::web::{Browser, WebNode, browser_installed};
 use htx_tests::{edit, eventually};
 
@@ -301,4 +308,299 @@ async fn forged_stale_and_out_of_scope_deletes_and_settles_change_nothing() {
     assert_eq!(r.status, 404, "another commune: {r:?}");
 
     assert_eq!(stored(&node).await, before, "nothing written");
+}
+
+/// A sheet of cooperatives as an officer fills it in: (name, type, unit,
+/// founded on) per row, under Vietnamese headers.
+fn coops_xlsx(rows: &[(&str, &str, &str, &str)]) -> Vec<u8> {
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let ws = book.add_worksheet();
+    ws.set_name("Hợp tác xã").unwrap();
+    for (c, h) in ["Tên HTX/THT", "Loại hình", "Đơn vị", "Ngày thành lập"]
+        .iter()
+        .enumerate()
+    {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in [row.0, row.1, row.2, row.3].iter().enumerate() {
+            if let Some(f) = v.strip_prefix('=') {
+                ws.write_formula(r as u32 + 1, c as u16, rust_xlsxwriter::Formula::new(f))
+                    .unwrap();
+            } else {
+                ws.write_string(r as u32 + 1, c as u16, *v).unwrap();
+            }
+        }
+    }
+    book.save_to_buffer().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spreadsheet_with_two_bad_rows_writes_nothing_then_imports_once_fixed() {
+    assert!(
+        browser_installed(),
+        "chromium and chromium-driver are needed: apt-get install -y chromium chromium-driver"
+    );
+    let node = node().await;
+    let before = node.export().await.len();
+    let files = tempfile::TempDir::new().unwrap();
+    let bad = files.path().join("hop-tac-xa.xlsx");
+    std::fs::write(
+        &bad,
+        coops_xlsx(&[
+            ("HTX Nấm Tân Khánh", "HTX", "13750", "15/01/2024"),
+            ("HTX Rau Gôi", "HTX", "13741", "31/02/2024"),
+            ("Tổ hợp tác Cói", "THT", "13633", "01/03/2024"),
+        ]),
+    )
+    .unwrap();
+    let b = Browser::start().await;
+    sign_in_browser(&b, &node).await;
+    b.client
+        .find(Locator::LinkText("Nhập, xuất dữ liệu"))
+        .await
+        .expect("the import page is in the menu")
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(b.path().await, "/import");
+    b.screenshots("24-import").await;
+    let upload = |path: std::path::PathBuf| {
+        let b = &b;
+        async move {
+            b.client
+                .find(Locator::Id("f-file"))
+                .await
+                .expect("the file field")
+                .send_keys(path.to_str().unwrap())
+                .await
+                .expect("choose the file");
+            b.client
+                .find(Locator::Css("form[action='/import'] button[type=submit]"))
+                .await
+                .expect("the check button")
+                .click()
+                .await
+                .expect("click");
+        }
+    };
+    upload(bad).await;
+    let page = b.text().await;
+    assert!(page.contains("Tệp có 2 lỗi: chưa ghi gì"), "{page}");
+    // Each bad row, by its row in the sheet, with its reason.
+    assert!(
+        page.contains("31/02/2024") || page.contains("Ngày thành lập"),
+        "{page}"
+    );
+    let rows: Vec<String> = {
+        let mut out = Vec::new();
+        for tr in b
+            .client
+            .find_all(Locator::Css("table.errors tbody tr"))
+            .await
+            .unwrap()
+        {
+            out.push(tr.text().await.unwrap());
+        }
+        out
+    };
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(
+        rows[0].contains("Hợp tác xã") && rows[0].contains(" 3 "),
+        "{rows:?}"
+    );
+    assert!(rows[1].contains(" 4 "), "{rows:?}");
+    b.screenshots("25-import-errors").await;
+    assert_eq!(node.export().await.len(), before, "nothing written");
+
+    // Fixed: checked, shown, confirmed, written as Lan's.
+    let good = files.path().join("hop-tac-xa-da-sua.xlsx");
+    std::fs::write(
+        &good,
+        coops_xlsx(&[
+            ("HTX Nấm Tân Khánh", "HTX", "13750", "15/01/2024"),
+            ("HTX Rau Gôi", "HTX", "13741", "28/02/2024"),
+            ("Tổ hợp tác Cói", "THT", "Xã Tân Khánh", "01/03/2024"),
+        ]),
+    )
+    .unwrap();
+    upload(good).await;
+    let page = b.text().await;
+    assert!(page.contains("Tệp không có lỗi"), "{page}");
+    assert!(
+        page.contains("HTX, THT: 3") || page.contains(": 3"),
+        "{page}"
+    );
+    b.screenshots("26-import-ready").await;
+    assert_eq!(node.export().await.len(), before, "not before confirming");
+    b.submit().await;
+    let page = b.text().await;
+    assert!(page.contains("Đã ghi 3 bản ghi"), "{page}");
+    b.screenshots("27-import-written").await;
+    let records = node.export().await;
+    assert_eq!(records.len(), before + 3);
+    let rau = records
+        .iter()
+        .find(|r| r["name"] == "HTX Rau Gôi")
+        .expect("imported");
+    assert_eq!(rau["recorded_by"], "lan@vu-ban");
+    assert_eq!(rau["founded_on"], "2024-02-28");
+    let coi = records
+        .iter()
+        .find(|r| r["name"] == "Tổ hợp tác Cói")
+        .expect("imported");
+    assert_eq!(coi["unit"], "13750", "a commune named by its name");
+
+    // The template and the export download as files.
+    let lan = sign_in(node.addr, "lan", PW).await.unwrap();
+    let t = request(
+        node.addr,
+        "GET",
+        "/import/template/cooperative",
+        Some(&lan.cookie),
+        b"",
+    )
+    .await;
+    assert_eq!(t.status, 200);
+    assert!(
+        t.header("content-disposition")
+            .unwrap()
+            .contains("mau-hop-tac-xa.xlsx")
+    );
+    let e = request(
+        node.addr,
+        "GET",
+        "/export/cooperative?format=csv",
+        Some(&lan.cookie),
+        b"",
+    )
+    .await;
+    assert_eq!(e.status, 200);
+    assert!(e.body.contains("HTX Rau Gôi"), "{}", e.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_a_browser_would_never_send_write_nothing() {
+    let node = node().await;
+    let before = node.export().await;
+    let lan = sign_in(node.addr, "lan", PW).await.expect("lan");
+    let hoa = sign_in(node.addr, "hoa", PW).await.expect("hoa");
+    let xem = sign_in(node.addr, "xem", PW).await.expect("xem");
+    let good = coops_xlsx(&[("HTX Nấm Tân Khánh", "HTX", "13750", "15/01/2024")]);
+    let post =
+        |cookie: String, fields: Vec<(&'static str, String)>, file: (&'static str, Vec<u8>)| {
+            let addr = node.addr;
+            async move {
+                let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let (ty, body) = multipart(&f, (file.0, &file.1));
+                request_typed(addr, "POST", "/import", Some(&cookie), Some(&ty), &body).await
+            }
+        };
+    // No token; another session's token; a viewer.
+    let r = post(lan.cookie.clone(), vec![], ("a.xlsx", good.clone())).await;
+    assert_eq!(r.status, 403, "no token: {r:?}");
+    let r = post(
+        lan.cookie.clone(),
+        vec![("csrf", xem.csrf.clone())],
+        ("a.xlsx", good.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 403, "another session's token: {r:?}");
+    let r = post(
+        xem.cookie.clone(),
+        vec![("csrf", xem.csrf.clone())],
+        ("a.xlsx", good.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 403, "a viewer: {r:?}");
+    // A program renamed .xlsx; an .xls; no file at all.
+    let lan_form = || vec![("csrf", lan.csrf.clone())];
+    let r = post(
+        lan.cookie.clone(),
+        lan_form(),
+        ("bang.xlsx", b"MZ\x90\x00 not a workbook".to_vec()),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(
+        r.body.contains("không phải tệp .xlsx hoặc .csv"),
+        "{}",
+        r.body
+    );
+    let r = post(lan.cookie.clone(), lan_form(), ("", Vec::new())).await;
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(r.body.contains("Hãy chọn một tệp"), "{}", r.body);
+    // Over the limit: refused before it is read.
+    let huge = vec![b'a'; (32 << 20) + (128 << 10)];
+    let r = post(lan.cookie.clone(), lan_form(), ("to.csv", huge)).await;
+    assert_eq!(r.status, 413, "too large");
+    // A formula; script in a name (shown escaped, never run); a row of a
+    // commune the officer does not serve.
+    let r = post(
+        lan.cookie.clone(),
+        lan_form(),
+        (
+            "f.xlsx",
+            coops_xlsx(&[("=HYPERLINK(\"http://x\")", "HTX", "13750", "01/01/2024")]),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 422, "a formula: {r:?}");
+    let r = post(
+        lan.cookie.clone(),
+        lan_form(),
+        (
+            "s.xlsx",
+            coops_xlsx(&[("<script>alert(1)</script>", "HTX", "sai", "01/01/2024")]),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    assert!(!r.body.contains("<script>alert(1)"), "escaped: {}", r.body);
+    let r = post(
+        hoa.cookie.clone(),
+        vec![("csrf", hoa.csrf.clone())],
+        (
+            "gôi.xlsx",
+            coops_xlsx(&[("HTX Rau Gôi", "HTX", "13741", "01/01/2024")]),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 422, "another commune's row: {r:?}");
+    assert!(r.body.contains("Tệp có 1 lỗi"), "{}", r.body);
+
+    // Confirming a file that was never checked, or another session's.
+    let r = post(lan.cookie.clone(), lan_form(), ("a.xlsx", good.clone())).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let digest = r
+        .body
+        .split("name=\"digest\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    for (who, digest) in [(&hoa, digest.as_str()), (&lan, "00ff")] {
+        let r = request(
+            node.addr,
+            "POST",
+            "/import/confirm",
+            Some(&who.cookie),
+            &form(&[("csrf", &who.csrf), ("digest", digest)]),
+        )
+        .await;
+        assert_eq!(r.status, 409, "{r:?}");
+    }
+    assert_eq!(node.export().await, before, "nothing written");
+    // The export of a commune the officer does not serve: not found.
+    let r = request(
+        node.addr,
+        "GET",
+        "/export/cooperative?unit=13741",
+        Some(&hoa.cookie),
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{r:?}");
 }

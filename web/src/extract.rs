@@ -200,3 +200,84 @@ where
             .map_err(|e| WebError::BadRequest(e.to_string()))
     }
 }
+
+/// A file sent with a form (`multipart/form-data`), whose CSRF token was
+/// checked as [`Posted`]'s is: the file's name and bytes, and the form's
+/// other fields. The router's body limit bounds it; set a larger one on the
+/// route that takes files.
+pub struct Uploaded {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    pub fields: Vec<(String, String)>,
+}
+
+impl<S> FromRequest<S> for Uploaded
+where
+    Web: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = WebError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        let web = Web::from_ref(state);
+        let session =
+            cookies::get(req.headers(), cookies::SESSION).and_then(|id| web.sessions().get(&id));
+        let path = req.uri().path().to_owned();
+        let too_large_or_bad = |status: StatusCode, text: String| {
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                WebError::TooLarge
+            } else {
+                WebError::BadRequest(text)
+            }
+        };
+        let mut form = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|e| too_large_or_bad(e.status(), e.body_text()))?;
+        let mut up = Uploaded {
+            file_name: String::new(),
+            bytes: Vec::new(),
+            fields: Vec::new(),
+        };
+        while let Some(field) = form
+            .next_field()
+            .await
+            .map_err(|e| too_large_or_bad(e.status(), e.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            match field.file_name() {
+                Some(file) => {
+                    up.file_name = file.to_owned();
+                    up.bytes = field
+                        .bytes()
+                        .await
+                        .map_err(|e| too_large_or_bad(e.status(), e.body_text()))?
+                        .to_vec();
+                }
+                None => {
+                    let text = field
+                        .text()
+                        .await
+                        .map_err(|e| too_large_or_bad(e.status(), e.body_text()))?;
+                    up.fields.push((name, text));
+                }
+            }
+        }
+        let refuse = |why: &str| {
+            let user = session
+                .as_ref()
+                .and_then(|s| s.user.clone())
+                .unwrap_or_default();
+            web.audit().record(&user, "csrf_refused", &path, why);
+            tracing::warn!("refused a file posted to {path}: {why}");
+            WebError::Csrf
+        };
+        let Some(session) = &session else {
+            return Err(refuse("no session"));
+        };
+        match up.fields.iter().find(|(k, _)| k == csrf::FIELD) {
+            Some((_, t)) if csrf::same(t, &session.csrf) => Ok(up),
+            Some(_) => Err(refuse("wrong token")),
+            None => Err(refuse("no token")),
+        }
+    }
+}

@@ -63,7 +63,7 @@ use std::sync::Arc;
 
 pub use accounts::{Account, Accounts, Role};
 pub use error::WebError;
-pub use extract::{Posted, SignedIn};
+pub use extract::{Posted, SignedIn, Uploaded};
 pub use i18n::{Lang, Tr};
 
 /// One link of the navigation bar: a path and the translation key of its label.

@@ -58,7 +58,7 @@ mod write;
 
 use htx_core::schema::KindSpec;
 
-pub use preview::{Holder, Preview, commit, place, preview, preview_with};
+pub use preview::{AsOfficer, Holder, Preview, commit, commit_as, place, preview, preview_with};
 pub use read::{column_name, decode, delimiter, read};
 pub use write::{Format, export, template};
 

@@ -118,6 +118,43 @@ impl Holder for Node {
     }
 }
 
+/// A node as an officer sees it: the records they may refer to are the
+/// node's, but a row outside their units is refused by the check.
+pub struct AsOfficer<'a> {
+    pub node: &'a Node,
+    pub officer: &'a crate::node::Officer,
+}
+
+impl Holder for AsOfficer<'_> {
+    fn bundle(&self) -> &htx_core::pki::Bundle {
+        self.node.bundle()
+    }
+    fn records(&self) -> Result<Vec<Record>, crate::node::NodeError> {
+        self.node.export(false)
+    }
+    fn check(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<(usize, FieldError)>, crate::node::NodeError> {
+        self.node.check_as(records, self.officer)
+    }
+}
+
+/// Writes a preview's records as [`commit`] does, recorded as `officer`'s
+/// and refused outside their units.
+pub fn commit_as(
+    node: &Node,
+    preview: Preview,
+    officer: &crate::node::Officer,
+) -> Result<usize, SheetError> {
+    if !preview.errors.is_empty() {
+        return Err(SheetError::HasErrors(preview.errors.len()));
+    }
+    let n = node.import_as(preview.rows, officer)?;
+    tracing::info!("{} imported {n} records from a spreadsheet", officer.name);
+    Ok(n)
+}
+
 /// Checks every row of `wb` against what `node` holds; writes nothing.
 pub fn preview(node: &Node, wb: &Workbook) -> Result<Preview, SheetError> {
     preview_with(node, wb)

@@ -7,6 +7,8 @@
 //!   attention;
 //! - [`coops`] — cooperatives per commune (search, filters), a
 //!   cooperative's page;
+//! - [`sheets`] — import a spreadsheet (check, every error, confirm),
+//!   templates, exports;
 //! - [`forms`] — add and edit forms for every kind of record, built from
 //!   the schema (`core/src/schema.rs`): references picked by name, dates
 //!   dd/mm/yyyy, the schema's errors beside each field, in Vietnamese.
@@ -19,9 +21,10 @@
 pub mod coops;
 pub mod forms;
 pub mod home;
+pub mod sheets;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::routing::{get, post};
 use htx_web::{NavItem, Settings, Web, WebError};
 use tokio::net::TcpListener;
@@ -30,12 +33,16 @@ use crate::node::{Node, NodeError, Officer};
 
 /// Largest form body accepted (a record's form is a few KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Largest spreadsheet upload: the largest file read, and the form around it.
+pub const UPLOAD_LIMIT: usize = crate::sheets::MAX_FILE_BYTES as usize + BODY_LIMIT;
 
 /// The router's state: the node and the web layer.
 #[derive(Clone)]
 pub struct App {
     pub node: Node,
     pub web: Web,
+    /// Spreadsheets checked and waiting for their officer's confirmation.
+    pub pending: sheets::Pending,
 }
 
 impl FromRef<App> for Web {
@@ -56,6 +63,10 @@ impl App {
                 path: "/cooperatives",
                 label: "nav-cooperatives",
             },
+            NavItem {
+                path: "/import",
+                label: "nav-import",
+            },
         ];
         let name = format!(
             "{} · {}",
@@ -63,7 +74,11 @@ impl App {
             node.unit_name(&node.bundle().unit)
         );
         let web = Web::open(node.dir(), Settings::new(name, nav));
-        App { node, web }
+        App {
+            node,
+            web,
+            pending: sheets::Pending::default(),
+        }
     }
 }
 
@@ -79,6 +94,15 @@ pub fn router(app: App) -> Router {
         .route(
             "/records/{id}/edit",
             get(forms::edit_form).post(forms::update),
+        )
+        .route("/import/confirm", post(sheets::confirm))
+        .route("/import/template/{kind}", get(sheets::template))
+        .route("/export/{kind}", get(sheets::export))
+        .route(
+            "/import",
+            get(sheets::page)
+                .post(sheets::upload)
+                .layer(DefaultBodyLimit::max(UPLOAD_LIMIT)),
         )
         .merge(htx_web::routes::routes::<App>())
         .fallback(htx_web::routes::not_found);

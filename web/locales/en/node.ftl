@@ -179,3 +179,24 @@ delete = Delete
 restore = Restore
 err-reason = A reason is required (at most 500 characters).
 history-reason = reason
+
+## Spreadsheets: import, templates, export
+nav-import = Import, export
+import-title = Import from a spreadsheet
+import-file = An .xlsx or .csv file
+import-file-hint = One sheet per kind of record (use the templates below). CSV: comma or semicolon, UTF-8 or Windows-1258. Nothing is written until you confirm.
+import-check = Check the file
+import-no-file = Choose an .xlsx or .csv file.
+import-errors = The file has { $count } error(s): nothing written
+import-errors-text = Fix each cell below in the file, then choose it again to check it.
+import-sheet = Sheet
+import-row = Row
+import-column = Column
+import-reason = Reason
+import-ready = The file has no error
+import-confirm = Confirm the import
+import-written = { $count } record(s) written.
+import-templates = Templates and exports
+import-templates-text = Download an .xlsx template (Vietnamese column names, lists to choose from) to import; or export the records held.
+import-template = Template
+export = Export

@@ -179,3 +179,24 @@ delete = Xóa
 restore = Khôi phục
 err-reason = Cần ghi lý do (tối đa 500 ký tự).
 history-reason = lý do
+
+## Spreadsheets: import, templates, export
+nav-import = Nhập, xuất dữ liệu
+import-title = Nhập dữ liệu từ tệp Excel
+import-file = Tệp .xlsx hoặc .csv
+import-file-hint = Mỗi trang tính một loại bản ghi (dùng mẫu bên dưới). Tệp .csv: dấu phẩy hoặc chấm phẩy, UTF-8 hoặc Windows-1258. Chưa ghi gì cho đến khi bạn xác nhận.
+import-check = Kiểm tra tệp
+import-no-file = Hãy chọn một tệp .xlsx hoặc .csv.
+import-errors = Tệp có { $count } lỗi: chưa ghi gì
+import-errors-text = Hãy sửa từng ô dưới đây trong tệp rồi chọn lại tệp để kiểm tra.
+import-sheet = Trang tính
+import-row = Dòng
+import-column = Cột
+import-reason = Lý do
+import-ready = Tệp không có lỗi
+import-confirm = Xác nhận nhập dữ liệu
+import-written = Đã ghi { $count } bản ghi.
+import-templates = Mẫu và xuất dữ liệu
+import-templates-text = Tải mẫu .xlsx (tên cột tiếng Việt, danh sách chọn sẵn) để nhập; hoặc xuất các bản ghi đang có.
+import-template = Tải mẫu
+export = Xuất
