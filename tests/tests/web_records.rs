@@ -10,6 +10,9 @@
 //! errors and writes nothing; fixed, it is checked, confirmed and written
 //! as the officer's. Templates and exports download.
 //!
+//! Accounts from the admin's pages: add one restricted to a commune,
+//! change its role, set a new password (its old sessions end), disable it.
+//!
 //! And what a browser would never send: a forged or stale settle, a delete
 //! by a viewer, by an officer of another commune, or without a token; an
 //! upload without a token, by a viewer, of the wrong type, too large, with
@@ -37,6 +40,7 @@ async fn node() -> WebNode {
             // Restricted to Xã Tân Khánh (13750), not Thị trấn Gôi.
             ("hoa", "editor", &["13750"], PW),
             ("xem", "viewer", &[], PW),
+            ("chi", "admin", &[], PW),
         ],
     )
     .await
@@ -603,4 +607,250 @@ async fn uploads_a_browser_would_never_send_write_nothing() {
     )
     .await;
     assert_eq!(r.status, 404, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_manages_accounts_from_the_pages() {
+    assert!(
+        browser_installed(),
+        "chromium and chromium-driver are needed: apt-get install -y chromium chromium-driver"
+    );
+    let node = node().await;
+    let b = Browser::start().await;
+    b.goto(&node.url("/login")).await;
+    b.fill("name", "chi").await;
+    b.fill("password", PW).await;
+    b.submit().await;
+    b.client
+        .find(Locator::LinkText("Tài khoản"))
+        .await
+        .expect("admins have the accounts page in the menu")
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(b.path().await, "/admin/users");
+    let page = b.text().await;
+    for who in [
+        "lan",
+        "hoa",
+        "xem",
+        "chi",
+        "Xã Tân Khánh (13750)",
+        "tất cả đơn vị",
+    ] {
+        assert!(page.contains(who), "{who:?}:\n{page}");
+    }
+    b.screenshots("28-accounts").await;
+
+    // Add Mai, an editor of Xã Tân Khánh: first with passwords that differ.
+    let mai_pw = "mật khẩu của Mai";
+    b.fill("f-name", "mai").await;
+    b.choose("f-role", "cán bộ nhập liệu").await;
+    b.choose("f-units", "Xã Tân Khánh (13750)").await;
+    b.fill("f-password", mai_pw).await;
+    b.fill("f-password2", "khác hẳn nhau").await;
+    b.submit().await;
+    assert!(b.text().await.contains("Hai lần nhập mật khẩu không khớp"));
+    b.screenshots("29-account-errors").await;
+    b.fill("f-password", mai_pw).await;
+    b.fill("f-password2", mai_pw).await;
+    b.submit().await;
+    assert_eq!(b.path().await, "/admin/users");
+    let mai = sign_in(node.addr, "mai", mai_pw)
+        .await
+        .expect("mai signs in");
+    let r = request(node.addr, "GET", "/new/cooperative", Some(&mai.cookie), b"").await;
+    assert_eq!(r.status, 200, "an editor may record");
+    assert!(
+        r.body.contains("Xã Tân Khánh") && !r.body.contains("Thị trấn Gôi"),
+        "only her commune"
+    );
+
+    // A viewer now; then disabled: her session ends at once.
+    b.client
+        .find(Locator::LinkText("mai"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(b.path().await, "/admin/users/mai");
+    b.choose("f-role", "người xem").await;
+    b.submit().await;
+    assert!(b.text().await.contains("Đã lưu"));
+    let r = request(node.addr, "GET", "/new/cooperative", Some(&mai.cookie), b"").await;
+    assert_eq!(r.status, 403, "a viewer may not record");
+    b.screenshots("30-account").await;
+    b.client
+        .find(Locator::Css("form[action$='/state'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(b.text().await.contains("đã khóa"));
+    let r = request(node.addr, "GET", "/", Some(&mai.cookie), b"").await;
+    assert_eq!((r.status, r.header("location")), (303, Some("/login")));
+    assert!(
+        sign_in(node.addr, "mai", mai_pw).await.is_none(),
+        "disabled"
+    );
+
+    // A new password for Lan: her old session ends; the new one works.
+    let lan = sign_in(node.addr, "lan", PW).await.unwrap();
+    b.goto(&node.url("/admin/users/lan")).await;
+    b.fill("f-password", "mật khẩu mới của Lan").await;
+    b.fill("f-password2", "mật khẩu mới của Lan").await;
+    b.client
+        .find(Locator::Css("form[action$='/password'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(b.text().await.contains("Đã đặt mật khẩu mới"));
+    let r = request(node.addr, "GET", "/", Some(&lan.cookie), b"").await;
+    assert_eq!(r.status, 303, "the old session ended");
+    assert!(
+        sign_in(node.addr, "lan", "mật khẩu mới của Lan")
+            .await
+            .is_some()
+    );
+    assert!(sign_in(node.addr, "lan", PW).await.is_none());
+    let audit = node.audit();
+    for action in [
+        "user_added",
+        "user_changed",
+        "user_disabled",
+        "password_set",
+    ] {
+        assert!(audit.iter().any(|e| e["action"] == action), "{action}");
+    }
+    assert!(
+        !std::fs::read_to_string(node.dir().join(htx_web::audit::FILE))
+            .unwrap()
+            .contains(mai_pw),
+        "no password in the audit"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_pages_refuse_what_a_browser_would_never_send() {
+    let node = node().await;
+    let lan = sign_in(node.addr, "lan", PW).await.unwrap();
+    let chi = sign_in(node.addr, "chi", PW).await.unwrap();
+    let users = || std::fs::read_to_string(node.dir().join("users.json")).unwrap();
+    let before = users();
+    let add = |csrf: &str, name: &str, role: &str, unit: &str| {
+        form(&[
+            ("csrf", csrf),
+            ("name", name),
+            ("role", role),
+            ("units", unit),
+            ("password", "đủ dài rồi nhé"),
+            ("password2", "đủ dài rồi nhé"),
+        ])
+    };
+    // Not an admin: the pages and the forms are refused.
+    let r = request(node.addr, "GET", "/admin/users", Some(&lan.cookie), b"").await;
+    assert_eq!(r.status, 403);
+    let r = request(
+        node.addr,
+        "POST",
+        "/admin/users",
+        Some(&lan.cookie),
+        &add(&lan.csrf, "x", "admin", ""),
+    )
+    .await;
+    assert_eq!(r.status, 403, "an editor making an admin");
+    let r = request(
+        node.addr,
+        "POST",
+        "/admin/users/lan",
+        Some(&lan.cookie),
+        &form(&[("csrf", &lan.csrf), ("role", "admin")]),
+    )
+    .await;
+    assert_eq!(r.status, 403, "an editor raising herself");
+    // An admin's forged or bad forms.
+    let r = request(
+        node.addr,
+        "POST",
+        "/admin/users",
+        Some(&chi.cookie),
+        &add(&lan.csrf, "x", "editor", ""),
+    )
+    .await;
+    assert_eq!(r.status, 403, "another session's token");
+    for (what, body, needle) in [
+        (
+            "a unit of another district",
+            add(&chi.csrf, "x", "editor", "13633"),
+            "không thuộc phạm vi",
+        ),
+        (
+            "an unknown role",
+            add(&chi.csrf, "x", "superuser", ""),
+            "Hãy chọn một vai trò",
+        ),
+        (
+            "an analyst at a node",
+            add(&chi.csrf, "x", "analyst", ""),
+            "Hãy chọn một vai trò",
+        ),
+        (
+            "script in the name",
+            add(&chi.csrf, "<script>alert(1)</script>", "editor", ""),
+            "Tên đăng nhập chỉ gồm",
+        ),
+        (
+            "a name taken",
+            add(&chi.csrf, "lan", "editor", ""),
+            "Đã có tài khoản",
+        ),
+    ] {
+        let r = request(node.addr, "POST", "/admin/users", Some(&chi.cookie), &body).await;
+        assert_eq!(r.status, 422, "{what}: {r:?}");
+        assert!(r.body.contains(needle), "{what}: {}", r.body);
+        assert!(!r.body.contains("<script>alert(1)"), "escaped");
+    }
+    let short = form(&[
+        ("csrf", &chi.csrf),
+        ("name", "y"),
+        ("role", "viewer"),
+        ("password", "ngắn"),
+        ("password2", "ngắn"),
+    ]);
+    let r = request(node.addr, "POST", "/admin/users", Some(&chi.cookie), &short).await;
+    assert_eq!(r.status, 422, "a short password");
+    // The last admin cannot disable herself or step down.
+    let r = request(
+        node.addr,
+        "POST",
+        "/admin/users/chi/state",
+        Some(&chi.cookie),
+        &form(&[("csrf", &chi.csrf), ("disable", "1")]),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    let r = request(
+        node.addr,
+        "POST",
+        "/admin/users/chi",
+        Some(&chi.cookie),
+        &form(&[("csrf", &chi.csrf), ("role", "viewer")]),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{r:?}");
+    // An account that does not exist.
+    let r = request(
+        node.addr,
+        "GET",
+        "/admin/users/khong-co",
+        Some(&chi.cookie),
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(users(), before, "no account changed");
 }

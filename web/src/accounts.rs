@@ -350,6 +350,19 @@ impl Accounts {
         })
     }
 
+    /// Sets what an officer may do and where.
+    pub fn set_access(
+        &self,
+        name: &str,
+        role: Role,
+        units: Vec<String>,
+    ) -> Result<(), AccountError> {
+        self.change(name, |a| {
+            a.role = role;
+            a.units = units;
+        })
+    }
+
     pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), AccountError> {
         self.change(name, |a| a.disabled = disabled)
     }

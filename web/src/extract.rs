@@ -133,7 +133,15 @@ impl SignedIn {
                     self.path.starts_with(n.path)
                 },
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut nav = nav;
+        if self.account.is_admin() {
+            nav.push(NavLink {
+                path: "/admin/users",
+                label: tr.t("nav-users"),
+                current: self.path.starts_with("/admin/users"),
+            });
+        }
         let role = tr.t(&format!("role-{}", self.account.role.as_str()));
         let page = Page {
             tr,

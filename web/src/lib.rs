@@ -47,6 +47,7 @@
 //! a post without the session's token never reaches it.
 
 pub mod accounts;
+pub mod admin;
 pub mod audit;
 pub mod cookies;
 pub mod csrf;
@@ -97,6 +98,10 @@ pub struct Settings {
     pub home: &'static str,
     pub session: sessions::Expiry,
     pub lockout: accounts::Lockout,
+    /// The roles an admin may give on the account pages.
+    pub roles: Vec<Role>,
+    /// The units an account may be restricted to, as (code, name).
+    pub units: Vec<(String, String)>,
 }
 
 impl Settings {
@@ -108,6 +113,8 @@ impl Settings {
             home: "/",
             session: sessions::Expiry::default(),
             lockout: accounts::Lockout::default(),
+            roles: vec![Role::Admin, Role::Editor, Role::Viewer],
+            units: Vec::new(),
         }
     }
 }

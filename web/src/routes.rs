@@ -41,6 +41,7 @@ where
         .route("/logout", post(logout::<S>))
         .route("/lang", post(set_lang::<S>))
         .route("/static/style.css", get(stylesheet))
+        .merge(crate::admin::routes())
 }
 
 /// Wraps an application's router: body limit and security headers.

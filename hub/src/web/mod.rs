@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use htx_core::plan::Phase;
 use htx_core::units::Hierarchy;
-use htx_web::{NavItem, SignedIn, Web, WebError};
+use htx_web::{NavItem, Role, SignedIn, Web, WebError};
 use serde::Deserialize;
 use time::Date;
 
@@ -72,10 +72,10 @@ pub fn router(hub: Hub) -> Router {
             label: "hub-nav-report",
         },
     ];
-    let web = Web::open(
-        &hub.home().dir,
-        htx_web::Settings::new(site_name(&hub), nav),
-    );
+    let mut settings = htx_web::Settings::new(site_name(&hub), nav);
+    settings.roles = vec![Role::Admin, Role::Analyst, Role::Viewer];
+    settings.units = account_units(&hub);
+    let web = Web::open(&hub.home().dir, settings);
     let app = App { hub, web };
     let router = Router::new()
         .route("/", get(overview::page))
@@ -87,6 +87,32 @@ pub fn router(hub: Hub) -> Router {
         .fallback(htx_web::routes::not_found)
         .with_state(app);
     htx_web::routes::layers(router, BODY_LIMIT)
+}
+
+/// The units an account can be restricted to: those of the hub's default
+/// hierarchy version that hold part of the plan's territory, the largest
+/// first.
+fn account_units(hub: &Hub) -> Vec<(String, String)> {
+    let h = Hierarchy::builtin();
+    let version = &hub.config().default_unit_version;
+    let (Ok(t), Ok(v)) = (
+        htx_core::territory::Territory::new(h, &hub.plan().hierarchy, &hub.plan().unit),
+        h.version(version),
+    ) else {
+        return Vec::new();
+    };
+    let mut units: Vec<_> = v
+        .units()
+        .filter(|u| {
+            t.part(version, &u.code)
+                .is_some_and(|p| p != htx_core::territory::Part::Outside)
+        })
+        .collect();
+    units.sort_by_key(|u| (v.ancestors(&u.code).len(), u.name.clone()));
+    units
+        .into_iter()
+        .map(|u| (u.code.clone(), u.name.clone()))
+        .collect()
 }
 
 fn site_name(hub: &Hub) -> String {

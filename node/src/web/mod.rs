@@ -73,7 +73,13 @@ impl App {
             node.bundle().node,
             node.unit_name(&node.bundle().unit)
         );
-        let web = Web::open(node.dir(), Settings::new(name, nav));
+        let mut settings = Settings::new(name, nav);
+        settings.units = node
+            .progress_units(&[])
+            .into_iter()
+            .map(|u| (u.code, u.name))
+            .collect();
+        let web = Web::open(node.dir(), settings);
         App {
             node,
             web,
