@@ -6,8 +6,9 @@
 //! node's bundle carries everything it needs to reach its hub.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,8 @@ pub enum PkiError {
     Rcgen(#[from] rcgen::Error),
     #[error("bundle {0}")]
     Bundle(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T, E = PkiError> = std::result::Result<T, E>;
@@ -101,6 +104,130 @@ pub fn new_ca(ca_name: &str, days: i64) -> Result<Issued> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// The DNS suffixes an office web CA may vouch for: names that exist only
+/// on a LAN (RFC 6762 `.local`, RFC 8375 `.home.arpa`, and the customary
+/// `.lan` and `.internal`).
+pub const OFFICE_DNS_SUFFIXES: &[&str] = &["lan", "local", "internal", "home.arpa", "localhost"];
+
+/// The address ranges an office web CA may vouch for: private, link-local
+/// and loopback addresses (RFC 1918, RFC 4193).
+pub const OFFICE_NETS: &[&str] = &[
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+];
+
+/// A CA for the offices' web apps (HTTPS on the office LAN). Office
+/// browsers install it, so it is name-constrained (RFC 5280 §4.2.1.10):
+/// it can vouch only for LAN addresses and names ([`OFFICE_NETS`],
+/// [`OFFICE_DNS_SUFFIXES`]), never for a public site, even if its key
+/// were stolen. It is not the sync CA: a node's web certificate cannot
+/// sync, and a sync certificate is no web server's.
+pub fn new_web_ca(ca_name: &str, days: i64) -> Result<Issued> {
+    let key = KeyPair::generate()?;
+    let mut p = ca_params(ca_name)?;
+    let mut permitted: Vec<GeneralSubtree> = OFFICE_DNS_SUFFIXES
+        .iter()
+        .map(|s| GeneralSubtree::DnsName((*s).to_owned()))
+        .collect();
+    permitted.extend(OFFICE_NETS.iter().map(|n| {
+        GeneralSubtree::IpAddress(n.parse::<CidrSubnet>().expect("the ranges above parse"))
+    }));
+    p.name_constraints = Some(NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: Vec::new(),
+    });
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(days);
+    let cert = p.self_signed(&key)?;
+    Ok(Issued {
+        fingerprint: fingerprint(cert.der()),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Checks that `name` is an address or a name on an office LAN, which the
+/// office web CA may vouch for; why not otherwise, in both languages.
+pub fn check_office_name(name: &str) -> std::result::Result<(), String> {
+    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
+        let inside = OFFICE_NETS.iter().any(|n| {
+            let (net, bits) = n.split_once('/').expect("cidr");
+            let bits: u32 = bits.parse().expect("prefix");
+            match (ip, net.parse::<std::net::IpAddr>().expect("net")) {
+                (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+                    let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                    u32::from(a) & mask == u32::from(b) & mask
+                }
+                (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => {
+                    let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                    u128::from(a) & mask == u128::from(b) & mask
+                }
+                _ => false,
+            }
+        });
+        return if inside {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} is not an office LAN address ({}) / {name} không phải địa chỉ mạng nội bộ",
+                OFFICE_NETS.join(", ")
+            ))
+        };
+    }
+    let lower = name.to_ascii_lowercase();
+    let valid = !lower.is_empty()
+        && lower.len() <= 253
+        && lower.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    let on_lan = OFFICE_DNS_SUFFIXES
+        .iter()
+        .any(|s| lower == *s || lower.ends_with(&format!(".{s}")));
+    if valid && on_lan {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not an office LAN name: use an address such as 192.168.1.10 or a name ending in {} / {name:?} không phải tên trong mạng nội bộ",
+            OFFICE_DNS_SUFFIXES
+                .iter()
+                .map(|s| format!(".{s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// A web server certificate from the office web CA for the LAN `names` of
+/// one office (checked with [`check_office_name`]), with a new key.
+pub fn issue_web(
+    ca_name: &str,
+    ca_key_pem: &str,
+    node: &str,
+    names: &[String],
+    valid: Duration,
+) -> Result<Issued> {
+    if names.is_empty() {
+        return Err(PkiError::Refused(
+            "a web certificate needs at least one --name / cần ít nhất một --name".into(),
+        ));
+    }
+    for n in names {
+        check_office_name(n).map_err(PkiError::Refused)?;
+    }
+    issue(ca_name, ca_key_pem, node, Role::Server(names), valid)
 }
 
 /// What a leaf certificate is for.
@@ -215,6 +342,19 @@ fn sign(
     p.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
     let cert = p.signed_by(key, &issuer)?;
     Ok((cert.pem(), fingerprint(cert.der())))
+}
+
+/// An office web app's HTTPS identity, written by `htx-hub web-cert` and
+/// installed on the node with `htx-node web-cert`: its certificate and key
+/// for its LAN names, and the office web CA that browsers install.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WebIdentity {
+    pub node: String,
+    pub names: Vec<String>,
+    pub cert: String,
+    pub key: String,
+    pub ca_cert: String,
+    pub expires_at: String,
 }
 
 /// Everything a node needs to join its hub, written by `htx-hub enroll`.

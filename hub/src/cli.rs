@@ -77,6 +77,25 @@ pub enum Command {
     /// Issues the hub a new server certificate from the same CA (nodes need
     /// no new bundle); restart the hub to use it.
     RotateCert { dir: PathBuf },
+    /// Issues an office's web app its HTTPS certificate for the addresses
+    /// the office's browsers use (renew by issuing again), from the office
+    /// web CA: install the file with `htx-node web-cert`, and the CA
+    /// (`web-ca.pem`, also in the file) in the office's browsers.
+    WebCert {
+        dir: PathBuf,
+        /// The enrolled node's name.
+        #[arg(long)]
+        node: String,
+        /// An address or LAN name browsers use: 192.168.1.10, vu-ban.lan
+        /// (repeat for several).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// How long it is valid, in days.
+        #[arg(long, default_value_t = 730)]
+        days: i64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Serves nodes (mutual TLS) and the admin API.
     Run { dir: PathBuf },
     /// Prints every merged record.
@@ -514,6 +533,27 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             println!(
                 "new hub certificate {fp} for {:?}; restart the hub to use it",
                 cfg.server_names
+            );
+        }
+        Command::WebCert {
+            dir,
+            node,
+            names,
+            days,
+            out,
+        } => {
+            let cfg = HubConfig::load(&dir)?;
+            let home = Home::new(&dir);
+            let id = home.web_cert(&cfg, &node, &names, days)?;
+            write_private(&out, serde_json::to_string_pretty(&id)?.as_bytes())
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "web certificate for {node} ({}) until {} written to {}; install it with `htx-node web-cert NODE_DIR {}`, and {} in the office's browsers / đã cấp chứng chỉ web",
+                names.join(", "),
+                id.expires_at,
+                out.display(),
+                out.display(),
+                dir.join("web-ca.pem").display()
             );
         }
         Command::Run { dir } => run(&dir).await?,

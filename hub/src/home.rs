@@ -81,6 +81,11 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 /// The hub's server certificate, valid for every `server_names`.
+/// The office web CA's name: the sync CA's, marked for the web.
+fn web_ca_name(cfg: &HubConfig) -> String {
+    format!("{} - web (LAN)", cfg.ca_name)
+}
+
 fn issue_server_cert(cfg: &HubConfig, ca_key_pem: &str) -> anyhow::Result<pki::Issued> {
     let name = cfg
         .server_names
@@ -375,6 +380,65 @@ impl Home {
             serde_json::json!({ "fingerprint": server.fingerprint }),
         );
         Ok(server.fingerprint)
+    }
+
+    /// The office web CA (`web-ca.pem`, `web-ca.key`), made on first use:
+    /// name-constrained to LAN addresses and names ([`pki::new_web_ca`]).
+    pub fn web_ca(&self, cfg: &HubConfig) -> anyhow::Result<(String, String)> {
+        let (cert, key) = (self.path("web-ca.pem"), self.path("web-ca.key"));
+        if !cert.exists() {
+            let ca = pki::new_web_ca(&web_ca_name(cfg), 3650)?;
+            write_private(&key, ca.key_pem.as_bytes())?;
+            pki::write_atomic(&cert, ca.cert_pem.as_bytes())?;
+            self.audit(
+                "web_ca_created",
+                "",
+                serde_json::json!({ "fingerprint": ca.fingerprint }),
+            );
+        }
+        Ok((
+            std::fs::read_to_string(&cert).context("reading web-ca.pem")?,
+            std::fs::read_to_string(&key).context("reading web-ca.key")?,
+        ))
+    }
+
+    /// An HTTPS identity for enrolled node `node`'s web app on its office
+    /// LAN, for `names` (addresses or LAN names), valid for `days`.
+    pub fn web_cert(
+        &self,
+        cfg: &HubConfig,
+        node: &str,
+        names: &[String],
+        days: i64,
+    ) -> anyhow::Result<pki::WebIdentity> {
+        let e = self.enrolment(node)?;
+        anyhow::ensure!(
+            e.revoked_at.is_empty(),
+            "node {node:?} is revoked / nút {node:?} đã bị thu hồi chứng chỉ"
+        );
+        let (ca_cert, ca_key) = self.web_ca(cfg)?;
+        let issued = pki::issue_web(
+            &web_ca_name(cfg),
+            &ca_key,
+            node,
+            names,
+            time::Duration::days(days),
+        )?;
+        let expires_at = pki::not_after(&issued.cert_pem)?
+            .format(&time::format_description::well_known::Rfc3339)?;
+        self.audit(
+            "web_certificate_issued",
+            node,
+            serde_json::json!({ "names": names, "fingerprint": issued.fingerprint, "expires_at": expires_at }),
+        );
+        Ok(pki::WebIdentity {
+            node: node.to_owned(),
+            names: names.to_vec(),
+            cert: issued.cert_pem,
+            key: issued.key_pem,
+            ca_cert,
+            expires_at,
+        })
     }
 
     /// Every enrolled node.

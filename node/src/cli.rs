@@ -5,6 +5,7 @@
 //! themselves. Either way they do the same thing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -96,6 +97,10 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Installs the web app's HTTPS certificate for the office LAN (a file
+    /// from `htx-hub web-cert`); `htx-node run` serves HTTPS from then on.
+    /// Restart the service to use a new one.
+    WebCert { dir: PathBuf, file: PathBuf },
     /// Marks a record deleted (who, when, why); `--restore` undoes it.
     Delete {
         dir: PathBuf,
@@ -869,6 +874,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         node.bundle().node,
         listener.local_addr()?
     );
+    let web_tls = web_tls(dir, &node)?;
     let web_listener = tokio::net::TcpListener::bind(&node.config().web_listen)
         .await
         .with_context(|| format!("cannot listen on {}", node.config().web_listen))?;
@@ -878,7 +884,8 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         web_listener.local_addr()?.to_string().as_bytes(),
     )?;
     tracing::info!(
-        "officers' web app on http://{} / trang web cho cán bộ",
+        "officers' web app on {}://{} / trang web cho cán bộ",
+        if web_tls.is_some() { "https" } else { "http" },
         web_listener.local_addr()?
     );
     let status = tokio::net::TcpListener::bind(&node.config().status_listen)
@@ -903,8 +910,9 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let sync = tokio::spawn(sync_client::run_loop(node.clone(), stop_rx.clone()));
     let mut web_stop = stop_rx.clone();
     let web = tokio::spawn(crate::web::serve(
-        crate::web::App::new(node.clone()),
+        crate::web::App::new(node.clone(), web_tls.is_some()),
         web_listener,
+        web_tls,
         async move {
             let _ = web_stop.changed().await;
         },
@@ -929,6 +937,32 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(web_addr_file);
     let _ = std::fs::remove_file(status_file);
     res
+}
+
+/// The web app's TLS configuration, if an identity is installed; refuses
+/// a LAN address without one unless plain HTTP was chosen.
+fn web_tls(dir: &Path, node: &Node) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    let path = crate::web::tls::identity_path(dir);
+    if path.exists() {
+        let id = crate::web::tls::read_identity(&path, &node.bundle().node)?;
+        return Ok(Some(crate::web::tls::server_config(&id)?));
+    }
+    let cfg = node.config();
+    if !crate::web::tls::is_loopback(&cfg.web_listen) && !cfg.web_plain_http {
+        bail!(
+            "web_listen = {:?} is on the LAN but no HTTPS certificate is installed: passwords would travel in clear. Ask the province for `htx-hub web-cert --node {} --name <this PC's address>` and install it with `htx-node web-cert {} FILE` (docs/office-https.md), or set web_listen back to 127.0.0.1:0. / Trang web nghe trên mạng nội bộ nhưng chưa cài chứng chỉ HTTPS: mật khẩu sẽ truyền không mã hóa. Hãy xin tỉnh cấp chứng chỉ web và cài bằng `htx-node web-cert`.",
+            cfg.web_listen,
+            node.bundle().node,
+            dir.display()
+        );
+    }
+    if !crate::web::tls::is_loopback(&cfg.web_listen) {
+        tracing::warn!(
+            "web app on {} over plain HTTP (web_plain_http = true): passwords travel in clear / trang web không mã hóa",
+            cfg.web_listen
+        );
+    }
+    Ok(None)
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -1062,6 +1096,23 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             let records = access(&dir).await?.export(include_deleted).await?;
             let json: Vec<_> = records.iter().map(Record::to_json).collect();
             println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+        Command::WebCert { dir, file } => {
+            let bundle = htx_core::pki::Bundle::parse(
+                &std::fs::read_to_string(dir.join(Node::BUNDLE_FILE))
+                    .with_context(|| format!("{} is not a node directory", dir.display()))?,
+            )?;
+            let id = crate::web::tls::read_identity(&file, &bundle.node)?;
+            htx_core::pki::write_private(
+                &crate::web::tls::identity_path(&dir),
+                serde_json::to_string_pretty(&id)?.as_bytes(),
+            )?;
+            println!(
+                "web certificate for {} ({}) installed, valid until {}; restart the node to serve https:// / đã cài chứng chỉ web, khởi động lại nút để dùng",
+                id.node,
+                id.names.join(", "),
+                id.expires_at
+            );
         }
         Command::Delete {
             dir,

@@ -27,10 +27,16 @@ pub struct NodeConfig {
     /// Where the local API listens: loopback only; port 0 picks a free one,
     /// written to `DIR/api.addr` while `run` is running.
     pub api_listen: String,
-    /// Where the officers' web app listens. Loopback only (HTTPS for the
-    /// office LAN is not built yet); port 0 picks a free one, written to
-    /// `DIR/web.addr` while `run` is running.
+    /// Where the officers' web app listens; port 0 picks a free one,
+    /// written to `DIR/web.addr` while `run` is running. Loopback by
+    /// default; a LAN address (`0.0.0.0:8443`) needs the HTTPS identity
+    /// from `htx-hub web-cert`, installed with `htx-node web-cert`
+    /// (docs/office-https.md), unless `web_plain_http` is set.
     pub web_listen: String,
+    /// Serve the web app over plain HTTP on the LAN: passwords and session
+    /// cookies then travel in clear. Only an administrator's explicit
+    /// choice, for a LAN they trust; off by default.
+    pub web_plain_http: bool,
     /// `/healthz`, `/readyz` and `/metrics` over plain HTTP (no data is
     /// served there); port 0 picks a free one, written to `DIR/status.addr`
     /// while `run` is running.
@@ -60,6 +66,7 @@ impl Default for NodeConfig {
             backend: Backend::Redb,
             api_listen: "127.0.0.1:0".into(),
             web_listen: "127.0.0.1:0".into(),
+            web_plain_http: false,
             status_listen: "127.0.0.1:0".into(),
             sync_interval_secs: 30,
             retry_min_secs: 1,
@@ -140,7 +147,7 @@ impl NodeConfig {
             ));
         }
         htx_core::settings::check_loopback("api_listen", &self.api_listen)?;
-        htx_core::settings::check_loopback("web_listen", &self.web_listen)?;
+        htx_core::settings::check_listen("web_listen", &self.web_listen)?;
         htx_core::settings::check_listen("status_listen", &self.status_listen)?;
         if let Some(url) = &self.hub_url
             && !url.starts_with("https://")

@@ -13,6 +13,8 @@
 //!   the schema (`core/src/schema.rs`): references picked by name, dates
 //!   dd/mm/yyyy, the schema's errors beside each field, in Vietnamese.
 //!
+//! On the office LAN the app serves HTTPS ([`tls`]).
+//!
 //! Every page requires a signed-in officer ([`htx_web::SignedIn`]); every
 //! form is CSRF-checked ([`htx_web::Posted`]); an officer restricted to
 //! some units sees and changes only their records (a record of another
@@ -22,6 +24,7 @@ pub mod coops;
 pub mod forms;
 pub mod home;
 pub mod sheets;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
@@ -53,7 +56,8 @@ impl FromRef<App> for Web {
 
 impl App {
     /// The web app of `node`: accounts and audit in the node's directory.
-    pub fn new(node: Node) -> App {
+    /// `https`: served over TLS, so cookies are marked `Secure`.
+    pub fn new(node: Node, https: bool) -> App {
         let nav = vec![
             NavItem {
                 path: "/",
@@ -74,6 +78,7 @@ impl App {
             node.unit_name(&node.bundle().unit)
         );
         let mut settings = Settings::new(name, nav);
+        settings.secure_cookies = https;
         settings.units = node
             .progress_units(&[])
             .into_iter()
@@ -115,15 +120,26 @@ pub fn router(app: App) -> Router {
     htx_web::routes::layers(pages, BODY_LIMIT).with_state(app)
 }
 
-/// Serves the app on `listener` until `shutdown` resolves.
+/// Serves the app on `listener` until `shutdown` resolves: over TLS with
+/// `tls`, else plain HTTP.
 pub async fn serve(
     app: App,
     listener: TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(config) => {
+            axum::serve(tls::Listener::new(listener, config)?, router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, router(app))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// The officer behind a request, as the domain knows them.
