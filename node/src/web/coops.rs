@@ -324,9 +324,9 @@ async fn record_page(
 ) -> Result<Html<String>, WebError> {
     let i = id.clone();
     let (record, coop, all, contenders) = blocking(&app.node, move |n| {
-        let record = n.record(&i)?;
-        let coop = n.cooperative(&i)?;
         let names = n.export(true)?;
+        let record = names.iter().find(|r| r.id == i).cloned();
+        let coop = n.cooperative(&i)?;
         let mut contenders = Vec::new();
         for field in record.iter().flat_map(|r| r.conflicts.keys()) {
             contenders.push((field.clone(), n.contenders(&i, field)?));
