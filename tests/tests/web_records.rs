@@ -16,8 +16,8 @@
 //! And what a browser would never send: a forged or stale settle, a delete
 //! by a viewer, by an officer of another commune, or without a token; an
 //! upload without a token, by a viewer, of the wrong type, too large, with
-//! a formula, rows of another commune, a confirmation of a file never
-//! checked.
+//! a formula, merged cells or over 100,000 rows, rows of another commune,
+//! a confirmation of a file never checked.
 
 use std::time::Duration;
 
@@ -550,6 +550,39 @@ async fn uploads_a_browser_would_never_send_write_nothing() {
     )
     .await;
     assert_eq!(r.status, 422, "a formula: {r:?}");
+    assert!(r.body.contains("công thức"), "{}", r.body);
+    // Merged cells below the header: which row a value is for is a guess.
+    let merged = {
+        let mut book = rust_xlsxwriter::Workbook::new();
+        let ws = book.add_worksheet();
+        ws.set_name("Hợp tác xã").unwrap();
+        for (c, h) in ["Tên HTX/THT", "Loại hình", "Đơn vị"].iter().enumerate() {
+            ws.write_string(0, c as u16, *h).unwrap();
+        }
+        ws.write_string(1, 0, "HTX A").unwrap();
+        ws.write_string(2, 0, "HTX B").unwrap();
+        ws.merge_range(1, 1, 2, 1, "HTX", &rust_xlsxwriter::Format::new())
+            .unwrap();
+        ws.write_string(1, 2, "13750").unwrap();
+        ws.write_string(2, 2, "13750").unwrap();
+        book.save_to_buffer().unwrap()
+    };
+    let r = post(lan.cookie.clone(), lan_form(), ("m.xlsx", merged)).await;
+    assert_eq!(r.status, 422, "merged cells: {r:?}");
+    assert!(r.body.contains("gộp"), "{}", r.body);
+    // Over 100,000 rows: refused as soon as the count shows it.
+    let mut many = String::from("Tên HTX/THT;Loại hình;Đơn vị\n");
+    for i in 0..100_001 {
+        many.push_str(&format!("H{i};HTX;13750\n"));
+    }
+    let r = post(
+        lan.cookie.clone(),
+        lan_form(),
+        ("hop-tac-xa.csv", many.into_bytes()),
+    )
+    .await;
+    assert_eq!(r.status, 422, "too many rows: {r:?}");
+    assert!(r.body.contains("100000 dòng"), "{}", r.body);
     let r = post(
         lan.cookie.clone(),
         lan_form(),
