@@ -144,6 +144,8 @@ pub mod http {
         pub status: u16,
         pub headers: Vec<(String, String)>,
         pub body: String,
+        /// The body as sent (a file: `.xlsx`).
+        pub bytes: Vec<u8>,
     }
 
     impl Response {
@@ -242,6 +244,11 @@ pub mod http {
         let mut raw = Vec::new();
         let _ = rd.read_to_end(&mut raw).await;
         writer.abort();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |i| i + 4);
+        let bytes = raw[split..].to_vec();
         let text = String::from_utf8_lossy(&raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let mut lines = head.lines();
@@ -258,7 +265,16 @@ pub mod http {
             status,
             headers,
             body: body.to_owned(),
+            bytes,
         }
+    }
+
+    /// `GET path` with a session cookie: the body's bytes (a file), after
+    /// checking it was served.
+    pub async fn request_bytes(addr: SocketAddr, path: &str, cookie: &str) -> Vec<u8> {
+        let r = request(addr, "GET", path, Some(cookie), b"").await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.bytes
     }
 
     /// Form encoding of `pairs`.
