@@ -1350,6 +1350,43 @@ impl Engine {
             .unit_progress(u, &self.direct, &self.total, holders))
     }
 
+    /// The records behind one figure: the records counted at `code` or
+    /// below for `indicator` in `phase` (the roots whose tally there is not
+    /// zero), each with what it adds, by id. Their tallies add up to the
+    /// figure's.
+    pub fn behind(
+        &self,
+        code: &str,
+        indicator: &str,
+        phase: &str,
+    ) -> Result<Vec<(String, Tally)>, ProgressError> {
+        let u = *self
+            .view
+            .index
+            .get(code)
+            .ok_or_else(|| UnitError::UnknownUnit {
+                code: code.to_owned(),
+                version: self.view.version.clone(),
+            })?;
+        let Some(slot) = self.view.slot(indicator, phase) else {
+            return Ok(Vec::new());
+        };
+        let below = u..self.view.end[u];
+        let mut out: Vec<(String, Tally)> = self
+            .placed
+            .iter()
+            .filter(|(_, (at, _))| below.contains(at))
+            .flat_map(|(id, (_, tallies))| {
+                tallies
+                    .iter()
+                    .filter(|(s, t)| *s == slot && (t.numerator != 0 || t.denominator != 0))
+                    .map(move |(_, t)| (id.clone(), *t))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// The figures of every unit.
     pub fn report(&self) -> Report {
         let lost = self.unplaced.values().cloned().collect();

@@ -1139,6 +1139,12 @@ proptest! {
         // One unit at a time, as the hub and node ask for one.
         for u in &fresh.units {
             prop_assert_eq!(&engine.unit(&u.code).unwrap(), u);
+            // The records behind each figure add up to it.
+            for f in &u.figures {
+                let behind = engine.behind(&u.code, &f.indicator, &f.phase).unwrap();
+                let sum = behind.iter().fold((0i128, 0i128), |(n, d), (_, t)| (n + t.numerator, d + t.denominator));
+                prop_assert_eq!(sum, (f.total.numerator, f.total.denominator), "{} {} {}", u.code, f.indicator, f.phase);
+            }
         }
         // Loaded in another order, all at once.
         let reversed: Vec<Record> = records.iter().rev().cloned().collect();

@@ -86,6 +86,49 @@ pub fn month_ends(start: Date, until: Date) -> Vec<Date> {
     out
 }
 
+/// The records behind one figure of `unit` (as of `as_of`, in `version`):
+/// each record counted there for `indicator` in `phase`, with what it
+/// adds ([`htx_core::progress::Engine::behind`]); they add up to the
+/// figure `/api/progress` gives.
+pub fn behind(
+    hub: &Hub,
+    unit: &str,
+    version: &str,
+    as_of: Date,
+    indicator: &str,
+    phase: &str,
+) -> Result<Behind, ViewError> {
+    let records = hub.export(true)?;
+    let engine = htx_core::progress::Engine::new(
+        hub.plan().clone(),
+        Hierarchy::builtin(),
+        version,
+        as_of,
+        records.iter().cloned(),
+    )?;
+    let by_id: std::collections::HashMap<&str, &htx_core::schema::Record> =
+        records.iter().map(|r| (r.id.as_str(), r)).collect();
+    let rows: Vec<_> = engine
+        .behind(unit, indicator, phase)?
+        .into_iter()
+        .filter_map(|(id, t)| by_id.get(id.as_str()).map(|r| ((*r).clone(), t)))
+        .collect();
+    let cooperatives = rows
+        .iter()
+        .filter_map(|(r, _)| r.text("cooperative"))
+        .filter_map(|c| by_id.get(c))
+        .map(|c| (c.id.clone(), c.text("name").unwrap_or_default().to_owned()))
+        .collect();
+    Ok(Behind { rows, cooperatives })
+}
+
+/// The records behind a figure, and the names of the cooperatives they
+/// belong to.
+pub struct Behind {
+    pub rows: Vec<(htx_core::schema::Record, htx_core::progress::Tally)>,
+    pub cooperatives: std::collections::HashMap<String, String>,
+}
+
 /// Progress for `unit` (empty: the province) as of `as_of`, in `version`:
 /// exactly what `/api/progress` answers.
 pub fn progress_at(

@@ -141,6 +141,57 @@ async fn a_district_sees_its_own_and_the_province_drills_down_and_reports() {
         "{page}"
     );
     b.screenshots("hub-01-district-overview").await;
+    // The records behind her figure: her two cooperatives, nobody's name.
+    b.client
+        .find(Locator::Css("#ind-HTX_CONSOLIDATED a[href^='/figure']"))
+        .await
+        .expect("a link to the records behind the figure")
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(b.path().await, "/figure");
+    let page = b.text().await;
+    assert!(
+        page.contains("HTX Dệt may Hạ Long") && page.contains("HTX Rau sạch Lộc Hạ"),
+        "{page}"
+    );
+    assert!(!page.contains("HTX Mây tre Gôi"), "another district's");
+    assert_eq!(
+        b.client
+            .find(Locator::Css("[data-total]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "2"
+    );
+    b.screenshots("hub-10-figure-records").await;
+    b.goto(&format!(
+        "{base}/figure?indicator=MANAGERS_TRAINED_PCT&as_of=2024-12-31"
+    ))
+    .await;
+    let page = b.text().await;
+    assert!(
+        page.contains("dữ liệu cá nhân") && !page.contains("Nguyễn Thị Hoa"),
+        "{page}"
+    );
+    for (bad, status) in [
+        (
+            "/figure?unit=359&indicator=HTX_CONSOLIDATED",
+            "Không có quyền",
+        ),
+        (
+            "/figure?indicator=%3Cscript%3Ealert(1)%3C/script%3E",
+            "chỉ tiêu không có trong kế hoạch",
+        ),
+    ] {
+        b.goto(&format!("{base}{bad}")).await;
+        let page = b.text().await;
+        assert!(page.contains(status), "{bad}: {page}");
+        let html = b.client.source().await.unwrap();
+        assert!(!html.contains("<script>alert(1)"), "escaped");
+    }
     b.goto(&format!("{base}/?unit=359")).await;
     assert!(b.text().await.contains("Không có quyền"));
     b.screenshots("hub-02-another-district").await;
@@ -183,6 +234,16 @@ async fn a_district_sees_its_own_and_the_province_drills_down_and_reports() {
     let page = b.text().await;
     assert!(page.contains("node-356") && page.contains("node-359"));
     b.screenshots("hub-07-nodes").await;
+    // An analyst or admin reads people's names behind a figure.
+    b.goto(&format!(
+        "{base}/figure?unit=36&indicator=MANAGERS_TRAINED_PCT&as_of=2024-12-31"
+    ))
+    .await;
+    let page = b.text().await;
+    assert!(
+        page.contains("Nguyễn Thị Hoa") && page.contains("0/3"),
+        "{page}"
+    );
     b.goto(&format!("{base}/report?period=2024")).await;
     assert!(b.text().await.contains("Phiên bản dữ liệu"));
     b.screenshots("hub-08-report").await;

@@ -10,6 +10,7 @@
 //! communes, whatever the URL says), and offers its table as `.csv` and
 //! `.xlsx` (`&format=csv|xlsx`, from the same [`crate::table::Table`]).
 
+pub mod figure;
 pub mod nodes;
 pub mod overview;
 pub mod reports;
@@ -80,6 +81,7 @@ pub fn router(hub: Hub) -> Router {
     let router = Router::new()
         .route("/", get(overview::page))
         .route("/units", get(units::page))
+        .route("/figure", get(figure::page))
         .route("/nodes", get(nodes::page))
         .route("/trends", get(trends::page))
         .route("/report", get(reports::page))
@@ -145,6 +147,9 @@ pub struct Params {
     /// Reports: a year (`2025`) or a phase (`phase-1`).
     #[serde(default)]
     pub period: Option<String>,
+    /// The records behind a figure: its indicator.
+    #[serde(default)]
+    pub indicator: Option<String>,
 }
 
 fn given(v: &Option<String>) -> Option<&str> {

@@ -105,3 +105,18 @@ hub-training-digital_skills = Digital skills
 hub-training-cadre_kttt = Union cadres on the collective economy
 hub-training-cadre_skills = Advocacy and support skills
 hub-training-vocational = Vocational training
+
+## The records behind a figure
+hub-figure-title = Records behind a figure
+hub-figure-records = Records
+hub-figure-lead = { $n } record(s) counted.
+hub-figure-total = Total
+hub-figure-none = No record counts for this indicator.
+hub-figure-link = See the records
+hub-personal-hidden = (personal data, not shown)
+hub-personal-note = { $n } record(s) name people (managers, cadres): your role may not see their names.
+hub-col-record = Record id
+hub-col-kind = Kind
+hub-col-name = Name
+hub-col-adds = Counts
+hub-figure-as-of = as of

@@ -105,3 +105,18 @@ hub-training-digital_skills = Kỹ năng công nghệ số
 hub-training-cadre_kttt = Cán bộ Hội làm công tác KTTT
 hub-training-cadre_skills = Kỹ năng tuyên truyền, vận động, hỗ trợ
 hub-training-vocational = Đào tạo nghề
+
+## The records behind a figure
+hub-figure-title = Bản ghi của chỉ tiêu
+hub-figure-records = Bản ghi
+hub-figure-lead = { $n } bản ghi được tính.
+hub-figure-total = Tổng
+hub-figure-none = Không có bản ghi nào được tính cho chỉ tiêu này.
+hub-figure-link = Xem bản ghi
+hub-personal-hidden = (dữ liệu cá nhân, không hiển thị)
+hub-personal-note = { $n } bản ghi là thông tin về con người (người quản lý, cán bộ): vai trò của bạn không được xem họ tên.
+hub-col-record = Mã bản ghi
+hub-col-kind = Loại
+hub-col-name = Tên
+hub-col-adds = Được tính
+hub-figure-as-of = tính đến
