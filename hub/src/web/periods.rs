@@ -376,6 +376,8 @@ pub async fn page(
         .history
         .iter()
         .rev()
+        // Another district's submissions are not a district's business.
+        .filter(|e| e.unit.is_empty() || views::may_see(&me.account, &version, &version, &e.unit))
         .map(|e| {
             let what = tr.t(&format!("hub-period-event-{}", e.action));
             let what = if e.unit.is_empty() {
