@@ -833,7 +833,10 @@ fn period(command: PeriodCommand) -> anyhow::Result<()> {
         }
         PeriodCommand::List { dir, plan } => {
             let plan = checked_plan(&dir, plan.as_deref())?;
-            println!("{:<10} {:<8} {:<22} {:<16} submitted", "period", "state", "closed at", "by");
+            println!(
+                "{:<10} {:<8} {:<22} {:<16} submitted",
+                "period", "state", "closed at", "by"
+            );
             for f in PeriodStore::new(&dir).list(&plan.id)? {
                 let (state, at, by) = match &f.closing {
                     Some(c) => ("closed", c.at.as_str(), c.by.as_str()),

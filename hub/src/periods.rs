@@ -714,7 +714,11 @@ mod tests {
         let text = serde_json::to_string(&m).unwrap();
         assert!(!text.contains("HTX Thử"), "no names kept: {text}");
         let r = relevant(m, "2025-12-31");
-        assert_eq!(r.keys().collect::<Vec<_>>(), ["a"], "2026's cannot move 2025");
+        assert_eq!(
+            r.keys().collect::<Vec<_>>(),
+            ["a"],
+            "2026's cannot move 2025"
+        );
     }
 
     #[test]
@@ -730,9 +734,10 @@ mod tests {
             .fields
             .insert("name".into(), Value::Text("HTX Đổi tên".into()));
         let mut deleted = coop("d", "13633", "2024-01-01");
-        deleted
-            .fields
-            .insert("deleted_at".into(), Value::Text("2026-06-01T00:00:00Z".into()));
+        deleted.fields.insert(
+            "deleted_at".into(),
+            Value::Text("2026-06-01T00:00:00Z".into()),
+        );
         let after = vec![
             coop("a", "13633", "2025-03-01"),
             changed,
@@ -799,7 +804,10 @@ mod tests {
             .collect();
         assert_eq!(moved, ["36", "359"]);
         let gone = diff_figures(&closed, &now[..1]);
-        assert!(gone[1].differs(), "a unit no longer computed is a difference");
+        assert!(
+            gone[1].differs(),
+            "a unit no longer computed is a difference"
+        );
     }
 
     #[test]

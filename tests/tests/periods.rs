@@ -93,10 +93,19 @@ async fn sign_in_browser(b: &Browser, base: &str, name: &str) {
     b.fill("name", name).await;
     b.fill("password", PW).await;
     b.submit().await;
-    assert_ne!(b.path().await, "/login", "{name} signed in");
+    for _ in 0..100 {
+        if b.path().await != "/login" {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{name} not signed in: {}", b.text().await);
 }
 
+/// Clicks the button `#id` (a form post) and waits for the page it leads
+/// to: the old page gone, the new one loaded.
 async fn click(b: &Browser, id: &str) {
+    let old = b.client.find(Locator::Css("html")).await.unwrap();
     b.client
         .find(Locator::Id(id))
         .await
@@ -104,6 +113,19 @@ async fn click(b: &Browser, id: &str) {
         .click()
         .await
         .unwrap();
+    for _ in 0..100 {
+        let gone = old.tag_name().await.is_err();
+        let ready = b
+            .client
+            .execute("return document.readyState", vec![])
+            .await
+            .is_ok_and(|v| v == "complete");
+        if gone && ready {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("#{id}: no new page within 10 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +171,10 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
     city.sync().await.unwrap();
     b.goto(&format!("{base}/periods?period=2025")).await;
     let text = b.text().await;
-    assert!(text.contains("số liệu đã thay đổi so với khi chốt"), "{text}");
+    assert!(
+        text.contains("số liệu đã thay đổi so với khi chốt"),
+        "{text}"
+    );
     assert!(text.contains("có chênh lệch"));
     assert!(text.contains("gửi lên sau khi chốt"));
     let src = b.client.source().await.unwrap();
@@ -160,7 +185,10 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
     assert!(src.contains("Nguyễn Thị Hoa"), "an analyst may see names");
     assert!(src.contains("HTX Về muộn"));
     assert!(src.contains("data-unit=\"356\""), "the district that moved");
-    assert!(!src.contains("data-unit=\"359\""), "not the one that did not");
+    assert!(
+        !src.contains("data-unit=\"359\""),
+        "not the one that did not"
+    );
     b.screenshots("period-closed-difference").await;
     // The report of the period shows the same.
     b.goto(&format!("{base}/report?period=2025")).await;
@@ -181,7 +209,11 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
         "a viewer cannot close"
     );
     click(&b, "submit-356").await;
-    assert!(b.text().await.contains("Xác nhận lại"));
+    let text = b.text().await;
+    assert!(
+        text.contains("Xác nhận lại") && text.contains("lan xác nhận"),
+        "{text}"
+    );
     b.screenshots("period-district").await;
 
     // The admin sees who has submitted, reopens, and closes again.
@@ -433,19 +465,37 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     assert!(out.stdout.contains("2025") && out.stdout.contains("closed"));
     assert!(out.stdout.contains("359"), "huyen's submission");
     let out = cmd(vec![
-        "period", "reopen", "--period", "2025", "--by", "cli-admin",
+        "period",
+        "reopen",
+        "--period",
+        "2025",
+        "--by",
+        "cli-admin",
     ])
     .await;
     assert!(out.status.success(), "{}", out.stderr);
     let out = cmd(vec![
-        "period", "close", "--period", "2025", "--by", "cli-admin",
+        "period",
+        "close",
+        "--period",
+        "2025",
+        "--by",
+        "cli-admin",
     ])
     .await;
-    assert!(!out.status.success(), "the store is held by the running hub");
+    assert!(
+        !out.status.success(),
+        "the store is held by the running hub"
+    );
     assert!(out.stderr.contains("/periods"), "{}", out.stderr);
     hub.stop().await;
     let out = cmd(vec![
-        "period", "close", "--period", "2025", "--by", "cli-admin",
+        "period",
+        "close",
+        "--period",
+        "2025",
+        "--by",
+        "cli-admin",
     ])
     .await;
     assert!(out.status.success(), "{}", out.stderr);

@@ -455,9 +455,9 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
     let (code, body) = hub.api_get("/api/progress?plan=ke-hoach-khac").await;
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("unknown plan"), "{body}");
-    let (code, body) = hub.api_get("/api/progress?plan=thu-nghiem-binh-luc&hierarchy=2025&as_of=2025-12-01",
-    )
-    .await;
+    let (code, body) = hub
+        .api_get("/api/progress?plan=thu-nghiem-binh-luc&hierarchy=2025&as_of=2025-12-01")
+        .await;
     assert_eq!(code, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["plan"], "thu-nghiem-binh-luc");

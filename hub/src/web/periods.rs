@@ -99,8 +99,9 @@ struct Partial {
     can_close: bool,
     can_reopen: bool,
     not_over: bool,
-    /// The officer's own units that may submit: (code, name, already).
-    mine: Vec<(String, String, bool)>,
+    /// The officer's own units that may submit: (code, name, when and
+    /// by whom it was submitted, empty if not yet).
+    mine: Vec<(String, String, String)>,
     submissions: Vec<SubmissionRow>,
     diff: String,
 }
@@ -141,8 +142,7 @@ fn territory(app: &App) -> String {
 /// whole territory.
 fn may_close(app: &App, me: &SignedIn) -> bool {
     let v = &app.hub.config().default_unit_version;
-    me.account.role >= htx_web::Role::Analyst
-        && views::may_see(&me.account, v, v, &territory(app))
+    me.account.role >= htx_web::Role::Analyst && views::may_see(&me.account, v, v, &territory(app))
 }
 
 fn unit_name(version: &str, code: &str) -> String {
@@ -243,7 +243,7 @@ pub async fn comparison(
                     .as_deref()
                     .and_then(|s| htx_core::progress::parse_date(s).ok())
                     .map(format::date)
-                    .unwrap_or_default(),
+                    .unwrap_or_else(|| tr.t("hub-period-undated")),
                 name,
             }
         })
@@ -360,11 +360,19 @@ pub async fn page(
         .iter()
         .filter(|u| **u != terr && v.within(u, &terr))
         .map(|u| {
-            (
-                u.clone(),
-                unit_name(&version, u),
-                file.submissions.contains_key(u),
-            )
+            let done = file.submissions.get(u).map(|s| {
+                tr.ta(
+                    "hub-period-submitted-by",
+                    &[
+                        ("by", s.by.clone()),
+                        (
+                            "at",
+                            format::date_text(&s.at) + " " + s.at.get(11..16).unwrap_or(""),
+                        ),
+                    ],
+                )
+            });
+            (u.clone(), unit_name(&version, u), done.unwrap_or_default())
         })
         .collect();
     let period_name = super::reports::periods(&app)
@@ -398,7 +406,11 @@ pub async fn page(
         csrf: me.csrf().to_owned(),
         list,
         period_name,
-        period_span: format!("{} – {}", format::date(period.from), format::date(period.to)),
+        period_span: format!(
+            "{} – {}",
+            format::date(period.from),
+            format::date(period.to)
+        ),
         unit_name: unit_name(&version, &ctx.unit),
         unit: ctx.unit.clone(),
         closed,
@@ -489,13 +501,7 @@ pub async fn submit(
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     store(&app)
-        .submit(
-            &app.hub.plan().id,
-            &period,
-            unit,
-            me.name(),
-            &data_version,
-        )
+        .submit(&app.hub.plan().id, &period, unit, me.name(), &data_version)
         .map_err(web_error)?;
     me.audit("period_submitted", &period.id, unit);
     Ok(back(&period.id))

@@ -150,3 +150,6 @@ hub-period-history = Period log
 hub-period-event-closed = closed
 hub-period-event-reopened = reopened
 hub-period-event-submitted = submitted
+hub-period-submitted-by = submitted at { $at } (UTC), confirmed by { $by }
+hub-period-all-figures = The unit's closed figures
+hub-period-undated = undated

@@ -150,3 +150,6 @@ hub-period-history = Nhật ký kỳ báo cáo
 hub-period-event-closed = chốt số liệu
 hub-period-event-reopened = mở lại
 hub-period-event-submitted = xác nhận đã gửi số liệu
+hub-period-submitted-by = đã gửi lúc { $at } (UTC), { $by } xác nhận
+hub-period-all-figures = Số liệu đã chốt của đơn vị
+hub-period-undated = không ghi ngày
