@@ -112,11 +112,16 @@ pub struct ClosedFigure {
     pub indicator: String,
     pub compute: String,
     pub numerator: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub denominator: i64,
-    #[serde(default)]
+    /// A ratio's percent; none for a count or sum (its numerator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     pub status: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl ClosedFigure {
@@ -126,7 +131,7 @@ impl ClosedFigure {
             compute: f.compute.clone(),
             numerator: f.numerator,
             denominator: f.denominator,
-            value: f.value,
+            value: f.value.filter(|_| f.compute == "ratio"),
             status: f.status.clone(),
         }
     }
@@ -324,7 +329,8 @@ impl PeriodStore {
         let mut file = self.load(plan, period)?;
         let out = change(&mut file)?;
         file.format = FORMAT;
-        let bytes = serde_json::to_vec_pretty(&file).expect("serializes");
+        // Compact: a province's closing holds thousands of figures.
+        let bytes = serde_json::to_vec(&file).expect("serializes");
         let tmp = path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
@@ -652,6 +658,17 @@ impl Comparison {
 /// The figures of `unit` (and below) as closed and as they are now, and
 /// the records that make the difference (reads the store).
 pub fn compare(hub: &Hub, closing: &Closing, unit: &str) -> Result<Comparison, PeriodError> {
+    let records = hub.export(true).map_err(ViewError::from)?;
+    compare_with(hub, closing, unit, &records)
+}
+
+/// As [`compare`], with every record (deleted ones too) already read.
+pub fn compare_with(
+    hub: &Hub,
+    closing: &Closing,
+    unit: &str,
+    records: &[Record],
+) -> Result<Comparison, PeriodError> {
     let to = htx_core::progress::parse_date(&closing.as_of).map_err(|e| PeriodError::Damaged {
         path: FOLDER.into(),
         error: e.to_string(),
@@ -668,8 +685,7 @@ pub fn compare(hub: &Hub, closing: &Closing, unit: &str) -> Result<Comparison, P
         .filter(|u| inside(&u.unit))
         .cloned()
         .collect();
-    let records = hub.export(true).map_err(ViewError::from)?;
-    let now = marks(&records, &closing.hierarchy, &closing.territory);
+    let now = marks(records, &closing.hierarchy, &closing.territory);
     let mut diffs = diff_records(&closing.records, &now, &closing.as_of);
     diffs.retain(|d| inside(&d.mark.unit));
     Ok(Comparison {
@@ -835,7 +851,7 @@ mod tests {
         let path = dir.path().join("periods/de-an/2025.json");
         let text = std::fs::read_to_string(&path)
             .unwrap()
-            .replace("\"format\": 1", "\"format\": 9");
+            .replace("\"format\":1", "\"format\":9");
         std::fs::write(&path, text).unwrap();
         assert!(matches!(
             store.load("de-an", "2025"),

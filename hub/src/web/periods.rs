@@ -180,12 +180,13 @@ pub async fn comparison(
     let (hub, c, u) = (app.hub.clone(), closing.clone(), unit.to_owned());
     let (cmp, records): (Comparison, Vec<htx_core::schema::Record>) =
         tokio::task::spawn_blocking(move || {
-            let cmp = periods::compare(&hub, &c, &u)?;
+            let all = hub
+                .export(true)
+                .map_err(|e| PeriodError::View(Box::new(e.into())))?;
+            let cmp = periods::compare_with(&hub, &c, &u, &all)?;
             let ids: std::collections::BTreeSet<&str> =
                 cmp.records.iter().map(|r| r.id.as_str()).collect();
-            let records = hub
-                .export(true)
-                .map_err(|e| PeriodError::View(Box::new(e.into())))?
+            let records = all
                 .into_iter()
                 .filter(|r| ids.contains(r.id.as_str()))
                 .collect();
