@@ -168,6 +168,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Closed periods: close one (the hub keeps its figures), reopen it, list them.
+    Period {
+        #[command(subcommand)]
+        command: PeriodCommand,
+    },
     /// The yearly report or a phase review: cover and sections, stamped
     /// with plan, period, as-of date, hierarchy version, nodes and data version.
     Report {
@@ -222,6 +227,41 @@ pub enum UserCommand {
     },
     /// Lists the accounts: name, role, units, state.
     List { dir: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeriodCommand {
+    /// Closes a period: keeps the report's figures as of its end, with
+    /// their data version (opens the store: while `run` runs, close it on
+    /// the dashboard's /periods page).
+    Close {
+        dir: PathBuf,
+        /// The plan's id (checked against the hub's plan).
+        #[arg(long)]
+        plan: Option<String>,
+        /// A year (2025) or a phase (phase-1).
+        #[arg(long)]
+        period: String,
+        /// Who closes it (written in the period's log and the audit).
+        #[arg(long)]
+        by: String,
+    },
+    /// Reopens a closed period (works while `run` runs).
+    Reopen {
+        dir: PathBuf,
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        period: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Lists the periods that were closed or submitted to (works while `run` runs).
+    List {
+        dir: PathBuf,
+        #[arg(long)]
+        plan: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -609,6 +649,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<i32> {
             }
         }
         Command::User { command } => user(command)?,
+        Command::Period { command } => period(command)?,
         Command::Report {
             dir,
             plan,
@@ -769,6 +810,87 @@ fn user(command: UserCommand) -> anyhow::Result<()> {
                     a.units.join(",")
                 };
                 println!("{:<20} {:<8} {:<9} {units}", a.name, a.role.as_str(), state);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The hub's plan, checked against `--plan`.
+fn checked_plan(dir: &Path, asked: Option<&str>) -> anyhow::Result<htx_core::plan::Plan> {
+    let plan = crate::hub::default_plan(dir)?;
+    if let Some(p) = asked
+        && p != plan.id
+    {
+        return Err(crate::report::ReportError::OtherPlan(plan.id.clone(), p.to_owned()).into());
+    }
+    Ok(plan)
+}
+
+/// `htx-hub period ...`: the period files in `DIR/periods/`, audited in
+/// `DIR/web-audit.log` as the dashboard's forms are.
+fn period(command: PeriodCommand) -> anyhow::Result<()> {
+    use crate::periods::{self, PeriodStore};
+    let audit = |dir: &Path, by: &str, action: &str, period: &str, detail: &str| {
+        htx_web::audit::Audit::new(dir).record(by, action, period, detail);
+    };
+    match command {
+        PeriodCommand::Close {
+            dir,
+            plan,
+            period,
+            by,
+        } => {
+            checked_plan(&dir, plan.as_deref())?;
+            let hub = match Hub::open(&dir) {
+                Ok(h) => h,
+                Err(e) => match e.downcast_ref::<htx_core::storage::StoreError>() {
+                    Some(htx_core::storage::StoreError::Locked(_)) => bail!(
+                        "the hub is running: close the period on the dashboard's /periods page, or stop it first / máy chủ đang chạy: chốt số liệu trên trang Chốt số liệu"
+                    ),
+                    _ => return Err(e),
+                },
+            };
+            let p = periods::ended_period(&hub, &period)?;
+            let c = periods::close(&hub, &p, &by)?;
+            audit(&dir, &by, "period_closed", &p.id, &c.data_version);
+            println!(
+                "period {} closed by {by}: figures as of {} kept, data version {} / đã chốt số liệu",
+                p.id, c.as_of, c.data_version
+            );
+        }
+        PeriodCommand::Reopen {
+            dir,
+            plan,
+            period,
+            by,
+        } => {
+            let plan = checked_plan(&dir, plan.as_deref())?;
+            let p = crate::report::parse_period(&plan, &period)?;
+            PeriodStore::new(&dir).reopen(&plan.id, &p, &by)?;
+            audit(&dir, &by, "period_reopened", &p.id, "");
+            println!("period {} reopened by {by} / đã mở lại kỳ báo cáo", p.id);
+        }
+        PeriodCommand::List { dir, plan } => {
+            let plan = checked_plan(&dir, plan.as_deref())?;
+            println!(
+                "{:<10} {:<8} {:<22} {:<16} submitted",
+                "period", "state", "closed at", "by"
+            );
+            for f in PeriodStore::new(&dir).list(&plan.id)? {
+                let (state, at, by) = match &f.closing {
+                    Some(c) => ("closed", c.at.as_str(), c.by.as_str()),
+                    None => ("open", "", ""),
+                };
+                let units: Vec<&str> = f.submissions.keys().map(String::as_str).collect();
+                println!(
+                    "{:<10} {:<8} {:<22} {:<16} {}",
+                    f.period,
+                    state,
+                    at,
+                    by,
+                    units.join(",")
+                );
             }
         }
     }

@@ -30,9 +30,14 @@ pub struct HubConfig {
     /// The administration API (loopback only; port 0 picks a free one,
     /// written to `DIR/admin.addr` while `run` is running).
     pub admin_listen: String,
-    /// Progress as JSON and CSV over plain HTTP (`/api/progress`); port 0
-    /// picks a free one, written to `DIR/http.addr` while `run` is running.
+    /// The dashboard and progress as JSON and CSV over plain HTTP
+    /// (`/api/progress`); port 0 picks a free one, written to
+    /// `DIR/http.addr` while `run` is running.
     pub http_listen: String,
+    /// Serve `/api/progress` without sign-in, counts only (no node names,
+    /// no record ids): the province's public page of counts. Off: it
+    /// answers signed-in dashboard sessions only, limited to their units.
+    pub public_progress: bool,
     pub backend: Backend,
     /// The plan file progress is computed with, published read-only to
     /// every node; empty: the built-in Đề án 01 plan of Nam Định
@@ -88,6 +93,7 @@ impl Default for HubConfig {
             server_names: vec!["localhost".into(), "127.0.0.1".into()],
             admin_listen: "127.0.0.1:0".into(),
             http_listen: "127.0.0.1:0".into(),
+            public_progress: false,
             backend: Backend::Redb,
             plan_file: String::new(),
             plan_files: Vec::new(),

@@ -102,6 +102,13 @@ pub fn now_rfc3339() -> String {
         .expect("formats")
 }
 
+/// The hub's default plan (the first it follows), read from its files
+/// without opening the store (for commands that work while `run` runs).
+pub fn default_plan(dir: &Path) -> anyhow::Result<Plan> {
+    let config = HubConfig::load(dir)?;
+    Ok(load_plans(dir, &config)?.0.swap_remove(0))
+}
+
 /// The plans `config` names (`plan_file`, then `plan_files`; none: the
 /// built-in one), each with the allocation files naming it, and the text
 /// of the first, which is published to nodes.

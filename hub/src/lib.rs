@@ -15,6 +15,8 @@
 //!   months, scopes, node freshness, the data version);
 //!   [`table`] — a page's table, also as `.csv` and `.xlsx`;
 //!   [`report`] — the yearly report and the phase reviews;
+//!   [`periods`] — closed periods (figures kept, differences found) and
+//!   submissions by districts and communes;
 //!   [`web`] — the dashboard's pages on the HTTP port (on `htx-web`);
 //! - [`cli`] — the `htx-hub` commands; [`node_list`]: what `nodes` prints.
 
@@ -26,6 +28,7 @@ pub mod home;
 pub mod http;
 pub mod hub;
 pub mod node_list;
+pub mod periods;
 pub mod progress;
 pub mod quarantine;
 pub mod report;

@@ -221,6 +221,13 @@ pub fn may_see(account: &Account, default_version: &str, version: &str, code: &s
     })
 }
 
+/// Whether the officer may see people's names (managers, cadres): the
+/// roles that work on figures (analyst, admin). Viewers see figures and
+/// record ids only; figures never name anyone (Decree 13/2023).
+pub fn may_see_people(account: &Account) -> bool {
+    account.role >= htx_web::Role::Analyst
+}
+
 /// The unit a page shows when none is asked for: the province, or the
 /// officer's first unit (mapped into `version`).
 pub fn home_unit(account: &Account, default_version: &str, version: &str) -> Option<String> {

@@ -143,6 +143,8 @@ pub struct TestHub {
     serving: Option<Serving>,
     /// Holds the port while the hub is down.
     reserved: Option<TcpSocket>,
+    /// The dashboard session [`TestHub::api_get`] asks with.
+    api_cookie: Mutex<Option<String>>,
 }
 
 impl TestHub {
@@ -164,6 +166,7 @@ impl TestHub {
             port,
             serving: None,
             reserved: Some(reserved),
+            api_cookie: Mutex::new(None),
         }
     }
 
@@ -245,6 +248,54 @@ impl TestHub {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address of the hub's HTTP port (dashboard, `/api/progress`).
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.serving.as_ref().expect("the hub is serving").http_addr
+    }
+
+    /// A dashboard session of a new account (`Cookie` header value):
+    /// what `/api/progress` asks for. `units` restricts the account.
+    pub async fn dashboard_session(&self, name: &str, role: &str, units: &[&str]) -> String {
+        const PW: &str = "mật khẩu kiểm thử đủ dài";
+        let accounts = htx_web::Accounts::new(self.dir(), Default::default());
+        if accounts.get(name).expect("users.json").is_none() {
+            accounts
+                .add(
+                    name,
+                    role.parse().expect("a role"),
+                    units.iter().map(|u| u.to_string()).collect(),
+                    PW,
+                )
+                .expect("account added");
+        }
+        web::http::sign_in(self.http_addr(), name, PW)
+            .await
+            .expect("signs in")
+            .cookie
+    }
+
+    /// `GET path` on the HTTP port as a signed-in admin of the dashboard
+    /// (signed in once, again after a restart): status and body.
+    pub async fn api_get(&self, path: &str) -> (u16, String) {
+        for _ in 0..2 {
+            let cookie = self.api_cookie.lock().unwrap().clone();
+            let cookie = match cookie {
+                Some(c) => c,
+                None => {
+                    let c = self.dashboard_session("api-test", "admin", &[]).await;
+                    *self.api_cookie.lock().unwrap() = Some(c.clone());
+                    c
+                }
+            };
+            let r = web::http::request(self.http_addr(), "GET", path, Some(&cookie), b"").await;
+            if r.status != 401 {
+                return (r.status, r.body);
+            }
+            *self.api_cookie.lock().unwrap() = None;
+        }
+        panic!("{path}: still 401 after signing in");
     }
 
     /// The address in this hub's bundles.

@@ -6,7 +6,6 @@
 use htx_core::schema::record_from_strings;
 use htx_proto::v1 as pb;
 use htx_tests::{Record, TestHub, TestNode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An in-scope HTX (a woman chairs it), founded with Union support and
 /// consolidated in 2024: one more for HTX_CONSOLIDATED.
@@ -54,18 +53,6 @@ fn figure<'a>(
         .iter()
         .find(|f| f.indicator == indicator && f.phase == phase)
         .unwrap_or_else(|| panic!("{indicator} phase {phase}"))
-}
-
-async fn http_get(base: &str, path: &str) -> (u16, String) {
-    let addr = base.strip_prefix("http://").unwrap();
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("a response");
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +125,7 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
     );
 
     // HTTP: JSON, CSV, and clear refusals.
-    let (code, body) = http_get(&hub.http_url(), "/api/progress?unit=356&as_of=2025-12-31").await;
+    let (code, body) = hub.api_get("/api/progress?unit=356&as_of=2025-12-31").await;
     assert_eq!(code, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["units"][0]["unit"], "356");
@@ -158,7 +145,7 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
             .any(|u| u["unit"] == "13633"),
         "communes below come too"
     );
-    let (code, csv) = http_get(&hub.http_url(), "/api/progress.csv?unit=36").await;
+    let (code, csv) = hub.api_get("/api/progress.csv?unit=36").await;
     assert_eq!(code, 200);
     assert!(csv.starts_with("unit,name,level,indicator,phase"));
     assert!(
@@ -171,7 +158,7 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
         ("/api/progress?as_of=2025-13-01", "not a date"),
         ("/api/progress?hierarchy=1999", "unknown hierarchy version"),
     ] {
-        let (code, body) = http_get(&hub.http_url(), bad).await;
+        let (code, body) = hub.api_get(bad).await;
         assert_eq!(code, 400, "{bad}: {body}");
         assert!(body.contains(says), "{bad}: {body}");
     }
@@ -465,14 +452,12 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
     assert!(e.contains("unknown plan \"ke-hoach-khac\""), "{e}");
     assert!(e.contains("de-an-01-nam-dinh, thu-nghiem-binh-luc"), "{e}");
     assert!(e.contains("không theo dõi kế hoạch"), "{e}");
-    let (code, body) = http_get(&hub.http_url(), "/api/progress?plan=ke-hoach-khac").await;
+    let (code, body) = hub.api_get("/api/progress?plan=ke-hoach-khac").await;
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("unknown plan"), "{body}");
-    let (code, body) = http_get(
-        &hub.http_url(),
-        "/api/progress?plan=thu-nghiem-binh-luc&hierarchy=2025&as_of=2025-12-01",
-    )
-    .await;
+    let (code, body) = hub
+        .api_get("/api/progress?plan=thu-nghiem-binh-luc&hierarchy=2025&as_of=2025-12-01")
+        .await;
     assert_eq!(code, 200, "{body}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["plan"], "thu-nghiem-binh-luc");

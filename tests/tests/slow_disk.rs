@@ -12,22 +12,9 @@ use htx_node::node::Node;
 use htx_node::sync_client;
 use htx_tests::slow_store::Gate;
 use htx_tests::{TestHub, coop};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A guard against hanging, never a measurement: generous on a busy machine.
 const LIMIT: Duration = Duration::from_secs(120);
-
-async fn http_get(base: &str, path: &str) -> (u16, String) {
-    let addr = base.strip_prefix("http://").unwrap();
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").expect("a response");
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_owned())
-}
 
 const PROGRESS: &str = "/api/progress?unit=356&as_of=2025-12-31";
 
@@ -49,7 +36,7 @@ async fn a_held_commit_at_the_hub_leaves_its_reads_answering_and_completes_when_
     assert!(recorded, "the first session was recorded");
     let before = hub.export();
     assert_eq!(before.len(), 1);
-    let (code, progress_before) = http_get(&hub.http_url(), PROGRESS).await;
+    let (code, progress_before) = hub.api_get(PROGRESS).await;
     assert_eq!(code, 200, "{progress_before}");
 
     let new: Vec<_> = (0..40)
@@ -69,7 +56,7 @@ async fn a_held_commit_at_the_hub_leaves_its_reads_answering_and_completes_when_
 
     // The commit is held (the hub holds its replica meanwhile): reads
     // still answer, with what was committed before, nothing half-written.
-    let (code, progress_during) = tokio::time::timeout(LIMIT, http_get(&hub.http_url(), PROGRESS))
+    let (code, progress_during) = tokio::time::timeout(LIMIT, hub.api_get(PROGRESS))
         .await
         .expect("progress answers while a commit is held");
     assert_eq!(code, 200, "{progress_during}");
@@ -99,7 +86,7 @@ async fn a_held_commit_at_the_hub_leaves_its_reads_answering_and_completes_when_
     for id in &ids {
         assert!(after.contains(id), "{id} merged");
     }
-    let (_, progress_after) = http_get(&hub.http_url(), PROGRESS).await;
+    let (_, progress_after) = hub.api_get(PROGRESS).await;
     assert_ne!(progress_after, progress_before, "progress took the merge");
 
     // On disk too: the hub opened again holds every record.

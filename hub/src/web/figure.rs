@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use htx_core::schema::Record;
 use htx_core::units::Hierarchy;
-use htx_web::{Role, SignedIn, Tr, WebError, format};
+use htx_web::{SignedIn, Tr, WebError, format};
 
 use super::{App, Ctx, Params};
 use crate::table::{Cell, Table};
@@ -42,11 +42,6 @@ struct Partial {
     total: String,
     rows: Vec<Row>,
     hidden: usize,
-}
-
-/// Whether `me` may read people's names.
-pub fn may_see_people(me: &SignedIn) -> bool {
-    me.account.role >= Role::Analyst
 }
 
 fn label(
@@ -103,7 +98,7 @@ pub async fn page(
     })
     .await?;
     let tr = me.tr();
-    let people = may_see_people(&me);
+    let people = views::may_see_people(&me.account);
     let h = Hierarchy::builtin();
     let unit_name = |code: &str| {
         h.unit(&ctx.version, code)

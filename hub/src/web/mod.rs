@@ -4,7 +4,8 @@
 //! forms, translations, the base layout). One module per area:
 //! [`overview`] (a unit's indicators, its sources), [`units`] (the
 //! drill-down table), [`nodes`], [`trends`] (SVG charts), [`reports`] (the
-//! yearly and phase reports). Every page reads the hub's progress API
+//! yearly and phase reports), [`periods`] (closing a period, submissions).
+//! Every page reads the hub's progress API
 //! through [`crate::views`], checks that the officer may see the unit
 //! asked for (a viewer restricted to a district sees that district and its
 //! communes, whatever the URL says), and offers its table as `.csv` and
@@ -13,6 +14,7 @@
 pub mod figure;
 pub mod nodes;
 pub mod overview;
+pub mod periods;
 pub mod reports;
 pub mod trends;
 pub mod units;
@@ -21,7 +23,7 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use htx_core::plan::Phase;
 use htx_core::units::Hierarchy;
 use htx_web::{NavItem, Role, SignedIn, Web, WebError};
@@ -48,36 +50,47 @@ impl FromRef<App> for Web {
 /// Largest form body accepted (sign-in, language switch).
 const BODY_LIMIT: usize = 16 * 1024;
 
+impl App {
+    /// The hub with its web layer (accounts in `DIR/users.json`, sessions,
+    /// the dashboard's navigation).
+    pub fn new(hub: Hub) -> App {
+        let nav = vec![
+            NavItem {
+                path: "/",
+                label: "hub-nav-overview",
+            },
+            NavItem {
+                path: "/units",
+                label: "hub-nav-units",
+            },
+            NavItem {
+                path: "/trends",
+                label: "hub-nav-trends",
+            },
+            NavItem {
+                path: "/nodes",
+                label: "hub-nav-nodes",
+            },
+            NavItem {
+                path: "/report",
+                label: "hub-nav-report",
+            },
+            NavItem {
+                path: "/periods",
+                label: "hub-nav-periods",
+            },
+        ];
+        let mut settings = htx_web::Settings::new(site_name(&hub), nav);
+        settings.roles = vec![Role::Admin, Role::Analyst, Role::Viewer];
+        settings.units = account_units(&hub);
+        let web = Web::open(&hub.home().dir, settings);
+        App { hub, web }
+    }
+}
+
 /// The dashboard's routes, with the shared ones (sign-in, language,
 /// stylesheet), wrapped in the web layer's body limit and security headers.
-pub fn router(hub: Hub) -> Router {
-    let nav = vec![
-        NavItem {
-            path: "/",
-            label: "hub-nav-overview",
-        },
-        NavItem {
-            path: "/units",
-            label: "hub-nav-units",
-        },
-        NavItem {
-            path: "/trends",
-            label: "hub-nav-trends",
-        },
-        NavItem {
-            path: "/nodes",
-            label: "hub-nav-nodes",
-        },
-        NavItem {
-            path: "/report",
-            label: "hub-nav-report",
-        },
-    ];
-    let mut settings = htx_web::Settings::new(site_name(&hub), nav);
-    settings.roles = vec![Role::Admin, Role::Analyst, Role::Viewer];
-    settings.units = account_units(&hub);
-    let web = Web::open(&hub.home().dir, settings);
-    let app = App { hub, web };
+pub fn router(app: App) -> Router {
     let router = Router::new()
         .route("/", get(overview::page))
         .route("/units", get(units::page))
@@ -85,6 +98,10 @@ pub fn router(hub: Hub) -> Router {
         .route("/nodes", get(nodes::page))
         .route("/trends", get(trends::page))
         .route("/report", get(reports::page))
+        .route("/periods", get(periods::page))
+        .route("/periods/close", post(periods::close))
+        .route("/periods/reopen", post(periods::reopen))
+        .route("/periods/submit", post(periods::submit))
         .merge(htx_web::routes::routes())
         .fallback(htx_web::routes::not_found)
         .with_state(app);

@@ -23,6 +23,9 @@ pub struct ReportPartial<'a> {
     pub periods: Vec<(String, String)>,
     /// Links to download (not in the file the CLI writes).
     pub links: bool,
+    /// A closed period: its closed figures beside the current ones
+    /// ([`super::periods::comparison`]), rendered; empty otherwise.
+    pub closed: String,
 }
 
 impl ReportPartial<'_> {
@@ -123,6 +126,26 @@ pub async fn page(
         }
         None => {}
     }
+    let closed = {
+        let st = crate::periods::PeriodStore::new(&app.hub.home().dir);
+        let file = st
+            .load(&app.hub.plan().id, &report.stamp.period.id)
+            .map_err(|e| WebError::Internal(e.to_string()))?;
+        match file.closing {
+            Some(c) if c.hierarchy == report.stamp.hierarchy => {
+                super::periods::comparison(
+                    &app,
+                    &me,
+                    &report.stamp.period,
+                    &c,
+                    &report.stamp.unit,
+                    true,
+                )
+                .await?
+            }
+            _ => String::new(),
+        }
+    };
     let query = serde_urlencoded::to_string([
         ("unit", ctx.unit.as_str()),
         ("hierarchy", &ctx.version),
@@ -136,6 +159,7 @@ pub async fn page(
         query,
         periods: periods(&app),
         links: true,
+        closed,
     }
     .render()?;
     Ok(me.page("hub-report-title", &partial)?.into_response())
@@ -161,6 +185,7 @@ pub fn standalone(report: &Report, lang: htx_web::Lang) -> Result<String, askama
         query: String::new(),
         periods: Vec::new(),
         links: false,
+        closed: String::new(),
     }
     .render()?;
     let title = format!("{} — {}", tr.t("hub-report-title"), report.stamp.unit_name);

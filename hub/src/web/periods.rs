@@ -1,0 +1,509 @@
+//! # Periods: closing the figures, submissions
+//!
+//! `/periods` lists the plan's periods (years and phases) with whether
+//! each is closed and how many units have submitted. `/periods?period=P`
+//! shows one: who closed it and when, with which data version; for the
+//! officer's unit, each closed figure beside the current one, the units
+//! below whose figures moved, and the records that make the difference
+//! (id, kind, unit, date; people's names only for analysts and admins);
+//! who has submitted and who has not. Forms (POST, CSRF-checked): close
+//! (analyst or admin over the whole territory), reopen (admin), submit
+//! (an officer for their own district or commune).
+//!
+//! The report page of a closed period shows the same comparison
+//! ([`comparison`]).
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use htx_core::units::Hierarchy;
+use htx_web::{Posted, SignedIn, Tr, WebError, format};
+use serde::Deserialize;
+
+use super::{App, Ctx, Params};
+use crate::periods::{self, Closing, Comparison, PeriodError, PeriodStore};
+use crate::report::{self, Period};
+use crate::views;
+
+/// A period in the list.
+pub struct ListRow {
+    pub id: String,
+    pub name: String,
+    pub closed: String,
+    pub submitted: usize,
+}
+
+/// A figure, closed and now.
+pub struct FigureRow {
+    pub unit: String,
+    pub unit_name: String,
+    pub indicator: String,
+    pub name: String,
+    pub closed: String,
+    pub now: String,
+    pub moved: bool,
+}
+
+/// A record that makes a difference.
+pub struct RecordRow {
+    pub id: String,
+    pub change: String,
+    pub change_label: String,
+    pub kind: String,
+    pub unit: String,
+    pub date: String,
+    /// Its name: a cooperative's or a title; a person's only if allowed.
+    pub name: String,
+}
+
+/// The comparison of a closed period, as shown on the period's page and
+/// on its report's page.
+#[derive(Template)]
+#[template(path = "period_diff.html")]
+pub struct DiffPartial {
+    pub tr: Tr,
+    pub period: String,
+    /// "Closed by X on D".
+    pub closed_line: String,
+    pub data_version: String,
+    pub data_version_now: String,
+    pub moved: usize,
+    pub top: Vec<FigureRow>,
+    pub below: Vec<FigureRow>,
+    pub records: Vec<RecordRow>,
+    /// On the report page: a link to the period's page.
+    pub link: bool,
+}
+
+pub struct SubmissionRow {
+    pub unit: String,
+    pub name: String,
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Template)]
+#[template(path = "periods.html")]
+struct Partial {
+    tr: Tr,
+    csrf: String,
+    list: Vec<ListRow>,
+    /// The period shown, if one is asked for.
+    period: Option<Period>,
+    period_name: String,
+    period_span: String,
+    unit: String,
+    unit_name: String,
+    closed: bool,
+    history: Vec<(String, String, String)>,
+    can_close: bool,
+    can_reopen: bool,
+    not_over: bool,
+    /// The officer's own units that may submit: (code, name, when and
+    /// by whom it was submitted, empty if not yet).
+    mine: Vec<(String, String, String)>,
+    submissions: Vec<SubmissionRow>,
+    diff: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PeriodForm {
+    pub period: String,
+    #[serde(default)]
+    pub unit: String,
+}
+
+fn period_of(app: &App, s: &str) -> Result<Period, WebError> {
+    report::parse_period(app.hub.plan(), s).map_err(|e| WebError::BadRequest(e.to_string()))
+}
+
+fn web_error(e: PeriodError) -> WebError {
+    if e.is_request() {
+        WebError::BadRequest(e.to_string())
+    } else {
+        WebError::Internal(e.to_string())
+    }
+}
+
+fn store(app: &App) -> PeriodStore {
+    PeriodStore::new(&app.hub.home().dir)
+}
+
+/// The plan's territory in the hub's version (what a period closes).
+fn territory(app: &App) -> String {
+    let h = Hierarchy::builtin();
+    let v = &app.hub.config().default_unit_version;
+    let plan = app.hub.plan();
+    h.resolve(&plan.hierarchy, &plan.unit, v)
+        .unwrap_or_else(|_| plan.unit.clone())
+}
+
+/// Whether the officer may close periods: analyst or admin, over the
+/// whole territory.
+fn may_close(app: &App, me: &SignedIn) -> bool {
+    let v = &app.hub.config().default_unit_version;
+    me.account.role >= htx_web::Role::Analyst && views::may_see(&me.account, v, v, &territory(app))
+}
+
+fn unit_name(version: &str, code: &str) -> String {
+    Hierarchy::builtin()
+        .unit(version, code)
+        .map(|u| u.name.clone())
+        .unwrap_or_else(|_| code.to_owned())
+}
+
+fn figure_text(lang: htx_web::Lang, f: &periods::ClosedFigure) -> String {
+    if f.compute == "ratio" {
+        match f.value {
+            Some(v) => format!(
+                "{}% ({}/{})",
+                format::decimal(lang, v),
+                format::count(lang, f.numerator),
+                format::count(lang, f.denominator)
+            ),
+            None => format!("– (0/{})", format::count(lang, f.denominator)),
+        }
+    } else {
+        format::count(lang, f.numerator)
+    }
+}
+
+/// The comparison of `closing` for `unit`, rendered (reads the store).
+pub async fn comparison(
+    app: &App,
+    me: &SignedIn,
+    period: &Period,
+    closing: &Closing,
+    unit: &str,
+    link: bool,
+) -> Result<String, WebError> {
+    let (hub, c, u) = (app.hub.clone(), closing.clone(), unit.to_owned());
+    let (cmp, records): (Comparison, Vec<htx_core::schema::Record>) =
+        tokio::task::spawn_blocking(move || {
+            let all = hub
+                .export(true)
+                .map_err(|e| PeriodError::View(Box::new(e.into())))?;
+            let cmp = periods::compare_with(&hub, &c, &u, &all)?;
+            let ids: std::collections::BTreeSet<&str> =
+                cmp.records.iter().map(|r| r.id.as_str()).collect();
+            let records = all
+                .into_iter()
+                .filter(|r| ids.contains(r.id.as_str()))
+                .collect();
+            Ok::<_, PeriodError>((cmp, records))
+        })
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(web_error)?;
+    let tr = me.tr();
+    let lang = tr.lang;
+    let people = views::may_see_people(&me.account);
+    let rows: Vec<FigureRow> = cmp
+        .figures
+        .iter()
+        .map(|f| FigureRow {
+            unit: f.unit.clone(),
+            unit_name: f.unit_name.clone(),
+            indicator: f.closed.indicator.clone(),
+            name: super::indicator_name(&app.hub, lang, &f.closed.indicator),
+            closed: figure_text(lang, &f.closed),
+            now: f
+                .now
+                .as_ref()
+                .map(|n| figure_text(lang, n))
+                .unwrap_or_else(|| "–".into()),
+            moved: f.differs(),
+        })
+        .collect();
+    let (top, below): (Vec<FigureRow>, Vec<FigureRow>) =
+        rows.into_iter().partition(|r| r.unit == unit);
+    let records = cmp
+        .records
+        .iter()
+        .map(|d| {
+            let rec = records.iter().find(|r| r.id == d.id);
+            let person = matches!(d.mark.kind.as_str(), "manager" | "cadre");
+            let name = rec
+                .and_then(|r| r.text("name").or(r.text("title")))
+                .filter(|_| people || !person)
+                .unwrap_or("")
+                .to_owned();
+            RecordRow {
+                id: d.id.clone(),
+                change: d.change.as_str().to_owned(),
+                change_label: tr.t(&format!("hub-period-change-{}", d.change.as_str())),
+                kind: tr.t(&format!("kind-{}", d.mark.kind)),
+                unit: format!(
+                    "{} ({})",
+                    unit_name(&closing.hierarchy, &d.mark.unit),
+                    d.mark.unit
+                ),
+                date: d
+                    .mark
+                    .date
+                    .as_deref()
+                    .and_then(|s| htx_core::progress::parse_date(s).ok())
+                    .map(format::date)
+                    .unwrap_or_else(|| tr.t("hub-period-undated")),
+                name,
+            }
+        })
+        .collect();
+    Ok(DiffPartial {
+        tr,
+        period: period.id.clone(),
+        closed_line: tr.ta(
+            "hub-period-closed-by",
+            &[
+                ("by", closing.by.clone()),
+                (
+                    "at",
+                    format::date_text(&closing.at) + " " + closing.at.get(11..16).unwrap_or(""),
+                ),
+            ],
+        ),
+        data_version: closing.data_version.clone(),
+        data_version_now: cmp.data_version_now.clone(),
+        moved: cmp.moved(),
+        below: below.into_iter().filter(|r| r.moved).collect(),
+        top,
+        records,
+        link,
+    }
+    .render()?)
+}
+
+pub async fn page(
+    me: SignedIn,
+    State(app): State<App>,
+    Query(p): Query<Params>,
+) -> Result<Response, WebError> {
+    let tr = me.tr();
+    let plan = app.hub.plan().id.clone();
+    let st = store(&app);
+    let files = st.list(&plan).map_err(web_error)?;
+    let list: Vec<ListRow> = super::reports::periods(&app)
+        .into_iter()
+        .map(|(id, name)| {
+            let f = files.iter().find(|f| f.period == id);
+            ListRow {
+                closed: f
+                    .and_then(|f| f.closing.as_ref())
+                    .map(|c| format!("{} · {}", format::date_text(&c.at), c.by))
+                    .unwrap_or_default(),
+                submitted: f.map(|f| f.submissions.len()).unwrap_or(0),
+                id,
+                name,
+            }
+        })
+        .collect();
+    let Some(asked) = super::given(&p.period) else {
+        let partial = Partial {
+            tr,
+            csrf: me.csrf().to_owned(),
+            list,
+            period: None,
+            period_name: String::new(),
+            period_span: String::new(),
+            unit: String::new(),
+            unit_name: String::new(),
+            closed: false,
+            history: Vec::new(),
+            can_close: false,
+            can_reopen: false,
+            not_over: false,
+            mine: Vec::new(),
+            submissions: Vec::new(),
+            diff: String::new(),
+        }
+        .render()?;
+        return Ok(me.page("hub-periods-title", &partial)?.into_response());
+    };
+    let period = period_of(&app, asked)?;
+    // Periods are closed in the hub's own version: the unit asked is
+    // checked in it, whatever else the query says.
+    let ctx = Ctx::resolve(
+        &app,
+        &me,
+        &Params {
+            unit: p.unit.clone(),
+            ..Default::default()
+        },
+    )?;
+    let file = st.load(&plan, &period.id).map_err(web_error)?;
+    let version = ctx.default_version.clone();
+    let diff = match &file.closing {
+        Some(c) => comparison(&app, &me, &period, c, &ctx.unit, false).await?,
+        None => String::new(),
+    };
+    let h = Hierarchy::builtin();
+    let v = h
+        .version(&version)
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let terr = territory(&app);
+    let submissions = v
+        .children(&ctx.unit)
+        .map(|u| {
+            let s = file.submissions.get(&u.code);
+            SubmissionRow {
+                unit: u.code.clone(),
+                name: u.name.clone(),
+                by: s.map(|s| s.by.clone()).unwrap_or_default(),
+                at: s
+                    .map(|s| format::date_text(&s.at) + " " + s.at.get(11..16).unwrap_or(""))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    let mine = me
+        .account
+        .units
+        .iter()
+        .filter(|u| **u != terr && v.within(u, &terr))
+        .map(|u| {
+            let done = file.submissions.get(u).map(|s| {
+                tr.ta(
+                    "hub-period-submitted-by",
+                    &[
+                        ("by", s.by.clone()),
+                        (
+                            "at",
+                            format::date_text(&s.at) + " " + s.at.get(11..16).unwrap_or(""),
+                        ),
+                    ],
+                )
+            });
+            (u.clone(), unit_name(&version, u), done.unwrap_or_default())
+        })
+        .collect();
+    let period_name = super::reports::periods(&app)
+        .into_iter()
+        .find(|(id, _)| *id == period.id)
+        .map(|(_, n)| n)
+        .unwrap_or_else(|| period.id.clone());
+    let history = file
+        .history
+        .iter()
+        .rev()
+        // Another district's submissions are not a district's business.
+        .filter(|e| e.unit.is_empty() || views::may_see(&me.account, &version, &version, &e.unit))
+        .map(|e| {
+            let what = tr.t(&format!("hub-period-event-{}", e.action));
+            let what = if e.unit.is_empty() {
+                what
+            } else {
+                format!("{what} ({})", unit_name(&version, &e.unit))
+            };
+            (
+                format::date_text(&e.at) + " " + e.at.get(11..16).unwrap_or(""),
+                what,
+                e.by.clone(),
+            )
+        })
+        .collect();
+    let closed = file.closing.is_some();
+    let partial = Partial {
+        tr,
+        csrf: me.csrf().to_owned(),
+        list,
+        period_name,
+        period_span: format!(
+            "{} – {}",
+            format::date(period.from),
+            format::date(period.to)
+        ),
+        unit_name: unit_name(&version, &ctx.unit),
+        unit: ctx.unit.clone(),
+        closed,
+        history,
+        can_close: !closed && may_close(&app, &me),
+        can_reopen: closed && me.account.is_admin() && may_close(&app, &me),
+        not_over: period.to >= crate::progress::today(),
+        period: Some(period),
+        mine,
+        submissions,
+        diff,
+    }
+    .render()?;
+    Ok(me.page("hub-periods-title", &partial)?.into_response())
+}
+
+fn back(period: &str) -> Response {
+    let q = serde_urlencoded::to_string([("period", period)]).expect("encodes");
+    Redirect::to(&format!("/periods?{q}")).into_response()
+}
+
+/// `POST /periods/close`: analyst or admin over the whole territory.
+pub async fn close(
+    me: SignedIn,
+    State(app): State<App>,
+    Posted(form): Posted<PeriodForm>,
+) -> Result<Response, WebError> {
+    let period = period_of(&app, &form.period)?;
+    if !may_close(&app, &me) {
+        me.audit("period_close_refused", &period.id, "role or unit");
+        return Err(WebError::Forbidden);
+    }
+    let hub = app.hub.clone();
+    let (p, by) = (period.clone(), me.name().to_owned());
+    let closing = tokio::task::spawn_blocking(move || {
+        let p = periods::ended_period(&hub, &p.id)?;
+        periods::close(&hub, &p, &by)
+    })
+    .await
+    .map_err(|e| WebError::Internal(e.to_string()))?
+    .map_err(web_error)?;
+    me.audit("period_closed", &period.id, &closing.data_version);
+    Ok(back(&period.id))
+}
+
+/// `POST /periods/reopen`: admins only.
+pub async fn reopen(
+    me: SignedIn,
+    State(app): State<App>,
+    Posted(form): Posted<PeriodForm>,
+) -> Result<Response, WebError> {
+    let period = period_of(&app, &form.period)?;
+    if !(me.account.is_admin() && may_close(&app, &me)) {
+        me.audit("period_reopen_refused", &period.id, "role or unit");
+        return Err(WebError::Forbidden);
+    }
+    store(&app)
+        .reopen(&app.hub.plan().id, &period, me.name())
+        .map_err(web_error)?;
+    me.audit("period_reopened", &period.id, "");
+    Ok(back(&period.id))
+}
+
+/// `POST /periods/submit`: an officer marks their own unit's part (a
+/// district or commune within the territory) as submitted.
+pub async fn submit(
+    me: SignedIn,
+    State(app): State<App>,
+    Posted(form): Posted<PeriodForm>,
+) -> Result<Response, WebError> {
+    let period = period_of(&app, &form.period)?;
+    let v = app.hub.config().default_unit_version.clone();
+    let terr = territory(&app);
+    let unit = form.unit.trim();
+    let h = Hierarchy::builtin();
+    let below = h
+        .version(&v)
+        .is_ok_and(|hv| hv.unit(unit).is_some() && unit != terr && hv.within(unit, &terr));
+    if !below {
+        return Err(web_error(PeriodError::NotBelow(unit.to_owned())));
+    }
+    if !views::may_see(&me.account, &v, &v, unit) {
+        me.audit("period_submit_refused", &period.id, unit);
+        return Err(WebError::Forbidden);
+    }
+    let hub = app.hub.clone();
+    let data_version = tokio::task::spawn_blocking(move || views::data_version(&hub))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    store(&app)
+        .submit(&app.hub.plan().id, &period, unit, me.name(), &data_version)
+        .map_err(web_error)?;
+    me.audit("period_submitted", &period.id, unit);
+    Ok(back(&period.id))
+}
