@@ -424,6 +424,12 @@ impl Report {
 
     /// The workbook: a cover sheet, then one sheet per section.
     pub fn to_xlsx(&self, lang: Lang) -> Result<Vec<u8>, ReportError> {
+        self.to_xlsx_with(lang, &[])
+    }
+
+    /// The workbook with `extra` sheets after the sections (a closed
+    /// period's figures against the current ones).
+    pub fn to_xlsx_with(&self, lang: Lang, extra: &[Table]) -> Result<Vec<u8>, ReportError> {
         let tr = Tr::new(lang);
         let mut wb = Workbook::new();
         let bold = Format::new().set_bold();
@@ -466,6 +472,11 @@ impl Report {
             let ws = wb.add_worksheet();
             ws.set_name(sheet_name(&format!("{} {}", i + 1, s.title)))?;
             s.write(ws, 0)?;
+        }
+        for t in extra {
+            let ws = wb.add_worksheet();
+            ws.set_name(sheet_name(&t.title))?;
+            t.write(ws, 0)?;
         }
         Ok(wb.save_to_buffer()?)
     }

@@ -196,6 +196,44 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
     assert_eq!(cell(&src, "data-closed"), 2);
     assert_eq!(cell(&src, "data-now"), 3);
     b.screenshots("period-report").await;
+    // And its workbook: the closed figures beside the current ones, and the
+    // records that make the difference, by id, without names.
+    let cookie = format!(
+        "htx_session={}",
+        b.client
+            .get_named_cookie("htx_session")
+            .await
+            .unwrap()
+            .value()
+    );
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let bytes =
+        htx_tests::web::http::request_bytes(addr, "/report?period=2025&format=xlsx", &cookie).await;
+    let path = hub.dir().join("bao-cao-2025.xlsx");
+    std::fs::write(&path, bytes).unwrap();
+    {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut wb: Xlsx<_> = open_workbook(&path).unwrap();
+        let closed = wb
+            .worksheet_range("Số liệu đã chốt")
+            .expect("a closed-figures sheet");
+        let row = closed
+            .rows()
+            .find(|r| r[0].to_string().contains("(36)") && r[1].to_string() == "HTX_CONSOLIDATED")
+            .expect("the province's figure");
+        assert_eq!(
+            (row[2].to_string(), row[3].to_string(), row[4].to_string()),
+            ("2".into(), "3".into(), "Có".into())
+        );
+        let records = wb.worksheet_range("Bản ghi thay đổi sau chốt").unwrap();
+        let ids: Vec<String> = records.rows().map(|r| r[0].to_string()).collect();
+        assert!(ids.contains(&late) && ids.contains(&chair), "{ids:?}");
+        let all: String = records.rows().flatten().map(|c| c.to_string()).collect();
+        assert!(
+            !all.contains("Nguyễn Thị Hoa") && !all.contains("HTX Về muộn"),
+            "no names"
+        );
+    }
 
     // The district viewer sees her district's part, without names, and
     // confirms her district has submitted.
@@ -432,6 +470,10 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     assert_eq!(r.status, 200, "a province-wide account");
     assert!(r.body.contains("node-356"), "signed in: its sources");
 
+    // Off by default: no public page.
+    let r = request(addr, "GET", "/public", None, b"").await;
+    assert_eq!(r.status, 404, "no public page unless chosen");
+
     // public_progress = true: counts only, to anyone.
     let toml = hub.dir().join("hub.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
@@ -451,6 +493,14 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     let r = request(addr, "GET", "/api/progress.csv", None, b"").await;
     assert_eq!(r.status, 200);
     assert!(r.body.contains("HTX_CONSOLIDATED") && !r.body.contains("node-356"));
+    // The public page: the province's indicators, no node, no record, no name.
+    let r = request(addr, "GET", "/public", None, b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("Tiến độ thực hiện Đề án 01") && r.body.contains("Tỉnh Nam Định"));
+    assert!(r.body.contains("data-indicator=\"HTX_CONSOLIDATED\""));
+    for private in ["node-356", "/figure", "/units", "Nguyễn"] {
+        assert!(!r.body.contains(private), "{private} on the public page");
+    }
 
     // The command: list and reopen while the hub runs; close when stopped.
     let dir = hub.dir().to_owned();

@@ -95,6 +95,22 @@ pub struct Account {
 }
 
 impl Account {
+    /// No one: a viewer of every unit with no name, for what a page shows
+    /// a visitor who has not signed in (its defaults, never its rights).
+    pub fn nobody() -> Account {
+        Account {
+            name: String::new(),
+            role: Role::Viewer,
+            units: Vec::new(),
+            password: String::new(),
+            disabled: true,
+            lang: None,
+            failed_logins: 0,
+            locked_until: None,
+            created_at: String::new(),
+        }
+    }
+
     /// Whether this officer may change records (their unit is checked
     /// separately with [`Account::covers`]).
     pub fn may_write(&self) -> bool {

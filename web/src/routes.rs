@@ -108,6 +108,40 @@ fn session_of(web: &Web, headers: &HeaderMap) -> (Session, Option<String>) {
     }
 }
 
+/// A page for visitors who are not signed in (a public page): `body` in
+/// the base layout with no navigation, in the visitor's language (an
+/// anonymous session carries the language switch's CSRF token). `back` is
+/// the page's own path.
+pub fn public_page(
+    web: &Web,
+    headers: &HeaderMap,
+    back: &str,
+    title_key: &str,
+    body: impl FnOnce(Tr) -> Result<String, WebError>,
+) -> Result<Response, WebError> {
+    let (session, cookie) = session_of(web, headers);
+    let tr = Tr::new(cookies::lang_of(headers));
+    let body = body(tr)?;
+    let title = tr.t(title_key);
+    let html = Page {
+        tr,
+        site: &web.settings().site_name,
+        title: &title,
+        user: None,
+        csrf: &session.csrf,
+        nav: Vec::new(),
+        back,
+        body: &body,
+    }
+    .render()?;
+    let mut res = Html(html).into_response();
+    if let Some(c) = cookie {
+        res.headers_mut()
+            .insert(SET_COOKIE, c.parse().expect("cookie header"));
+    }
+    Ok(res)
+}
+
 fn login_page(
     web: &Web,
     lang: Lang,

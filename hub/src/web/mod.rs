@@ -15,6 +15,7 @@ pub mod figure;
 pub mod nodes;
 pub mod overview;
 pub mod periods;
+pub mod public;
 pub mod reports;
 pub mod trends;
 pub mod units;
@@ -95,6 +96,7 @@ pub fn router(app: App) -> Router {
         .route("/", get(overview::page))
         .route("/units", get(units::page))
         .route("/figure", get(figure::page))
+        .route("/public", get(public::page))
         .route("/nodes", get(nodes::page))
         .route("/trends", get(trends::page))
         .route("/report", get(reports::page))

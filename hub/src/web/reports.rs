@@ -101,8 +101,9 @@ pub async fn page(
     let name = format!("bao-cao-{}-{}", report.stamp.unit, report.stamp.period.id);
     match super::given(&p.format) {
         Some("xlsx") => {
+            let extra = closed_sheets(&app, &report, lang).await?;
             let bytes = report
-                .to_xlsx(lang)
+                .to_xlsx_with(lang, &extra)
                 .map_err(|e| WebError::Internal(e.to_string()))?;
             me.audit("report_downloaded", &name, &report.stamp.data_version);
             return Ok(super::file(
@@ -196,4 +197,78 @@ pub fn standalone(report: &Report, lang: htx_web::Lang) -> Result<String, askama
         body: &body,
     }
     .render()
+}
+
+/// A closed period's figures beside the current ones, and the records that
+/// make the difference (no names: ids, kinds, units, dates), as sheets of
+/// the report's workbook; none for a period not closed.
+async fn closed_sheets(
+    app: &App,
+    report: &crate::report::Report,
+    lang: htx_web::Lang,
+) -> Result<Vec<crate::table::Table>, WebError> {
+    use crate::table::{Cell, Table};
+    let st = crate::periods::PeriodStore::new(&app.hub.home().dir);
+    let file = st
+        .load(&app.hub.plan().id, &report.stamp.period.id)
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let Some(closing) = file
+        .closing
+        .filter(|c| c.hierarchy == report.stamp.hierarchy)
+    else {
+        return Ok(Vec::new());
+    };
+    let (hub, unit, c) = (app.hub.clone(), report.stamp.unit.clone(), closing.clone());
+    let cmp = tokio::task::spawn_blocking(move || crate::periods::compare(&hub, &c, &unit))
+        .await
+        .map_err(|e| WebError::Internal(e.to_string()))?
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    let tr = Tr::new(lang);
+    let mut figures = Table::new(
+        tr.t("hub-report-closed-sheet"),
+        &[
+            &tr.t("hub-col-unit"),
+            &tr.t("hub-col-code"),
+            &tr.t("hub-report-closed-value"),
+            &tr.t("hub-report-current-value"),
+            &tr.t("hub-report-differs"),
+        ],
+    );
+    let shown = |f: &crate::periods::ClosedFigure| match f.value {
+        Some(v) => format!("{v:.1}% ({}/{})", f.numerator, f.denominator),
+        None => f.numerator.to_string(),
+    };
+    for d in &cmp.figures {
+        figures.rows.push(vec![
+            Cell::text(format!("{} ({})", d.unit_name, d.unit)),
+            Cell::text(&d.closed.indicator),
+            Cell::text(shown(&d.closed)),
+            Cell::text(d.now.as_ref().map(shown).unwrap_or_default()),
+            Cell::text(if d.differs() {
+                tr.t("yes")
+            } else {
+                String::new()
+            }),
+        ]);
+    }
+    let mut records = Table::new(
+        tr.t("hub-report-closed-records"),
+        &[
+            &tr.t("hub-col-record"),
+            &tr.t("hub-col-kind"),
+            &tr.t("hub-col-unit"),
+            &tr.t("hub-col-date"),
+            &tr.t("hub-period-change"),
+        ],
+    );
+    for r in &cmp.records {
+        records.rows.push(vec![
+            Cell::text(&r.id),
+            Cell::text(tr.t(&format!("kind-{}", r.mark.kind))),
+            Cell::text(&r.mark.unit),
+            Cell::text(r.mark.date.clone().unwrap_or_default()),
+            Cell::text(tr.t(&format!("hub-period-change-{}", r.change.as_str()))),
+        ]);
+    }
+    Ok(vec![figures, records])
 }

@@ -168,3 +168,15 @@ hub-period-event-submitted = submitted
 hub-period-submitted-by = submitted at { $at } (UTC), confirmed by { $by }
 hub-period-all-figures = The unit's closed figures
 hub-period-undated = undated
+
+## The public page (public_progress = true)
+hub-public-title = Progress of Đề án 01
+hub-public-lead = { $unit } · { $phase } · figures as of { $date }
+hub-public-note = Totals from the units, with no personal data. Union officers see the details after signing in:
+
+## A closed period in the report's workbook
+hub-report-closed-sheet = Closed figures
+hub-report-closed-records = Records changed since closing
+hub-report-closed-value = Closed figure
+hub-report-current-value = Current figure
+hub-report-differs = Differs

@@ -168,3 +168,15 @@ hub-period-event-submitted = xác nhận đã gửi số liệu
 hub-period-submitted-by = đã gửi lúc { $at } (UTC), { $by } xác nhận
 hub-period-all-figures = Số liệu đã chốt của đơn vị
 hub-period-undated = không ghi ngày
+
+## The public page (public_progress = true)
+hub-public-title = Tiến độ thực hiện Đề án 01
+hub-public-lead = { $unit } · { $phase } · số liệu tính đến { $date }
+hub-public-note = Số liệu tổng hợp từ các đơn vị, không có thông tin cá nhân. Cán bộ Hội xem chi tiết sau khi đăng nhập:
+
+## A closed period in the report's workbook
+hub-report-closed-sheet = Số liệu đã chốt
+hub-report-closed-records = Bản ghi thay đổi sau chốt
+hub-report-closed-value = Số liệu đã chốt
+hub-report-current-value = Số liệu hiện tại
+hub-report-differs = Khác
