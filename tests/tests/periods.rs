@@ -219,7 +219,7 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
             .expect("a closed-figures sheet");
         let row = closed
             .rows()
-            .find(|r| r[0].to_string().contains("(36)") && r[1].to_string() == "HTX_CONSOLIDATED")
+            .find(|r| r[0].to_string().contains("(36)") && r[1] == "HTX_CONSOLIDATED")
             .expect("the province's figure");
         assert_eq!(
             (row[2].to_string(), row[3].to_string(), row[4].to_string()),
