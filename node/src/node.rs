@@ -238,6 +238,23 @@ struct Inner {
     unavailable: Mutex<Option<String>>,
     /// Where each record is; locked after the replica.
     locations: Mutex<Locations>,
+    /// Records read per document, with the heads they were read at (pages
+    /// read them on every request); locked after the replica.
+    records: Mutex<RecordCache>,
+}
+
+/// Records per document, kept while the document's heads stay the same,
+/// up to [`RecordCache::MAX`] records in all: reading a record out of
+/// Automerge costs about 0.1 ms, so a page over a few hundred records
+/// would otherwise spend most of its time re-reading what has not changed.
+#[derive(Default)]
+struct RecordCache {
+    docs: HashMap<String, (Vec<automerge::ChangeHash>, Arc<Vec<Record>>)>,
+    held: usize,
+}
+
+impl RecordCache {
+    const MAX: usize = 50_000;
 }
 
 pub fn now_rfc3339() -> String {
@@ -288,6 +305,7 @@ impl Node {
             reference: Default::default(),
             unavailable: Default::default(),
             locations: Default::default(),
+            records: Default::default(),
         })))
     }
 
@@ -874,14 +892,33 @@ impl Node {
         let mut replica = self.replica();
         // Never an empty list for a store that could not be read.
         self.reopen_if_unavailable(&mut replica)?;
+        let mut cache = self.0.records.lock().expect("record cache lock");
+        let cache = &mut *cache;
+        cache.docs.retain(|d, _| replica.doc(d).is_some());
+        cache.held = cache.docs.values().map(|(_, r)| r.len()).sum();
         let mut out = Vec::new();
         for id in replica.doc_ids() {
-            let doc = replica.doc(id).expect("listed");
+            let heads = replica.heads(id);
+            let records = match cache.docs.get(id) {
+                Some((h, recs)) if *h == heads => recs.clone(),
+                _ => {
+                    let doc = replica.doc(id).expect("listed");
+                    let recs = Arc::new(docs::read_records(doc).map_err(ReplicaError::from)?);
+                    if let Some((_, old)) = cache.docs.remove(id) {
+                        cache.held -= old.len();
+                    }
+                    if cache.held + recs.len() <= RecordCache::MAX {
+                        cache.held += recs.len();
+                        cache.docs.insert(id.to_owned(), (heads, recs.clone()));
+                    }
+                    recs
+                }
+            };
             out.extend(
-                docs::read_records(doc)
-                    .map_err(ReplicaError::from)?
-                    .into_iter()
-                    .filter(|r| include_deleted || !r.is_deleted()),
+                records
+                    .iter()
+                    .filter(|r| include_deleted || !r.is_deleted())
+                    .cloned(),
             );
         }
         Ok(out)
