@@ -489,17 +489,58 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no option {label:?} in #{id}: {e}"));
     }
 
-    /// Clicks the submit button of the page's main form.
+    /// Clicks the submit button of the page's main form, and waits for the
+    /// page it leads to.
     pub async fn submit(&self) {
-        self.client
-            .find(fantoccini::Locator::Css(
-                "main form button[type=submit].primary",
-            ))
+        self.click_and_wait(fantoccini::Locator::Css(
+            "main form button[type=submit].primary",
+        ))
+        .await;
+    }
+
+    /// Clicks what `locator` finds (a link, a form's button) and waits for
+    /// the page it leads to: the old page gone and the new one loaded. A
+    /// click returns before the browser has left the page, so reading the
+    /// address or the text right after it can read the old page.
+    pub async fn click_and_wait(&self, locator: fantoccini::Locator<'_>) {
+        let old = self
+            .client
+            .find(fantoccini::Locator::Css("html"))
             .await
-            .expect("a submit button")
+            .expect("a page");
+        let what = format!("{locator:?}");
+        self.client
+            .find(locator)
+            .await
+            .unwrap_or_else(|e| panic!("nothing to click at {what}: {e}"))
             .click()
             .await
             .expect("click");
+        for _ in 0..150 {
+            let gone = old.tag_name().await.is_err();
+            let ready = self
+                .client
+                .execute("return document.readyState", vec![])
+                .await
+                .is_ok_and(|v| v == "complete");
+            if gone && ready {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{what}: no new page within 15 s");
+    }
+
+    /// Waits (up to 15 s) until the browser is at `path`, and says where it
+    /// is if it never gets there.
+    pub async fn wait_for_path(&self, path: &str) {
+        for _ in 0..150 {
+            if self.path().await == path {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(self.path().await, path, "not there within 15 s");
     }
 
     pub async fn path(&self) -> String {

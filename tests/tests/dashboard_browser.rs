@@ -76,23 +76,12 @@ async fn sign_in(b: &Browser, base: &str, name: &str) {
 }
 
 async fn sign_out(b: &Browser) {
-    b.client
-        .find(Locator::Css("form[action='/logout'] button"))
-        .await
-        .expect("sign-out")
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("form[action='/logout'] button"))
+        .await;
 }
 
 async fn click(b: &Browser, text: &str) {
-    b.client
-        .find(Locator::LinkText(text))
-        .await
-        .unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::LinkText(text)).await;
 }
 
 fn figure(api: &serde_json::Value, unit: &str, indicator: &str) -> i64 {
@@ -142,13 +131,8 @@ async fn a_district_sees_its_own_and_the_province_drills_down_and_reports() {
     );
     b.screenshots("hub-01-district-overview").await;
     // The records behind her figure: her two cooperatives, nobody's name.
-    b.client
-        .find(Locator::Css("#ind-HTX_CONSOLIDATED a[href^='/figure']"))
-        .await
-        .expect("a link to the records behind the figure")
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("#ind-HTX_CONSOLIDATED a[href^='/figure']"))
+        .await;
     assert_eq!(b.path().await, "/figure");
     let page = b.text().await;
     assert!(
@@ -205,13 +189,8 @@ async fn a_district_sees_its_own_and_the_province_drills_down_and_reports() {
     click(&b, "Đơn vị").await;
     assert_eq!(b.path().await, "/units");
     b.screenshots("hub-04-units").await;
-    b.client
-        .find(Locator::Css("tr[data-unit='359'] th a"))
-        .await
-        .expect("Vụ Bản in the table")
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("tr[data-unit='359'] th a"))
+        .await;
     let page = b.text().await;
     assert!(
         page.contains("Huyện Vụ Bản") && page.contains("node-359"),

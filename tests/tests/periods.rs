@@ -105,27 +105,7 @@ async fn sign_in_browser(b: &Browser, base: &str, name: &str) {
 /// Clicks the button `#id` (a form post) and waits for the page it leads
 /// to: the old page gone, the new one loaded.
 async fn click(b: &Browser, id: &str) {
-    let old = b.client.find(Locator::Css("html")).await.unwrap();
-    b.client
-        .find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|e| panic!("no #{id}: {e}"))
-        .click()
-        .await
-        .unwrap();
-    for _ in 0..100 {
-        let gone = old.tag_name().await.is_err();
-        let ready = b
-            .client
-            .execute("return document.readyState", vec![])
-            .await
-            .is_ok_and(|v| v == "complete");
-        if gone && ready {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("#{id}: no new page within 10 s");
+    b.click_and_wait(Locator::Id(id)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

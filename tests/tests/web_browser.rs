@@ -85,8 +85,7 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
         .send_keys(&format!("{PASSWORD}\u{E007}")) // Enter
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(b.path().await, "/");
+    b.wait_for_path("/").await;
     let home = b.text().await;
     assert!(home.contains("Tình hình thực hiện kế hoạch"), "{home}");
     assert!(home.contains("lan (cán bộ nhập liệu)"));
@@ -105,13 +104,8 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
     b.goto(&node.url("/cooperatives")).await;
     assert!(b.text().await.contains("HTX Mây tre đan Gôi"));
     b.choose("unit", "Xã Thành Lợi").await;
-    b.client
-        .find(Locator::Css("form.filters button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("form.filters button[type=submit]"))
+        .await;
     let filtered = b.text().await;
     assert!(filtered.contains("THT Nuôi ong Thành Lợi"));
     assert!(!filtered.contains("HTX Mây tre đan Gôi"));
@@ -156,13 +150,8 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
     );
 
     // A female chair, picked from the cooperative's page.
-    b.client
-        .find(Locator::LinkText("Thêm người quản lý"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::LinkText("Thêm người quản lý"))
+        .await;
     b.fill("f-name", "Phạm Thị Hạnh").await;
     b.choose("f-gender", "Nữ").await;
     b.choose("f-role", "Chủ tịch").await;
@@ -172,13 +161,7 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
     assert_eq!(b.path().await, coop_url, "back on the cooperative's page");
 
     // Figures, with the cooperative already chosen by name.
-    b.client
-        .find(Locator::LinkText("Thêm số liệu"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::LinkText("Thêm số liệu")).await;
     let chosen = b
         .client
         .execute(
@@ -237,13 +220,8 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
     );
 
     // English on request, remembered for the officer; then back.
-    b.client
-        .find(Locator::Css("header form[action='/lang'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("header form[action='/lang'] button"))
+        .await;
     let en = b.text().await;
     assert!(en.contains("Progress against the plan"), "{en}");
     b.screenshots("09-home-english").await;
@@ -253,13 +231,8 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
             .await
             .contains("Cooperatives (HTX) and cooperative groups (THT)")
     );
-    b.client
-        .find(Locator::Css("header form[action='/lang'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("header form[action='/lang'] button"))
+        .await;
     assert!(
         b.text()
             .await
@@ -274,13 +247,8 @@ async fn an_officer_records_a_cooperative_through_the_pages_and_sees_progress_ch
 
     // Sign out: the pages need signing in again.
     b.goto(&node.url("/")).await;
-    b.client
-        .find(Locator::Css("header form[action='/logout'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("header form[action='/logout'] button"))
+        .await;
     assert_eq!(b.path().await, "/login");
     b.goto(&node.url("/")).await;
     assert_eq!(b.path().await, "/login");

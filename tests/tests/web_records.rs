@@ -125,15 +125,10 @@ async fn a_conflict_made_on_two_nodes_is_settled_in_the_browser_and_a_record_del
         assert!(page.contains(shown), "{shown:?} on the page:\n{page}");
     }
     b.screenshots("21-conflict").await;
-    b.client
-        .find(Locator::XPath(
-            "//ul[@class='contenders']/li[contains(., 'thủy sản')]//button",
-        ))
-        .await
-        .expect("a button to keep the laptop's value")
-        .click()
-        .await
-        .expect("click");
+    b.click_and_wait(Locator::XPath(
+        "//ul[@class='contenders']/li[contains(., 'thủy sản')]//button",
+    ))
+    .await;
     assert_eq!(b.path().await, format!("/records/{COOP}"));
     let page = b.text().await;
     assert!(!page.contains("Xung đột dữ liệu"), "settled:\n{page}");
@@ -158,26 +153,16 @@ async fn a_conflict_made_on_two_nodes_is_settled_in_the_browser_and_a_record_del
     assert_eq!(on_laptop.text("sector"), Some("thủy sản"));
 
     // Delete without a reason: the error beside the field, nothing changed.
-    b.client
-        .find(Locator::Css("form[action$='/delete'] button"))
-        .await
-        .expect("the delete button")
-        .click()
-        .await
-        .expect("click");
+    b.click_and_wait(Locator::Css("form[action$='/delete'] button"))
+        .await;
     let page = b.text().await;
     assert!(page.contains("Cần ghi lý do"), "{page}");
     assert!(stored(&node).await.get("deleted_at").is_none());
     b.screenshots("22-delete-needs-reason").await;
     // With a reason: deleted, and the history says who and why.
     b.fill("f-reason", "nhập trùng với HTX Mây tre Gôi").await;
-    b.client
-        .find(Locator::Css("form[action$='/delete'] button"))
-        .await
-        .expect("the delete button")
-        .click()
-        .await
-        .expect("click");
+    b.click_and_wait(Locator::Css("form[action$='/delete'] button"))
+        .await;
     let page = b.text().await;
     assert!(page.contains("đã xóa"), "{page}");
     assert!(
@@ -190,13 +175,8 @@ async fn a_conflict_made_on_two_nodes_is_settled_in_the_browser_and_a_record_del
     b.screenshots("23-deleted").await;
     // Restored, with its own reason; the delete's reason is gone with it.
     b.fill("f-reason", "xóa nhầm").await;
-    b.client
-        .find(Locator::Css("form[action$='/restore'] button"))
-        .await
-        .expect("the restore button")
-        .click()
-        .await
-        .expect("click");
+    b.click_and_wait(Locator::Css("form[action$='/restore'] button"))
+        .await;
     let rec = stored(&node).await;
     assert!(rec.get("deleted_at").is_none(), "{rec}");
     assert_eq!(rec["restored_reason"], "xóa nhầm");
@@ -360,13 +340,8 @@ async fn a_spreadsheet_with_two_bad_rows_writes_nothing_then_imports_once_fixed(
     .unwrap();
     let b = Browser::start().await;
     sign_in_browser(&b, &node).await;
-    b.client
-        .find(Locator::LinkText("Nhập, xuất dữ liệu"))
-        .await
-        .expect("the import page is in the menu")
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::LinkText("Nhập, xuất dữ liệu"))
+        .await;
     assert_eq!(b.path().await, "/import");
     b.screenshots("24-import").await;
     let upload = |path: std::path::PathBuf| {
@@ -379,13 +354,8 @@ async fn a_spreadsheet_with_two_bad_rows_writes_nothing_then_imports_once_fixed(
                 .send_keys(path.to_str().unwrap())
                 .await
                 .expect("choose the file");
-            b.client
-                .find(Locator::Css("form[action='/import'] button[type=submit]"))
-                .await
-                .expect("the check button")
-                .click()
-                .await
-                .expect("click");
+            b.click_and_wait(Locator::Css("form[action='/import'] button[type=submit]"))
+                .await;
         }
     };
     upload(bad).await;
@@ -654,13 +624,7 @@ async fn an_admin_manages_accounts_from_the_pages() {
     b.fill("name", "chi").await;
     b.fill("password", PW).await;
     b.submit().await;
-    b.client
-        .find(Locator::LinkText("Tài khoản"))
-        .await
-        .expect("admins have the accounts page in the menu")
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::LinkText("Tài khoản")).await;
     assert_eq!(b.path().await, "/admin/users");
     let page = b.text().await;
     for who in [
@@ -700,13 +664,7 @@ async fn an_admin_manages_accounts_from_the_pages() {
     );
 
     // A viewer now; then disabled: her session ends at once.
-    b.client
-        .find(Locator::LinkText("mai"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::LinkText("mai")).await;
     assert_eq!(b.path().await, "/admin/users/mai");
     b.choose("f-role", "người xem").await;
     b.submit().await;
@@ -714,13 +672,8 @@ async fn an_admin_manages_accounts_from_the_pages() {
     let r = request(node.addr, "GET", "/new/cooperative", Some(&mai.cookie), b"").await;
     assert_eq!(r.status, 403, "a viewer may not record");
     b.screenshots("30-account").await;
-    b.client
-        .find(Locator::Css("form[action$='/state'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("form[action$='/state'] button"))
+        .await;
     assert!(b.text().await.contains("đã khóa"));
     let r = request(node.addr, "GET", "/", Some(&mai.cookie), b"").await;
     assert_eq!((r.status, r.header("location")), (303, Some("/login")));
@@ -734,13 +687,8 @@ async fn an_admin_manages_accounts_from_the_pages() {
     b.goto(&node.url("/admin/users/lan")).await;
     b.fill("f-password", "mật khẩu mới của Lan").await;
     b.fill("f-password2", "mật khẩu mới của Lan").await;
-    b.client
-        .find(Locator::Css("form[action$='/password'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click_and_wait(Locator::Css("form[action$='/password'] button"))
+        .await;
     assert!(b.text().await.contains("Đã đặt mật khẩu mới"));
     let r = request(node.addr, "GET", "/", Some(&lan.cookie), b"").await;
     assert_eq!(r.status, 303, "the old session ended");
