@@ -212,6 +212,20 @@ async fn a_district_sees_its_own_and_the_province_drills_down_and_reports() {
     click(&b, "Nút đồng bộ").await;
     let page = b.text().await;
     assert!(page.contains("node-356") && page.contains("node-359"));
+    let mut versions = Vec::new();
+    for td in b
+        .client
+        .find_all(Locator::Css("td[data-software]"))
+        .await
+        .unwrap()
+    {
+        versions.push(td.text().await.unwrap());
+    }
+    assert_eq!(
+        versions,
+        [env!("CARGO_PKG_VERSION"); 2],
+        "each node's software version, as it said at its last sync"
+    );
     b.screenshots("hub-07-nodes").await;
     // An analyst or admin reads people's names behind a figure.
     b.goto(&format!(

@@ -30,6 +30,8 @@ pub struct NodeRow {
     pub expired: bool,
     pub revoked: String,
     pub last_error: String,
+    /// The software version the node last said it runs (empty: never synced).
+    pub software: String,
 }
 
 #[derive(Template)]
@@ -100,6 +102,7 @@ pub async fn page(
                 expired: expires.is_some_and(|t| t < now),
                 revoked: format::date_text(&e.revoked_at),
                 last_error: v.stats.last_error.clone(),
+                software: v.stats.software.clone(),
             }
         })
         .collect();
@@ -118,6 +121,7 @@ pub async fn page(
             &tr.t("hub-col-last-refusal"),
             &tr.t("hub-col-cert-expiry"),
             &tr.t("hub-col-revoked"),
+            &tr.t("hub-col-software"),
         ],
     );
     for r in &rows {
@@ -137,6 +141,7 @@ pub async fn page(
             Cell::text(&r.last_refusal),
             Cell::text(&r.expires),
             Cell::text(&r.revoked),
+            Cell::text(&r.software),
         ]);
     }
     if let Some(file) = super::download(&table, "nut", super::given(&p.format)) {

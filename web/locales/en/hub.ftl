@@ -180,3 +180,4 @@ hub-report-closed-records = Records changed since closing
 hub-report-closed-value = Closed figure
 hub-report-current-value = Current figure
 hub-report-differs = Differs
+hub-col-software = Software version

@@ -180,3 +180,4 @@ hub-report-closed-records = Bản ghi thay đổi sau chốt
 hub-report-closed-value = Số liệu đã chốt
 hub-report-current-value = Số liệu hiện tại
 hub-report-differs = Khác
+hub-col-software = Phiên bản phần mềm
