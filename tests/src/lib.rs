@@ -121,6 +121,65 @@ pub fn coop(unit: &str, name: &str) -> Record {
     .expect("a valid cooperative")
 }
 
+/// An in-scope HTX (a woman chairs it), founded with the Union's support
+/// on `founded_on` and consolidated on 2024-06-01: one more for
+/// HTX_CONSOLIDATED. Returns the cooperative's id.
+pub fn consolidated_htx(node: &TestNode, unit: &str, name: &str, founded_on: &str) -> String {
+    let mut coop = record_from_strings(
+        "cooperative",
+        [
+            ("type", "HTX"),
+            ("name", name),
+            ("unit", unit),
+            ("union_supported", "true"),
+            ("founded_on", founded_on),
+            ("consolidated_on", "2024-06-01"),
+        ],
+    )
+    .expect("a valid cooperative");
+    coop.id = htx_core::schema::new_id();
+    let chair = record_from_strings(
+        "manager",
+        [
+            ("cooperative", coop.id.as_str()),
+            ("name", "Nguyễn Thị Hoa"),
+            ("gender", "female"),
+            ("role", "chair"),
+        ],
+    )
+    .expect("a valid manager");
+    let id = coop.id.clone();
+    node.write(vec![coop, chair]).expect("recorded");
+    id
+}
+
+/// `htx-hub user add DIR NAME --role ROLE [--unit U]...`, the password on
+/// stdin, as an administrator types it.
+pub fn hub_user_add(
+    dir: &Path,
+    name: &str,
+    role: &str,
+    units: &[&str],
+    password: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(bin("htx-hub"));
+    cmd.args(["user", "add"])
+        .arg(dir)
+        .args([name, "--role", role]);
+    for u in units {
+        cmd.args(["--unit", u]);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("htx-hub runs");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("password sent");
+    child.wait_with_output().expect("htx-hub ends")
+}
+
 /// A change to fields of an existing record.
 pub fn edit(id: &str, kind: &str, fields: &[(&str, &str)]) -> Record {
     let mut r = record_from_strings(kind, fields.iter().copied()).expect("valid fields");

@@ -8,42 +8,19 @@
 //! HTTP (a few lines of client below, with its cookie), the real
 //! `htx-hub user` and `htx-hub report` commands.
 
-use std::io::Write;
-use std::process::Stdio;
-
 use htx_core::schema::record_from_strings;
-use htx_tests::{Record, TestHub, TestNode};
+use htx_tests::{TestHub, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "mật khẩu đủ dài 2025";
 
-/// An in-scope HTX (a woman chairs it), founded with Union support and
-/// consolidated in 2024: one more for HTX_CONSOLIDATED.
+/// `htx-hub user add`, with the test's password.
+fn add_user(dir: &std::path::Path, name: &str, role: &str, units: &[&str]) -> std::process::Output {
+    htx_tests::hub_user_add(dir, name, role, units, PASSWORD)
+}
+
 fn consolidated_htx(node: &TestNode, unit: &str, name: &str) {
-    let mut coop = record_from_strings(
-        "cooperative",
-        [
-            ("type", "HTX"),
-            ("name", name),
-            ("unit", unit),
-            ("union_supported", "true"),
-            ("founded_on", "2024-02-01"),
-            ("consolidated_on", "2024-06-01"),
-        ],
-    )
-    .unwrap();
-    coop.id = htx_core::schema::new_id();
-    let chair: Record = record_from_strings(
-        "manager",
-        [
-            ("cooperative", coop.id.as_str()),
-            ("name", "Nguyễn Thị Hoa"),
-            ("gender", "female"),
-            ("role", "chair"),
-        ],
-    )
-    .unwrap();
-    node.write(vec![coop, chair]).expect("recorded");
+    htx_tests::consolidated_htx(node, unit, name, "2024-02-01");
 }
 
 fn activity(node: &TestNode, unit: &str, kind: &str, held_on: &str, women: &str) {
@@ -60,25 +37,6 @@ fn activity(node: &TestNode, unit: &str, kind: &str, held_on: &str, women: &str)
     .unwrap();
     a.id = htx_core::schema::new_id();
     node.write(vec![a]).expect("recorded");
-}
-
-/// `htx-hub user add DIR NAME --role ROLE [--unit U]...`, password on stdin.
-fn add_user(dir: &std::path::Path, name: &str, role: &str, units: &[&str]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(htx_tests::bin("htx-hub"));
-    cmd.args(["user", "add"])
-        .arg(dir)
-        .args([name, "--role", role]);
-    for u in units {
-        cmd.args(["--unit", u]);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("htx-hub runs");
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    child.wait_with_output().unwrap()
 }
 
 struct Reply {

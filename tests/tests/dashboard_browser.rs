@@ -5,11 +5,7 @@
 //! calamine) holds the progress API's figures. Every page is saved at
 //! 1280 px and 360 px (`target/screenshots/hub-*`).
 
-use std::io::Write;
-use std::process::Stdio;
-
 use fantoccini::Locator;
-use htx_core::schema::record_from_strings;
 use htx_tests::web::http::request;
 use htx_tests::web::{Browser, browser_installed};
 use htx_tests::{TestHub, TestNode};
@@ -17,21 +13,7 @@ use htx_tests::{TestHub, TestNode};
 const PW: &str = "mật khẩu đủ dài 2025";
 
 fn add_user(dir: &std::path::Path, name: &str, role: &str, units: &[&str]) {
-    let mut cmd = std::process::Command::new(htx_tests::bin("htx-hub"));
-    cmd.args(["user", "add"])
-        .arg(dir)
-        .args([name, "--role", role]);
-    for u in units {
-        cmd.args(["--unit", u]);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("htx-hub runs");
-    writeln!(child.stdin.take().unwrap(), "{PW}").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = htx_tests::hub_user_add(dir, name, role, units, PW);
     assert!(
         out.status.success(),
         "{}",
@@ -39,32 +21,8 @@ fn add_user(dir: &std::path::Path, name: &str, role: &str, units: &[&str]) {
     );
 }
 
-/// An HTX a woman chairs, consolidated with the Union's support in 2024.
 fn consolidated_htx(node: &TestNode, unit: &str, name: &str) {
-    let mut coop = record_from_strings(
-        "cooperative",
-        [
-            ("type", "HTX"),
-            ("name", name),
-            ("unit", unit),
-            ("union_supported", "true"),
-            ("founded_on", "2024-02-01"),
-            ("consolidated_on", "2024-06-01"),
-        ],
-    )
-    .unwrap();
-    coop.id = htx_core::schema::new_id();
-    let chair = record_from_strings(
-        "manager",
-        [
-            ("cooperative", coop.id.as_str()),
-            ("name", "Nguyễn Thị Hoa"),
-            ("gender", "female"),
-            ("role", "chair"),
-        ],
-    )
-    .unwrap();
-    node.write(vec![coop, chair]).expect("recorded");
+    htx_tests::consolidated_htx(node, unit, name, "2024-02-01");
 }
 
 async fn sign_in(b: &Browser, base: &str, name: &str) {
