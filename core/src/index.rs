@@ -140,11 +140,18 @@ fn decode(k: &[u8], v: &[u8]) -> Result<Record, IndexError> {
 
 /// Every indexed record, of every document, as of one point in time.
 pub fn read_all(store: &dyn Store) -> Result<Vec<Record>, IndexError> {
-    store
-        .scan(b"r\0")?
-        .iter()
-        .map(|(k, v)| decode(k, v))
-        .collect()
+    let mut all = Vec::new();
+    each(store, |r| all.push(r))?;
+    Ok(all)
+}
+
+/// Gives every indexed record to `f`, one at a time, as of one point in
+/// time: for what keeps a part of each record and need not hold them all.
+pub fn each(store: &dyn Store, mut f: impl FnMut(Record)) -> Result<(), IndexError> {
+    for (k, v) in store.scan(b"r\0")? {
+        f(decode(&k, &v)?);
+    }
+    Ok(())
 }
 
 /// The indexed records of one document.

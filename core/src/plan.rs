@@ -31,7 +31,7 @@
 //! every related record a condition looks at: "the latest observation as of
 //! the date" is the latest living one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use time::Date;
@@ -253,6 +253,26 @@ impl Plan {
     pub(crate) fn lifespan(&self, kind: &str) -> Option<&Lifespan> {
         self.lifespans.get(kind)
     }
+
+    /// Every field a condition, sum or lifespan of the plan reads, of any
+    /// kind: what progress must keep of a record (with its links and
+    /// placement), and all it may drop.
+    pub fn fields_read(&self) -> BTreeSet<&str> {
+        let mut out = BTreeSet::new();
+        for l in self.lifespans.values() {
+            out.extend(l.from.iter().chain(&l.until).map(String::as_str));
+        }
+        for ind in &self.indicators {
+            for p in ind.filter.iter().chain(&ind.numerator) {
+                p.fields_into(&mut out);
+            }
+            if let Some((field, related)) = &ind.sum {
+                out.insert(field);
+                out.extend(related.iter().map(|r| r.via.as_str()));
+            }
+        }
+        out
+    }
 }
 
 impl Indicator {
@@ -268,6 +288,30 @@ impl Indicator {
 }
 
 impl Pred {
+    fn fields_into<'p>(&'p self, out: &mut BTreeSet<&'p str>) {
+        let inner: &[Pred] = match self {
+            Pred::Cmp { field, .. } | Pred::In { field, .. } | Pred::Set { field, .. } => {
+                out.insert(field);
+                &[]
+            }
+            Pred::Share { num, den, .. } => {
+                out.extend([num.as_str(), den.as_str()]);
+                &[]
+            }
+            Pred::Has(rel, ps) | Pred::Latest(rel, ps) => {
+                out.insert(&rel.via);
+                ps
+            }
+            Pred::Ref { field, cond } => {
+                out.insert(field);
+                cond
+            }
+            Pred::Any(ps) | Pred::All(ps) | Pred::Rule(_, ps) => ps,
+            Pred::Not(p) => std::slice::from_ref(p.as_ref()),
+        };
+        inner.iter().for_each(|p| p.fields_into(out));
+    }
+
     fn uses_phase_bounds(&self) -> bool {
         let all = |ps: &[Pred]| ps.iter().any(Pred::uses_phase_bounds);
         match self {

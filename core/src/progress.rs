@@ -299,6 +299,37 @@ fn links_into<'r>(rec: &'r Record, spec: Option<&schema::KindSpec>, out: &mut Ve
     }
 }
 
+/// The fields of a record that progress under a plan reads: those the
+/// plan's conditions name, every link, and where and by whom it was
+/// recorded. The [`Engine`] keeps only these of each record, and a
+/// from-scratch computation need read no more (a name, an address or a
+/// note is most of a record and no figure reads it).
+#[derive(Debug, Clone)]
+pub struct Kept(HashSet<String>);
+
+impl Kept {
+    pub fn of(plan: &Plan) -> Kept {
+        let links = schema::KINDS.iter().flat_map(|k| k.fields).filter_map(|f| {
+            matches!(f.ty, FieldType::Ref(_) | FieldType::RefList(_)).then_some(f.name)
+        });
+        Kept(
+            plan.fields_read()
+                .into_iter()
+                .chain(links)
+                .chain(["unit", "unit_version", "recorded_by", "deleted_at"])
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// `rec` with only the fields progress reads, and no conflicts.
+    pub fn slim(&self, mut rec: Record) -> Record {
+        rec.fields.retain(|k, _| self.0.contains(k));
+        rec.conflicts = Default::default();
+        rec
+    }
+}
+
 impl World {
     fn insert(&mut self, rec: Record) {
         self.remove(&rec.id);
@@ -1239,6 +1270,8 @@ pub fn recompute(
 pub struct Engine {
     view: View,
     world: World,
+    /// What the engine keeps of each record.
+    kept: Kept,
     /// Root id -> the unit it is placed at and what it adds there.
     placed: HashMap<String, (usize, Vec<(usize, Tally)>)>,
     unplaced: HashMap<String, Unplaced>,
@@ -1265,9 +1298,11 @@ impl Engine {
         let view = View::new(plan, hierarchy, version, as_of)?;
         let size = view.units.len() * view.slots();
         let units = view.units.len();
+        let kept = Kept::of(&view.plan);
         let mut engine = Engine {
             view,
             world: World::default(),
+            kept,
             placed: HashMap::new(),
             unplaced: HashMap::new(),
             outside: HashSet::new(),
@@ -1277,6 +1312,7 @@ impl Engine {
             total: vec![Tally::default(); size],
         };
         for r in records.into_iter().filter(|r| !r.is_deleted()) {
+            let r = engine.kept.slim(r);
             engine.world.insert(r);
         }
         engine.refresh_all();
@@ -1313,6 +1349,7 @@ impl Engine {
         }
         let id = rec.id.clone();
         let mut touched = self.around(&id);
+        let rec = self.kept.slim(rec);
         self.world.insert(rec);
         touched.extend(self.around(&id));
         for x in touched {

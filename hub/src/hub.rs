@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use htx_core::docs::{self, REFERENCE_DOC, Reference};
+use htx_core::facts::Attendance;
 use htx_core::plan::Plan;
+use htx_core::progress::Kept;
 use htx_core::replica::{Replica, ReplicaError};
 use htx_core::schema::Record;
 use htx_core::storage::{self, WriteBatch};
@@ -94,6 +96,9 @@ struct Inner {
     /// Progress in the default view, per plan id, built on first use,
     /// then kept current.
     live: Mutex<HashMap<String, Live>>,
+    /// What the facts published to nodes are worked out from, built on
+    /// the first session, then kept current.
+    attendance: Mutex<Option<Attendance>>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -209,6 +214,7 @@ impl Hub {
             plans,
             sessions: Mutex::default(),
             live: Mutex::default(),
+            attendance: Mutex::default(),
         }));
         hub.reload_enrolments()?;
         Ok(hub)
@@ -341,15 +347,23 @@ impl Hub {
     /// document, if they changed. Called at the start of each of its
     /// sessions, so the node gets them in the same session.
     pub fn publish_facts(&self, node: &Enrolment) -> anyhow::Result<bool> {
-        let records = self.export(false)?;
         let held = |r: &Record| {
             let version = r.text("unit_version").unwrap_or(&node.unit_version);
             let unit = r.text("unit").unwrap_or_default();
             Self::writable(node, &docs::unit_doc_id(version, unit))
         };
+        let trainings = {
+            let mut attendance = self.0.attendance.lock().expect("attendance lock");
+            if attendance.is_none() {
+                let mut built = Attendance::default();
+                htx_core::index::each(self.0.store.as_ref(), |r| built.upsert(&r))?;
+                *attendance = Some(built);
+            }
+            attendance.as_ref().expect("built").facts(held)
+        };
         let facts = htx_core::facts::Facts {
             computed_at: now_rfc3339(),
-            trainings: htx_core::facts::compute(&records, held),
+            trainings,
         };
         let id = htx_core::facts::doc_id(&node.name);
         let mut r = self.replica();
@@ -505,24 +519,38 @@ impl Hub {
         let report = if progress::is_live(&view, default_version) {
             let mut live = self.0.live.lock().expect("progress lock");
             if !live.contains_key(&plan.id) {
-                let engine = Live::new(plan.clone(), default_version, self.export(true)?)?;
+                let engine = Live::new(plan.clone(), default_version, self.records_for(plan)?)?;
                 live.insert(plan.id.clone(), engine);
             }
             live.get_mut(&plan.id).expect("built").report()
         } else {
-            progress::from_scratch(plan, &view, &self.export(true)?)?
+            progress::from_scratch(plan, &view, &self.records_for(plan)?)?
         };
         Ok(progress::reply(&report, query, &view.0, &nodes)?)
     }
 
-    /// Feeds records that just merged to the live view.
+    /// Feeds records that just merged to the live view and to what the
+    /// nodes' facts are worked out from.
     pub fn merged(&self, records: Vec<Record>) {
+        if let Some(a) = self.0.attendance.lock().expect("attendance lock").as_mut() {
+            records.iter().for_each(|r| a.upsert(r));
+        }
         let mut live = self.0.live.lock().expect("progress lock");
         // Every plan's engine: a record counts for each plan whose
         // territory holds it (each engine leaves the others' aside).
         for engine in live.values_mut() {
             engine.merged(records.iter().cloned());
         }
+    }
+
+    /// Every merged record, deleted ones too, with only what progress
+    /// under `plan` reads ([`Kept`]): for figures, at a fraction of the
+    /// memory of whole records.
+    pub fn records_for(&self, plan: &Plan) -> Result<Vec<Record>, htx_core::index::IndexError> {
+        let kept = Kept::of(plan);
+        let mut out = Vec::new();
+        htx_core::index::each(self.0.store.as_ref(), |r| out.push(kept.slim(r)))?;
+        Ok(out)
     }
 
     /// Every merged record; deleted ones only if asked. Read from the record

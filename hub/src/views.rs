@@ -153,7 +153,7 @@ pub fn series(
     version: &str,
     dates: &[Date],
 ) -> Result<Vec<pb::ProgressReply>, ViewError> {
-    let records = hub.export(true)?;
+    let records = hub.records_for(hub.plan())?;
     let nodes = nodes_with_stats(hub)?;
     let query = Query {
         unit: Some(unit.to_owned()),
