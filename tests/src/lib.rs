@@ -839,8 +839,15 @@ impl Output {
     }
 }
 
+/// `program` is one of ours by name (built if needed), or a path (a copy
+/// of an older build, as a benchmark's baseline).
 fn command<S: AsRef<OsStr>>(program: &str, args: &[S]) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(bin(program));
+    let path = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        bin(program)
+    };
+    let mut cmd = tokio::process::Command::new(path);
     cmd.args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
