@@ -37,7 +37,11 @@ pub const REFERENCE_DOC: &str = "ref/plan";
 /// What the reference document holds.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reference {
+    /// The hub's default plan (the only one nodes before 0.x read).
     pub plan: String,
+    /// The hub's other plans, by id: a node computes with the one whose
+    /// territory holds its unit (the default when none does).
+    pub plans: Vec<(String, String)>,
     /// (file name, CSV text), as in `units::BUILTIN_LISTS`.
     pub lists: Vec<(String, String)>,
 }
@@ -52,6 +56,20 @@ pub fn put_reference(doc: &mut AutoCommit, reference: &Reference) -> DocResult<(
         Ok(())
     };
     put_text(doc, "plan", &reference.plan)?;
+    for (id, text) in &reference.plans {
+        put_text(doc, &format!("plans/{id}"), text)?;
+    }
+    // A plan the hub no longer follows is no longer published.
+    let gone: Vec<String> = doc
+        .keys(ROOT)
+        .filter(|k| {
+            k.strip_prefix("plans/")
+                .is_some_and(|id| !reference.plans.iter().any(|(p, _)| p == id))
+        })
+        .collect();
+    for k in gone {
+        doc.delete(ROOT, k.as_str())?;
+    }
     for (name, text) in &reference.lists {
         put_text(doc, &format!("units/{name}"), text)?;
     }
@@ -65,11 +83,16 @@ pub fn read_reference(doc: &AutoCommit) -> Option<Reference> {
         _ => None,
     };
     let plan = text("plan")?;
-    let lists = doc
-        .keys(ROOT)
-        .filter_map(|k| Some((k.strip_prefix("units/")?.to_owned(), text(&k)?)))
-        .collect();
-    Some(Reference { plan, lists })
+    let under = |prefix: &str| -> Vec<(String, String)> {
+        doc.keys(ROOT)
+            .filter_map(|k| Some((k.strip_prefix(prefix)?.to_owned(), text(&k)?)))
+            .collect()
+    };
+    Some(Reference {
+        plan,
+        plans: under("plans/"),
+        lists: under("units/"),
+    })
 }
 
 fn to_scalar(v: &Value) -> ScalarValue {
@@ -301,6 +324,21 @@ mod tests {
         r.id = schema::new_id();
         r.fields.insert("unit".into(), Value::Text("13633".into()));
         r
+    }
+
+    #[test]
+    fn the_reference_publishes_every_plan_and_drops_one_no_longer_followed() {
+        let mut doc = AutoCommit::new();
+        let mut r = Reference {
+            plan: "default".into(),
+            plans: vec![("a".into(), "plan a".into()), ("b".into(), "plan b".into())],
+            lists: vec![("units.csv".into(), "code,name".into())],
+        };
+        put_reference(&mut doc, &r).unwrap();
+        assert_eq!(read_reference(&doc), Some(r.clone()));
+        r.plans.remove(0);
+        put_reference(&mut doc, &r).unwrap();
+        assert_eq!(read_reference(&doc), Some(r));
     }
 
     #[test]

@@ -115,9 +115,13 @@ pub fn default_plan(dir: &Path) -> anyhow::Result<Plan> {
 }
 
 /// The plans `config` names (`plan_file`, then `plan_files`; none: the
-/// built-in one), each with the allocation files naming it, and the text
-/// of the first, which is published to nodes.
-fn load_plans(dir: &Path, config: &HubConfig) -> anyhow::Result<(Vec<Plan>, String)> {
+/// built-in one), each with the allocation files naming it, and, for each,
+/// its id and its text with those allocations as targets, as published to
+/// nodes.
+fn load_plans(
+    dir: &Path,
+    config: &HubConfig,
+) -> anyhow::Result<(Vec<Plan>, Vec<(String, String)>)> {
     let files: Vec<&String> = std::iter::once(&config.plan_file)
         .filter(|f| !f.is_empty())
         .chain(&config.plan_files)
@@ -143,31 +147,35 @@ fn load_plans(dir: &Path, config: &HubConfig) -> anyhow::Result<(Vec<Plan>, Stri
         }
         plans.push(plan);
     }
-    let first_id = plans[0].id.clone();
-    let mut allocated = Vec::new();
+    let mut allocated = vec![Vec::new(); plans.len()];
     for path in &config.allocation_files {
         let text = std::fs::read_to_string(dir.join(path)).with_context(|| {
             format!("reading the allocation file {path} / không đọc được tệp phân bổ chỉ tiêu")
         })?;
         let target = htx_core::allocation::plan_of(&text)
             .map_err(|e| anyhow::anyhow!("allocation file {path}: {e}"))?;
-        let Some(plan) = plans.iter_mut().find(|p| p.id == target) else {
+        let Some(i) = plans.iter().position(|p| p.id == target) else {
             anyhow::bail!(
                 "allocation file {path}: it is for plan {target:?}, which this hub does not follow / tệp phân bổ cho kế hoạch không được theo dõi"
             );
         };
-        let added = htx_core::allocation::apply(plan, &text)
+        let added = htx_core::allocation::apply(&mut plans[i], &text)
             .map_err(|e| anyhow::anyhow!("allocation file {path}: {e}"))?;
-        if plan.id == first_id {
-            allocated.extend(added);
-        }
+        allocated[i].extend(added);
     }
-    // Nodes get the first plan with its allocations, as targets.
-    let mut first = texts.swap_remove(0).1;
-    if !allocated.is_empty() {
-        first.push_str(&htx_core::allocation::as_plan_targets(&allocated));
-    }
-    Ok((plans, first))
+    // Nodes get every plan with its allocations, as targets.
+    let published = plans
+        .iter()
+        .zip(texts)
+        .zip(allocated)
+        .map(|((plan, (_, mut text)), allocated)| {
+            if !allocated.is_empty() {
+                text.push_str(&htx_core::allocation::as_plan_targets(&allocated));
+            }
+            (plan.id.clone(), text)
+        })
+        .collect();
+    Ok((plans, published))
 }
 
 fn stats_key(name: &str) -> String {
@@ -187,7 +195,7 @@ impl Hub {
     ) -> anyhow::Result<Hub> {
         let config = HubConfig::load(dir)?;
         let home = Home::new(dir);
-        let (plans, plan_text) = load_plans(dir, &config)?;
+        let (plans, published) = load_plans(dir, &config)?;
         let store = open_store(&config)?;
         // Refuses a store of a newer format; migrates an older one.
         let (mut replica, _) = htx_core::format::open_with_options(
@@ -197,7 +205,8 @@ impl Hub {
         )?;
         // Publish the plan and the unit lists to every node, read-only.
         let reference = Reference {
-            plan: plan_text,
+            plan: published[0].1.clone(),
+            plans: published[1..].to_vec(),
             lists: BUILTIN_LISTS
                 .iter()
                 .map(|(n, t)| (n.to_string(), t.to_string()))

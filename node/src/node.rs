@@ -1017,7 +1017,8 @@ impl Node {
     }
 
     /// The plan and unit lists the hub published (read-only), or the ones
-    /// built in before the first sync.
+    /// built in before the first sync. Of the hub's plans, the one whose
+    /// territory holds this node's unit ([`own_plan`]).
     pub fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
         let heads = self.replica().heads(docs::REFERENCE_DOC);
         if heads.is_empty() {
@@ -1031,8 +1032,6 @@ impl Node {
             .ok_or_else(|| {
             NodeError::Setup("the hub's reference document has no plan".into())
         })?;
-        let plan = Plan::parse(&r.plan)
-            .map_err(|e| NodeError::Setup(format!("the plan the hub published: {e}")))?;
         let lists: Vec<(&str, &str)> = r
             .lists
             .iter()
@@ -1042,6 +1041,8 @@ impl Node {
         // One hierarchy per published version of the lists, kept for the
         // life of the process (they change once in years).
         let units: &'static Hierarchy = Box::leak(Box::new(units));
+        let b = &self.0.bundle;
+        let plan = own_plan(&r, units, &b.unit_version, &b.unit)?;
         *cache = Some((heads, plan.clone(), units));
         Ok((plan, units))
     }
@@ -1171,4 +1172,32 @@ fn check_refs(rec: &Record, known: &Known) -> Result<(), FieldError> {
         }
     }
     Ok(())
+}
+
+/// Of the plans the hub published, the one to compute this node's figures
+/// with: the default plan if its territory holds the node's unit, else the
+/// first other plan whose territory does, else the default (its records
+/// then show as outside the territory, as at the hub). A plan this version
+/// cannot read, other than the default, is passed over.
+fn own_plan(
+    r: &docs::Reference,
+    units: &Hierarchy,
+    version: &str,
+    unit: &str,
+) -> Result<Plan, NodeError> {
+    let first = Plan::parse(&r.plan)
+        .map_err(|e| NodeError::Setup(format!("the plan the hub published: {e}")))?;
+    let holds = |p: &Plan| {
+        htx_core::territory::Territory::new(units, &p.hierarchy, &p.unit)
+            .is_ok_and(|t| t.part(version, unit) == Some(htx_core::territory::Part::Inside))
+    };
+    if holds(&first) {
+        return Ok(first);
+    }
+    let other = r
+        .plans
+        .iter()
+        .filter_map(|(_, text)| Plan::parse(text).ok())
+        .find(|p| holds(p));
+    Ok(other.unwrap_or(first))
 }

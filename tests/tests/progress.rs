@@ -430,6 +430,39 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
                 .all(|l| l.contains(",thu-nghiem-binh-luc,"))
         );
     }
+    // Each node computes with the plan whose territory holds its unit (the
+    // hub publishes them all), and its figures equal the hub's for it.
+    for (node, plan, unit, version) in [
+        (&binh_luc, "thu-nghiem-binh-luc", "13504", "2025"),
+        (&vu_ban, "de-an-01-nam-dinh", "359", "2023"),
+    ] {
+        let own = node
+            .node()
+            .progress(None, Some("2025-12-01"), None)
+            .unwrap();
+        assert_eq!(own.plan, plan);
+        let at_hub = ask(Some(plan), Some(version)).unwrap();
+        for f in ["HTX_CONSOLIDATED", "MANAGERS_TRAINED_PCT", "ACTIVITIES"] {
+            assert_eq!(
+                figure(&own, unit, f, "1"),
+                figure(&at_hub, unit, f, "1"),
+                "{plan} {unit} {f}"
+            );
+        }
+    }
+    assert_eq!(
+        figure(
+            &binh_luc
+                .node()
+                .progress(None, Some("2025-12-01"), None)
+                .unwrap(),
+            "13504",
+            "HTX_CONSOLIDATED",
+            "1"
+        )
+        .numerator,
+        1
+    );
     // A record merged later counts for its plan only, in the live view too.
     consolidated_htx(&binh_luc, "13504", "HTX Bình Lục 2");
     binh_luc.sync().await.unwrap();

@@ -240,6 +240,7 @@ fn open_hub_replica(
             .map_err(|e| e.to_string())?;
     let reference = Reference {
         plan: plan.to_owned(),
+        plans: Vec::new(),
         lists: BUILTIN_LISTS
             .iter()
             .map(|(n, t)| (n.to_string(), t.to_string()))
