@@ -4,12 +4,17 @@
 //!
 //! `cargo run --release -p htx-core --example progress_bench`
 //!
+//! Also the memory the engine holds per record, counted by a global
+//! allocator that tracks live bytes, against the records' JSON size.
+//!
 //! With `-- --export DIR`, it writes the national records as CSV for the
 //! PostgreSQL comparison (`deploy/bench/postgres.sh`), with our figures and
 //! our best time for a full `recompute` of them, instead of the table.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use htx_core::plan::{Compute, Plan};
@@ -17,6 +22,30 @@ use htx_core::progress::{Engine, Report, parse_date, recompute};
 use htx_core::schema::{Record, Value};
 use htx_core::units::{Hierarchy, Level};
 use time::Date;
+
+/// The system allocator, counting the bytes live at any moment.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 fn day(s: &str) -> Date {
     parse_date(s).unwrap()
@@ -31,6 +60,9 @@ fn record(kind: &str, id: String, version: &str, unit: &str, fields: Vec<(&str, 
     r.fields.insert("unit".into(), Value::Text(unit.into()));
     r.fields
         .insert("unit_version".into(), Value::Text(version.into()));
+    // Who recorded it, as every record merged at the hub says.
+    r.fields
+        .insert("recorded_by".into(), Value::Text(format!("xa-{unit}")));
     for (k, v) in fields {
         r.fields.insert(k.into(), v);
     }
@@ -203,6 +235,9 @@ struct Row {
     report: Duration,
     observation: Duration,
     training: Duration,
+    /// Bytes a loaded engine holds, and the records' JSON size.
+    bytes: usize,
+    json: usize,
 }
 
 fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
@@ -225,6 +260,12 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         let copy = copies.pop().unwrap();
         Engine::new(plan.clone(), h, asked, as_of, copy).unwrap()
     });
+    // What a loaded engine holds (its records included), per record.
+    let json: usize = records.iter().map(|r| r.to_json().to_string().len()).sum();
+    let live = LIVE.load(Ordering::Relaxed);
+    let held = Engine::new(plan.clone(), h, asked, as_of, records.clone()).unwrap();
+    let bytes = LIVE.load(Ordering::Relaxed).saturating_sub(live);
+    drop(held);
     let (report, full) = best_of(3, || engine.report());
     let top = &full.units[0];
     let shown: Vec<String> = top
@@ -285,6 +326,8 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         report,
         observation,
         training,
+        bytes,
+        json,
     }
 }
 
@@ -500,4 +543,10 @@ fn main() {
         "one changed training → province figures (mean of 1,000)",
         &|r| us(r.training),
     );
+    row("memory a loaded engine holds, per record", &|r| {
+        format!("{} B", r.bytes / r.records)
+    });
+    row("the records' JSON, per record", &|r| {
+        format!("{} B ({:.1}×)", r.json / r.records, r.bytes as f64 / r.json as f64)
+    });
 }
