@@ -547,6 +547,10 @@ fn main() {
         format!("{} B", r.bytes / r.records)
     });
     row("the records' JSON, per record", &|r| {
-        format!("{} B ({:.1}×)", r.json / r.records, r.bytes as f64 / r.json as f64)
+        format!(
+            "{} B ({:.1}×)",
+            r.json / r.records,
+            r.bytes as f64 / r.json as f64
+        )
     });
 }

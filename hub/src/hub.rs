@@ -114,14 +114,15 @@ pub fn default_plan(dir: &Path) -> anyhow::Result<Plan> {
     Ok(load_plans(dir, &config)?.0.swap_remove(0))
 }
 
+/// A plan as nodes get it: its id, and its text with its allocations as
+/// targets.
+type PublishedPlan = (String, String);
+
 /// The plans `config` names (`plan_file`, then `plan_files`; none: the
 /// built-in one), each with the allocation files naming it, and, for each,
 /// its id and its text with those allocations as targets, as published to
 /// nodes.
-fn load_plans(
-    dir: &Path,
-    config: &HubConfig,
-) -> anyhow::Result<(Vec<Plan>, Vec<(String, String)>)> {
+fn load_plans(dir: &Path, config: &HubConfig) -> anyhow::Result<(Vec<Plan>, Vec<PublishedPlan>)> {
     let files: Vec<&String> = std::iter::once(&config.plan_file)
         .filter(|f| !f.is_empty())
         .chain(&config.plan_files)

@@ -196,7 +196,6 @@ struct Row {
 }
 
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 async fn phase(
     label: &str,
     program: &str,
