@@ -920,17 +920,13 @@ fn report(a: ReportArgs) -> anyhow::Result<()> {
             _ => return Err(e),
         },
     };
-    if let Some(p) = &a.plan
-        && *p != hub.plan().id
-    {
-        return Err(crate::report::ReportError::OtherPlan(hub.plan().id.clone(), p.clone()).into());
-    }
     let lang = if a.english {
         htx_web::Lang::En
     } else {
         htx_web::Lang::Vi
     };
     let req = crate::report::Request {
+        plan: a.plan.unwrap_or_default(),
         unit: a.unit.unwrap_or_default(),
         period: a.period,
         hierarchy: a.hierarchy.unwrap_or_default(),

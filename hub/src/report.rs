@@ -53,6 +53,9 @@ pub enum ReportError {
         "the hub's plan is {0:?}, not {1:?} / kế hoạch của máy chủ tỉnh không phải kế hoạch được yêu cầu"
     )]
     OtherPlan(String, String),
+    /// A plan the hub does not follow (the message lists those it does).
+    #[error("{0}")]
+    UnknownPlan(String),
     #[error("{0}")]
     View(Box<ViewError>),
     #[error("cannot write the workbook: {0}")]
@@ -124,6 +127,8 @@ pub struct Report {
 /// What to report on.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
+    /// The plan's id; empty: the hub's default plan.
+    pub plan: String,
     /// Empty: the plan's unit (the province).
     pub unit: String,
     pub period: String,
@@ -161,7 +166,9 @@ fn int_of(r: &Record, field: &str) -> i64 {
 /// Builds the report (reads the store: call off the async threads).
 pub fn build(hub: &Hub, lang: Lang, req: &Request) -> Result<Report, ReportError> {
     let tr = Tr::new(lang);
-    let plan = hub.plan();
+    let plan = hub
+        .plan_by(Some(&req.plan))
+        .map_err(|e| ReportError::UnknownPlan(e.to_string()))?;
     let period = parse_period(plan, &req.period)?;
     let version = if req.hierarchy.is_empty() {
         hub.config().default_unit_version.clone()
@@ -171,7 +178,7 @@ pub fn build(hub: &Hub, lang: Lang, req: &Request) -> Result<Report, ReportError
     let as_of = period.to.min(crate::progress::today());
     let phase = views::phase_at(plan, as_of).clone();
     let data_version = views::data_version(hub);
-    let reply = views::progress_at(hub, &req.unit, &version, as_of)?;
+    let reply = views::plan_progress_at(hub, &plan.id, &req.unit, &version, as_of)?;
     let records: Vec<Record> = hub
         .export(false)
         .map_err(ViewError::from)?
@@ -181,7 +188,7 @@ pub fn build(hub: &Hub, lang: Lang, req: &Request) -> Result<Report, ReportError
     let within = |r: &Record| in_scope(r, &version, &top.unit);
     let in_period = |d: Option<Date>| d.is_some_and(|d| d >= period.from && d <= as_of);
 
-    let name = |id: &str| crate::web::indicator_name(hub, lang, id);
+    let name = |id: &str| crate::web::plan_indicator_name(plan, lang, id);
     let mut sections = Vec::new();
 
     // 1. Indicators, targets, status.

@@ -137,11 +137,22 @@ pub fn progress_at(
     version: &str,
     as_of: Date,
 ) -> Result<pb::ProgressReply, ViewError> {
+    plan_progress_at(hub, "", unit, version, as_of)
+}
+
+/// As [`progress_at`], under plan `plan` (empty: the hub's default).
+pub fn plan_progress_at(
+    hub: &Hub,
+    plan: &str,
+    unit: &str,
+    version: &str,
+    as_of: Date,
+) -> Result<pb::ProgressReply, ViewError> {
     Ok(hub.progress(&Query {
         unit: Some(unit.to_owned()),
         as_of: Some(htx_core::schema::format_date(as_of)),
         hierarchy: Some(version.to_owned()),
-        plan: None,
+        plan: Some(plan.to_owned()),
     })?)
 }
 

@@ -463,6 +463,39 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
         .numerator,
         1
     );
+    // The yearly report of the other plan: its territory, its figures, its
+    // indicators' names; a plan the hub does not follow is named as such.
+    let report = |plan: &str| {
+        htx_hub::report::build(
+            hub.hub(),
+            htx_web::Lang::Vi,
+            &htx_hub::report::Request {
+                plan: plan.into(),
+                period: "2025".into(),
+                hierarchy: "2025".into(),
+                ..Default::default()
+            },
+        )
+    };
+    let bl = report("thu-nghiem-binh-luc").unwrap();
+    assert_eq!(
+        (bl.stamp.plan.as_str(), bl.stamp.unit.as_str()),
+        ("thu-nghiem-binh-luc", "13504")
+    );
+    assert!(bl.stamp.plan_name.contains("THỬ NGHIỆM"));
+    let json = serde_json::to_value(&bl).unwrap();
+    let rows = json["sections"][0]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), neighbour_indicators(), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r.to_string().contains("HTX_CONSOLIDATED")),
+        "{rows:?}"
+    );
+    let unknown = report("khong-co").unwrap_err().to_string();
+    assert!(
+        unknown.contains("thu-nghiem-binh-luc") && unknown.contains("de-an-01-nam-dinh"),
+        "{unknown}"
+    );
     // A record merged later counts for its plan only, in the live view too.
     consolidated_htx(&binh_luc, "13504", "HTX Bình Lục 2");
     binh_luc.sync().await.unwrap();
@@ -634,4 +667,12 @@ async fn a_province_training_of_district_managers_counts_the_same_at_node_and_hu
             .doc(&htx_core::facts::doc_id("node-356"))
             .is_none()
     );
+}
+
+/// How many indicators the neighbouring test plan has.
+fn neighbour_indicators() -> usize {
+    htx_core::plan::Plan::parse(include_str!("../../deploy/plans/thu-nghiem-binh-luc.toml"))
+        .unwrap()
+        .indicators
+        .len()
 }

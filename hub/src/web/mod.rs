@@ -298,8 +298,12 @@ pub fn file(bytes: Vec<u8>, mime: &'static str, filename: &str) -> Response {
 
 /// The Vietnamese (or English) name of an indicator.
 pub fn indicator_name(hub: &Hub, lang: htx_web::Lang, id: &str) -> String {
-    hub.plan()
-        .indicator(id)
+    plan_indicator_name(hub.plan(), lang, id)
+}
+
+/// The name of indicator `id` of `plan`, in `lang` (its id if unknown).
+pub fn plan_indicator_name(plan: &htx_core::plan::Plan, lang: htx_web::Lang, id: &str) -> String {
+    plan.indicator(id)
         .map(|i| {
             if lang == htx_web::Lang::Vi && !i.name_vi.is_empty() {
                 i.name_vi.clone()

@@ -82,6 +82,7 @@ pub async fn page(
         .map(str::to_owned)
         .unwrap_or_else(|| crate::progress::today().year().to_string());
     let req = report::Request {
+        plan: String::new(),
         unit: ctx.unit.clone(),
         period: period.clone(),
         hierarchy: ctx.version.clone(),
