@@ -1156,6 +1156,76 @@ proptest! {
     }
 }
 
+/// What a node of `scope` (2023) holds of `all`: the records of its units,
+/// and the facts the hub publishes to it ([`htx_core::facts`]).
+fn node_view(all: &[Record], scope: &str) -> Vec<Record> {
+    let v = Hierarchy::builtin().version("2023").unwrap();
+    let held = |r: &Record| r.text("unit").is_some_and(|u| v.within(u, scope));
+    let mut mine: Vec<Record> = all.iter().filter(|r| held(r)).cloned().collect();
+    mine.extend(htx_core::facts::compute(all, held));
+    mine
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Item 1 of issue 9: for random data and random scopes, a node's
+    /// figures for its units equal the hub's. Records keep their links
+    /// inside one node's reach as validation makes them (an observation
+    /// or a manager is recorded where its cooperative is); trainings,
+    /// held at any level, are attended by managers and cadres of anywhere:
+    /// what a node does not hold of them comes as the hub's facts.
+    #[test]
+    fn a_nodes_figures_for_its_units_equal_the_hubs(
+        ops in prop::collection::vec((0..KINDS.len(), any::<[u8; 16]>()), 1..90),
+        scope in prop::sample::select(vec!["356", "358", "359", "366", "13633", "13741"]),
+        as_of in prop::sample::select(DATES[1..].to_vec()),
+    ) {
+        const OWN: [&str; 6] = ["13633", "13681", "13741", "358", "36", "14215"];
+        let mut now: BTreeMap<usize, Record> = BTreeMap::new();
+        for (i, p) in &ops {
+            let mut r = random_record(*i, p);
+            r.fields.insert("unit_version".into(), Value::Text("2023".into()));
+            r.fields.insert("unit".into(), Value::Text(OWN[p[0] as usize % OWN.len()].into()));
+            if r.kind == "training" {
+                r.fields.remove("cooperative");
+            }
+            now.insert(*i, r);
+        }
+        // Where its cooperative is, as validation makes it (which also
+        // refuses a reference to anything but a cooperative the node holds).
+        let units: HashMap<String, Value> = now
+            .values()
+            .filter(|r| r.kind == "cooperative")
+            .map(|r| (r.id.clone(), r.fields["unit"].clone()))
+            .collect();
+        for r in now.values_mut() {
+            match r.text("cooperative").map(|c| units.get(c)) {
+                Some(Some(u)) => {
+                    let u = u.clone();
+                    r.fields.insert("unit".into(), u);
+                }
+                Some(None) => {
+                    r.fields.remove("cooperative");
+                }
+                None => {}
+            }
+        }
+        let all: Vec<Record> = now.into_values().collect();
+        let (plan, h, as_of) = (random_plan(), Hierarchy::builtin(), day(as_of));
+        let hub = recompute(&plan, h, "2023", as_of, &all).unwrap();
+        let node = recompute(&plan, h, "2023", as_of, &node_view(&all, scope)).unwrap();
+        let v = h.version("2023").unwrap();
+        for u in v.units().filter(|u| v.within(&u.code, scope)) {
+            prop_assert_eq!(
+                node.unit(&u.code).map(|x| &x.figures),
+                hub.unit(&u.code).map(|x| &x.figures),
+                "{} in the scope of {}", u.code, scope
+            );
+        }
+    }
+}
+
 // ---- (c) Bad input -----------------------------------------------------------
 
 #[test]
