@@ -276,6 +276,15 @@ impl Plan {
 }
 
 impl Indicator {
+    /// What its value is counted in: `"vnd"` for a sum of amounts in đồng
+    /// (a field named `*_vnd`), empty for a count or anything else.
+    pub fn measure(&self) -> &'static str {
+        match &self.sum {
+            Some((field, _)) if self.compute == Compute::Sum && field.ends_with("_vnd") => "vnd",
+            _ => "",
+        }
+    }
+
     /// Whether its conditions look at the phase's bounds (`$phase_start`,
     /// `$phase_end`). When they do not, two phases that see the same date
     /// give every record the same tally, and progress evaluates it once.

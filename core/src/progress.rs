@@ -167,6 +167,9 @@ pub struct Figure {
     pub indicator: String,
     pub phase: String,
     pub compute: Compute,
+    /// `"vnd"` for amounts in đồng ([`crate::plan::Indicator::measure`]).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub measure: &'static str,
     /// Everything placed at this unit or below it.
     pub total: Tally,
     /// What was placed at this unit itself and not below it: records
@@ -1013,6 +1016,7 @@ impl View {
             indicator: ind.id.clone(),
             phase: phase.id.clone(),
             compute: ind.compute,
+            measure: ind.measure(),
             total,
             direct,
             value,

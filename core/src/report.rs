@@ -129,6 +129,7 @@ fn unit_to_wire(
                     indicator: f.indicator.clone(),
                     phase: f.phase.clone(),
                     compute: format!("{:?}", f.compute).to_lowercase(),
+                    measure: f.measure.to_owned(),
                     numerator: narrow(&f.indicator, f.total.numerator)?,
                     denominator: narrow(&f.indicator, f.total.denominator)?,
                     value: f.value,
@@ -352,10 +353,11 @@ pub fn to_csv(reply: &pb::ProgressReply) -> String {
 
 /// A cell of the units-below table: the count or sum, or for a ratio its
 /// percent with the numerator and denominator (those add up, percents do not).
-fn cell(compute: &str, numerator: i64, denominator: i64) -> String {
+fn cell(compute: &str, measure: &str, numerator: i64, denominator: i64) -> String {
     match (compute, part_value(compute, numerator, denominator)) {
         ("ratio", Some(v)) => format!("{v:.0}% ({numerator}/{denominator})"),
         ("ratio", None) => "–".into(),
+        _ if measure == "vnd" => format!("{} đ", grouped(numerator)),
         _ => grouped(numerator),
     }
 }
@@ -539,7 +541,7 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         let value = match (f.compute.as_str(), f.value) {
             ("ratio", Some(v)) => format!("{v:.0}% ({}/{})", f.numerator, f.denominator),
             ("ratio", None) => format!("– (0/{})", f.denominator),
-            _ => grouped(f.numerator),
+            _ => cell(&f.compute, &f.measure, f.numerator, f.denominator),
         };
         let share = f
             .share
@@ -583,11 +585,11 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
                     // Nobody reported for this unit: its zeros are not figures.
                     _ if c.coverage != REPORTED => "–".into(),
                     Some(f) if f.status.is_empty() || f.status == "no_target" => {
-                        cell(&f.compute, f.numerator, f.denominator)
+                        cell(&f.compute, &f.measure, f.numerator, f.denominator)
                     }
                     Some(f) => format!(
                         "{} ({})",
-                        cell(&f.compute, f.numerator, f.denominator),
+                        cell(&f.compute, &f.measure, f.numerator, f.denominator),
                         f.status_vi
                     ),
                     None => String::new(),
@@ -607,7 +609,7 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
         here.extend(
             shown
                 .iter()
-                .map(|f| cell(&f.compute, f.here_numerator, f.here_denominator)),
+                .map(|f| cell(&f.compute, &f.measure, f.here_numerator, f.here_denominator)),
         );
         here.push(String::new());
         here.push(String::new());
@@ -643,6 +645,53 @@ pub fn to_table(reply: &pb::ProgressReply) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_amount_in_dong_says_so_in_every_output_and_a_count_does_not() {
+        let mut loan = crate::schema::record_from_strings(
+            "activity",
+            [
+                ("type", "loan"),
+                ("held_on", "2025-03-01"),
+                ("amount_vnd", "1350000000"),
+            ],
+        )
+        .unwrap();
+        loan.id = "a1".into();
+        loan.fields
+            .insert("unit".into(), crate::schema::Value::Text("13633".into()));
+        let plan = crate::plan::Plan::builtin();
+        let as_of = crate::progress::parse_date("2025-06-30").unwrap();
+        let report = crate::progress::recompute(
+            &plan,
+            crate::units::Hierarchy::builtin(),
+            "2023",
+            as_of,
+            &[loan],
+        )
+        .unwrap();
+        let reply = to_wire(&report, None, |_| Provenance::default()).unwrap();
+        let figure = |id: &str| {
+            reply.units[0]
+                .figures
+                .iter()
+                .find(|f| f.indicator == id && f.phase == "1")
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(figure("LOANS_VND").measure, "vnd");
+        assert_eq!(figure("LOANS_VND").numerator, 1_350_000_000);
+        assert_eq!(figure("ACTIVITIES").measure, "");
+        let table = to_table(&reply);
+        assert!(table.contains("1.350.000.000 đ"), "{table}");
+        assert!(!table.contains("1 đ"), "a count is not an amount: {table}");
+        // Programs read the number (JSON and gRPC also carry the measure).
+        let csv = to_csv(&reply);
+        assert!(
+            csv.contains(",1350000000,") && !csv.contains("000 đ"),
+            "{csv}"
+        );
+    }
 
     #[test]
     fn amounts_dates_and_times_are_written_the_vietnamese_way() {

@@ -348,6 +348,8 @@ pub fn value_text(lang: htx_web::Lang, f: &htx_proto::v1::Figure) -> String {
             ),
             None => format!("– (0/{})", format::count(lang, f.denominator)),
         }
+    } else if f.measure == "vnd" {
+        format!("{} đ", format::count(lang, f.numerator))
     } else {
         format::count(lang, f.numerator)
     }

@@ -134,6 +134,7 @@ pub async fn home(
             let ratio = f.compute == "ratio";
             let value = match f.value {
                 Some(v) if ratio => format!("{}%", format::decimal(tr.lang, v)),
+                Some(v) if f.measure == "vnd" => format!("{} đ", format::count(tr.lang, v as i64)),
                 Some(v) => format::count(tr.lang, v as i64),
                 None => "—".into(),
             };
