@@ -69,6 +69,10 @@ pub enum PeriodError {
     )]
     NotBelow(String),
     #[error(
+        "{0} has not submitted this period: there is nothing to withdraw / đơn vị chưa xác nhận gửi số liệu kỳ này, không có gì để rút lại"
+    )]
+    NotSubmitted(String),
+    #[error(
         "{path} was written by a newer version (format {found}, this one reads {FORMAT}) / tệp do phiên bản mới hơn ghi"
     )]
     Newer { path: String, found: u32 },
@@ -102,6 +106,7 @@ impl PeriodError {
                 | PeriodError::AlreadyClosed(..)
                 | PeriodError::NotClosed(_)
                 | PeriodError::NotBelow(_)
+                | PeriodError::NotSubmitted(_)
         )
     }
 }
@@ -386,6 +391,30 @@ impl PeriodStore {
                 at,
                 unit: unit.to_owned(),
                 data_version: data_version.to_owned(),
+            });
+            Ok(())
+        })
+    }
+
+    /// Takes back `unit`'s submission (confirmed by mistake, or its figures
+    /// are to be checked again); the history keeps both.
+    pub fn withdraw(
+        &self,
+        plan: &str,
+        period: &Period,
+        unit: &str,
+        by: &str,
+    ) -> Result<(), PeriodError> {
+        self.update(plan, &period.id, |f| {
+            let Some(s) = f.submissions.remove(unit) else {
+                return Err(PeriodError::NotSubmitted(unit.to_owned()));
+            };
+            f.history.push(Event {
+                action: "withdrawn".into(),
+                by: by.to_owned(),
+                at: crate::hub::now_rfc3339(),
+                unit: unit.to_owned(),
+                data_version: s.data_version,
             });
             Ok(())
         })
@@ -843,6 +872,22 @@ mod tests {
         assert_eq!(f.history.len(), 2);
         assert!(f.closing.is_none());
         assert_eq!(store.list("de-an").unwrap().len(), 1);
+        // A submission withdrawn is no longer one; the history keeps both,
+        // and withdrawing what was not submitted is refused.
+        store.withdraw("de-an", &p, "359", "hoa").unwrap();
+        let f = store.load("de-an", "2025").unwrap();
+        assert!(!f.submissions.contains_key("359"));
+        assert!(f.submissions.contains_key("356"));
+        let last = f.history.last().unwrap();
+        assert_eq!(
+            (last.action.as_str(), last.unit.as_str(), last.by.as_str()),
+            ("withdrawn", "359", "hoa")
+        );
+        assert!(matches!(
+            store.withdraw("de-an", &p, "359", "hoa"),
+            Err(PeriodError::NotSubmitted(_))
+        ));
+        assert_eq!(store.load("de-an", "2025").unwrap().history.len(), 3);
         assert!(
             !dir.path().join("periods/de-an/2025.json.tmp").exists(),
             "no temporary file left"

@@ -352,6 +352,58 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     )
     .await;
     assert_eq!(r.status, 303, "{r:?}");
+    // She may withdraw her own submission, not another district's, not
+    // without the form's token, and not twice.
+    let submitted = || {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        json["submissions"]
+            .as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(submitted(), ["359"]);
+    for (unit, csrf, status) in [("356", huyen.csrf.as_str(), 403), ("359", "", 403)] {
+        let r = post(
+            "/periods/withdraw",
+            huyen.cookie.clone(),
+            form(&[("csrf", csrf), ("period", "2025"), ("unit", unit)]),
+        )
+        .await;
+        assert_eq!(r.status, status, "{unit} {r:?}");
+        assert_eq!(submitted(), ["359"], "nothing withdrawn");
+    }
+    let withdraw = || {
+        post(
+            "/periods/withdraw",
+            huyen.cookie.clone(),
+            form(&[("csrf", &huyen.csrf), ("period", "2025"), ("unit", "359")]),
+        )
+    };
+    assert_eq!(withdraw().await.status, 303);
+    assert!(submitted().is_empty());
+    let page = request(
+        addr,
+        "GET",
+        "/periods?period=2025",
+        Some(&huyen.cookie),
+        b"",
+    )
+    .await;
+    assert!(
+        page.body.contains("rút lại xác nhận đã gửi"),
+        "the history says so"
+    );
+    let again = withdraw().await;
+    assert_eq!(again.status, 400);
+    assert!(again.body.contains("chưa xác nhận gửi") && again.body.contains("nothing to withdraw"));
+    let r = post(
+        "/periods/submit",
+        huyen.cookie.clone(),
+        form(&[("csrf", &huyen.csrf), ("period", "2025"), ("unit", "359")]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "submitted again: {r:?}");
     // A period that does not parse: a clear error in both languages.
     for path in ["/periods?period=h%C3%B4m-qua", "/report?period=2025%3BDROP"] {
         let r = request(addr, "GET", path, Some(&analyst.cookie), b"").await;
@@ -409,6 +461,7 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
         "csrf_refused",
         "period_close_refused",
         "period_submit_refused",
+        "period_withdraw_refused",
         "period_reopen_refused",
     ] {
         assert!(refused.iter().any(|r| r == a), "{a} audited: {refused:?}");

@@ -104,6 +104,7 @@ pub fn router(app: App) -> Router {
         .route("/periods/close", post(periods::close))
         .route("/periods/reopen", post(periods::reopen))
         .route("/periods/submit", post(periods::submit))
+        .route("/periods/withdraw", post(periods::withdraw))
         .merge(htx_web::routes::routes())
         .fallback(htx_web::routes::not_found)
         .with_state(app);

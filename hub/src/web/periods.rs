@@ -482,21 +482,8 @@ pub async fn submit(
     State(app): State<App>,
     Posted(form): Posted<PeriodForm>,
 ) -> Result<Response, WebError> {
-    let period = period_of(&app, &form.period)?;
-    let v = app.hub.config().default_unit_version.clone();
-    let terr = territory(&app);
-    let unit = form.unit.trim();
-    let h = Hierarchy::builtin();
-    let below = h
-        .version(&v)
-        .is_ok_and(|hv| hv.unit(unit).is_some() && unit != terr && hv.within(unit, &terr));
-    if !below {
-        return Err(web_error(PeriodError::NotBelow(unit.to_owned())));
-    }
-    if !views::may_see(&me.account, &v, &v, unit) {
-        me.audit("period_submit_refused", &period.id, unit);
-        return Err(WebError::Forbidden);
-    }
+    let (period, unit) = own_part(&app, &me, &form, "period_submit_refused")?;
+    let unit = unit.as_str();
     let hub = app.hub.clone();
     let data_version = tokio::task::spawn_blocking(move || views::data_version(&hub))
         .await
@@ -506,4 +493,46 @@ pub async fn submit(
         .map_err(web_error)?;
     me.audit("period_submitted", &period.id, unit);
     Ok(back(&period.id))
+}
+
+/// `POST /periods/withdraw`: an officer takes back their own unit's
+/// submission (the history keeps it).
+pub async fn withdraw(
+    me: SignedIn,
+    State(app): State<App>,
+    Posted(form): Posted<PeriodForm>,
+) -> Result<Response, WebError> {
+    let (period, unit) = own_part(&app, &me, &form, "period_withdraw_refused")?;
+    store(&app)
+        .withdraw(&app.hub.plan().id, &period, &unit, me.name())
+        .map_err(web_error)?;
+    me.audit("period_withdrawn", &period.id, &unit);
+    Ok(back(&period.id))
+}
+
+/// The period and unit of a submit or withdraw form, checked: an ended
+/// period, a unit below the territory, and one of the officer's own
+/// (refused and audited as `refused` otherwise).
+fn own_part(
+    app: &App,
+    me: &SignedIn,
+    form: &PeriodForm,
+    refused: &str,
+) -> Result<(Period, String), WebError> {
+    let period = period_of(app, &form.period)?;
+    let v = app.hub.config().default_unit_version.clone();
+    let terr = territory(app);
+    let unit = form.unit.trim();
+    let h = Hierarchy::builtin();
+    let below = h
+        .version(&v)
+        .is_ok_and(|hv| hv.unit(unit).is_some() && unit != terr && hv.within(unit, &terr));
+    if !below {
+        return Err(web_error(PeriodError::NotBelow(unit.to_owned())));
+    }
+    if !views::may_see(&me.account, &v, &v, unit) {
+        me.audit(refused, &period.id, unit);
+        return Err(WebError::Forbidden);
+    }
+    Ok((period, unit.to_owned()))
 }
