@@ -196,7 +196,7 @@ pub struct Submission {
 /// One step in a period's life, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// `closed`, `reopened`, `submitted`.
+    /// `closed`, `reopened`, `submitted`, `withdrawn`.
     pub action: String,
     pub by: String,
     pub at: String,

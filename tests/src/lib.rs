@@ -125,6 +125,18 @@ pub fn coop(unit: &str, name: &str) -> Record {
 /// on `founded_on` and consolidated on 2024-06-01: one more for
 /// HTX_CONSOLIDATED. Returns the cooperative's id.
 pub fn consolidated_htx(node: &TestNode, unit: &str, name: &str, founded_on: &str) -> String {
+    consolidated_htx_on(node, unit, name, founded_on, "2024-06-01").0
+}
+
+/// As [`consolidated_htx`], consolidated on `consolidated_on`; returns the
+/// cooperative's id and its chair's.
+pub fn consolidated_htx_on(
+    node: &TestNode,
+    unit: &str,
+    name: &str,
+    founded_on: &str,
+    consolidated_on: &str,
+) -> (String, String) {
     let mut coop = record_from_strings(
         "cooperative",
         [
@@ -133,12 +145,12 @@ pub fn consolidated_htx(node: &TestNode, unit: &str, name: &str, founded_on: &st
             ("unit", unit),
             ("union_supported", "true"),
             ("founded_on", founded_on),
-            ("consolidated_on", "2024-06-01"),
+            ("consolidated_on", consolidated_on),
         ],
     )
     .expect("a valid cooperative");
     coop.id = htx_core::schema::new_id();
-    let chair = record_from_strings(
+    let mut chair = record_from_strings(
         "manager",
         [
             ("cooperative", coop.id.as_str()),
@@ -148,9 +160,10 @@ pub fn consolidated_htx(node: &TestNode, unit: &str, name: &str, founded_on: &st
         ],
     )
     .expect("a valid manager");
-    let id = coop.id.clone();
+    chair.id = htx_core::schema::new_id();
+    let ids = (coop.id.clone(), chair.id.clone());
     node.write(vec![coop, chair]).expect("recorded");
-    id
+    ids
 }
 
 /// `htx-hub user add DIR NAME --role ROLE [--unit U]...`, the password on

@@ -259,6 +259,10 @@ async fn the_province_and_a_district_see_their_own_figures() {
     );
     assert!(page.contains("node-356"), "its source");
     assert!(!page.contains("node-359"));
+    assert!(
+        page.contains("Vốn vay hỗ trợ HTX (đồng)") && page.contains("0 đ"),
+        "an amount in đồng says so"
+    );
     for forbidden in [
         "/?unit=359",
         "/?unit=36",

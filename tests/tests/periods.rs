@@ -15,45 +15,11 @@
 //! `htx-hub period` command.
 
 use fantoccini::Locator;
-use htx_core::schema::record_from_strings;
 use htx_tests::web::http::{form, request, sign_in};
 use htx_tests::web::{Browser, browser_installed};
-use htx_tests::{Record, TestHub, TestNode};
+use htx_tests::{TestHub, consolidated_htx_on};
 
 const PW: &str = "mật khẩu kiểm thử đủ dài";
-
-/// An HTX chaired by a woman, founded with the Union's support and
-/// consolidated on `day` (one more for HTX_CONSOLIDATED): its id and
-/// its chair's.
-fn consolidated_htx(node: &TestNode, unit: &str, name: &str, day: &str) -> (String, String) {
-    let mut coop = record_from_strings(
-        "cooperative",
-        [
-            ("type", "HTX"),
-            ("name", name),
-            ("unit", unit),
-            ("union_supported", "true"),
-            ("founded_on", day),
-            ("consolidated_on", day),
-        ],
-    )
-    .unwrap();
-    coop.id = htx_core::schema::new_id();
-    let mut chair: Record = record_from_strings(
-        "manager",
-        [
-            ("cooperative", coop.id.as_str()),
-            ("name", "Nguyễn Thị Hoa"),
-            ("gender", "female"),
-            ("role", "chair"),
-        ],
-    )
-    .unwrap();
-    chair.id = htx_core::schema::new_id();
-    let ids = (coop.id.clone(), chair.id.clone());
-    node.write(vec![coop, chair]).expect("recorded");
-    ids
-}
 
 async fn add_account(hub: &TestHub, name: &str, role: &str, units: &[&str]) {
     let accounts = htx_web::Accounts::new(hub.dir(), Default::default());
@@ -117,8 +83,20 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
     let hub = TestHub::start().await;
     let city = hub.enroll_node("356", "node-356");
     let vu_ban = hub.enroll_node("359", "node-359");
-    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long", "2025-03-01");
-    consolidated_htx(&vu_ban, "13741", "HTX Mây tre Gôi", "2025-04-01");
+    consolidated_htx_on(
+        &city,
+        "13633",
+        "HTX Dệt may Hạ Long",
+        "2025-03-01",
+        "2025-03-01",
+    );
+    consolidated_htx_on(
+        &vu_ban,
+        "13741",
+        "HTX Mây tre Gôi",
+        "2025-04-01",
+        "2025-04-01",
+    );
     city.sync().await.unwrap();
     vu_ban.sync().await.unwrap();
     add_account(&hub, "phan-tich", "analyst", &[]).await;
@@ -147,7 +125,8 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
     assert_eq!(cell(&src, "data-now"), 2);
 
     // Node 356 was offline for months; it syncs a record dated in 2025.
-    let (late, chair) = consolidated_htx(&city, "13633", "HTX Về muộn", "2025-06-15");
+    let (late, chair) =
+        consolidated_htx_on(&city, "13633", "HTX Về muộn", "2025-06-15", "2025-06-15");
     city.sync().await.unwrap();
     b.goto(&format!("{base}/periods?period=2025")).await;
     let text = b.text().await;
@@ -293,7 +272,13 @@ async fn a_closed_period_keeps_its_figures_and_flags_a_back_dated_record() {
 async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     let mut hub = TestHub::start().await;
     let city = hub.enroll_node("356", "node-356");
-    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long", "2025-03-01");
+    consolidated_htx_on(
+        &city,
+        "13633",
+        "HTX Dệt may Hạ Long",
+        "2025-03-01",
+        "2025-03-01",
+    );
     city.sync().await.unwrap();
     add_account(&hub, "xem", "viewer", &[]).await;
     add_account(&hub, "phan-tich", "analyst", &[]).await;
@@ -345,12 +330,14 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     .await;
     assert_eq!(r.status, 403);
     assert!(!file.exists(), "nothing submitted");
-    let r = post(
-        "/periods/submit",
-        huyen.cookie.clone(),
-        form(&[("csrf", &huyen.csrf), ("period", "2025"), ("unit", "359")]),
-    )
-    .await;
+    let submit_359 = || {
+        post(
+            "/periods/submit",
+            huyen.cookie.clone(),
+            form(&[("csrf", &huyen.csrf), ("period", "2025"), ("unit", "359")]),
+        )
+    };
+    let r = submit_359().await;
     assert_eq!(r.status, 303, "{r:?}");
     // She may withdraw her own submission, not another district's, not
     // without the form's token, and not twice.
@@ -397,12 +384,7 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     let again = withdraw().await;
     assert_eq!(again.status, 400);
     assert!(again.body.contains("chưa xác nhận gửi") && again.body.contains("nothing to withdraw"));
-    let r = post(
-        "/periods/submit",
-        huyen.cookie.clone(),
-        form(&[("csrf", &huyen.csrf), ("period", "2025"), ("unit", "359")]),
-    )
-    .await;
+    let r = submit_359().await;
     assert_eq!(r.status, 303, "submitted again: {r:?}");
     // A period that does not parse: a clear error in both languages.
     for path in ["/periods?period=h%C3%B4m-qua", "/report?period=2025%3BDROP"] {
@@ -437,6 +419,18 @@ async fn period_forms_and_the_progress_api_refuse_what_they_must() {
     )
     .await;
     assert_eq!(r.status, 303, "{r:?}");
+    let page = request(
+        addr,
+        "GET",
+        "/periods?period=2025",
+        Some(&analyst.cookie),
+        b"",
+    )
+    .await;
+    assert!(
+        page.body.contains("Vốn vay hỗ trợ HTX (đồng)") && page.body.contains("0 đ"),
+        "a closed amount in đồng says so"
+    );
     let r = post(
         "/periods/close",
         analyst.cookie.clone(),

@@ -5,38 +5,7 @@
 
 use htx_core::schema::record_from_strings;
 use htx_proto::v1 as pb;
-use htx_tests::{Record, TestHub, TestNode};
-
-/// An in-scope HTX (a woman chairs it), founded with Union support and
-/// consolidated in 2024: one more for HTX_CONSOLIDATED.
-fn consolidated_htx(node: &TestNode, unit: &str, name: &str) -> String {
-    let mut coop = record_from_strings(
-        "cooperative",
-        [
-            ("type", "HTX"),
-            ("name", name),
-            ("unit", unit),
-            ("union_supported", "true"),
-            ("founded_on", "2020-01-01"),
-            ("consolidated_on", "2024-06-01"),
-        ],
-    )
-    .unwrap();
-    coop.id = htx_core::schema::new_id();
-    let chair: Record = record_from_strings(
-        "manager",
-        [
-            ("cooperative", coop.id.as_str()),
-            ("name", "Nguyễn Thị Hoa"),
-            ("gender", "female"),
-            ("role", "chair"),
-        ],
-    )
-    .unwrap();
-    let id = coop.id.clone();
-    node.write(vec![coop, chair]).expect("recorded");
-    id
-}
+use htx_tests::{TestHub, consolidated_htx};
 
 fn figure<'a>(
     reply: &'a pb::ProgressReply,
@@ -60,8 +29,8 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
     let hub = TestHub::start().await;
     let city = hub.enroll_node("356", "node-356");
     let vu_ban = hub.enroll_node("359", "node-359");
-    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
-    consolidated_htx(&vu_ban, "13741", "HTX Mây tre Gôi");
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long", "2020-01-01");
+    consolidated_htx(&vu_ban, "13741", "HTX Mây tre Gôi", "2020-01-01");
     // Out of scope: no woman in management, no observation.
     city.write(vec![
         record_from_strings(
@@ -93,7 +62,7 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
     assert!(p.units[0].sources.iter().all(|s| !s.last_sync.is_empty()));
 
     // One more merges: the live figures move without asking twice.
-    consolidated_htx(&city, "13684", "HTX Hoa Lộc Hạ");
+    consolidated_htx(&city, "13684", "HTX Hoa Lộc Hạ", "2020-01-01");
     city.sync().await.unwrap();
     let p = hub.hub().progress(&default).unwrap();
     assert_eq!(figure(&p, "36", "HTX_CONSOLIDATED", "1").numerator, 3);
@@ -182,7 +151,7 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
 async fn a_node_computes_progress_for_its_units_offline() {
     let hub = TestHub::create(); // never served: the node is offline
     let node = hub.enroll_node("356", "node-356");
-    consolidated_htx(&node, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&node, "13633", "HTX Dệt may Hạ Long", "2020-01-01");
     let p = node
         .node()
         .progress(None, Some("2025-06-30"), None)
@@ -212,7 +181,7 @@ async fn nodes_use_the_plan_the_hub_publishes_and_cannot_change_it() {
     std::fs::write(hub.dir().join("hub.toml"), toml::to_string(&cfg).unwrap()).unwrap();
     hub.serve().await;
     let node = hub.enroll_node("356", "node-356");
-    consolidated_htx(&node, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&node, "13633", "HTX Dệt may Hạ Long", "2020-01-01");
 
     let before = node
         .node()
@@ -280,7 +249,7 @@ async fn freshness_names_only_the_nodes_that_serve_a_unit_and_adds_up() {
     let city = hub.enroll_node("356", "node-356");
     let hai_hau = hub.enroll_node("366", "node-366"); // enrolled, never syncs
     let province = hub.enroll_node("36", "node-36");
-    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long", "2020-01-01");
     // The province office records a cadre of its own, at province level.
     province
         .write(vec![
@@ -375,9 +344,9 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
     hub.serve().await;
     let vu_ban = hub.enroll_node("359", "node-359");
     let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});
-    consolidated_htx(&vu_ban, "13741", "HTX Gôi");
-    consolidated_htx(&vu_ban, "13744", "HTX Kim Thái");
-    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục");
+    consolidated_htx(&vu_ban, "13741", "HTX Gôi", "2020-01-01");
+    consolidated_htx(&vu_ban, "13744", "HTX Kim Thái", "2020-01-01");
+    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục", "2020-01-01");
     vu_ban.sync().await.unwrap();
     binh_luc.sync().await.unwrap();
 
@@ -497,7 +466,7 @@ async fn a_hub_follows_two_plans_over_neighbouring_territories() {
         "{unknown}"
     );
     // A record merged later counts for its plan only, in the live view too.
-    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục 2");
+    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục 2", "2020-01-01");
     binh_luc.sync().await.unwrap();
     let today = |plan: &str| {
         hub.hub()
@@ -556,11 +525,11 @@ async fn a_province_training_of_district_managers_counts_the_same_at_node_and_hu
         m.id = htx_core::schema::new_id();
         m
     };
-    let coop = consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    let coop = consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long", "2020-01-01");
     let (m1, m2) = (manager(&coop, "Lê Thị Mai"), manager(&coop, "Phạm Thị Thu"));
     let ids = [m1.id.clone(), m2.id.clone()];
     city.write(vec![m1, m2]).unwrap();
-    let other = consolidated_htx(&hai_hau, "14215", "HTX Yên Định");
+    let other = consolidated_htx(&hai_hau, "14215", "HTX Yên Định", "2020-01-01");
     let m3 = manager(&other, "Đỗ Thị Hằng");
     let m3_id = m3.id.clone();
     hai_hau.write(vec![m3]).unwrap();

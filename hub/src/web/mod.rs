@@ -338,21 +338,38 @@ pub fn target_number(target: &str) -> Option<f64> {
 /// A figure's value as people read it: a count with thousands separators,
 /// or a percent with its numerator and denominator.
 pub fn value_text(lang: htx_web::Lang, f: &htx_proto::v1::Figure) -> String {
+    figure_text(
+        lang,
+        &f.compute,
+        &f.measure,
+        f.numerator,
+        f.denominator,
+        f.value,
+    )
+}
+
+/// As [`value_text`], from a figure's parts (a closed period's figures
+/// are kept without the wire type): an amount in đồng (`measure` "vnd")
+/// says so.
+pub fn figure_text(
+    lang: htx_web::Lang,
+    compute: &str,
+    measure: &str,
+    numerator: i64,
+    denominator: i64,
+    value: Option<f64>,
+) -> String {
     use htx_web::format;
-    if f.compute == "ratio" {
-        match f.value {
-            Some(v) => format!(
-                "{}% ({}/{})",
-                format::decimal(lang, v),
-                format::count(lang, f.numerator),
-                format::count(lang, f.denominator)
-            ),
-            None => format!("– (0/{})", format::count(lang, f.denominator)),
-        }
-    } else if f.measure == "vnd" {
-        format!("{} đ", format::count(lang, f.numerator))
-    } else {
-        format::count(lang, f.numerator)
+    match (compute, value) {
+        ("ratio", Some(v)) => format!(
+            "{}% ({}/{})",
+            format::decimal(lang, v),
+            format::count(lang, numerator),
+            format::count(lang, denominator)
+        ),
+        ("ratio", None) => format!("– (0/{})", format::count(lang, denominator)),
+        _ if measure == "vnd" => format!("{} đ", format::count(lang, numerator)),
+        _ => format::count(lang, numerator),
     }
 }
 

@@ -152,20 +152,22 @@ fn unit_name(version: &str, code: &str) -> String {
         .unwrap_or_else(|_| code.to_owned())
 }
 
-fn figure_text(lang: htx_web::Lang, f: &periods::ClosedFigure) -> String {
-    if f.compute == "ratio" {
-        match f.value {
-            Some(v) => format!(
-                "{}% ({}/{})",
-                format::decimal(lang, v),
-                format::count(lang, f.numerator),
-                format::count(lang, f.denominator)
-            ),
-            None => format!("– (0/{})", format::count(lang, f.denominator)),
-        }
-    } else {
-        format::count(lang, f.numerator)
-    }
+/// A closed (or current) figure as people read it; what it counts in
+/// comes from the plan.
+fn figure_text(app: &App, lang: htx_web::Lang, f: &periods::ClosedFigure) -> String {
+    let measure = app
+        .hub
+        .plan()
+        .indicator(&f.indicator)
+        .map_or("", |i| i.measure());
+    super::figure_text(
+        lang,
+        &f.compute,
+        measure,
+        f.numerator,
+        f.denominator,
+        f.value,
+    )
 }
 
 /// The comparison of `closing` for `unit`, rendered (reads the store).
@@ -206,11 +208,11 @@ pub async fn comparison(
             unit_name: f.unit_name.clone(),
             indicator: f.closed.indicator.clone(),
             name: super::indicator_name(&app.hub, lang, &f.closed.indicator),
-            closed: figure_text(lang, &f.closed),
+            closed: figure_text(app, lang, &f.closed),
             now: f
                 .now
                 .as_ref()
-                .map(|n| figure_text(lang, n))
+                .map(|n| figure_text(app, lang, n))
                 .unwrap_or_else(|| "–".into()),
             moved: f.differs(),
         })
