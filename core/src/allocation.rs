@@ -159,7 +159,7 @@ pub fn apply(plan: &mut Plan, text: &str) -> Result<Vec<Target>, AllocationError
             ),
         ));
     }
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let own = h
         .version(&plan.hierarchy)
         .map_err(|e| at(0..0, e.to_string()))?;

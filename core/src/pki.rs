@@ -381,9 +381,23 @@ pub struct Bundle {
     pub cert_issued_at: String,
     #[serde(default)]
     pub cert_expires_at: String,
+    /// The hub's unit lists when they are not the built-in ones (its
+    /// `units_dir`), by file name: the node serves the same hierarchy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<(String, String)>,
 }
 
 impl Bundle {
+    /// Makes the hub's unit lists, if the bundle carries them, this
+    /// process's hierarchy ([`crate::units::Hierarchy::install`]), before
+    /// the node checks or serves any unit.
+    pub fn install_units(&self) -> std::result::Result<(), crate::units::UnitError> {
+        if !self.units.is_empty() {
+            crate::units::Hierarchy::install(self.units.clone())?;
+        }
+        Ok(())
+    }
+
     /// Bundles are one JSON file: easy to inspect, PEM newlines escaped.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("bundles serialize")

@@ -218,17 +218,24 @@ pub(crate) enum Operand {
 impl Plan {
     /// The real plan (`deploy/plans/de-an-01-nam-dinh.toml`).
     pub fn builtin() -> Plan {
-        Plan::parse(DE_AN_01_NAM_DINH).expect("the shipped plan is valid")
+        Plan::parse_in(DE_AN_01_NAM_DINH, Hierarchy::builtin()).expect("the shipped plan is valid")
     }
 
-    /// Reads and checks a plan file, against the built-in hierarchy.
+    /// Reads and checks a plan file, against the hierarchy this process
+    /// serves ([`Hierarchy::current`]).
     pub fn parse(text: &str) -> Result<Plan, PlanError> {
+        Plan::parse_in(text, Hierarchy::current())
+    }
+
+    /// Reads and checks a plan file, against hierarchy `h`.
+    pub fn parse_in(text: &str, h: &Hierarchy) -> Result<Plan, PlanError> {
         let file: FileDef = toml::from_str(text).map_err(|e| PlanError {
             line: e.span().map_or(1, |s| line_of(text, s.start)),
             reason: e.message().trim().to_owned(),
         })?;
         Compiler {
             text,
+            h,
             rules: &file.rules,
             compiled: BTreeMap::new(),
             visiting: Vec::new(),
@@ -483,6 +490,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 struct Compiler<'a> {
     text: &'a str,
+    /// The hierarchy the plan's units are checked against.
+    h: &'a Hierarchy,
     rules: &'a BTreeMap<String, Spanned<RuleDef>>,
     /// Rules compiled so far: kind, conditions and number.
     compiled: BTreeMap<String, (String, Vec<Pred>, usize)>,
@@ -574,7 +583,7 @@ impl Compiler<'_> {
         if *f.format.get_ref() != 1 {
             return self.err(f.format.span(), "this build reads plan files of format 1");
         }
-        let h = Hierarchy::builtin();
+        let h = self.h;
         let p = &f.plan;
         let hierarchy = p.hierarchy.get_ref().clone();
         if let Err(e) = h.version(&hierarchy) {

@@ -271,7 +271,69 @@ fn step(old: &UnitVersion, new: &UnitVersion, listed: &Listed) -> BTreeMap<Strin
     out
 }
 
+/// The lists a process was given in place of the built-in ones, read once
+/// (see [`Hierarchy::install`]).
+static INSTALLED: OnceLock<(Vec<(String, String)>, &'static Hierarchy)> = OnceLock::new();
+
+/// The file names a unit-list directory holds (those of [`BUILTIN_LISTS`]).
+pub fn list_names() -> impl Iterator<Item = &'static str> {
+    BUILTIN_LISTS.iter().map(|(n, _)| *n)
+}
+
+/// The four files of a unit-list directory, by name, as text.
+pub fn read_lists(dir: &std::path::Path) -> Result<Vec<(String, String)>, UnitError> {
+    list_names()
+        .map(|name| {
+            let path = dir.join(name);
+            std::fs::read_to_string(&path)
+                .map(|text| (name.to_owned(), text))
+                .map_err(|e| UnitError::BadList {
+                    version: String::new(),
+                    reason: format!("{}: {e}", path.display()),
+                })
+        })
+        .collect()
+}
+
 impl Hierarchy {
+    /// The hierarchy this process serves: the lists given to
+    /// [`Hierarchy::install`] (a hub configured with `units_dir`, e.g. a
+    /// national one), else the built-in GSO lists.
+    pub fn current() -> &'static Hierarchy {
+        INSTALLED.get().map_or_else(Hierarchy::builtin, |(_, h)| h)
+    }
+
+    /// The files behind [`Hierarchy::current`], as nodes are sent them.
+    pub fn current_lists() -> Vec<(String, String)> {
+        match INSTALLED.get() {
+            Some((lists, _)) => lists.clone(),
+            None => BUILTIN_LISTS
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+        }
+    }
+
+    /// Makes `lists` the hierarchy of this process, once, before it serves
+    /// anything: a process serves one hierarchy, so installing other lists
+    /// afterwards is refused (the same lists again are accepted).
+    pub fn install(lists: Vec<(String, String)>) -> Result<&'static Hierarchy, UnitError> {
+        if let Some((have, h)) = INSTALLED.get() {
+            return match *have == lists {
+                true => Ok(h),
+                false => Err(UnitError::BadList {
+                    version: String::new(),
+                    reason: "this process already serves other unit lists".into(),
+                }),
+            };
+        }
+        let files: Vec<(&str, &str)> = lists.iter().map(|(n, t)| (&n[..], &t[..])).collect();
+        let h: &'static Hierarchy = Box::leak(Box::new(Hierarchy::from_lists(&files)?));
+        // Two threads installing at once: the first wins, the other checks.
+        let _ = INSTALLED.set((lists.clone(), h));
+        Hierarchy::install(lists)
+    }
+
     /// The built-in GSO lists.
     pub fn builtin() -> &'static Hierarchy {
         static H: OnceLock<Hierarchy> = OnceLock::new();

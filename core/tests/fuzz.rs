@@ -661,6 +661,7 @@ fn bundle_json() -> String {
         key: "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n".into(),
         cert_issued_at: "2025-01-01T00:00:00Z".into(),
         cert_expires_at: "2026-01-01T00:00:00Z".into(),
+        units: Vec::new(),
     }
     .to_json()
 }

@@ -409,7 +409,7 @@ impl Access {
 /// Records per unit and kind, with the unit's name, for a terminal.
 fn print_table(records: &[Record]) {
     use std::collections::BTreeMap;
-    let h = htx_core::units::Hierarchy::builtin();
+    let h = htx_core::units::Hierarchy::current();
     let kinds: Vec<&str> = htx_core::schema::KINDS.iter().map(|k| k.name).collect();
     let mut rows: BTreeMap<(String, String), BTreeMap<&str, usize>> = BTreeMap::new();
     for r in records {
@@ -762,7 +762,7 @@ fn user(command: UserCommand) -> anyhow::Result<()> {
                 );
             }
             let cfg = HubConfig::load(&dir)?;
-            let h = htx_core::units::Hierarchy::builtin();
+            let h = htx_core::units::Hierarchy::current();
             for u in &units {
                 h.unit(&cfg.default_unit_version, u).map_err(|e| {
                     anyhow::anyhow!("--unit {u}: {e} / mã đơn vị không có trong danh mục")

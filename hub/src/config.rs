@@ -53,6 +53,11 @@ pub struct HubConfig {
     pub allocation_files: Vec<String>,
     /// Hierarchy version for units named without one (the plan's own).
     pub default_unit_version: String,
+    /// A directory (relative to the hub's) holding unit lists in place of
+    /// the built-in ones (the four files of `core/admin-units/`, by name):
+    /// e.g. a hub over more than one province. Empty: the built-in lists.
+    /// Nodes are sent the hub's lists.
+    pub units_dir: String,
     /// Lifetime of the certificates `enroll` and renewals issue.
     pub node_cert_days: i64,
     /// If set, overrides `node_cert_days` (seconds; for tests of expiry).
@@ -99,6 +104,7 @@ impl Default for HubConfig {
             plan_files: Vec::new(),
             allocation_files: Vec::new(),
             default_unit_version: htx_core::units::DEFAULT_VERSION.into(),
+            units_dir: String::new(),
             node_cert_days: 365,
             node_cert_secs: None,
             max_message_bytes: 16 << 20,
@@ -144,7 +150,11 @@ impl HubConfig {
 
     /// Reads `DIR/hub.toml` over the defaults, then any `HTX_HUB_<FIELD>`
     /// environment variable over both (every field, the same way; lists as
-    /// `[a, b]`), and checks the result.
+    /// `[a, b]`), and checks the result. With `units_dir` set, its lists
+    /// become this process's hierarchy ([`Hierarchy::install`]): every
+    /// command reads the hub's configuration first.
+    ///
+    /// [`Hierarchy::install`]: htx_core::units::Hierarchy::install
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(Self::FILE);
         if !path.exists() {
@@ -164,6 +174,17 @@ impl HubConfig {
                     path.display()
                 )
             })?;
+        if !cfg.units_dir.is_empty() {
+            let lists = htx_core::units::read_lists(&dir.join(&cfg.units_dir))
+                .and_then(htx_core::units::Hierarchy::install);
+            lists.map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: units_dir = {:?}: {e} / không đọc được danh mục đơn vị",
+                    path.display(),
+                    cfg.units_dir
+                )
+            })?;
+        }
         cfg.validate()
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(cfg)
@@ -218,7 +239,7 @@ impl HubConfig {
         check_listen("listen", &self.listen)?;
         check_listen("http_listen", &self.http_listen)?;
         check_loopback("admin_listen", &self.admin_listen)?;
-        if htx_core::units::Hierarchy::builtin()
+        if htx_core::units::Hierarchy::current()
             .version(&self.default_unit_version)
             .is_err()
         {

@@ -187,7 +187,7 @@ impl Home {
         replace: bool,
     ) -> anyhow::Result<Bundle> {
         let version = unit_version.unwrap_or(&cfg.default_unit_version);
-        Hierarchy::builtin().unit(version, unit)?;
+        Hierarchy::current().unit(version, unit)?;
         let name = name.unwrap_or(unit);
         check_name(name)?;
         let ca_key = std::fs::read_to_string(self.path("ca.key")).context("reading ca.key")?;
@@ -283,6 +283,10 @@ impl Home {
             key: leaf.key_pem,
             cert_issued_at: enrolment.enrolled_at.clone(),
             cert_expires_at: enrolment.expires_at.clone(),
+            units: match cfg.units_dir.is_empty() {
+                true => Vec::new(),
+                false => htx_core::units::Hierarchy::current_lists(),
+            },
         })
     }
 

@@ -15,7 +15,6 @@ use htx_core::progress::Kept;
 use htx_core::replica::{Replica, ReplicaError};
 use htx_core::schema::Record;
 use htx_core::storage::{self, WriteBatch};
-use htx_core::units::BUILTIN_LISTS;
 use htx_core::units::Hierarchy;
 use serde::{Deserialize, Serialize};
 
@@ -208,10 +207,7 @@ impl Hub {
         let reference = Reference {
             plan: published[0].1.clone(),
             plans: published[1..].to_vec(),
-            lists: BUILTIN_LISTS
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.to_string()))
-                .collect(),
+            lists: Hierarchy::current_lists(),
         };
         replica.change(REFERENCE_DOC, |doc| docs::put_reference(doc, &reference))??;
         replica.commit(crate::validate::claim_own_actor(&replica))?;
@@ -391,7 +387,7 @@ impl Hub {
             return false;
         };
         version == node.unit_version
-            && Hierarchy::builtin()
+            && Hierarchy::current()
                 .version(version)
                 .is_ok_and(|v| v.within(unit, &node.unit))
     }

@@ -453,7 +453,7 @@ fn earliest_date(r: &Record) -> Option<Date> {
 
 /// The unit `r` counts in under `version`, if within `territory`.
 fn unit_in(r: &Record, version: &str, territory: &str) -> Option<String> {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let v = h.version(version).ok()?;
     let code = r.text("unit")?;
     let from = r.text("unit_version").unwrap_or("2023");
@@ -705,7 +705,7 @@ pub fn compare_with(
     let data_version_now = views::data_version(hub);
     let reply = views::progress_at(hub, &closing.territory, &closing.hierarchy, to)?;
     let now_units = closed_units(&reply, &closing.phase);
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let v = h.version(&closing.hierarchy).map_err(ViewError::from)?;
     let inside = |code: &str| v.within(code, unit);
     let scoped: Vec<ClosedUnit> = closing

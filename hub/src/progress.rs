@@ -53,7 +53,7 @@ pub struct Live {
 
 impl Live {
     pub fn new(plan: Plan, version: &str, records: Vec<Record>) -> Result<Live, ProgressError> {
-        let engine = Engine::new(plan, Hierarchy::builtin(), version, today(), records)?;
+        let engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
         Ok(Live { engine })
     }
 
@@ -84,7 +84,7 @@ pub fn view(query: &Query, default_version: &str) -> Result<(String, Date), Prog
         .clone()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| default_version.to_owned());
-    Hierarchy::builtin().version(&version)?;
+    Hierarchy::current().version(&version)?;
     let as_of = match query.as_of.as_deref().filter(|d| !d.is_empty()) {
         Some(d) => progress::parse_date(d)?,
         None => today(),
@@ -103,7 +103,7 @@ pub fn from_scratch(
     view: &(String, Date),
     records: &[Record],
 ) -> Result<Report, ProgressError> {
-    progress::recompute(plan, Hierarchy::builtin(), &view.0, view.1, records)
+    progress::recompute(plan, Hierarchy::current(), &view.0, view.1, records)
 }
 
 /// The reply for `query`'s unit (default: the plan's territory) in `version`.
@@ -113,7 +113,7 @@ pub fn reply(
     version: &str,
     nodes: &[(Enrolment, NodeStats)],
 ) -> Result<pb::ProgressReply, ProgressError> {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let unit = match query.unit.as_deref().filter(|u| !u.is_empty()) {
         Some(u) if report.unit(u).is_some() => Some(u),
         // A unit of the version, or an error naming the version.
@@ -130,7 +130,7 @@ fn provenance(
     u: &UnitProgress,
     nodes: &[(Enrolment, NodeStats)],
 ) -> report::Provenance {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let Ok(v) = h.version(version) else {
         return report::Provenance::default();
     };

@@ -139,7 +139,7 @@ pub struct Request {
 /// Whether `r` (recorded under its own unit and version) counts in `unit`
 /// of `version`.
 fn in_scope(r: &Record, version: &str, unit: &str) -> bool {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let (Some(code), Ok(v)) = (r.text("unit"), h.version(version)) else {
         return false;
     };

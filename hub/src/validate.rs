@@ -489,7 +489,7 @@ fn check_unit(rec: &Record, doc_id: &str) -> Result<(), String> {
         parse_unit_doc_id(doc_id).ok_or_else(|| format!("{doc_id:?} is not a unit document"))?;
     let unit = rec.text("unit").unwrap_or_default();
     let rec_version = rec.text("unit_version").unwrap_or(version);
-    let known = Hierarchy::builtin()
+    let known = Hierarchy::current()
         .version(rec_version)
         .is_ok_and(|v| v.unit(unit).is_some());
     if !known {
@@ -499,7 +499,7 @@ fn check_unit(rec: &Record, doc_id: &str) -> Result<(), String> {
         ));
     }
     let inside = rec_version == version
-        && Hierarchy::builtin()
+        && Hierarchy::current()
             .version(version)
             .is_ok_and(|v| v.within(unit, doc_unit));
     if !inside {

@@ -101,7 +101,7 @@ pub fn behind(
     let records = hub.export(true)?;
     let engine = htx_core::progress::Engine::new(
         hub.plan().clone(),
-        Hierarchy::builtin(),
+        Hierarchy::current(),
         version,
         as_of,
         records.iter().cloned(),
@@ -216,7 +216,7 @@ pub fn data_version(hub: &Hub) -> String {
 /// it maps to a unit of the same level (a 2023 district has no 2025
 /// counterpart: its viewer sees nothing there rather than the province).
 pub fn may_see(account: &Account, default_version: &str, version: &str, code: &str) -> bool {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let Ok(v) = h.version(version) else {
         return false;
     };
@@ -242,7 +242,7 @@ pub fn may_see_people(account: &Account) -> bool {
 /// The unit a page shows when none is asked for: the province, or the
 /// officer's first unit (mapped into `version`).
 pub fn home_unit(account: &Account, default_version: &str, version: &str) -> Option<String> {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     match account.units.first() {
         None => h
             .version(version)

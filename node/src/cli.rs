@@ -810,7 +810,8 @@ pub fn init(dir: &Path, bundle_path: &Path, backend: Backend) -> anyhow::Result<
             "the bundle's CA certificate does not match its fingerprint: the file is damaged / tệp bị hỏng"
         );
     }
-    Hierarchy::builtin().unit(&bundle.unit_version, &bundle.unit)?;
+    bundle.install_units()?;
+    Hierarchy::current().unit(&bundle.unit_version, &bundle.unit)?;
     std::fs::create_dir_all(dir).with_context(|| {
         format!(
             "cannot create {}; run init as the service's user (sudo -u htx) in a directory it owns / không tạo được thư mục",

@@ -292,6 +292,9 @@ impl Node {
             ))
         })?;
         let bundle = Bundle::parse(&text).map_err(|e| NodeError::Setup(e.to_string()))?;
+        bundle
+            .install_units()
+            .map_err(|e| NodeError::Setup(e.to_string()))?;
         // Refuses a store of a newer format; migrates an older one.
         let (replica, _) = format::open(open_store(&config)?, Role::Node)?;
         Ok(Node(Arc::new(Inner {
@@ -511,7 +514,7 @@ impl Node {
         locations.refresh(&replica);
         let mut known = Known::new(&locations);
         let b = &self.0.bundle;
-        let h = Hierarchy::builtin();
+        let h = Hierarchy::current();
         let version = h
             .version(&b.unit_version)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
@@ -775,7 +778,7 @@ impl Node {
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
         let loc = self.location(&replica, id)?;
-        let version = Hierarchy::builtin()
+        let version = Hierarchy::current()
             .version(&self.0.bundle.unit_version)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
         if let Err(e) = Officer::check_unit(officer, version, &loc.unit) {
@@ -844,7 +847,7 @@ impl Node {
         let mut replica = self.replica();
         self.reopen_if_unavailable(&mut replica)?;
         let loc = self.location(&replica, id)?;
-        let version = Hierarchy::builtin()
+        let version = Hierarchy::current()
             .version(&self.0.bundle.unit_version)
             .map_err(|e| NodeError::Setup(e.to_string()))?;
         if let Err(e) = Officer::check_unit(Some(officer), version, &loc.unit) {
@@ -935,7 +938,7 @@ impl Node {
     ) -> Result<htx_proto::v1::ProgressReply, NodeError> {
         use htx_core::progress;
         let b = &self.0.bundle;
-        let h = Hierarchy::builtin();
+        let h = Hierarchy::current();
         let bad = |e: progress::ProgressError| NodeError::Setup(e.to_string());
         let version = hierarchy
             .filter(|v| !v.is_empty())
@@ -1022,7 +1025,7 @@ impl Node {
     pub fn reference(&self) -> Result<(Plan, &'static Hierarchy), NodeError> {
         let heads = self.replica().heads(docs::REFERENCE_DOC);
         if heads.is_empty() {
-            return Ok((Plan::builtin(), Hierarchy::builtin()));
+            return Ok((Plan::builtin(), Hierarchy::current()));
         }
         let mut cache = self.0.reference.lock().expect("reference lock");
         if let Some((_, plan, units)) = cache.as_ref().filter(|(h, _, _)| *h == heads) {

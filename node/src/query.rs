@@ -115,7 +115,7 @@ pub fn label(r: &Record) -> String {
 
 impl Node {
     fn version(&self) -> Result<&'static UnitVersion, NodeError> {
-        Hierarchy::builtin()
+        Hierarchy::current()
             .version(&self.bundle().unit_version)
             .map_err(|e| NodeError::Setup(e.to_string()))
     }

@@ -56,7 +56,7 @@ pub fn main(command: UserCommand) -> anyhow::Result<()> {
         } => {
             let (accounts, bundle) = accounts(&dir)?;
             let role: Role = role.parse()?;
-            let version = Hierarchy::builtin().version(&bundle.unit_version)?;
+            let version = Hierarchy::current().version(&bundle.unit_version)?;
             for u in &units {
                 if version.unit(u).is_none() || !version.within(u, &bundle.unit) {
                     bail!(

@@ -990,3 +990,47 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         (metric == name && labels.iter().all(|l| rest.contains(l))).then(|| value.parse().ok())?
     })
 }
+
+/// Writes into `dir` the four unit-list files of a synthetic hierarchy
+/// (the names and columns of `core/admin-units/`): one province `root`
+/// named `name`, `districts` districts of `communes` communes each (codes
+/// `{root}{d:02}` and `{root}{d:02}{c:02}`), the same in 2023, 2024 and
+/// 2025, each unit becoming itself. For a hub over units other than the
+/// built-in ones (`units_dir`), e.g. a national-size tree for benchmarks.
+pub fn write_synthetic_units(
+    dir: &Path,
+    root: &str,
+    name: &str,
+    districts: usize,
+    communes: usize,
+) {
+    let mut units = vec![("province", root.to_owned(), name.to_owned(), String::new())];
+    for d in 0..districts {
+        let district = format!("{root}{d:02}");
+        units.push((
+            "district",
+            district.clone(),
+            format!("Huyện {d}"),
+            root.to_owned(),
+        ));
+        for c in 0..communes {
+            let code = format!("{district}{c:02}");
+            units.push(("commune", code, format!("Xã {d}-{c}"), district.clone()));
+        }
+    }
+    let (mut list, mut list_2025, mut map) = (
+        String::from("level,code,name,type,parent_code\n"),
+        String::from("level,code,name,type,parent_code,old_codes,old_province_codes\n"),
+        String::from("old_code,old_name,new_code,new_name,new_parent_code,change\n"),
+    );
+    for (level, code, name, parent) in &units {
+        list += &format!("{level},{code},{name},,{parent}\n");
+        list_2025 += &format!("{level},{code},{name},,{parent},{code},{root}\n");
+        map += &format!("{code},{name},{code},{name},{parent},same\n");
+    }
+    std::fs::create_dir_all(dir).expect("units dir");
+    let files = htx_core::units::list_names().zip([&list, &list, &list_2025, &map]);
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).expect("unit list written");
+    }
+}

@@ -99,7 +99,7 @@ pub async fn page(
     .await?;
     let tr = me.tr();
     let people = views::may_see_people(&me.account);
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let unit_name = |code: &str| {
         h.unit(&ctx.version, code)
             .map(|u| u.name.clone())

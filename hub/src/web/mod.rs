@@ -115,7 +115,7 @@ pub fn router(app: App) -> Router {
 /// hierarchy version that hold part of the plan's territory, the largest
 /// first.
 fn account_units(hub: &Hub) -> Vec<(String, String)> {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let version = &hub.config().default_unit_version;
     let (Ok(t), Ok(v)) = (
         htx_core::territory::Territory::new(h, &hub.plan().hierarchy, &hub.plan().unit),
@@ -138,7 +138,7 @@ fn account_units(hub: &Hub) -> Vec<(String, String)> {
 }
 
 fn site_name(hub: &Hub) -> String {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     h.unit(&hub.plan().hierarchy, &hub.plan().unit)
         .map(|u| format!("{} · {}", u.name, "Hội LHPN"))
         .unwrap_or_else(|_| hub.plan().id.clone())
@@ -192,7 +192,7 @@ impl Ctx {
     pub fn resolve(app: &App, me: &SignedIn, p: &Params) -> Result<Ctx, WebError> {
         let default_version = app.hub.config().default_unit_version.clone();
         let version = given(&p.hierarchy).unwrap_or(&default_version).to_owned();
-        let h = Hierarchy::builtin();
+        let h = Hierarchy::current();
         let v = h.version(&version).map_err(|_| {
             WebError::BadRequest(format!(
                 "phiên bản danh mục không tồn tại: {version:?} (2023, 2024, 2025) / unknown hierarchy version"

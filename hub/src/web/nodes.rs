@@ -58,7 +58,7 @@ pub async fn page(
     let now = OffsetDateTime::now_utc();
     let stale_days = app.hub.config().stale_after_days;
     let default_version = app.hub.config().default_unit_version.clone();
-    let h = htx_core::units::Hierarchy::builtin();
+    let h = htx_core::units::Hierarchy::current();
     let mut rows: Vec<NodeRow> = views_
         .into_iter()
         .filter(|v| {

@@ -212,7 +212,7 @@ pub async fn page(
     ) {
         return Ok(file);
     }
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let v = h
         .version(&ctx.version)
         .map_err(|e| WebError::Internal(e.to_string()))?;

@@ -131,7 +131,7 @@ fn store(app: &App) -> PeriodStore {
 
 /// The plan's territory in the hub's version (what a period closes).
 fn territory(app: &App) -> String {
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let v = &app.hub.config().default_unit_version;
     let plan = app.hub.plan();
     h.resolve(&plan.hierarchy, &plan.unit, v)
@@ -146,7 +146,7 @@ fn may_close(app: &App, me: &SignedIn) -> bool {
 }
 
 fn unit_name(version: &str, code: &str) -> String {
-    Hierarchy::builtin()
+    Hierarchy::current()
         .unit(version, code)
         .map(|u| u.name.clone())
         .unwrap_or_else(|_| code.to_owned())
@@ -338,7 +338,7 @@ pub async fn page(
         Some(c) => comparison(&app, &me, &period, c, &ctx.unit, false).await?,
         None => String::new(),
     };
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let v = h
         .version(&version)
         .map_err(|e| WebError::Internal(e.to_string()))?;
@@ -525,7 +525,7 @@ fn own_part(
     let v = app.hub.config().default_unit_version.clone();
     let terr = territory(app);
     let unit = form.unit.trim();
-    let h = Hierarchy::builtin();
+    let h = Hierarchy::current();
     let below = h
         .version(&v)
         .is_ok_and(|hv| hv.unit(unit).is_some() && unit != terr && hv.within(unit, &terr));

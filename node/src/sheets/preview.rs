@@ -164,7 +164,7 @@ pub fn preview(node: &Node, wb: &Workbook) -> Result<Preview, SheetError> {
 pub fn preview_with(node: &dyn Holder, wb: &Workbook) -> Result<Preview, SheetError> {
     let mut errors = wb.problems.clone();
     let b = node.bundle();
-    let version = Hierarchy::builtin()
+    let version = Hierarchy::current()
         .version(&b.unit_version)
         .map_err(|e| crate::node::NodeError::Setup(e.to_string()))?;
     let own_is_commune = version.unit(&b.unit).map(|u| u.level) == Some(Level::Commune);

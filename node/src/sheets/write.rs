@@ -56,7 +56,7 @@ fn columns(kind: &'static KindSpec) -> Vec<(Target, &'static str)> {
 /// The node's units, as "code - name", for the unit column's list.
 fn unit_choices(node: &dyn Holder) -> Vec<String> {
     let b = node.bundle();
-    let Ok(v) = Hierarchy::builtin().version(&b.unit_version) else {
+    let Ok(v) = Hierarchy::current().version(&b.unit_version) else {
         return Vec::new();
     };
     v.units()
@@ -205,7 +205,7 @@ pub fn export(
     let kind = names::kind_of_sheet(kind).ok_or_else(|| SheetError::UnknownKind(kind.into()))?;
     let all = node.records()?;
     let b = node.bundle();
-    let version = Hierarchy::builtin()
+    let version = Hierarchy::current()
         .version(&b.unit_version)
         .map_err(|e| crate::node::NodeError::Setup(e.to_string()))?;
     let names_by_id: HashMap<&str, &str> = all
