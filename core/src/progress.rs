@@ -1215,57 +1215,82 @@ pub fn recompute(
     as_of: Date,
     records: &[Record],
 ) -> Result<Report, ProgressError> {
-    let view = View::new(plan.clone(), hierarchy, version, as_of)?;
+    let mut reports = recompute_at(plan, hierarchy, version, &[as_of], records)?;
+    Ok(reports.pop().expect("one date, one report"))
+}
+
+/// As [`recompute`], as of each of `dates` (a trend): the records are
+/// read, linked and placed once, and only evaluated again for each date
+/// (where a record counts does not depend on the date).
+pub fn recompute_at(
+    plan: &Plan,
+    hierarchy: &'static Hierarchy,
+    version: &str,
+    dates: &[Date],
+    records: &[Record],
+) -> Result<Vec<Report>, ProgressError> {
+    let Some(&first) = dates.first() else {
+        return Ok(Vec::new());
+    };
+    let mut view = View::new(plan.clone(), hierarchy, version, first)?;
     let world = Snapshot::new(records);
-    let n = view.slots();
-    let mut direct = vec![Tally::default(); view.units.len() * n];
+    let mut placed: Vec<(&Record, usize)> = Vec::new();
     let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
     let mut last_holder: Option<(usize, &str)> = None;
     let mut lost = Vec::new();
     let mut outside = Vec::new();
-    let mut tallies = Vec::new();
     // Records of one commune usually come together: place its unit once.
     let mut last: Option<(&str, &str, usize)> = None;
     for rec in world.records() {
         let (code, from) = view.unit_of(rec);
-        let placed = match last {
+        let at = match last {
             Some((c, f, u)) if c == code && f == from => Ok(u),
             _ => view.place(rec),
         };
-        if let Ok(u) = placed {
-            last = Some((code, from, u));
-        }
-        match placed {
+        match at {
             Err(miss) => match unplaced(&view, rec, miss) {
                 Some(l) => lost.push(l),
                 None => outside.push(rec.id.clone()),
             },
             Ok(u) => {
+                last = Some((code, from, u));
                 let by = rec.text("recorded_by").unwrap_or_default();
                 if !by.is_empty() && last_holder != Some((u, by)) {
                     held[u].insert(by.to_owned());
                     last_holder = Some((u, by));
                 }
-                tallies.clear();
-                view.tallies_into(&world, rec, &mut tallies);
-                for &(s, t) in &tallies {
-                    direct[u * n + s].add(t, 1);
+                placed.push((rec, u));
+            }
+        }
+    }
+    let n = view.slots();
+    let mut tallies = Vec::new();
+    let mut reports = Vec::with_capacity(dates.len());
+    for &as_of in dates {
+        view.as_of = as_of;
+        let mut direct = vec![Tally::default(); view.units.len() * n];
+        for &(rec, u) in &placed {
+            tallies.clear();
+            view.tallies_into(&world, rec, &mut tallies);
+            for &(s, t) in &tallies {
+                direct[u * n + s].add(t, 1);
+            }
+        }
+        // Children come after their parents: add each unit into its
+        // parent, last unit first.
+        let mut total = direct.clone();
+        for u in (0..view.units.len()).rev() {
+            if let Some(p) = view.parent[u] {
+                for s in 0..n {
+                    let t = total[u * n + s];
+                    total[p * n + s].add(t, 1);
                 }
             }
         }
+        let report = view.report(&direct, &total, held.clone(), lost.clone(), outside.clone());
+        reports.push(report);
     }
-    // Children come after their parents: add each unit into its parent,
-    // last unit first.
-    let mut total = direct.clone();
-    for u in (0..view.units.len()).rev() {
-        if let Some(p) = view.parent[u] {
-            for s in 0..n {
-                let t = total[u * n + s];
-                total[p * n + s].add(t, 1);
-            }
-        }
-    }
-    Ok(view.report(&direct, &total, held, lost, outside))
+    Ok(reports)
 }
 
 // ---- Incrementally --------------------------------------------------------

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use htx_core::plan::{Compute, Goal, Plan};
 use htx_core::progress::{
-    Engine, Figure, ProgressError, Report, Status, Tally, parse_date, recompute,
+    Engine, Figure, ProgressError, Report, Status, Tally, parse_date, recompute, recompute_at,
 };
 use htx_core::schema::{Record, Value, record_from_strings};
 use htx_core::territory::{Part, Territory};
@@ -1153,6 +1153,13 @@ proptest! {
         // Another date.
         engine.set_as_of(day(later));
         prop_assert_eq!(engine.report(), recompute(&plan, h, version, day(later), &records).unwrap());
+        // A trend: every date at once gives what each date alone gives.
+        let dates: Vec<Date> = DATES[1..].iter().map(|d| day(d)).collect();
+        let trend = recompute_at(&plan, h, version, &dates, &records).unwrap();
+        prop_assert_eq!(trend.len(), dates.len());
+        for (d, r) in dates.iter().zip(&trend) {
+            prop_assert_eq!(r, &recompute(&plan, h, version, *d, &records).unwrap());
+        }
     }
 }
 

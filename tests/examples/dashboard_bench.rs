@@ -11,6 +11,12 @@
 //!
 //! `cargo run --release -p htx-tests --example dashboard_bench [-- COMMUNES RECORDS RUNS]`
 //! (defaults: 226 50 20, the province of Nam Định at 11,300 records).
+//!
+//! `... --example dashboard_bench -- national [RECORDS RUNS]` (defaults: 50 5):
+//! the same pages for a tree of a country's size, given to the hub as its
+//! unit lists (`units_dir`): 3,500 communes in 350 districts under one
+//! root, 175,000 records (the hierarchy has three levels, so the country
+//! is one root with 350 districts rather than 35 provinces of 10).
 
 use std::io::Write;
 use std::path::Path;
@@ -26,7 +32,7 @@ use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
 use htx_tests::web::http::{request, sign_in};
-use htx_tests::{bin, free_port, init_crypto, spawn, wait_for_api};
+use htx_tests::{bin, free_port, init_crypto, spawn, wait_for_api, write_synthetic_units};
 
 const PW: &str = "mật khẩu đo hiệu năng";
 
@@ -37,12 +43,13 @@ fn arg(i: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn build(dir: &Path, communes: &[String], records: usize) {
+fn build(dir: &Path, units_dir: &str, communes: &[String], records: usize) {
     let port = free_port();
     let cfg = HubConfig {
         listen: format!("127.0.0.1:{port}"),
         public_url: format!("https://127.0.0.1:{port}"),
         server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        units_dir: units_dir.to_owned(),
         ..Default::default()
     };
     Home::new(dir).init(&cfg).expect("hub init");
@@ -130,8 +137,26 @@ async fn timed(
 #[tokio::main]
 async fn main() {
     init_crypto();
-    let (n_communes, records, runs) = (arg(1, 226), arg(2, 50), arg(3, 20));
-    let h = Hierarchy::builtin();
+    let national = std::env::args().nth(1).as_deref() == Some("national");
+    let work = tempfile::TempDir::new().unwrap();
+    let dir = work.path().join("hub");
+    let (h, units_dir, n_communes, records, runs) = match national {
+        false => (
+            Hierarchy::builtin(),
+            "",
+            arg(1, 226),
+            arg(2, 50),
+            arg(3, 20),
+        ),
+        true => {
+            // Root 36, so that the shipped plan covers it unchanged.
+            write_synthetic_units(&dir.join("units"), "36", "Cả nước (tổng hợp)", 350, 10);
+            let lists = htx_core::units::read_lists(&dir.join("units")).unwrap();
+            let files: Vec<(&str, &str)> = lists.iter().map(|(n, t)| (&n[..], &t[..])).collect();
+            let h: &'static Hierarchy = Box::leak(Box::new(Hierarchy::from_lists(&files).unwrap()));
+            (h, "units", usize::MAX, arg(2, 50), arg(3, 5))
+        }
+    };
     let v = h.version("2023").unwrap();
     let communes: Vec<String> = v
         .units()
@@ -139,10 +164,9 @@ async fn main() {
         .map(|u| u.code.clone())
         .take(n_communes)
         .collect();
-    let work = tempfile::TempDir::new().unwrap();
-    let dir = work.path().join("hub");
+    let district = v.children("36").next().expect("a district").code.clone();
     let t = Instant::now();
-    build(&dir, &communes, records);
+    build(&dir, units_dir, &communes, records);
     eprintln!(
         "province written: {} × {records} in {:.1} s",
         communes.len(),
@@ -191,7 +215,7 @@ async fn main() {
         ("drill-down: the districts", format!("/units?{q}")),
         (
             "drill-down: a district's communes",
-            "/units?unit=356&as_of=2025-12-31&hierarchy=2023".to_owned(),
+            format!("/units?unit={district}&as_of=2025-12-31&hierarchy=2023"),
         ),
         (
             "trends: 42 months of every indicator (SVG)",

@@ -995,7 +995,7 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 /// (the names and columns of `core/admin-units/`): one province `root`
 /// named `name`, `districts` districts of `communes` communes each (codes
 /// `{root}{d:02}` and `{root}{d:02}{c:02}`), the same in 2023, 2024 and
-/// 2025, each unit becoming itself. For a hub over units other than the
+/// 2025, each unit becoming itself (codes wider past 100). For a hub over units other than the
 /// built-in ones (`units_dir`), e.g. a national-size tree for benchmarks.
 pub fn write_synthetic_units(
     dir: &Path,
@@ -1005,8 +1005,10 @@ pub fn write_synthetic_units(
     communes: usize,
 ) {
     let mut units = vec![("province", root.to_owned(), name.to_owned(), String::new())];
+    let width = |n: usize| (n.max(2) - 1).to_string().len().max(2);
+    let (dw, cw) = (width(districts), width(communes));
     for d in 0..districts {
-        let district = format!("{root}{d:02}");
+        let district = format!("{root}{d:0dw$}");
         units.push((
             "district",
             district.clone(),
@@ -1014,7 +1016,7 @@ pub fn write_synthetic_units(
             root.to_owned(),
         ));
         for c in 0..communes {
-            let code = format!("{district}{c:02}");
+            let code = format!("{district}{c:0cw$}");
             units.push(("commune", code, format!("Xã {d}-{c}"), district.clone()));
         }
     }
