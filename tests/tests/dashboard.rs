@@ -548,7 +548,7 @@ fn last_row_value(csv: &str, col: &str) -> String {
     last.split(',').nth(at).unwrap().to_owned()
 }
 
-/// The HTX_CONSOLIDATED figure in a report workbook's indicator sheet.
+/// An indicator's figure in a report workbook's indicator sheet.
 fn workbook_figure(bytes: &[u8], indicator: &str) -> i64 {
     use calamine::{DataType, Reader, Xlsx};
     let mut wb = Xlsx::new(std::io::Cursor::new(bytes.to_vec())).expect("an .xlsx");
@@ -556,7 +556,7 @@ fn workbook_figure(bytes: &[u8], indicator: &str) -> i64 {
     let sheet = wb.worksheet_range(&names[1]).unwrap();
     let row = sheet
         .rows()
-        .find(|r| r[0].to_string() == indicator)
+        .find(|r| r[0].get_string() == Some(indicator))
         .expect(indicator);
     row[3].as_f64().unwrap_or(0.0) as i64
 }
