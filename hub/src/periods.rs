@@ -1,7 +1,7 @@
 //! # Closed periods and submissions
 //!
 //! An analyst closes a period (a year, `2025`, or a phase, `phase-1`: what
-//! [`report::parse_period`] accepts) for the hub's plan: the hub keeps the
+//! [`report::parse_period`] accepts) for one of the hub's plans: the hub keeps the
 //! report's indicator figures as of the period's end, for the plan's
 //! territory and every unit below, with their data version, who closed it
 //! and when, and a fingerprint of every record that could move those

@@ -5,7 +5,9 @@
 //! [`overview`] (a unit's indicators, its sources), [`units`] (the
 //! drill-down table), [`nodes`], [`trends`] (SVG charts), [`reports`] (the
 //! yearly and phase reports), [`periods`] (closing a period, submissions).
-//! Every page reads the hub's progress API
+//! Every page shows one of the plans the hub follows (`?plan=ID`, its
+//! default plan otherwise; a chooser when there are several) and reads
+//! the hub's progress API
 //! through [`crate::views`], checks that the officer may see the unit
 //! asked for (a viewer restricted to a district sees that district and its
 //! communes, whatever the URL says), and offers its table as `.csv` and
