@@ -851,8 +851,8 @@ fn period(command: PeriodCommand) -> anyhow::Result<()> {
                     _ => return Err(e),
                 },
             };
-            let p = periods::ended_period(&hub, &period)?;
-            let c = periods::close(&hub, &p, &by)?;
+            let p = periods::ended_period(hub.plan(), &period)?;
+            let c = periods::close(&hub, hub.plan(), &p, &by)?;
             audit(&dir, &by, "period_closed", &p.id, &c.data_version);
             println!(
                 "period {} closed by {by}: figures as of {} kept, data version {} / đã chốt số liệu",

@@ -115,9 +115,13 @@ async fn respond(app: App, who: Caller, mut query: Query, csv: bool) -> Response
             .unwrap_or_else(|| default.clone());
         let asked = query.unit.clone().filter(|u| !u.is_empty());
         if !me.account.units.is_empty() {
+            let plan = match app.hub.plan_by(query.plan.as_deref()) {
+                Ok(p) => p,
+                Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+            };
             let unit = match asked {
                 Some(u) => u,
-                None => match views::home_unit(&me.account, &default, &version) {
+                None => match views::home_unit(&me.account, &default, &version, plan) {
                     Some(u) => u,
                     None => return refuse(StatusCode::FORBIDDEN, NOT_YOUR_UNIT),
                 },

@@ -1,7 +1,7 @@
 //! # Closed periods and submissions
 //!
 //! An analyst closes a period (a year, `2025`, or a phase, `phase-1`: what
-//! [`report::parse_period`] accepts) for the hub's plan: the hub keeps the
+//! [`report::parse_period`] accepts) for one of the hub's plans: the hub keeps the
 //! report's indicator figures as of the period's end, for the plan's
 //! territory and every unit below, with their data version, who closed it
 //! and when, and a fingerprint of every record that could move those
@@ -34,6 +34,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use htx_core::plan::Plan;
 use htx_core::schema::{Record, Value};
 use htx_core::units::Hierarchy;
 use htx_proto::v1 as pb;
@@ -421,9 +422,9 @@ impl PeriodStore {
     }
 }
 
-/// A period of the hub's plan, checked: it parses and is over.
-pub fn ended_period(hub: &Hub, s: &str) -> Result<Period, PeriodError> {
-    let period = report::parse_period(hub.plan(), s)?;
+/// A period of `plan`, checked: it parses and is over.
+pub fn ended_period(plan: &Plan, s: &str) -> Result<Period, PeriodError> {
+    let period = report::parse_period(plan, s)?;
     if period.to >= crate::progress::today() {
         return Err(PeriodError::NotOver(
             period.id.clone(),
@@ -618,21 +619,21 @@ pub fn diff_figures(closed: &[ClosedUnit], now: &[ClosedUnit]) -> Vec<FigureDiff
         .collect()
 }
 
-/// Closes `period` of the hub's plan as `by`: computes the report's
-/// figures as of its end and keeps them (reads the store: call off the
-/// async threads).
-pub fn close(hub: &Hub, period: &Period, by: &str) -> Result<Closing, PeriodError> {
-    let plan = hub.plan().id.clone();
+/// Closes `period` of `plan` as `by`: computes the report's figures as of
+/// its end, in the version the plan's pages open in
+/// ([`views::plan_version`]), and keeps them in the plan's folder (reads
+/// the store: call off the async threads).
+pub fn close(hub: &Hub, plan: &Plan, period: &Period, by: &str) -> Result<Closing, PeriodError> {
     let store = PeriodStore::new(&hub.home().dir);
-    if let Some(c) = store.load(&plan, &period.id)?.closing {
+    if let Some(c) = store.load(&plan.id, &period.id)?.closing {
         return Err(PeriodError::AlreadyClosed(period.id.clone(), c.by));
     }
-    let version = hub.config().default_unit_version.clone();
-    let phase = views::phase_at(hub.plan(), period.to).id.clone();
+    let version = views::plan_version(plan, &hub.config().default_unit_version);
+    let phase = views::phase_at(plan, period.to).id.clone();
     // The data version first: records merged while the figures are
     // computed then show as differences, never as closed and unaccounted.
     let data_version = views::data_version(hub);
-    let reply = views::progress_at(hub, "", &version, period.to)?;
+    let reply = views::plan_progress_at(hub, &plan.id, "", &version, period.to)?;
     let territory = reply
         .units
         .first()
@@ -651,7 +652,7 @@ pub fn close(hub: &Hub, period: &Period, by: &str) -> Result<Closing, PeriodErro
         by: by.to_owned(),
         at: crate::hub::now_rfc3339(),
     };
-    store.update(&plan, &period.id, |f| {
+    store.update(&plan.id, &period.id, |f| {
         if let Some(c) = &f.closing {
             return Err(PeriodError::AlreadyClosed(period.id.clone(), c.by.clone()));
         }
@@ -685,15 +686,21 @@ impl Comparison {
 }
 
 /// The figures of `unit` (and below) as closed and as they are now, and
-/// the records that make the difference (reads the store).
-pub fn compare(hub: &Hub, closing: &Closing, unit: &str) -> Result<Comparison, PeriodError> {
+/// the records that make the difference, under `plan` (reads the store).
+pub fn compare(
+    hub: &Hub,
+    plan: &Plan,
+    closing: &Closing,
+    unit: &str,
+) -> Result<Comparison, PeriodError> {
     let records = hub.export(true).map_err(ViewError::from)?;
-    compare_with(hub, closing, unit, &records)
+    compare_with(hub, plan, closing, unit, &records)
 }
 
 /// As [`compare`], with every record (deleted ones too) already read.
 pub fn compare_with(
     hub: &Hub,
+    plan: &Plan,
     closing: &Closing,
     unit: &str,
     records: &[Record],
@@ -703,7 +710,7 @@ pub fn compare_with(
         error: e.to_string(),
     })?;
     let data_version_now = views::data_version(hub);
-    let reply = views::progress_at(hub, &closing.territory, &closing.hierarchy, to)?;
+    let reply = views::plan_progress_at(hub, &plan.id, &closing.territory, &closing.hierarchy, to)?;
     let now_units = closed_units(&reply, &closing.phase);
     let h = Hierarchy::current();
     let v = h.version(&closing.hierarchy).map_err(ViewError::from)?;

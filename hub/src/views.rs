@@ -10,7 +10,8 @@
 //! (a digest of every merged document's heads) that stamps a report.
 
 use htx_core::plan::{Phase, Plan};
-use htx_core::units::Hierarchy;
+use htx_core::progress::ProgressError;
+use htx_core::units::{Hierarchy, UnitError};
 use htx_proto::v1 as pb;
 use htx_web::Account;
 use sha2::{Digest, Sha256};
@@ -23,7 +24,7 @@ use crate::progress::{self, Query};
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
     #[error("{0}")]
-    Progress(#[from] htx_core::progress::ProgressError),
+    Progress(#[from] ProgressError),
     #[error("{0}")]
     Units(#[from] htx_core::units::UnitError),
     #[error("{0:#}")]
@@ -32,6 +33,20 @@ pub enum ViewError {
     Index(#[from] htx_core::index::IndexError),
     #[error("no phase {0:?} in the plan / kế hoạch không có giai đoạn này")]
     NoPhase(String),
+}
+
+impl ViewError {
+    /// Whether the request was at fault (a page answers 400), not the hub:
+    /// a phase the plan has not, or a unit outside the plan's territory.
+    pub fn is_request(&self) -> bool {
+        let progress = match self {
+            ViewError::NoPhase(_) => return true,
+            ViewError::Progress(e) => Some(e),
+            ViewError::Hub(e) => e.downcast_ref::<ProgressError>(),
+            _ => None,
+        };
+        matches!(progress, Some(ProgressError::NotInTerritory { .. }))
+    }
 }
 
 /// The phase `date` falls in: the first whose end is not past; the last
@@ -86,12 +101,13 @@ pub fn month_ends(start: Date, until: Date) -> Vec<Date> {
     out
 }
 
-/// The records behind one figure of `unit` (as of `as_of`, in `version`):
+/// The records behind one figure of `plan` for `unit` (as of `as_of`, in `version`):
 /// each record counted there for `indicator` in `phase`, with what it
 /// adds ([`htx_core::progress::Engine::behind`]); they add up to the
 /// figure `/api/progress` gives.
 pub fn behind(
     hub: &Hub,
+    plan: &Plan,
     unit: &str,
     version: &str,
     as_of: Date,
@@ -100,7 +116,7 @@ pub fn behind(
 ) -> Result<Behind, ViewError> {
     let records = hub.export(true)?;
     let engine = htx_core::progress::Engine::new(
-        hub.plan().clone(),
+        plan.clone(),
         Hierarchy::current(),
         version,
         as_of,
@@ -108,8 +124,18 @@ pub fn behind(
     )?;
     let by_id: std::collections::HashMap<&str, &htx_core::schema::Record> =
         records.iter().map(|r| (r.id.as_str(), r)).collect();
-    let rows: Vec<_> = engine
-        .behind(unit, indicator, phase)?
+    // The unit is one of `version` (the pages check): if the engine does
+    // not know it, it lies outside the plan's territory.
+    let tallies = engine.behind(unit, indicator, phase).map_err(|e| match e {
+        ProgressError::Unit(UnitError::UnknownUnit { .. }) => ProgressError::NotInTerritory {
+            unit: unit.to_owned(),
+            version: version.to_owned(),
+            plan: plan.id.clone(),
+            territory: plan.unit.clone(),
+        },
+        e => e,
+    })?;
+    let rows: Vec<_> = tallies
         .into_iter()
         .filter_map(|(id, t)| by_id.get(id.as_str()).map(|r| ((*r).clone(), t)))
         .collect();
@@ -156,15 +182,17 @@ pub fn plan_progress_at(
     })?)
 }
 
-/// Progress for `unit` as of each of `dates`, from one read of the merged
-/// records (a trend of 42 months reads the store once, not 42 times).
+/// Progress against `plan` for `unit` as of each of `dates`, from one read
+/// of the merged records (a trend of 42 months reads the store once, not
+/// 42 times).
 pub fn series(
     hub: &Hub,
+    plan: &Plan,
     unit: &str,
     version: &str,
     dates: &[Date],
 ) -> Result<Vec<pb::ProgressReply>, ViewError> {
-    let records = hub.records_for(hub.plan())?;
+    let records = hub.records_for(plan)?;
     let nodes = nodes_with_stats(hub)?;
     let query = Query {
         unit: Some(unit.to_owned()),
@@ -174,7 +202,7 @@ pub fn series(
         .iter()
         .map(|d| {
             let view = (version.to_owned(), *d);
-            let report = progress::from_scratch(hub.plan(), &view, &records)?;
+            let report = progress::from_scratch(plan, &view, &records)?;
             Ok(progress::reply(&report, &query, version, &nodes)?)
         })
         .collect()
@@ -239,21 +267,57 @@ pub fn may_see_people(account: &Account) -> bool {
     account.role >= htx_web::Role::Analyst
 }
 
-/// The unit a page shows when none is asked for: the province, or the
-/// officer's first unit (mapped into `version`).
-pub fn home_unit(account: &Account, default_version: &str, version: &str) -> Option<String> {
+/// The unit a page about `plan` shows when none is asked for: for an
+/// officer restricted to units, her first (mapped into `version`); for
+/// the others, the plan's territory when it is a unit of `version` (Nam
+/// Định, 36, in 2023 and 2024), else the version's first province.
+pub fn home_unit(
+    account: &Account,
+    default_version: &str,
+    version: &str,
+    plan: &Plan,
+) -> Option<String> {
     let h = Hierarchy::current();
     match account.units.first() {
-        None => h
-            .version(version)
-            .ok()?
-            .roots()
-            .next()
-            .map(|u| u.code.clone()),
+        None => territory_unit(plan, version).or_else(|| {
+            h.version(version)
+                .ok()?
+                .roots()
+                .next()
+                .map(|u| u.code.clone())
+        }),
         Some(u) => {
             let mapped = h.resolve(default_version, u, version).ok()?;
             may_see(account, default_version, version, &mapped).then_some(mapped)
         }
+    }
+}
+
+/// The unit of `version` that is exactly `plan`'s territory, if any.
+fn territory_unit(plan: &Plan, version: &str) -> Option<String> {
+    let h = Hierarchy::current();
+    htx_core::territory::Territory::new(h, &plan.hierarchy, &plan.unit)
+        .ok()?
+        .as_unit(h, version)
+}
+
+/// Whether unit `code` of `version` lies wholly in `plan`'s territory
+/// (its figures can be shown under the plan).
+pub fn in_territory(plan: &Plan, version: &str, code: &str) -> bool {
+    let h = Hierarchy::current();
+    htx_core::territory::Territory::new(h, &plan.hierarchy, &plan.unit)
+        .is_ok_and(|t| t.part(version, code) == Some(htx_core::territory::Part::Inside))
+}
+
+/// The hierarchy version `plan`'s pages show when none is asked for: the
+/// hub's default when the plan's territory is a unit of it, else the
+/// plan's own (Xã Bình Lục, a 2025 commune made of three 2023 ones, is no
+/// unit of 2023: its pages open in 2025).
+pub fn plan_version(plan: &Plan, default_version: &str) -> String {
+    if territory_unit(plan, default_version).is_some() {
+        default_version.to_owned()
+    } else {
+        plan.hierarchy.clone()
     }
 }
 
@@ -323,7 +387,39 @@ mod tests {
         assert!(!may_see(&v, "2023", "2025", "36"), "no districts in 2025");
         let all = viewer(&[]);
         assert!(may_see(&all, "2023", "2023", "36"));
-        assert_eq!(home_unit(&v, "2023", "2023").as_deref(), Some("356"));
-        assert_eq!(home_unit(&all, "2023", "2023").as_deref(), Some("36"));
+        let nam_dinh = Plan::builtin();
+        assert_eq!(
+            home_unit(&v, "2023", "2023", &nam_dinh).as_deref(),
+            Some("356")
+        );
+        assert_eq!(
+            home_unit(&all, "2023", "2023", &nam_dinh).as_deref(),
+            Some("36")
+        );
+    }
+
+    #[test]
+    fn each_plan_opens_on_its_own_territory() {
+        let all = viewer(&[]);
+        let nam_dinh = Plan::builtin();
+        let binh_luc =
+            Plan::parse(include_str!("../../deploy/plans/thu-nghiem-binh-luc.toml")).unwrap();
+        // Nam Định's plan: as before, 36 in the hub's 2023.
+        assert_eq!(plan_version(&nam_dinh, "2023"), "2023");
+        assert_eq!(
+            home_unit(&all, "2023", "2023", &nam_dinh).as_deref(),
+            Some("36")
+        );
+        // Bình Lục's: a 2025 commune, no unit of 2023; shown in 2025.
+        assert_eq!(plan_version(&binh_luc, "2023"), "2025");
+        assert_eq!(
+            home_unit(&all, "2023", "2025", &binh_luc).as_deref(),
+            Some("13504")
+        );
+        // A Nam Định district viewer has no unit in 2025.
+        assert_eq!(
+            home_unit(&viewer(&["356"]), "2023", "2025", &binh_luc),
+            None
+        );
     }
 }

@@ -121,7 +121,7 @@ fn main() {
         period: "2025".into(),
         ..Default::default()
     };
-    let period = periods::ended_period(&hub, "2025").expect("2025 is over");
+    let period = periods::ended_period(hub.plan(), "2025").expect("2025 is over");
     let store = PeriodStore::new(&dir);
     let (mut report_ms, mut close_ms, mut compare_ms) = (Vec::new(), Vec::new(), Vec::new());
     let mut moved = 0;
@@ -131,10 +131,11 @@ fn main() {
         report_ms.push(ms(t));
         assert!(!r.sections.is_empty());
         let t = Instant::now();
-        let closing = periods::close(&hub, &period, "bench").expect("closed");
+        let closing = periods::close(&hub, hub.plan(), &period, "bench").expect("closed");
         close_ms.push(ms(t));
         let t = Instant::now();
-        let cmp = periods::compare(&hub, &closing, &closing.territory).expect("compared");
+        let cmp =
+            periods::compare(&hub, hub.plan(), &closing, &closing.territory).expect("compared");
         compare_ms.push(ms(t));
         moved += cmp.moved() + cmp.records.len();
         store
@@ -142,7 +143,7 @@ fn main() {
             .expect("reopened");
     }
     assert_eq!(moved, 0, "nothing changed between close and compare");
-    periods::close(&hub, &period, "bench").expect("closed");
+    periods::close(&hub, hub.plan(), &period, "bench").expect("closed");
     let file = dir.join("periods/de-an-01-nam-dinh/2025.json");
     let size = std::fs::metadata(&file).unwrap().len();
     println!(

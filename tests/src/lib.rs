@@ -249,6 +249,29 @@ impl TestHub {
         hub
     }
 
+    /// Makes this hub (not served yet) follow two plans: Nam Định's, its
+    /// default, and the test plan over Xã Bình Lục
+    /// (`deploy/plans/thu-nghiem-binh-luc.toml`, a 2025 commune).
+    pub fn follow_two_plans(&self) {
+        std::fs::write(
+            self.dir().join("nam-dinh.toml"),
+            htx_core::plan::DE_AN_01_NAM_DINH,
+        )
+        .expect("write the plan");
+        std::fs::write(
+            self.dir().join("binh-luc.toml"),
+            include_str!("../../deploy/plans/thu-nghiem-binh-luc.toml"),
+        )
+        .expect("write the plan");
+        let mut cfg = HubConfig::load(self.dir()).expect("hub.toml");
+        cfg.plan_files = vec!["nam-dinh.toml".into(), "binh-luc.toml".into()];
+        std::fs::write(
+            self.dir().join("hub.toml"),
+            toml::to_string(&cfg).expect("serializes"),
+        )
+        .expect("write hub.toml");
+    }
+
     /// Opens the hub's store and serves it on the hub's port.
     pub async fn serve(&mut self) {
         self.serve_with(|store| store).await

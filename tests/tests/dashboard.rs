@@ -536,3 +536,230 @@ async fn the_report_command_writes_the_same_report_with_its_stamp() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("kỳ báo cáo"));
 }
+
+/// The test plan over Xã Bình Lục (a 2025 commune), the hub's second plan.
+const BINH_LUC: &str = "thu-nghiem-binh-luc";
+
+/// The value of column `col` in the last row of a CSV download.
+fn last_row_value(csv: &str, col: &str) -> String {
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == col).expect(col);
+    let last = csv.lines().last().unwrap();
+    last.split(',').nth(at).unwrap().to_owned()
+}
+
+/// An indicator's figure in a report workbook's indicator sheet.
+fn workbook_figure(bytes: &[u8], indicator: &str) -> i64 {
+    use calamine::{DataType, Reader, Xlsx};
+    let mut wb = Xlsx::new(std::io::Cursor::new(bytes.to_vec())).expect("an .xlsx");
+    let names = wb.sheet_names().to_vec();
+    let sheet = wb.worksheet_range(&names[1]).unwrap();
+    let row = sheet
+        .rows()
+        .find(|r| r[0].get_string() == Some(indicator))
+        .expect(indicator);
+    row[3].as_f64().unwrap_or(0.0) as i64
+}
+
+/// A hub following two plans (Nam Định's, its default, and the test plan
+/// over Xã Bình Lục) with data in both territories: every page shows the
+/// plan asked for (`?plan=`), with that plan's figures, the progress
+/// API's; the default is Nam Định's as before; a plan the hub does not
+/// follow, or a hostile value, is a 400 that repeats nothing; a Nam Định
+/// district's viewer gets nothing of the other plan; closing a period of
+/// the second plan keeps it in that plan's folder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_shows_the_plan_asked_for() {
+    let mut hub = TestHub::create();
+    hub.follow_two_plans();
+    hub.serve().await;
+    let city = hub.enroll_node("356", "node-356");
+    let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục A");
+    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục B");
+    city.sync().await.unwrap();
+    binh_luc.sync().await.unwrap();
+    assert!(add_user(hub.dir(), "admin", "admin", &[]).status.success());
+    assert!(
+        add_user(hub.dir(), "lan", "viewer", &["356"])
+            .status
+            .success()
+    );
+    let base = hub.http_url();
+    let mut admin = Client::sign_in(&base, "admin").await;
+    let as_of = "as_of=2025-12-31";
+
+    // What the progress API says for each plan: 1 in Nam Định, 2 in Bình Lục.
+    let api = |body: Vec<u8>| -> serde_json::Value { serde_json::from_slice(&body).unwrap() };
+    let nd = api(admin.get(&format!("/api/progress?{as_of}")).await.body);
+    let bl = api(admin
+        .get(&format!(
+            "/api/progress?plan={BINH_LUC}&hierarchy=2025&{as_of}"
+        ))
+        .await
+        .body);
+    let (n_nd, n_bl) = (
+        api_figure(&nd, "36", "HTX_CONSOLIDATED", "1"),
+        api_figure(&bl, "13504", "HTX_CONSOLIDATED", "1"),
+    );
+    assert_eq!((n_nd, n_bl), (1, 2));
+
+    // The overview: the default plan as before, with a chooser of both.
+    let page = admin.get(&format!("/?{as_of}")).await;
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    assert!(page.contains(&format!("data-indicator=\"HTX_CONSOLIDATED\">{n_nd}<")));
+    assert!(page.contains("Tỉnh Nam Định") && page.contains("node-356"));
+    assert!(
+        page.contains("data-plan=\"de-an-01-nam-dinh\""),
+        "names its plan"
+    );
+    assert!(
+        page.contains(&format!("<option value=\"{BINH_LUC}\">Kế hoạch THỬ NGHIỆM")),
+        "the chooser offers the other plan by its Vietnamese name"
+    );
+    // The other plan: its territory, its figures, its sources only; the
+    // page's links and forms keep it.
+    let page = admin.get(&format!("/?plan={BINH_LUC}&{as_of}")).await;
+    assert_eq!(page.status, 200);
+    let page = page.text();
+    keep("overview-second-plan", &page);
+    assert!(page.contains(&format!("data-indicator=\"HTX_CONSOLIDATED\">{n_bl}<")));
+    assert!(page.contains("Xã Bình Lục") && page.contains("node-binh-luc"));
+    assert!(!page.contains("node-356"), "nothing of Nam Định's");
+    assert!(page.contains(&format!("data-plan=\"{BINH_LUC}\"")));
+    assert!(page.contains(&format!("<option value=\"{BINH_LUC}\" selected>")));
+    assert!(page.contains(&format!("/trends?plan={BINH_LUC}&#38;")));
+    assert!(page.contains(&format!("name=\"plan\" value=\"{BINH_LUC}\"")));
+    assert!(
+        !page.contains("Tỉnh Ninh Bình"),
+        "no way up to a province outside the plan's territory"
+    );
+    // The records behind its figure.
+    let figure = admin
+        .get(&format!(
+            "/figure?plan={BINH_LUC}&{as_of}&indicator=HTX_CONSOLIDATED"
+        ))
+        .await;
+    assert_eq!(figure.status, 200);
+    assert!(figure.text().contains(&format!("data-total>{n_bl}<")));
+
+    // Its trend and its report carry its figures; Nam Định's carry theirs.
+    for (plan, n) in [("", n_nd), (BINH_LUC, n_bl)] {
+        let csv = admin
+            .get(&format!("/trends?plan={plan}&{as_of}&format=csv"))
+            .await
+            .text();
+        assert_eq!(
+            last_row_value(&csv, "HTX_CONSOLIDATED"),
+            n.to_string(),
+            "{plan}"
+        );
+        let xlsx = admin
+            .get(&format!("/report?plan={plan}&period=2025&format=xlsx"))
+            .await;
+        assert_eq!(xlsx.status, 200, "{plan}");
+        assert_eq!(workbook_figure(&xlsx.body, "HTX_CONSOLIDATED"), n, "{plan}");
+    }
+    let report = admin
+        .get(&format!("/report?plan={BINH_LUC}&period=2025"))
+        .await
+        .text();
+    assert!(
+        report.contains("Kế hoạch THỬ NGHIỆM"),
+        "the report names its plan"
+    );
+
+    // A plan the hub does not follow, or a hostile value: a 400 page, in
+    // both languages, that repeats nothing of what was asked.
+    let long = "x".repeat(4000);
+    for lang in ["vi", "en"] {
+        let csrf = admin.csrf("/").await;
+        admin
+            .send("POST", "/lang", &format!("lang={lang}&back=/&csrf={csrf}"))
+            .await;
+        for bad in [
+            "khong-co",
+            "../../etc/passwd",
+            "<script>alert(1)</script>",
+            long.as_str(),
+        ] {
+            let q = serde_urlencoded_pairs(&[("plan", bad)]);
+            for page in ["/", "/units", "/trends", "/report", "/periods", "/figure"] {
+                let r = admin.get(&format!("{page}?{q}&indicator=NEW_HTX")).await;
+                assert_eq!(r.status, 400, "{page} {lang}: {bad:.20}");
+                let text = r.text();
+                assert!(
+                    text.contains("không theo dõi kế hoạch này")
+                        && text.contains("follows no such plan"),
+                    "{page} {lang}: {text}"
+                );
+                assert!(!text.contains(bad), "{page}: nothing repeated");
+                assert!(!text.contains("<script>alert"), "{page}");
+            }
+        }
+    }
+
+    // A Nam Định district's viewer: nothing of the other plan, in any
+    // hierarchy version, on any page (a page, not a crash).
+    let mut lan = Client::sign_in(&base, "lan").await;
+    for page in [
+        format!("/?plan={BINH_LUC}"),
+        format!("/?plan={BINH_LUC}&hierarchy=2023"),
+        format!("/units?plan={BINH_LUC}&hierarchy=2023"),
+        format!("/trends?plan={BINH_LUC}&hierarchy=2023"),
+        format!("/figure?plan={BINH_LUC}&hierarchy=2023&indicator=HTX_CONSOLIDATED"),
+        format!("/report?plan={BINH_LUC}&period=2025&hierarchy=2023"),
+        format!("/report?plan={BINH_LUC}&period=2025&hierarchy=2023&format=xlsx"),
+        format!("/api/progress?plan={BINH_LUC}&hierarchy=2023"),
+    ] {
+        let r = lan.get(&page).await;
+        assert!(r.status == 400 || r.status == 403, "{page}: {}", r.status);
+        let text = r.text();
+        assert!(
+            !text.contains("data-indicator") && !text.contains("node-binh-luc"),
+            "{page}: {text}"
+        );
+    }
+
+    // Closing 2025 of the second plan: from its period page's form, into
+    // its own folder; Nam Định's 2025 stays open.
+    let page = admin
+        .get(&format!("/periods?plan={BINH_LUC}&period=2025"))
+        .await
+        .text();
+    let form = &page[page
+        .find("action=\"/periods/close\"")
+        .expect("a close form")..];
+    let form = &form[..form.find("</form>").unwrap()];
+    assert!(
+        form.contains(&format!("name=\"plan\" value=\"{BINH_LUC}\"")),
+        "{form}"
+    );
+    let csrf = admin.csrf(&format!("/periods?plan={BINH_LUC}")).await;
+    let body = serde_urlencoded_pairs(&[("csrf", &csrf), ("plan", BINH_LUC), ("period", "2025")]);
+    let r = admin.send("POST", "/periods/close", &body).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let periods = hub.dir().join("periods");
+    let kept: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(periods.join(BINH_LUC).join("2025.json")).expect("the plan's folder"),
+    )
+    .unwrap();
+    let top = &kept["closing"]["units"][0];
+    assert_eq!(top["unit"], "13504");
+    let closed = top["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["indicator"] == "HTX_CONSOLIDATED")
+        .unwrap();
+    assert_eq!(closed["numerator"], n_bl);
+    assert!(!periods.join("de-an-01-nam-dinh").join("2025.json").exists());
+    let nd_list = admin.get("/periods").await.text();
+    let row = &nd_list[nd_list.find("data-period=\"2025\"").unwrap()..];
+    assert!(
+        row[..row.find("</tr>").unwrap()].contains("status no_data"),
+        "Nam Định's 2025 still open"
+    );
+}

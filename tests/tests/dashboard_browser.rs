@@ -242,3 +242,57 @@ async fn a_district_sees_its_own_and_the_province_drills_down_and_reports() {
     }
     assert!(checked >= 10, "every indicator: {checked}");
 }
+
+/// A hub following two plans: the overview names its plan and offers the
+/// other; choosing it shows the other plan's territory and figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_chooser_shows_the_other_plan() {
+    assert!(
+        browser_installed(),
+        "chromium and chromium-driver are needed"
+    );
+    let mut hub = TestHub::create();
+    hub.follow_two_plans();
+    hub.serve().await;
+    let city = hub.enroll_node("356", "node-356");
+    let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});
+    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
+    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục A");
+    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục B");
+    city.sync().await.unwrap();
+    binh_luc.sync().await.unwrap();
+    add_user(hub.dir(), "admin", "admin", &[]);
+    let base = hub.http_url();
+    let b = Browser::start().await;
+    sign_in(&b, &base, "admin").await;
+    b.goto(&format!("{base}/?as_of=2025-12-31")).await;
+    let value = |b: &Browser| {
+        let b = b.client.clone();
+        async move {
+            b.find(Locator::Css("[data-indicator=HTX_CONSOLIDATED]"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(value(&b).await, "1", "Nam Định's, the default");
+    b.screenshots("hub-14-plan-chooser").await;
+    let bl =
+        htx_core::plan::Plan::parse(include_str!("../../deploy/plans/thu-nghiem-binh-luc.toml"))
+            .unwrap();
+    b.choose("plan", &bl.name_vi).await;
+    b.click_and_wait(Locator::Id("choose-plan")).await;
+    let page = b.text().await;
+    assert!(
+        page.contains("Xã Bình Lục") && page.contains("node-binh-luc"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("Kế hoạch: {}", bl.name_vi)),
+        "{page}"
+    );
+    assert_eq!(value(&b).await, "2", "Bình Lục's");
+    b.screenshots("hub-15-second-plan").await;
+}

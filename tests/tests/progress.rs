@@ -328,19 +328,7 @@ async fn freshness_names_only_the_nodes_that_serve_a_unit_and_adds_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_follows_two_plans_over_neighbouring_territories() {
     let mut hub = TestHub::create();
-    std::fs::write(
-        hub.dir().join("nam-dinh.toml"),
-        htx_core::plan::DE_AN_01_NAM_DINH,
-    )
-    .unwrap();
-    std::fs::write(
-        hub.dir().join("binh-luc.toml"),
-        include_str!("../../deploy/plans/thu-nghiem-binh-luc.toml"),
-    )
-    .unwrap();
-    let mut cfg = htx_hub::config::HubConfig::load(hub.dir()).unwrap();
-    cfg.plan_files = vec!["nam-dinh.toml".into(), "binh-luc.toml".into()];
-    std::fs::write(hub.dir().join("hub.toml"), toml::to_string(&cfg).unwrap()).unwrap();
+    hub.follow_two_plans();
     hub.serve().await;
     let vu_ban = hub.enroll_node("359", "node-359");
     let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});

@@ -87,14 +87,22 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let ctx = Ctx::resolve(&app, &me, &p)?;
     let indicator = p.indicator.clone().unwrap_or_default();
-    if app.hub.plan().indicator(&indicator).is_none() {
+    if ctx.plan.indicator(&indicator).is_none() {
         return Err(WebError::BadRequest(format!(
             "chỉ tiêu không có trong kế hoạch: {indicator:?} / no such indicator in the plan"
         )));
     }
     let (hub, c, ind) = (app.hub.clone(), ctx.clone(), indicator.clone());
     let behind = super::blocking(move || {
-        views::behind(&hub, &c.unit, &c.version, c.as_of, &ind, &c.phase.id)
+        views::behind(
+            &hub,
+            &c.plan,
+            &c.unit,
+            &c.version,
+            c.as_of,
+            &ind,
+            &c.phase.id,
+        )
     })
     .await?;
     let tr = me.tr();
@@ -165,7 +173,7 @@ pub async fn page(
         tr,
         query: ctx.query(),
         as_of: format::date(ctx.as_of),
-        indicator_name: super::indicator_name(&app.hub, tr.lang, &indicator),
+        indicator_name: super::plan_indicator_name(&ctx.plan, tr.lang, &indicator),
         indicator,
         unit_name: unit_name(&ctx.unit),
         total,

@@ -5,7 +5,9 @@
 //! [`overview`] (a unit's indicators, its sources), [`units`] (the
 //! drill-down table), [`nodes`], [`trends`] (SVG charts), [`reports`] (the
 //! yearly and phase reports), [`periods`] (closing a period, submissions).
-//! Every page reads the hub's progress API
+//! Every page shows one of the plans the hub follows (`?plan=ID`, its
+//! default plan otherwise; a chooser when there are several) and reads
+//! the hub's progress API
 //! through [`crate::views`], checks that the officer may see the unit
 //! asked for (a viewer restricted to a district sees that district and its
 //! communes, whatever the URL says), and offers its table as `.csv` and
@@ -25,7 +27,7 @@ use axum::extract::FromRef;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use htx_core::plan::Phase;
+use htx_core::plan::{Phase, Plan};
 use htx_core::units::Hierarchy;
 use htx_web::{NavItem, Role, SignedIn, Web, WebError};
 use serde::Deserialize;
@@ -170,16 +172,28 @@ pub struct Params {
     /// The records behind a figure: its indicator.
     #[serde(default)]
     pub indicator: Option<String>,
+    /// The plan's id (`plan=ID`): one of those the hub follows; empty
+    /// means its default plan.
+    #[serde(default)]
+    pub plan: Option<String>,
 }
+
+/// The refusal of a plan the hub does not follow. It repeats nothing of
+/// what was asked (the value may be anything) and lists nothing.
+pub const NO_SUCH_PLAN: &str =
+    "máy chủ tỉnh không theo dõi kế hoạch này / this hub follows no such plan";
 
 fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-/// The view a page shows, checked: a known hierarchy version, a date, a
-/// phase of the plan, and a unit the officer may see.
+/// The view a page shows, checked: a plan the hub follows, a known
+/// hierarchy version, a date, a phase of the plan, and a unit the officer
+/// may see.
 #[derive(Debug, Clone)]
 pub struct Ctx {
+    /// The plan whose figures the page shows.
+    pub plan: Plan,
     pub version: String,
     pub as_of: Date,
     pub phase: Phase,
@@ -191,7 +205,15 @@ pub struct Ctx {
 impl Ctx {
     pub fn resolve(app: &App, me: &SignedIn, p: &Params) -> Result<Ctx, WebError> {
         let default_version = app.hub.config().default_unit_version.clone();
-        let version = given(&p.hierarchy).unwrap_or(&default_version).to_owned();
+        let plan = app
+            .hub
+            .plan_by(given(&p.plan))
+            .map_err(|_| WebError::BadRequest(NO_SUCH_PLAN.into()))?
+            .clone();
+        let version = match given(&p.hierarchy) {
+            Some(v) => v.to_owned(),
+            None => views::plan_version(&plan, &default_version),
+        };
         let h = Hierarchy::current();
         let v = h.version(&version).map_err(|_| {
             WebError::BadRequest(format!(
@@ -206,7 +228,7 @@ impl Ctx {
                 ))
             })?,
         };
-        let phase = views::phase(app.hub.plan(), given(&p.phase), as_of)
+        let phase = views::phase(&plan, given(&p.phase), as_of)
             .map_err(|e| WebError::BadRequest(e.to_string()))?
             .clone();
         let unit = match given(&p.unit) {
@@ -216,7 +238,7 @@ impl Ctx {
                 }
                 u.to_owned()
             }
-            None => views::home_unit(&me.account, &default_version, &version)
+            None => views::home_unit(&me.account, &default_version, &version, &plan)
                 .ok_or(WebError::Forbidden)?,
         };
         if !views::may_see(&me.account, &default_version, &version, &unit) {
@@ -224,6 +246,7 @@ impl Ctx {
             return Err(WebError::Forbidden);
         }
         Ok(Ctx {
+            plan,
             version,
             as_of,
             phase,
@@ -232,10 +255,16 @@ impl Ctx {
         })
     }
 
+    /// The plan's name in the page's language.
+    pub fn plan_name(&self, tr: &htx_web::Tr) -> String {
+        plan_name(&self.plan, tr.lang)
+    }
+
     /// The query string that shows this view again (links, downloads).
     pub fn query(&self) -> String {
         serde_urlencoded::to_string([
-            ("unit", self.unit.as_str()),
+            ("plan", self.plan.id.as_str()),
+            ("unit", &self.unit),
             ("as_of", &htx_core::schema::format_date(self.as_of)),
             ("hierarchy", &self.version),
             ("phase", &self.phase.id),
@@ -251,7 +280,39 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?
-        .map_err(|e| WebError::Internal(e.to_string()))
+        .map_err(view_error)
+}
+
+/// A view's error as a page: a unit outside the plan's territory (a
+/// district's officer asking another plan, say) is the request's fault.
+pub fn view_error(e: views::ViewError) -> WebError {
+    if e.is_request() {
+        WebError::BadRequest(e.to_string())
+    } else {
+        WebError::Internal(e.to_string())
+    }
+}
+
+/// A plan's name in `lang` (Vietnamese first).
+pub fn plan_name(plan: &Plan, lang: htx_web::Lang) -> String {
+    if lang == htx_web::Lang::Vi && !plan.name_vi.is_empty() {
+        plan.name_vi.clone()
+    } else {
+        plan.name.clone()
+    }
+}
+
+/// The plan chooser's choices, (id, name): none when the hub follows one
+/// plan only (there is nothing to choose).
+pub fn plan_choices(app: &App, lang: htx_web::Lang) -> Vec<(String, String)> {
+    let plans = app.hub.plans();
+    if plans.len() < 2 {
+        return Vec::new();
+    }
+    plans
+        .iter()
+        .map(|p| (p.id.clone(), plan_name(p, lang)))
+        .collect()
 }
 
 /// The page's table as a file, if `format` asks for one.
@@ -295,11 +356,6 @@ pub fn file(bytes: Vec<u8>, mime: &'static str, filename: &str) -> Response {
         bytes,
     )
         .into_response()
-}
-
-/// The Vietnamese (or English) name of an indicator.
-pub fn indicator_name(hub: &Hub, lang: htx_web::Lang, id: &str) -> String {
-    plan_indicator_name(hub.plan(), lang, id)
 }
 
 /// The name of indicator `id` of `plan`, in `lang` (its id if unknown).

@@ -52,6 +52,7 @@ struct Partial<'a> {
     tr: Tr,
     ctx: &'a Ctx,
     query: String,
+    plans: Vec<(String, String)>,
     unit_name: String,
     as_of: String,
     lead: String,
@@ -81,9 +82,10 @@ fn change_text(lang: Lang, now: Option<f64>, before: Option<f64>) -> String {
     }
 }
 
-/// The overview's rows for `unit` of `now`, compared with `before`.
+/// The overview's rows for `unit` of `now`, compared with `before`;
+/// indicators named as `plan` names them.
 pub fn rows(
-    app: &App,
+    plan: &htx_core::plan::Plan,
     tr: &Tr,
     phase: &str,
     now: &pb::UnitFigures,
@@ -109,7 +111,7 @@ pub fn rows(
                 .and_then(super::value_number);
             Row {
                 id: f.indicator.clone(),
-                name: super::indicator_name(&app.hub, lang, &f.indicator),
+                name: super::plan_indicator_name(plan, lang, &f.indicator),
                 value: super::value_text(lang, f),
                 target: if f.target == "milestone" {
                     tr.t("hub-milestone")
@@ -186,10 +188,11 @@ pub async fn page(
     let (now, before) = {
         let (hub, c) = (app.hub.clone(), ctx.clone());
         super::blocking(move || {
-            let now = views::progress_at(&hub, &c.unit, &c.version, c.as_of)?;
+            let at = |d| views::plan_progress_at(&hub, &c.plan.id, &c.unit, &c.version, d);
+            let now = at(c.as_of)?;
             let prev_date = views::previous_month_end(c.as_of);
-            let before = if prev_date >= hub.plan().start {
-                Some(views::progress_at(&hub, &c.unit, &c.version, prev_date)?)
+            let before = if prev_date >= c.plan.start {
+                Some(at(prev_date)?)
             } else {
                 None
             };
@@ -199,7 +202,7 @@ pub async fn page(
     };
     let top = now.units.first().ok_or(WebError::NotFound)?;
     let rows = rows(
-        &app,
+        &ctx.plan,
         &tr,
         &ctx.phase.id,
         top,
@@ -220,7 +223,10 @@ pub async fn page(
     let mut cur = v.unit(&ctx.unit).and_then(|u| u.parent.clone());
     while let Some(code) = cur {
         let Some(u) = v.unit(&code) else { break };
-        if views::may_see(&me.account, &ctx.default_version, &ctx.version, &code) {
+        // Only what the officer may see, under the plan shown.
+        if views::may_see(&me.account, &ctx.default_version, &ctx.version, &code)
+            && views::in_territory(&ctx.plan, &ctx.version, &code)
+        {
             crumbs.push(Crumb {
                 code: code.clone(),
                 name: u.name.clone(),
@@ -229,11 +235,12 @@ pub async fn page(
         cur = u.parent.clone();
     }
     crumbs.reverse();
-    let plan = app.hub.plan();
+    let plan = &ctx.plan;
     let partial = Partial {
         tr,
         ctx: &ctx,
         query: ctx.query(),
+        plans: super::plan_choices(&app, tr.lang),
         unit_name: top.name.clone(),
         as_of: format::date(ctx.as_of),
         lead: tr.ta(

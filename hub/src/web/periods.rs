@@ -16,6 +16,7 @@
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use htx_core::plan::Plan;
 use htx_core::units::Hierarchy;
 use htx_web::{Posted, SignedIn, Tr, WebError, format};
 use serde::Deserialize;
@@ -62,6 +63,7 @@ pub struct RecordRow {
 #[template(path = "period_diff.html")]
 pub struct DiffPartial {
     pub tr: Tr,
+    pub plan: String,
     pub period: String,
     /// "Closed by X on D".
     pub closed_line: String,
@@ -87,6 +89,11 @@ pub struct SubmissionRow {
 struct Partial {
     tr: Tr,
     csrf: String,
+    /// The plan's id (every link and form carries it), and the chooser's
+    /// choices (none if the hub follows one plan).
+    plan: String,
+    plan_name: String,
+    plans: Vec<(String, String)>,
     list: Vec<ListRow>,
     /// The period shown, if one is asked for.
     period: Option<Period>,
@@ -111,10 +118,20 @@ pub struct PeriodForm {
     pub period: String,
     #[serde(default)]
     pub unit: String,
+    /// The plan's id; empty: the hub's default plan.
+    #[serde(default)]
+    pub plan: String,
 }
 
-fn period_of(app: &App, s: &str) -> Result<Period, WebError> {
-    report::parse_period(app.hub.plan(), s).map_err(|e| WebError::BadRequest(e.to_string()))
+/// The plan a page or form asks for (`plan=ID`), or the hub's default.
+fn plan_of<'a>(app: &'a App, id: Option<&str>) -> Result<&'a Plan, WebError> {
+    app.hub
+        .plan_by(id)
+        .map_err(|_| WebError::BadRequest(super::NO_SUCH_PLAN.into()))
+}
+
+fn period_of(plan: &Plan, s: &str) -> Result<Period, WebError> {
+    report::parse_period(plan, s).map_err(|e| WebError::BadRequest(e.to_string()))
 }
 
 fn web_error(e: PeriodError) -> WebError {
@@ -129,20 +146,25 @@ fn store(app: &App) -> PeriodStore {
     PeriodStore::new(&app.hub.home().dir)
 }
 
-/// The plan's territory in the hub's version (what a period closes).
-fn territory(app: &App) -> String {
+/// The version `plan`'s periods are closed in ([`views::plan_version`]:
+/// the hub's own, unless the plan's territory is no unit of it).
+fn version(app: &App, plan: &Plan) -> String {
+    views::plan_version(plan, &app.hub.config().default_unit_version)
+}
+
+/// The plan's territory in its periods' version (what a period closes).
+fn territory(app: &App, plan: &Plan) -> String {
     let h = Hierarchy::current();
-    let v = &app.hub.config().default_unit_version;
-    let plan = app.hub.plan();
-    h.resolve(&plan.hierarchy, &plan.unit, v)
+    h.resolve(&plan.hierarchy, &plan.unit, &version(app, plan))
         .unwrap_or_else(|_| plan.unit.clone())
 }
 
-/// Whether the officer may close periods: analyst or admin, over the
-/// whole territory.
-fn may_close(app: &App, me: &SignedIn) -> bool {
-    let v = &app.hub.config().default_unit_version;
-    me.account.role >= htx_web::Role::Analyst && views::may_see(&me.account, v, v, &territory(app))
+/// Whether the officer may close `plan`'s periods: analyst or admin, over
+/// the whole territory.
+fn may_close(app: &App, me: &SignedIn, plan: &Plan) -> bool {
+    let d = &app.hub.config().default_unit_version;
+    me.account.role >= htx_web::Role::Analyst
+        && views::may_see(&me.account, d, &version(app, plan), &territory(app, plan))
 }
 
 fn unit_name(version: &str, code: &str) -> String {
@@ -154,12 +176,8 @@ fn unit_name(version: &str, code: &str) -> String {
 
 /// A closed (or current) figure as people read it; what it counts in
 /// comes from the plan.
-fn figure_text(app: &App, lang: htx_web::Lang, f: &periods::ClosedFigure) -> String {
-    let measure = app
-        .hub
-        .plan()
-        .indicator(&f.indicator)
-        .map_or("", |i| i.measure());
+fn figure_text(plan: &Plan, lang: htx_web::Lang, f: &periods::ClosedFigure) -> String {
+    let measure = plan.indicator(&f.indicator).map_or("", |i| i.measure());
     super::figure_text(
         lang,
         &f.compute,
@@ -170,22 +188,29 @@ fn figure_text(app: &App, lang: htx_web::Lang, f: &periods::ClosedFigure) -> Str
     )
 }
 
-/// The comparison of `closing` for `unit`, rendered (reads the store).
+/// The comparison of `closing` of `plan` for `unit`, rendered (reads the
+/// store).
 pub async fn comparison(
     app: &App,
     me: &SignedIn,
+    plan: &Plan,
     period: &Period,
     closing: &Closing,
     unit: &str,
     link: bool,
 ) -> Result<String, WebError> {
-    let (hub, c, u) = (app.hub.clone(), closing.clone(), unit.to_owned());
+    let (hub, c, u, pl) = (
+        app.hub.clone(),
+        closing.clone(),
+        unit.to_owned(),
+        plan.clone(),
+    );
     let (cmp, records): (Comparison, Vec<htx_core::schema::Record>) =
         tokio::task::spawn_blocking(move || {
             let all = hub
                 .export(true)
                 .map_err(|e| PeriodError::View(Box::new(e.into())))?;
-            let cmp = periods::compare_with(&hub, &c, &u, &all)?;
+            let cmp = periods::compare_with(&hub, &pl, &c, &u, &all)?;
             let ids: std::collections::BTreeSet<&str> =
                 cmp.records.iter().map(|r| r.id.as_str()).collect();
             let records = all
@@ -207,12 +232,12 @@ pub async fn comparison(
             unit: f.unit.clone(),
             unit_name: f.unit_name.clone(),
             indicator: f.closed.indicator.clone(),
-            name: super::indicator_name(&app.hub, lang, &f.closed.indicator),
-            closed: figure_text(app, lang, &f.closed),
+            name: super::plan_indicator_name(plan, lang, &f.closed.indicator),
+            closed: figure_text(plan, lang, &f.closed),
             now: f
                 .now
                 .as_ref()
-                .map(|n| figure_text(app, lang, n))
+                .map(|n| figure_text(plan, lang, n))
                 .unwrap_or_else(|| "–".into()),
             moved: f.differs(),
         })
@@ -253,6 +278,7 @@ pub async fn comparison(
         .collect();
     Ok(DiffPartial {
         tr,
+        plan: plan.id.clone(),
         period: period.id.clone(),
         closed_line: tr.ta(
             "hub-period-closed-by",
@@ -281,10 +307,10 @@ pub async fn page(
     Query(p): Query<Params>,
 ) -> Result<Response, WebError> {
     let tr = me.tr();
-    let plan = app.hub.plan().id.clone();
+    let plan = plan_of(&app, super::given(&p.plan))?;
     let st = store(&app);
-    let files = st.list(&plan).map_err(web_error)?;
-    let list: Vec<ListRow> = super::reports::periods(&app)
+    let files = st.list(&plan.id).map_err(web_error)?;
+    let list: Vec<ListRow> = super::reports::periods(plan)
         .into_iter()
         .map(|(id, name)| {
             let f = files.iter().find(|f| f.period == id);
@@ -303,6 +329,9 @@ pub async fn page(
         let partial = Partial {
             tr,
             csrf: me.csrf().to_owned(),
+            plan: plan.id.clone(),
+            plan_name: super::plan_name(plan, tr.lang),
+            plans: super::plan_choices(&app, tr.lang),
             list,
             period: None,
             period_name: String::new(),
@@ -321,28 +350,29 @@ pub async fn page(
         .render()?;
         return Ok(me.page("hub-periods-title", &partial)?.into_response());
     };
-    let period = period_of(&app, asked)?;
-    // Periods are closed in the hub's own version: the unit asked is
-    // checked in it, whatever else the query says.
+    let period = period_of(plan, asked)?;
+    // Periods are closed in the plan's version: the unit asked is checked
+    // in it, whatever else the query says.
     let ctx = Ctx::resolve(
         &app,
         &me,
         &Params {
             unit: p.unit.clone(),
+            plan: Some(plan.id.clone()),
             ..Default::default()
         },
     )?;
-    let file = st.load(&plan, &period.id).map_err(web_error)?;
-    let version = ctx.default_version.clone();
+    let file = st.load(&plan.id, &period.id).map_err(web_error)?;
+    let version = ctx.version.clone();
     let diff = match &file.closing {
-        Some(c) => comparison(&app, &me, &period, c, &ctx.unit, false).await?,
+        Some(c) => comparison(&app, &me, plan, &period, c, &ctx.unit, false).await?,
         None => String::new(),
     };
     let h = Hierarchy::current();
     let v = h
         .version(&version)
         .map_err(|e| WebError::Internal(e.to_string()))?;
-    let terr = territory(&app);
+    let terr = territory(&app, plan);
     let submissions = v
         .children(&ctx.unit)
         .map(|u| {
@@ -378,7 +408,7 @@ pub async fn page(
             (u.clone(), unit_name(&version, u), done.unwrap_or_default())
         })
         .collect();
-    let period_name = super::reports::periods(&app)
+    let period_name = super::reports::periods(plan)
         .into_iter()
         .find(|(id, _)| *id == period.id)
         .map(|(_, n)| n)
@@ -388,7 +418,10 @@ pub async fn page(
         .iter()
         .rev()
         // Another district's submissions are not a district's business.
-        .filter(|e| e.unit.is_empty() || views::may_see(&me.account, &version, &version, &e.unit))
+        .filter(|e| {
+            e.unit.is_empty()
+                || views::may_see(&me.account, &ctx.default_version, &version, &e.unit)
+        })
         .map(|e| {
             let what = tr.t(&format!("hub-period-event-{}", e.action));
             let what = if e.unit.is_empty() {
@@ -407,6 +440,9 @@ pub async fn page(
     let partial = Partial {
         tr,
         csrf: me.csrf().to_owned(),
+        plan: plan.id.clone(),
+        plan_name: super::plan_name(plan, tr.lang),
+        plans: super::plan_choices(&app, tr.lang),
         list,
         period_name,
         period_span: format!(
@@ -418,8 +454,8 @@ pub async fn page(
         unit: ctx.unit.clone(),
         closed,
         history,
-        can_close: !closed && may_close(&app, &me),
-        can_reopen: closed && me.account.is_admin() && may_close(&app, &me),
+        can_close: !closed && may_close(&app, &me, plan),
+        can_reopen: closed && me.account.is_admin() && may_close(&app, &me, plan),
         not_over: period.to >= crate::progress::today(),
         period: Some(period),
         mine,
@@ -430,8 +466,9 @@ pub async fn page(
     Ok(me.page("hub-periods-title", &partial)?.into_response())
 }
 
-fn back(period: &str) -> Response {
-    let q = serde_urlencoded::to_string([("period", period)]).expect("encodes");
+fn back(plan: &Plan, period: &str) -> Response {
+    let q = serde_urlencoded::to_string([("plan", plan.id.as_str()), ("period", period)])
+        .expect("encodes");
     Redirect::to(&format!("/periods?{q}")).into_response()
 }
 
@@ -441,22 +478,23 @@ pub async fn close(
     State(app): State<App>,
     Posted(form): Posted<PeriodForm>,
 ) -> Result<Response, WebError> {
-    let period = period_of(&app, &form.period)?;
-    if !may_close(&app, &me) {
+    let plan = plan_of(&app, Some(&form.plan))?.clone();
+    let period = period_of(&plan, &form.period)?;
+    if !may_close(&app, &me, &plan) {
         me.audit("period_close_refused", &period.id, "role or unit");
         return Err(WebError::Forbidden);
     }
     let hub = app.hub.clone();
-    let (p, by) = (period.clone(), me.name().to_owned());
+    let (p, by, pl) = (period.clone(), me.name().to_owned(), plan.clone());
     let closing = tokio::task::spawn_blocking(move || {
-        let p = periods::ended_period(&hub, &p.id)?;
-        periods::close(&hub, &p, &by)
+        let p = periods::ended_period(&pl, &p.id)?;
+        periods::close(&hub, &pl, &p, &by)
     })
     .await
     .map_err(|e| WebError::Internal(e.to_string()))?
     .map_err(web_error)?;
     me.audit("period_closed", &period.id, &closing.data_version);
-    Ok(back(&period.id))
+    Ok(back(&plan, &period.id))
 }
 
 /// `POST /periods/reopen`: admins only.
@@ -465,16 +503,17 @@ pub async fn reopen(
     State(app): State<App>,
     Posted(form): Posted<PeriodForm>,
 ) -> Result<Response, WebError> {
-    let period = period_of(&app, &form.period)?;
-    if !(me.account.is_admin() && may_close(&app, &me)) {
+    let plan = plan_of(&app, Some(&form.plan))?;
+    let period = period_of(plan, &form.period)?;
+    if !(me.account.is_admin() && may_close(&app, &me, plan)) {
         me.audit("period_reopen_refused", &period.id, "role or unit");
         return Err(WebError::Forbidden);
     }
     store(&app)
-        .reopen(&app.hub.plan().id, &period, me.name())
+        .reopen(&plan.id, &period, me.name())
         .map_err(web_error)?;
     me.audit("period_reopened", &period.id, "");
-    Ok(back(&period.id))
+    Ok(back(plan, &period.id))
 }
 
 /// `POST /periods/submit`: an officer marks their own unit's part (a
@@ -484,17 +523,17 @@ pub async fn submit(
     State(app): State<App>,
     Posted(form): Posted<PeriodForm>,
 ) -> Result<Response, WebError> {
-    let (period, unit) = own_part(&app, &me, &form, "period_submit_refused")?;
+    let (plan, period, unit) = own_part(&app, &me, &form, "period_submit_refused")?;
     let unit = unit.as_str();
     let hub = app.hub.clone();
     let data_version = tokio::task::spawn_blocking(move || views::data_version(&hub))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?;
     store(&app)
-        .submit(&app.hub.plan().id, &period, unit, me.name(), &data_version)
+        .submit(&plan.id, &period, unit, me.name(), &data_version)
         .map_err(web_error)?;
     me.audit("period_submitted", &period.id, unit);
-    Ok(back(&period.id))
+    Ok(back(plan, &period.id))
 }
 
 /// `POST /periods/withdraw`: an officer takes back their own unit's
@@ -504,26 +543,29 @@ pub async fn withdraw(
     State(app): State<App>,
     Posted(form): Posted<PeriodForm>,
 ) -> Result<Response, WebError> {
-    let (period, unit) = own_part(&app, &me, &form, "period_withdraw_refused")?;
+    let (plan, period, unit) = own_part(&app, &me, &form, "period_withdraw_refused")?;
     store(&app)
-        .withdraw(&app.hub.plan().id, &period, &unit, me.name())
+        .withdraw(&plan.id, &period, &unit, me.name())
         .map_err(web_error)?;
     me.audit("period_withdrawn", &period.id, &unit);
-    Ok(back(&period.id))
+    Ok(back(plan, &period.id))
 }
 
-/// The period and unit of a submit or withdraw form, checked: an ended
-/// period, a unit below the territory, and one of the officer's own
-/// (refused and audited as `refused` otherwise).
-fn own_part(
-    app: &App,
+/// The plan, period and unit of a submit or withdraw form, checked: a
+/// period of a plan the hub follows, a unit below the plan's territory,
+/// and one of the officer's own (refused and audited as `refused`
+/// otherwise).
+fn own_part<'a>(
+    app: &'a App,
     me: &SignedIn,
     form: &PeriodForm,
     refused: &str,
-) -> Result<(Period, String), WebError> {
-    let period = period_of(app, &form.period)?;
-    let v = app.hub.config().default_unit_version.clone();
-    let terr = territory(app);
+) -> Result<(&'a Plan, Period, String), WebError> {
+    let plan = plan_of(app, Some(&form.plan))?;
+    let period = period_of(plan, &form.period)?;
+    let d = &app.hub.config().default_unit_version;
+    let v = version(app, plan);
+    let terr = territory(app, plan);
     let unit = form.unit.trim();
     let h = Hierarchy::current();
     let below = h
@@ -532,9 +574,9 @@ fn own_part(
     if !below {
         return Err(web_error(PeriodError::NotBelow(unit.to_owned())));
     }
-    if !views::may_see(&me.account, &v, &v, unit) {
+    if !views::may_see(&me.account, d, &v, unit) {
         me.audit(refused, &period.id, unit);
         return Err(WebError::Forbidden);
     }
-    Ok((period, unit.to_owned()))
+    Ok((plan, period, unit.to_owned()))
 }

@@ -34,7 +34,8 @@ pub async fn page(State(app): State<App>, headers: HeaderMap) -> Result<Response
     let hub = app.hub.clone();
     let v = version.clone();
     let (now, before) = super::blocking(move || {
-        let unit = views::home_unit(&htx_web::Account::nobody(), &v, &v).unwrap_or_default();
+        let unit =
+            views::home_unit(&htx_web::Account::nobody(), &v, &v, hub.plan()).unwrap_or_default();
         let now = views::progress_at(&hub, &unit, &v, as_of)?;
         let prev = views::previous_month_end(as_of);
         let before = if prev >= hub.plan().start {
@@ -50,7 +51,7 @@ pub async fn page(State(app): State<App>, headers: HeaderMap) -> Result<Response
     let web = app.web.clone();
     htx_web::routes::public_page(&web, &headers, "/public", "hub-public-title", |tr| {
         let rows = super::overview::rows(
-            &app,
+            app.hub.plan(),
             &tr,
             &phase.id,
             &top,

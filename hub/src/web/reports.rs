@@ -20,6 +20,10 @@ pub struct ReportPartial<'a> {
     pub report: &'a Report,
     pub cover: Vec<(String, String)>,
     pub query: String,
+    /// The plan's id, for the period form, and the plan chooser's
+    /// choices (none if the hub follows one plan).
+    pub plan: String,
+    pub plans: Vec<(String, String)>,
     pub periods: Vec<(String, String)>,
     /// Links to download (not in the file the CLI writes).
     pub links: bool,
@@ -51,9 +55,8 @@ impl ReportPartial<'_> {
     }
 }
 
-/// The periods offered: every year of the plan so far, and its phases.
-pub fn periods(app: &App) -> Vec<(String, String)> {
-    let plan = app.hub.plan();
+/// The periods offered: every year of `plan` so far, and its phases.
+pub fn periods(plan: &htx_core::plan::Plan) -> Vec<(String, String)> {
     let this_year = crate::progress::today().year();
     let last = plan
         .phases
@@ -82,7 +85,7 @@ pub async fn page(
         .map(str::to_owned)
         .unwrap_or_else(|| crate::progress::today().year().to_string());
     let req = report::Request {
-        plan: String::new(),
+        plan: ctx.plan.id.clone(),
         unit: ctx.unit.clone(),
         period: period.clone(),
         hierarchy: ctx.version.clone(),
@@ -97,12 +100,13 @@ pub async fn page(
         Err(e @ report::ReportError::BadPeriod(_)) => {
             return Err(WebError::BadRequest(e.to_string()));
         }
+        Err(report::ReportError::View(e)) => return Err(super::view_error(*e)),
         Err(e) => return Err(WebError::Internal(e.to_string())),
     };
     let name = format!("bao-cao-{}-{}", report.stamp.unit, report.stamp.period.id);
     match super::given(&p.format) {
         Some("xlsx") => {
-            let extra = closed_sheets(&app, &report, lang).await?;
+            let extra = closed_sheets(&app, &ctx.plan, &report, lang).await?;
             let bytes = report
                 .to_xlsx_with(lang, &extra)
                 .map_err(|e| WebError::Internal(e.to_string()))?;
@@ -131,13 +135,14 @@ pub async fn page(
     let closed = {
         let st = crate::periods::PeriodStore::new(&app.hub.home().dir);
         let file = st
-            .load(&app.hub.plan().id, &report.stamp.period.id)
+            .load(&ctx.plan.id, &report.stamp.period.id)
             .map_err(|e| WebError::Internal(e.to_string()))?;
         match file.closing {
             Some(c) if c.hierarchy == report.stamp.hierarchy => {
                 super::periods::comparison(
                     &app,
                     &me,
+                    &ctx.plan,
                     &report.stamp.period,
                     &c,
                     &report.stamp.unit,
@@ -149,7 +154,8 @@ pub async fn page(
         }
     };
     let query = serde_urlencoded::to_string([
-        ("unit", ctx.unit.as_str()),
+        ("plan", ctx.plan.id.as_str()),
+        ("unit", &ctx.unit),
         ("hierarchy", &ctx.version),
         ("period", &period),
     ])
@@ -159,7 +165,9 @@ pub async fn page(
         cover: report.cover(lang),
         report: &report,
         query,
-        periods: periods(&app),
+        plan: ctx.plan.id.clone(),
+        plans: super::plan_choices(&app, lang),
+        periods: periods(&ctx.plan),
         links: true,
         closed,
     }
@@ -185,6 +193,8 @@ pub fn standalone(report: &Report, lang: htx_web::Lang) -> Result<String, askama
         cover: report.cover(lang),
         report,
         query: String::new(),
+        plan: String::new(),
+        plans: Vec::new(),
         periods: Vec::new(),
         links: false,
         closed: String::new(),
@@ -205,13 +215,14 @@ pub fn standalone(report: &Report, lang: htx_web::Lang) -> Result<String, askama
 /// the report's workbook; none for a period not closed.
 async fn closed_sheets(
     app: &App,
+    plan: &htx_core::plan::Plan,
     report: &crate::report::Report,
     lang: htx_web::Lang,
 ) -> Result<Vec<crate::table::Table>, WebError> {
     use crate::table::{Cell, Table};
     let st = crate::periods::PeriodStore::new(&app.hub.home().dir);
     let file = st
-        .load(&app.hub.plan().id, &report.stamp.period.id)
+        .load(&plan.id, &report.stamp.period.id)
         .map_err(|e| WebError::Internal(e.to_string()))?;
     let Some(closing) = file
         .closing
@@ -219,8 +230,13 @@ async fn closed_sheets(
     else {
         return Ok(Vec::new());
     };
-    let (hub, unit, c) = (app.hub.clone(), report.stamp.unit.clone(), closing.clone());
-    let cmp = tokio::task::spawn_blocking(move || crate::periods::compare(&hub, &c, &unit))
+    let (hub, unit, c, pl) = (
+        app.hub.clone(),
+        report.stamp.unit.clone(),
+        closing.clone(),
+        plan.clone(),
+    );
+    let cmp = tokio::task::spawn_blocking(move || crate::periods::compare(&hub, &pl, &c, &unit))
         .await
         .map_err(|e| WebError::Internal(e.to_string()))?
         .map_err(|e| WebError::Internal(e.to_string()))?;

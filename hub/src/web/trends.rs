@@ -32,6 +32,7 @@ struct Partial<'a> {
     tr: Tr,
     ctx: &'a Ctx,
     query: String,
+    plans: Vec<(String, String)>,
     as_of: String,
     phases: Vec<(String, String)>,
     versions: Vec<&'static str>,
@@ -160,11 +161,11 @@ pub async fn page(
 ) -> Result<Response, WebError> {
     let ctx = Ctx::resolve(&app, &me, &p)?;
     let tr = me.tr();
-    let start = app.hub.plan().start;
+    let start = ctx.plan.start;
     let dates = views::month_ends(start, ctx.as_of);
     let replies = {
         let (hub, c, d) = (app.hub.clone(), ctx.clone(), dates.clone());
-        super::blocking(move || views::series(&hub, &c.unit, &c.version, &d)).await?
+        super::blocking(move || views::series(&hub, &c.plan, &c.unit, &c.version, &d)).await?
     };
     let lines = lines(&replies, &ctx.phase.id);
     // The table behind the charts: one row per month, one column per indicator.
@@ -199,7 +200,7 @@ pub async fn page(
             .map_err(WebError::Internal)?;
         charts.push(Chart {
             id: id.clone(),
-            name: super::indicator_name(&app.hub, tr.lang, id),
+            name: super::plan_indicator_name(&ctx.plan, tr.lang, id),
             target: if target == "milestone" {
                 tr.t("hub-milestone")
             } else {
@@ -208,11 +209,12 @@ pub async fn page(
             svg,
         });
     }
-    let plan = app.hub.plan();
+    let plan = &ctx.plan;
     let partial = Partial {
         tr,
         ctx: &ctx,
         query: ctx.query(),
+        plans: super::plan_choices(&app, tr.lang),
         as_of: format::date(ctx.as_of),
         phases: plan
             .phases

@@ -49,6 +49,7 @@ struct Partial<'a> {
     tr: Tr,
     ctx: &'a Ctx,
     query: String,
+    plans: Vec<(String, String)>,
     as_of: String,
     phases: Vec<(String, String)>,
     versions: Vec<&'static str>,
@@ -69,7 +70,10 @@ pub async fn page(
     let lang = tr.lang;
     let reply = {
         let (hub, c) = (app.hub.clone(), ctx.clone());
-        super::blocking(move || views::progress_at(&hub, &c.unit, &c.version, c.as_of)).await?
+        super::blocking(move || {
+            views::plan_progress_at(&hub, &c.plan.id, &c.unit, &c.version, c.as_of)
+        })
+        .await?
     };
     let top = reply.units.first().ok_or(WebError::NotFound)?;
     let ids: Vec<String> = top
@@ -182,16 +186,17 @@ pub async fn page(
         .iter()
         .map(|id| Column {
             id: id.clone(),
-            name: super::indicator_name(&app.hub, lang, id),
+            name: super::plan_indicator_name(&ctx.plan, lang, id),
             href: link(id),
             sorted: sorted(id),
         })
         .collect();
-    let plan = app.hub.plan();
+    let plan = &ctx.plan;
     let partial = Partial {
         tr,
         ctx: &ctx,
         query: query.clone(),
+        plans: super::plan_choices(&app, lang),
         as_of: format::date(ctx.as_of),
         phases: plan
             .phases
