@@ -233,6 +233,10 @@ struct Row {
     scratch: Duration,
     load: Duration,
     report: Duration,
+    /// 43 month ends: `recompute` for each, and `recompute_at` once.
+    trend_each: Duration,
+    trend_once: Duration,
+    trend_page: Duration,
     observation: Duration,
     training: Duration,
     /// Bytes a loaded engine holds, and the records' JSON size.
@@ -255,6 +259,32 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         .flat_map(|(n, c)| commune_records(version, c, n))
         .collect();
     let (scratch, _) = best_of(3, || recompute(&plan, h, asked, as_of, &records).unwrap());
+    // A trend: the end of every month from the plan's start to 2026-11-30
+    // (43 dates), each date recomputed (before) and all at once (now).
+    let months: Vec<Date> = (0..43)
+        .map(|m| {
+            let (y, mo) = (2023 + (4 + m) / 12, (4 + m) % 12 + 1);
+            let next = match mo {
+                12 => Date::from_calendar_date(y + 1, time::Month::January, 1),
+                _ => Date::from_calendar_date(y, time::Month::try_from(mo as u8 + 1).unwrap(), 1),
+            };
+            next.unwrap() - time::Duration::days(1)
+        })
+        .collect();
+    let (trend_each, each) = best_of(1, || {
+        months
+            .iter()
+            .map(|d| recompute(&plan, h, asked, *d, &records).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let (trend_once, once) = best_of(1, || {
+        htx_core::progress::recompute_at(&plan, h, asked, &months, &records).unwrap()
+    });
+    assert!(each == once, "the same figures either way");
+    let top = each[0].units[0].code.clone();
+    let (trend_page, _) = best_of(1, || {
+        htx_core::progress::trend(&plan, h, asked, &top, &months, &records).unwrap()
+    });
     let mut copies = vec![records.clone(), records.clone(), records.clone()];
     let (load, mut engine) = best_of(3, || {
         let copy = copies.pop().unwrap();
@@ -324,6 +354,9 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         scratch,
         load,
         report,
+        trend_each,
+        trend_once,
+        trend_page,
         observation,
         training,
         bytes,
@@ -535,6 +568,18 @@ fn main() {
     row("`Engine::report` (every figure of every unit)", &|r| {
         ms(r.report)
     });
+    row(
+        "trend, 43 month ends: `recompute` for each date (before)",
+        &|r| ms(r.trend_each),
+    );
+    row(
+        "trend, 43 month ends: `recompute_at`, every unit (now)",
+        &|r| ms(r.trend_once),
+    );
+    row(
+        "trend, 43 month ends: `trend`, the territory's figures (a trend page)",
+        &|r| ms(r.trend_page),
+    );
     row(
         "one changed observation → province figures (mean of 1,000)",
         &|r| us(r.observation),

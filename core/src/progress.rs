@@ -52,10 +52,11 @@
 //! the data. [`recompute`] computes the same thing from scratch, rolling up
 //! bottom-up; the tests hold the two to agree.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 use time::Date;
@@ -277,7 +278,9 @@ fn ser_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
 /// The live records, with who points at whom.
 #[derive(Default)]
 struct World {
-    records: HashMap<String, Record>,
+    /// Shared, so that a from-scratch query can borrow them
+    /// ([`Engine::records`]) rather than read them again.
+    records: HashMap<String, Arc<Record>>,
     /// id -> the records whose reference fields hold that id.
     referrers: HashMap<String, HashSet<String>>,
 }
@@ -343,7 +346,7 @@ impl World {
                 .or_default()
                 .insert(from);
         }
-        self.records.insert(rec.id.clone(), rec);
+        self.records.insert(rec.id.clone(), Arc::new(rec));
     }
 
     fn remove(&mut self, id: &str) {
@@ -383,7 +386,7 @@ trait Links {
 
 impl Links for World {
     fn record(&self, id: &str) -> Option<&Record> {
-        self.records.get(id)
+        self.records.get(id).map(|r| &**r)
     }
 
     fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record> {
@@ -391,7 +394,7 @@ impl Links for World {
             .get(id)
             .into_iter()
             .flatten()
-            .filter_map(|x| self.records.get(x))
+            .filter_map(|x| self.records.get(x).map(|r| &**r))
     }
 }
 
@@ -399,7 +402,7 @@ impl Links for World {
 /// national set is 175,000 records, and copying them (and a set of
 /// referrer ids per record) into a [`World`] took most of the time.
 struct Snapshot<'r> {
-    input: &'r [Record],
+    input: Vec<&'r Record>,
     /// id -> the last record of that id in `input`, if not deleted.
     by_id: HashMap<&'r str, usize>,
     /// By position in `input`: whether it is the record its id counts as.
@@ -409,7 +412,8 @@ struct Snapshot<'r> {
 
 impl<'r> Snapshot<'r> {
     /// Deleted records are skipped; if an id comes twice the last one counts.
-    fn new(input: &'r [Record]) -> Snapshot<'r> {
+    fn new<R: Borrow<Record>>(input: &'r [R]) -> Snapshot<'r> {
+        let input: Vec<&'r Record> = input.iter().map(|r| r.borrow()).collect();
         let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(input.len());
         let mut live = vec![false; input.len()];
         for (i, r) in input.iter().enumerate() {
@@ -430,7 +434,8 @@ impl<'r> Snapshot<'r> {
             live,
             referrers: HashMap::new(),
         };
-        let mut referrers: HashMap<&str, Vec<&Record>> = HashMap::with_capacity(input.len());
+        let mut referrers: HashMap<&str, Vec<&Record>> =
+            HashMap::with_capacity(snapshot.input.len());
         let mut to = Vec::new();
         // Records of one kind usually come together: look the kind up once.
         let mut spec: Option<&schema::KindSpec> = None;
@@ -457,13 +462,13 @@ impl<'r> Snapshot<'r> {
         self.input
             .iter()
             .zip(&self.live)
-            .filter_map(|(r, live)| live.then_some(r))
+            .filter_map(|(r, live)| live.then_some(*r))
     }
 }
 
 impl Links for Snapshot<'_> {
     fn record(&self, id: &str) -> Option<&Record> {
-        self.by_id.get(id).map(|&i| &self.input[i])
+        self.by_id.get(id).map(|&i| self.input[i])
     }
 
     fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record> {
@@ -1066,10 +1071,24 @@ impl View {
         direct: &[Tally],
         total: &[Tally],
         held: Vec<BTreeSet<String>>,
+        unplaced: Vec<Unplaced>,
+        outside: Vec<String>,
+    ) -> Report {
+        let holders = self.roll_up_holders(held);
+        self.report_of(direct, total, &holders, unplaced, outside, None)
+    }
+
+    /// As [`View::report`], with the holders rolled up, and with the
+    /// figures of unit `only` and its children alone when given.
+    fn report_of(
+        &self,
+        direct: &[Tally],
+        total: &[Tally],
+        holders: &[Vec<String>],
         mut unplaced: Vec<Unplaced>,
         mut outside: Vec<String>,
+        only: Option<usize>,
     ) -> Report {
-        let mut holders = self.roll_up_holders(held);
         unplaced.sort_by(|a, b| a.id.cmp(&b.id));
         outside.sort();
         let root = self.units.first();
@@ -1117,7 +1136,8 @@ impl View {
                 .map(|i| (i.id.clone(), i.name.clone(), i.name_vi.clone()))
                 .collect(),
             units: (0..self.units.len())
-                .map(|u| self.unit_progress(u, direct, total, std::mem::take(&mut holders[u])))
+                .filter(|&u| only.is_none_or(|o| u == o || self.parent[u] == Some(o)))
+                .map(|u| self.unit_progress(u, direct, total, holders[u].clone()))
                 .collect(),
             unplaced,
         }
@@ -1207,32 +1227,67 @@ fn unplaced(view: &View, rec: &Record, miss: Miss) -> Option<Unplaced> {
 // ---- From scratch ---------------------------------------------------------
 
 /// Progress from all records at once, with no state kept. Deleted records
-/// are skipped; if an id comes twice the last one counts.
-pub fn recompute(
+/// are skipped; if an id comes twice the last one counts. The records may
+/// be owned or shared (`Arc<Record>`, as [`Engine::records`] gives them).
+pub fn recompute<R: Borrow<Record>>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
     as_of: Date,
-    records: &[Record],
+    records: &[R],
 ) -> Result<Report, ProgressError> {
     let mut reports = recompute_at(plan, hierarchy, version, &[as_of], records)?;
     Ok(reports.pop().expect("one date, one report"))
 }
 
 /// As [`recompute`], as of each of `dates` (a trend): the records are
-/// read, linked and placed once, and only evaluated again for each date
-/// (where a record counts does not depend on the date).
-pub fn recompute_at(
+/// read, linked and placed once (where a record counts does not depend on
+/// the date), and, when the dates ascend, a record is evaluated again only
+/// at the dates where one of the dates it could be compared with is
+/// reached or passed.
+pub fn recompute_at<R: Borrow<Record>>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
     dates: &[Date],
-    records: &[Record],
+    records: &[R],
+) -> Result<Vec<Report>, ProgressError> {
+    recompute_dates(plan, hierarchy, version, None, dates, records)
+}
+
+/// As [`recompute_at`], each report holding only the figures of `unit`
+/// and its children (a trend page's unit): the figures of a country's
+/// every unit, 43 times over, cost more than the evaluation.
+pub fn trend<R: Borrow<Record>>(
+    plan: &Plan,
+    hierarchy: &'static Hierarchy,
+    version: &str,
+    unit: &str,
+    dates: &[Date],
+    records: &[R],
+) -> Result<Vec<Report>, ProgressError> {
+    recompute_dates(plan, hierarchy, version, Some(unit), dates, records)
+}
+
+fn recompute_dates<R: Borrow<Record>>(
+    plan: &Plan,
+    hierarchy: &'static Hierarchy,
+    version: &str,
+    only: Option<&str>,
+    dates: &[Date],
+    records: &[R],
 ) -> Result<Vec<Report>, ProgressError> {
     let Some(&first) = dates.first() else {
         return Ok(Vec::new());
     };
     let mut view = View::new(plan.clone(), hierarchy, version, first)?;
+    let only = match only {
+        None => None,
+        Some(code) => Some(*view.index.get(code).ok_or_else(|| UnitError::UnknownUnit {
+            code: code.to_owned(),
+            version: version.to_owned(),
+        })?),
+    };
     let world = Snapshot::new(records);
     let mut placed: Vec<(&Record, usize)> = Vec::new();
     let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
@@ -1264,15 +1319,55 @@ pub fn recompute_at(
         }
     }
     let n = view.slots();
-    let mut tallies = Vec::new();
+    // A record evaluated as of one date gives the same tallies as of a
+    // later one if no date it could be compared with lies between them
+    // (for each phase, the date asked capped at the phase's end). So each
+    // record is evaluated at the first date and again only at the dates
+    // where one of its own dates is reached or passed: `due[i]` lists the
+    // records to evaluate again at `dates[i]`, and `direct` carries over.
+    let ascending = dates.windows(2).all(|w| w[0] <= w[1]);
+    let reach = view.plan.reach();
+    let mut due: Vec<Vec<usize>> = vec![Vec::new(); dates.len()];
+    let mut at = Vec::new();
+    for (k, (rec, _)) in placed.iter().enumerate() {
+        if !ascending {
+            due.iter_mut().for_each(|d| d.push(k));
+            continue;
+        }
+        at.clear();
+        at.push(0);
+        if dates.len() > 1 {
+            for x in dates_within_reach(&world, rec, reach) {
+                for phase in &view.plan.phases {
+                    if x <= phase.end {
+                        at.push(dates.partition_point(|d| *d < x));
+                    }
+                    if x < phase.end {
+                        at.push(dates.partition_point(|d| *d <= x));
+                    }
+                }
+            }
+        }
+        at.sort_unstable();
+        at.dedup();
+        for &i in at.iter().filter(|&&i| i < dates.len()) {
+            due[i].push(k);
+        }
+    }
+    let holders = view.roll_up_holders(held);
+    let mut kept: Vec<Vec<(usize, Tally)>> = vec![Vec::new(); placed.len()];
+    let mut direct = vec![Tally::default(); view.units.len() * n];
     let mut reports = Vec::with_capacity(dates.len());
-    for &as_of in dates {
+    for (i, &as_of) in dates.iter().enumerate() {
         view.as_of = as_of;
-        let mut direct = vec![Tally::default(); view.units.len() * n];
-        for &(rec, u) in &placed {
-            tallies.clear();
-            view.tallies_into(&world, rec, &mut tallies);
-            for &(s, t) in &tallies {
+        for &k in &due[i] {
+            let (rec, u) = placed[k];
+            for &(s, t) in &kept[k] {
+                direct[u * n + s].add(t, -1);
+            }
+            kept[k].clear();
+            view.tallies_into(&world, rec, &mut kept[k]);
+            for &(s, t) in &kept[k] {
                 direct[u * n + s].add(t, 1);
             }
         }
@@ -1287,10 +1382,50 @@ pub fn recompute_at(
                 }
             }
         }
-        let report = view.report(&direct, &total, held.clone(), lost.clone(), outside.clone());
+        let report = view.report_of(
+            &direct,
+            &total,
+            &holders,
+            lost.clone(),
+            outside.clone(),
+            only,
+        );
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Every date a record's evaluation may compare the date asked with: the
+/// dates in it and in the records within the plan's reach of it (the
+/// conditions only compare record dates with `$as_of` and constants).
+fn dates_within_reach(world: &Snapshot<'_>, rec: &Record, reach: usize) -> Vec<Date> {
+    let mut seen: HashSet<*const Record> = HashSet::from([rec as *const Record]);
+    let mut all = vec![rec];
+    let mut frontier = vec![rec];
+    let mut ids = Vec::new();
+    for _ in 0..reach {
+        let mut next = Vec::new();
+        for r in frontier {
+            ids.clear();
+            links_into(r, schema::kind(&r.kind).ok(), &mut ids);
+            let linked = ids.iter().filter_map(|id| world.record(id));
+            for x in linked.chain(world.referrers(&r.id)) {
+                if seen.insert(x as *const Record) {
+                    next.push(x);
+                    all.push(x);
+                }
+            }
+        }
+        frontier = next;
+    }
+    let mut out: Vec<Date> = all
+        .iter()
+        .flat_map(|r| r.fields.values())
+        .filter_map(date_of)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 // ---- Incrementally --------------------------------------------------------
@@ -1350,6 +1485,13 @@ impl Engine {
 
     pub fn as_of(&self) -> Date {
         self.view.as_of
+    }
+
+    /// The live records the engine holds (as it keeps them: the fields
+    /// progress reads), shared: a from-scratch computation for another
+    /// date or version can use them instead of reading every record again.
+    pub fn records(&self) -> Vec<Arc<Record>> {
+        self.world.records.values().cloned().collect()
     }
 
     pub fn hierarchy_version(&self) -> &str {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use htx_core::plan::{Compute, Goal, Plan};
 use htx_core::progress::{
     Engine, Figure, ProgressError, Report, Status, Tally, parse_date, recompute, recompute_at,
+    trend,
 };
 use htx_core::schema::{Record, Value, record_from_strings};
 use htx_core::territory::{Part, Territory};
@@ -755,15 +756,15 @@ at_least = 60
     let goal =
         |r: &Report, unit: &str, ind: &str| r.unit(unit).unwrap().figure(ind, "1").unwrap().goal;
     // 2023: each district has its own.
-    let r = recompute(&plan, h, "2023", date, &[]).unwrap();
+    let r = recompute(&plan, h, "2023", date, &[] as &[Record]).unwrap();
     assert_eq!(goal(&r, "358", "NEW_HTX_THT"), Some(Goal::AtLeast(1.0)));
     // 2024: Mỹ Lộc (358) joined the city (356): counts add up, percents
     // that differ are not guessed.
-    let r = recompute(&plan, h, "2024", date, &[]).unwrap();
+    let r = recompute(&plan, h, "2024", date, &[] as &[Record]).unwrap();
     assert_eq!(goal(&r, "356", "NEW_HTX_THT"), Some(Goal::AtLeast(3.0)));
     assert_eq!(goal(&r, "356", "CADRES_SKILLS_PCT"), None);
     // 2025: no unit is either district; the territory keeps its own target.
-    let r = recompute(&plan, h, "2025", date, &[]).unwrap();
+    let r = recompute(&plan, h, "2025", date, &[] as &[Record]).unwrap();
     assert_eq!(goal(&r, "36", "NEW_HTX_THT"), None);
     assert_eq!(
         goal(&r, "36", "CADRES_SKILLS_PCT"),
@@ -1155,9 +1156,23 @@ proptest! {
         prop_assert_eq!(engine.report(), recompute(&plan, h, version, day(later), &records).unwrap());
         // A trend: every date at once gives what each date alone gives.
         let dates: Vec<Date> = DATES[1..].iter().map(|d| day(d)).collect();
-        let trend = recompute_at(&plan, h, version, &dates, &records).unwrap();
-        prop_assert_eq!(trend.len(), dates.len());
-        for (d, r) in dates.iter().zip(&trend) {
+        let trend_all = recompute_at(&plan, h, version, &dates, &records).unwrap();
+        prop_assert_eq!(trend_all.len(), dates.len());
+        for (d, r) in dates.iter().zip(&trend_all) {
+            prop_assert_eq!(r, &recompute(&plan, h, version, *d, &records).unwrap());
+        }
+        // A trend page's unit: its figures and its children's, the same.
+        for unit in [&fresh.units[0].code, &fresh.units[fresh.units.len() / 2].code] {
+            let page = trend(&plan, h, version, unit, &dates, &records).unwrap();
+            for (r, mut full) in page.into_iter().zip(trend_all.iter().cloned()) {
+                full.units.retain(|u| &u.code == unit || u.parent.as_ref() == Some(unit));
+                prop_assert_eq!(r, full);
+            }
+        }
+        // Dates in any order, some twice.
+        let mixed: Vec<Date> = dates.iter().rev().chain(&dates[3..6]).copied().collect();
+        let trend = recompute_at(&plan, h, version, &mixed, &records).unwrap();
+        for (d, r) in mixed.iter().zip(&trend) {
             prop_assert_eq!(r, &recompute(&plan, h, version, *d, &records).unwrap());
         }
     }
@@ -1238,7 +1253,7 @@ proptest! {
 #[test]
 fn an_unknown_version_or_unit_is_refused() {
     let (plan, h, date) = (Plan::builtin(), Hierarchy::builtin(), day("2025-06-30"));
-    let e = recompute(&plan, h, "2022", date, &[]).unwrap_err();
+    let e = recompute(&plan, h, "2022", date, &[] as &[Record]).unwrap_err();
     assert_eq!(
         e,
         ProgressError::Unit(UnitError::UnknownVersion("2022".into()))

@@ -523,16 +523,25 @@ impl Hub {
         let default_version = &self.0.config.default_unit_version;
         let view = progress::view(query, default_version)?;
         let report = if progress::is_live(&view, default_version) {
-            let mut live = self.0.live.lock().expect("progress lock");
-            if !live.contains_key(&plan.id) {
-                let engine = Live::new(plan.clone(), default_version, self.records_for(plan)?)?;
-                live.insert(plan.id.clone(), engine);
-            }
-            live.get_mut(&plan.id).expect("built").report()
+            self.with_live(plan, Live::report)?
         } else {
             progress::from_scratch(plan, &view, &self.records_for(plan)?)?
         };
         Ok(progress::reply(&report, query, &view.0, &nodes)?)
+    }
+
+    /// Runs `f` on the live view of `plan`, built from the record index on
+    /// first use (then kept current by [`Hub::merged`]).
+    fn with_live<T>(&self, plan: &Plan, f: impl FnOnce(&mut Live) -> T) -> anyhow::Result<T> {
+        let mut live = self.0.live.lock().expect("progress lock");
+        if !live.contains_key(&plan.id) {
+            let kept = Kept::of(plan);
+            let mut records = Vec::new();
+            htx_core::index::each(self.0.store.as_ref(), |r| records.push(kept.slim(r)))?;
+            let version = &self.0.config.default_unit_version;
+            live.insert(plan.id.clone(), Live::new(plan.clone(), version, records)?);
+        }
+        Ok(f(live.get_mut(&plan.id).expect("built")))
     }
 
     /// Feeds records that just merged to the live view and to what the
@@ -549,14 +558,12 @@ impl Hub {
         }
     }
 
-    /// Every merged record, deleted ones too, with only what progress
-    /// under `plan` reads ([`Kept`]): for figures, at a fraction of the
-    /// memory of whole records.
-    pub fn records_for(&self, plan: &Plan) -> Result<Vec<Record>, htx_core::index::IndexError> {
-        let kept = Kept::of(plan);
-        let mut out = Vec::new();
-        htx_core::index::each(self.0.store.as_ref(), |r| out.push(kept.slim(r)))?;
-        Ok(out)
+    /// Every live merged record, with only what progress under `plan`
+    /// reads ([`Kept`]), as the live view holds them: shared, so that a
+    /// query for another date or version neither reads every record again
+    /// (0.8 s at 175,000) nor holds a second copy.
+    pub fn records_for(&self, plan: &Plan) -> anyhow::Result<Vec<Arc<Record>>> {
+        self.with_live(plan, |l| l.records())
     }
 
     /// Every merged record; deleted ones only if asked. Read from the record

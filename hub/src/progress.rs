@@ -3,9 +3,11 @@
 //! The hub keeps one [`Engine`] current for its default view (the default
 //! hierarchy version, as of today): the records each merged batch touched
 //! are fed to it, so a merged change shows up without recomputing the
-//! province. Any other date or version is computed from scratch from the
-//! record index ([`htx_core::index`]), holding neither the replica nor the
-//! live view, so such a query never holds up a sync.
+//! province. Any other date or version is computed from scratch over the
+//! live view's records (shared: taken in a few milliseconds, the first
+//! time read from the record index, [`htx_core::index`]), holding neither
+//! the replica nor the live view while it computes, so such a query never
+//! holds up a sync.
 //!
 //! Each unit's figures name their sources: the nodes whose scope is the
 //! unit or lies within it (they serve it, so their zeros are reported
@@ -74,6 +76,11 @@ impl Live {
     pub fn version(&self) -> &str {
         self.engine.hierarchy_version()
     }
+
+    /// The live records it holds, shared ([`Engine::records`]).
+    pub fn records(&mut self) -> Vec<std::sync::Arc<Record>> {
+        self.engine.records()
+    }
 }
 
 /// The view `query` asks for: a hierarchy version (checked) and a date.
@@ -98,10 +105,10 @@ pub fn is_live(view: &(String, Date), default_version: &str) -> bool {
 }
 
 /// The report of a view other than the live one, from scratch.
-pub fn from_scratch(
+pub fn from_scratch<R: std::borrow::Borrow<Record>>(
     plan: &Plan,
     view: &(String, Date),
-    records: &[Record],
+    records: &[R],
 ) -> Result<Report, ProgressError> {
     progress::recompute(plan, Hierarchy::current(), &view.0, view.1, records)
 }

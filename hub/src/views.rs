@@ -184,7 +184,8 @@ pub fn plan_progress_at(
 
 /// Progress against `plan` for `unit` as of each of `dates`, from one read
 /// of the merged records (a trend of 42 months reads the store once, not
-/// 42 times).
+/// 42 times), linked and placed once, with the figures of `unit` and its
+/// children only ([`htx_core::progress::trend`]).
 pub fn series(
     hub: &Hub,
     plan: &Plan,
@@ -198,13 +199,14 @@ pub fn series(
         unit: Some(unit.to_owned()),
         ..Default::default()
     };
-    dates
+    let h = Hierarchy::current();
+    let reports = match unit {
+        "" => htx_core::progress::recompute_at(plan, h, version, dates, &records)?,
+        u => htx_core::progress::trend(plan, h, version, u, dates, &records)?,
+    };
+    reports
         .iter()
-        .map(|d| {
-            let view = (version.to_owned(), *d);
-            let report = progress::from_scratch(plan, &view, &records)?;
-            Ok(progress::reply(&report, &query, version, &nodes)?)
-        })
+        .map(|report| Ok(progress::reply(report, &query, version, &nodes)?))
         .collect()
 }
 

@@ -23,14 +23,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use htx_core::docs;
-use htx_core::index;
-use htx_core::replica::{Options, Replica};
 use htx_core::schema::record_from_strings;
-use htx_core::storage::{self, Backend, WriteBatch};
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
+use htx_tests::bench::write_hub_store;
 use htx_tests::web::http::{request, sign_in};
 use htx_tests::{bin, free_port, init_crypto, spawn, wait_for_api, write_synthetic_units};
 
@@ -53,55 +50,18 @@ fn build(dir: &Path, units_dir: &str, communes: &[String], records: usize) {
         ..Default::default()
     };
     Home::new(dir).init(&cfg).expect("hub init");
-    let store = storage::open(Backend::Redb, dir).expect("hub store");
-    let mut r = Replica::open_with(
-        store,
-        Options {
-            check_at_open: false,
-            cache_docs: Some(1),
-            cache_bytes: None,
-        },
-    )
-    .expect("replica");
-    for (i, c) in communes.iter().enumerate() {
-        let recs: Vec<_> = (0..records)
-            .map(|n| {
-                let name = format!("HTX {c} số {n}");
-                let mut fields = vec![
-                    ("type", "HTX"),
-                    ("name", name.as_str()),
-                    ("unit", c.as_str()),
-                ];
-                if n % 2 == 0 {
-                    fields.extend([
-                        ("union_supported", "true"),
-                        ("founded_on", "2023-03-01"),
-                        ("consolidated_on", "2024-06-01"),
-                    ]);
-                }
-                let mut rec = record_from_strings("cooperative", fields).expect("valid");
-                rec.id = htx_core::schema::new_id();
-                rec
-            })
-            .collect();
-        let doc = docs::unit_doc_id("2023", c);
-        r.change(&doc, |d| {
-            for rec in &recs {
-                docs::put_record(d, rec)?;
-            }
-            Ok::<_, automerge::AutomergeError>(())
-        })
-        .expect("stored")
-        .expect("written");
-        let mut b = WriteBatch::default();
-        for rec in &recs {
-            index::put(&mut b, &doc, rec);
+    write_hub_store(dir, communes, records, |c, n| {
+        let name = format!("HTX {c} số {n}");
+        let mut fields = vec![("type", "HTX"), ("name", name.as_str()), ("unit", c)];
+        if n % 2 == 0 {
+            fields.extend([
+                ("union_supported", "true"),
+                ("founded_on", "2023-03-01"),
+                ("consolidated_on", "2024-06-01"),
+            ]);
         }
-        if i + 1 == communes.len() {
-            htx_core::format::put_current(&mut b, htx_core::format::Role::Hub);
-        }
-        r.commit(b).expect("indexed");
-    }
+        record_from_strings("cooperative", fields).expect("valid")
+    });
 }
 
 /// p50, p95 of `runs` GETs of `path` (ms), and the body's size.

@@ -27,14 +27,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use htx_core::docs;
-use htx_core::index;
-use htx_core::replica::{Options, Replica};
-use htx_core::storage::{self, Backend, WriteBatch};
+use htx_core::storage::Backend;
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
 use htx_node::node::Node;
+use htx_tests::bench::{cpu_secs, percentile_ms, rss_mb, write_hub_store};
 use htx_tests::{coop, free_port, init_crypto, run, spawn_env, wait_for_api};
 use tokio::task::JoinSet;
 
@@ -43,29 +41,6 @@ fn arg(i: usize, default: usize) -> usize {
         .nth(i)
         .map(|a| a.parse().expect("a number"))
         .unwrap_or(default)
-}
-
-/// (RSS, peak RSS) of process `pid`, in MB.
-fn rss(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("hub status");
-    let kb = |field: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
-}
-
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("hub stat");
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -95,44 +70,9 @@ fn build(dir: &Path, nodes: &Path, communes: &[String], records: usize, port: u1
     let home = Home::new(dir);
     home.init(&cfg).expect("hub init");
     let t = Instant::now();
-    {
-        let store = storage::open(Backend::Redb, dir).expect("hub store");
-        let mut r = Replica::open_with(
-            store,
-            Options {
-                check_at_open: false,
-                cache_docs: Some(1),
-                cache_bytes: None,
-            },
-        )
-        .expect("replica");
-        for (i, c) in communes.iter().enumerate() {
-            let recs: Vec<_> = (0..records)
-                .map(|n| {
-                    let mut rec = coop(c, &format!("HTX {c} số {n}"));
-                    rec.id = htx_core::schema::new_id();
-                    rec
-                })
-                .collect();
-            let doc = docs::unit_doc_id("2023", c);
-            r.change(&doc, |d| {
-                for rec in &recs {
-                    docs::put_record(d, rec)?;
-                }
-                Ok::<_, automerge::AutomergeError>(())
-            })
-            .expect("stored")
-            .expect("written");
-            let mut b = WriteBatch::default();
-            for rec in &recs {
-                index::put(&mut b, &doc, rec);
-            }
-            if i + 1 == communes.len() {
-                htx_core::format::put_current(&mut b, htx_core::format::Role::Hub);
-            }
-            r.commit(b).expect("indexed");
-        }
-    }
+    write_hub_store(dir, communes, records, |c, n| {
+        coop(c, &format!("HTX {c} số {n}"))
+    });
     eprintln!(
         "province written: {} communes × {records} records in {:.1} s",
         communes.len(),
@@ -182,11 +122,6 @@ async fn sync_node(dir: PathBuf, write: Option<String>) -> Result<Duration, Stri
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 struct Row {
     moment: String,
     rss: f64,
@@ -223,12 +158,12 @@ async fn phase(
     let pid = hub.child.id().expect("running");
     let mut rows = Vec::new();
     let mut row = |moment: &str, note: String| {
-        let (rss, peak) = rss(pid);
+        let (rss, peak) = rss_mb(pid);
         let row = Row {
             moment: moment.to_owned(),
             rss,
             peak,
-            cpu: cpu(pid),
+            cpu: cpu_secs(pid),
             note,
         };
         eprintln!(
@@ -269,8 +204,8 @@ async fn phase(
             "{} first syncs ({failed} failed) in {:.1} s, p50 {:.0} ms, p99 {:.0} ms",
             took.len(),
             t.elapsed().as_secs_f64(),
-            percentile(&took, 0.5),
-            percentile(&took, 0.99)
+            percentile_ms(&took, 0.5),
+            percentile_ms(&took, 0.99)
         ),
     );
 
@@ -321,8 +256,8 @@ async fn phase(
                     "{} syncs so far ({failed} failed in all) in {:.1} s, p50 {:.0} ms, p99 {:.0} ms",
                     sorted.len(),
                     t.elapsed().as_secs_f64(),
-                    percentile(&sorted, 0.5),
-                    percentile(&sorted, 0.99)
+                    percentile_ms(&sorted, 0.5),
+                    percentile_ms(&sorted, 0.99)
                 ),
             );
         }

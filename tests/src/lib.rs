@@ -13,6 +13,7 @@
 //! - [`Proxy`]: a TCP forwarder that can cut the link after N bytes, or
 //!   hold back the hub's replies;
 //! - [`bin`], [`run`], [`spawn`]: the real binaries, built once per process;
+//! - [`bench`]: what the benchmarks read of a process and their timings;
 //! - [`web`]: the web app's node, a bare HTTP client, a headless browser.
 //! - [`link`]: a slow, lossy link between two network namespaces (a
 //!   userspace relay between TUN devices), for real processes;
@@ -28,6 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod bench;
 pub mod web;
 
 use htx_core::schema::record_from_strings;

@@ -1,0 +1,85 @@
+//! What the benchmarks read of a running process (`/proc`) and of their
+//! timings, shared by the examples.
+
+use std::time::Duration;
+
+/// (RSS, peak RSS) of process `pid`, in MB (`VmRSS`, `VmHWM`).
+pub fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let kb = |field: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}
+
+/// CPU seconds (user + system) process `pid` has used.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The `p` quantile (0..=1) of `sorted` durations, in ms.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Writes `records` records per commune (made by `make(commune, n)`) into
+/// the hub store at `dir` (a hub home, `init` done): one document per
+/// commune of the 2023 hierarchy, every record indexed, as if every node
+/// had synced them. Far faster than syncing them in.
+pub fn write_hub_store(
+    dir: &std::path::Path,
+    communes: &[String],
+    records: usize,
+    make: impl Fn(&str, usize) -> htx_core::schema::Record,
+) {
+    use htx_core::{docs, format, index, replica, storage};
+    let store = storage::open(storage::Backend::Redb, dir).expect("hub store");
+    let mut r = replica::Replica::open_with(
+        store,
+        replica::Options {
+            check_at_open: false,
+            cache_docs: Some(1),
+            cache_bytes: None,
+        },
+    )
+    .expect("replica");
+    for (i, c) in communes.iter().enumerate() {
+        let recs: Vec<_> = (0..records)
+            .map(|n| {
+                let mut rec = make(c, n);
+                rec.id = htx_core::schema::new_id();
+                rec
+            })
+            .collect();
+        let doc = docs::unit_doc_id("2023", c);
+        r.change(&doc, |d| {
+            for rec in &recs {
+                docs::put_record(d, rec)?;
+            }
+            Ok::<_, automerge::AutomergeError>(())
+        })
+        .expect("stored")
+        .expect("written");
+        let mut b = storage::WriteBatch::default();
+        for rec in &recs {
+            index::put(&mut b, &doc, rec);
+        }
+        if i + 1 == communes.len() {
+            format::put_current(&mut b, format::Role::Hub);
+        }
+        r.commit(b).expect("indexed");
+    }
+}
