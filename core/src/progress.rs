@@ -1256,8 +1256,9 @@ pub fn recompute_at<R: Borrow<Record>>(
 }
 
 /// As [`recompute_at`], each report holding only the figures of `unit`
-/// and its children (a trend page's unit): the figures of a country's
-/// every unit, 43 times over, cost more than the evaluation.
+/// and its children (a trend page's unit; none if the unit is not in the
+/// plan's figures): the figures of a country's every unit, 43 times over,
+/// cost more than the evaluation.
 pub fn trend<R: Borrow<Record>>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
@@ -1281,13 +1282,9 @@ fn recompute_dates<R: Borrow<Record>>(
         return Ok(Vec::new());
     };
     let mut view = View::new(plan.clone(), hierarchy, version, first)?;
-    let only = match only {
-        None => None,
-        Some(code) => Some(*view.index.get(code).ok_or_else(|| UnitError::UnknownUnit {
-            code: code.to_owned(),
-            version: version.to_owned(),
-        })?),
-    };
+    // A unit outside the view has no figures: reports without units (as
+    // the whole report has none of it).
+    let only = only.map(|code| view.index.get(code).copied().unwrap_or(usize::MAX));
     let world = Snapshot::new(records);
     let mut placed: Vec<(&Record, usize)> = Vec::new();
     let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
