@@ -1327,7 +1327,9 @@ fn recompute_dates<R: Borrow<Record>>(
     let mut due: Vec<Vec<usize>> = vec![Vec::new(); dates.len()];
     let mut at = Vec::new();
     for (k, (rec, _)) in placed.iter().enumerate() {
-        if !ascending {
+        // For two dates, evaluating every record at both costs less than
+        // finding each record's dates.
+        if !ascending || dates.len() == 2 {
             due.iter_mut().for_each(|d| d.push(k));
             continue;
         }
@@ -1488,7 +1490,12 @@ impl Engine {
     /// progress reads), shared: a from-scratch computation for another
     /// date or version can use them instead of reading every record again.
     pub fn records(&self) -> Vec<Arc<Record>> {
-        self.world.records.values().cloned().collect()
+        let mut out: Vec<Arc<Record>> = self.world.records.values().cloned().collect();
+        // In memory order, which is mostly the order they were loaded in (a
+        // commune's records together): a computation over them then places
+        // a commune once and reads memory forwards, not in hash order.
+        out.sort_unstable_by_key(|r| Arc::as_ptr(r) as usize);
+        out
     }
 
     pub fn hierarchy_version(&self) -> &str {

@@ -172,6 +172,10 @@ async fn main() {
             format!("/api/progress?{q}"),
         ),
         ("overview of the province", format!("/?{q}")),
+        (
+            "overview of the province, today (the live view)",
+            "/?unit=36&hierarchy=2023".to_owned(),
+        ),
         ("drill-down: the districts", format!("/units?{q}")),
         (
             "drill-down: a district's communes",

@@ -191,8 +191,9 @@ pub async fn page(
             let at = |d| views::plan_progress_at(&hub, &c.plan.id, &c.unit, &c.version, d);
             let now = at(c.as_of)?;
             let prev_date = views::previous_month_end(c.as_of);
+            // Only the unit's figures are compared: a trend of one date.
             let before = if prev_date >= c.plan.start {
-                Some(at(prev_date)?)
+                views::series(&hub, &c.plan, &c.unit, &c.version, &[prev_date])?.pop()
             } else {
                 None
             };
