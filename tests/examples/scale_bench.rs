@@ -145,6 +145,14 @@ async fn phase(
     let dir = work.join(format!("hub-{label}"));
     let nodes = work.join(format!("nodes-{label}"));
     copy_dir(pristine, &dir);
+    if program != "htx-hub" {
+        // An older build refuses settings it does not know; those added
+        // since are at their defaults here.
+        let path = dir.join("hub.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let known: Vec<&str> = text.lines().filter(|l| *l != "units_dir = \"\"").collect();
+        std::fs::write(&path, known.join("\n")).unwrap();
+    }
     copy_dir(pristine_nodes, &nodes);
     let hub_path = dir.to_str().unwrap().to_owned();
     let t = Instant::now();
