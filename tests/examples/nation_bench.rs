@@ -27,7 +27,7 @@
 //! `cargo run --release -p htx-tests --example nation_bench [-- DISTRICTS RECORDS MINUTES]`
 //! (defaults: 350 20 3: 3,500 nodes, 70,000 records).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,7 @@ use htx_core::storage::Backend;
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
-use htx_node::node::Node;
-use htx_tests::bench::{cpu_secs, percentile_ms, rss_mb, write_hub_store};
+use htx_tests::bench::{cpu_secs, percentile_ms, rss_mb, sync_all, sync_node, write_hub_store};
 use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api, write_synthetic_units};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -46,32 +45,6 @@ fn arg(i: usize, default: usize) -> usize {
         .nth(i)
         .map(|a| a.parse().expect("a number"))
         .unwrap_or(default)
-}
-
-/// Opens node `dir`, records a cooperative in `write` (if any) and syncs
-/// once: the sync's time, or why it failed.
-async fn sync_node(dir: PathBuf, write: Option<String>) -> Result<Duration, String> {
-    let node = tokio::task::spawn_blocking(move || {
-        let node = Node::open(&dir).expect("open node");
-        if let Some(commune) = write {
-            node.write(vec![coop(&commune, "HTX mới")])
-                .expect("recorded");
-        }
-        node
-    })
-    .await
-    .unwrap();
-    let t = Instant::now();
-    let report = htx_node::sync_client::sync_once(&node).await;
-    let took = t.elapsed();
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .unwrap();
-    match report {
-        Ok(r) if r.in_sync => Ok(took),
-        Ok(r) => Err(format!("not in sync: {r:?}")),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 struct Step {
@@ -195,23 +168,16 @@ async fn main() {
     step(pid, "baseline: one node syncing alone", note, &mut steps);
 
     // 2. The initial load.
-    let (mut took, mut failed) = (Vec::new(), 0);
     let t = Instant::now();
-    for chunk in communes.chunks(100) {
-        let mut set = JoinSet::new();
-        for c in chunk {
-            set.spawn(sync_node(node_dir(c), None));
-        }
-        while let Some(r) = set.join_next().await {
-            match r.unwrap() {
-                Ok(d) => took.push(d),
-                Err(e) => {
-                    eprintln!("a first sync failed: {e}");
-                    failed += 1;
-                }
-            }
-        }
-    }
+    let (mut took, failed) = sync_all(
+        communes.iter().map(|c| node_dir(c)).collect::<Vec<_>>(),
+        100,
+    )
+    .await;
+    failed
+        .iter()
+        .for_each(|e| eprintln!("a first sync failed: {e}"));
+    let failed = failed.len();
     let note = summary(&mut took, failed, t.elapsed());
     step(
         pid,

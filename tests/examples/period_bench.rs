@@ -14,17 +14,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use htx_core::docs;
-use htx_core::index;
-use htx_core::replica::{Options, Replica};
 use htx_core::schema::record_from_strings;
-use htx_core::storage::{self, Backend, WriteBatch};
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
 use htx_hub::hub::Hub;
 use htx_hub::periods::{self, PeriodStore};
 use htx_hub::report;
+use htx_tests::bench::write_hub_store;
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -37,54 +34,21 @@ fn write_province(dir: &Path, communes: &[String], records: usize) {
     Home::new(dir)
         .init(&HubConfig::default())
         .expect("hub init");
-    let store = storage::open(Backend::Redb, dir).expect("hub store");
-    let mut r = Replica::open_with(
-        store,
-        Options {
-            check_at_open: false,
-            cache_docs: Some(1),
-            cache_bytes: None,
-        },
-    )
-    .expect("replica");
-    for (i, c) in communes.iter().enumerate() {
-        let recs: Vec<_> = (0..records)
-            .map(|n| {
-                let day = format!("2025-{:02}-{:02}", n % 12 + 1, n % 28 + 1);
-                let mut rec = record_from_strings(
-                    "cooperative",
-                    [
-                        ("type", "HTX"),
-                        ("name", &format!("HTX {c} số {n}")),
-                        ("unit", c),
-                        ("union_supported", "true"),
-                        ("founded_on", &day),
-                        ("consolidated_on", &day),
-                    ],
-                )
-                .unwrap();
-                rec.id = htx_core::schema::new_id();
-                rec
-            })
-            .collect();
-        let doc = docs::unit_doc_id("2023", c);
-        r.change(&doc, |d| {
-            for rec in &recs {
-                docs::put_record(d, rec)?;
-            }
-            Ok::<_, automerge::AutomergeError>(())
-        })
-        .expect("stored")
-        .expect("written");
-        let mut b = WriteBatch::default();
-        for rec in &recs {
-            index::put(&mut b, &doc, rec);
-        }
-        if i + 1 == communes.len() {
-            htx_core::format::put_current(&mut b, htx_core::format::Role::Hub);
-        }
-        r.commit(b).expect("indexed");
-    }
+    write_hub_store(dir, communes, records, |c, n| {
+        let day = format!("2025-{:02}-{:02}", n % 12 + 1, n % 28 + 1);
+        record_from_strings(
+            "cooperative",
+            [
+                ("type", "HTX"),
+                ("name", &format!("HTX {c} số {n}")),
+                ("unit", c),
+                ("union_supported", "true"),
+                ("founded_on", &day),
+                ("consolidated_on", &day),
+            ],
+        )
+        .unwrap()
+    });
 }
 
 fn ms(t: Instant) -> f64 {

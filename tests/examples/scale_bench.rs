@@ -24,15 +24,14 @@
 //! `SCALE_BENCH_BASELINE_HUB=PATH`, the baseline is that older build of
 //! `htx-hub` (its defaults) instead of this one with every document kept.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use htx_core::storage::Backend;
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
-use htx_node::node::Node;
-use htx_tests::bench::{cpu_secs, percentile_ms, rss_mb, write_hub_store};
+use htx_tests::bench::{cpu_secs, percentile_ms, rss_mb, sync_all, sync_node, write_hub_store};
 use htx_tests::{coop, free_port, init_crypto, run, spawn_env, wait_for_api};
 use tokio::task::JoinSet;
 
@@ -94,32 +93,6 @@ fn build(dir: &Path, nodes: &Path, communes: &[String], records: usize, port: u1
         communes.len(),
         t.elapsed().as_secs_f64()
     );
-}
-
-/// Opens node `dir`, runs `write` (if any) and one sync; the sync's time,
-/// or why it failed (a baseline may not keep up).
-async fn sync_node(dir: PathBuf, write: Option<String>) -> Result<Duration, String> {
-    let node = tokio::task::spawn_blocking(move || {
-        let node = Node::open(&dir).expect("open node");
-        if let Some(commune) = write {
-            node.write(vec![coop(&commune, "HTX mới")])
-                .expect("recorded");
-        }
-        node
-    })
-    .await
-    .unwrap();
-    let t = Instant::now();
-    let report = htx_node::sync_client::sync_once(&node).await;
-    let took = t.elapsed();
-    tokio::task::spawn_blocking(move || drop(node))
-        .await
-        .unwrap();
-    match report {
-        Ok(r) if r.in_sync => Ok(took),
-        Ok(r) => Err(format!("not in sync: {r:?}")),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 struct Row {
@@ -188,23 +161,11 @@ async fn phase(
     // 1. The initial load: every node's first sync.
     let node_dir = |c: &String| nodes.join(format!("xa-{c}"));
     let t = Instant::now();
-    let mut took = Vec::new();
-    let mut failed = 0;
-    for chunk in communes.chunks(concurrent) {
-        let mut set = JoinSet::new();
-        for c in chunk {
-            set.spawn(sync_node(node_dir(c), None));
-        }
-        while let Some(d) = set.join_next().await {
-            match d.unwrap() {
-                Ok(d) => took.push(d),
-                Err(e) => {
-                    eprintln!("[{label}] a first sync failed: {e}");
-                    failed += 1;
-                }
-            }
-        }
-    }
+    let (mut took, errors) = sync_all(communes.iter().map(node_dir).collect(), concurrent).await;
+    errors
+        .iter()
+        .for_each(|e| eprintln!("[{label}] a first sync failed: {e}"));
+    let mut failed = errors.len();
     took.sort();
     row(
         "after the initial load",

@@ -83,3 +83,53 @@ pub fn write_hub_store(
         r.commit(b).expect("indexed");
     }
 }
+
+/// Opens node `dir` (in this process), records a cooperative in commune
+/// `write` if given, and syncs once over a new connection: the sync's
+/// time, or why it failed (a baseline may not keep up).
+pub async fn sync_node(dir: std::path::PathBuf, write: Option<String>) -> Result<Duration, String> {
+    let node = tokio::task::spawn_blocking(move || {
+        let node = htx_node::node::Node::open(&dir).expect("open node");
+        if let Some(commune) = write {
+            node.write(vec![crate::coop(&commune, "HTX mới")])
+                .expect("recorded");
+        }
+        node
+    })
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    let report = htx_node::sync_client::sync_once(&node).await;
+    let took = t.elapsed();
+    tokio::task::spawn_blocking(move || drop(node))
+        .await
+        .unwrap();
+    match report {
+        Ok(r) if r.in_sync => Ok(took),
+        Ok(r) => Err(format!("not in sync: {r:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Every node of `dirs` syncs once ([`sync_node`], nothing written),
+/// `at_once` at a time: the times of those that went through, and why the
+/// others failed.
+pub async fn sync_all(
+    dirs: Vec<std::path::PathBuf>,
+    at_once: usize,
+) -> (Vec<Duration>, Vec<String>) {
+    let (mut took, mut failed) = (Vec::new(), Vec::new());
+    for chunk in dirs.chunks(at_once) {
+        let mut set = tokio::task::JoinSet::new();
+        for dir in chunk {
+            set.spawn(sync_node(dir.clone(), None));
+        }
+        while let Some(r) = set.join_next().await {
+            match r.expect("sync task") {
+                Ok(d) => took.push(d),
+                Err(e) => failed.push(e),
+            }
+        }
+    }
+    (took, failed)
+}

@@ -1061,3 +1061,22 @@ pub fn write_synthetic_units(
         std::fs::write(dir.join(file), text).expect("unit list written");
     }
 }
+
+/// The figure of `indicator` in `phase` at `unit` in a progress reply, or
+/// a panic naming what is missing.
+pub fn figure<'a>(
+    reply: &'a htx_proto::v1::ProgressReply,
+    unit: &str,
+    indicator: &str,
+    phase: &str,
+) -> &'a htx_proto::v1::Figure {
+    reply
+        .units
+        .iter()
+        .find(|u| u.unit == unit)
+        .unwrap_or_else(|| panic!("unit {unit} in the reply"))
+        .figures
+        .iter()
+        .find(|f| f.indicator == indicator && f.phase == phase)
+        .unwrap_or_else(|| panic!("{indicator} phase {phase}"))
+}

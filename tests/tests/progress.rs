@@ -5,24 +5,7 @@
 
 use htx_core::schema::record_from_strings;
 use htx_proto::v1 as pb;
-use htx_tests::{TestHub, consolidated_htx};
-
-fn figure<'a>(
-    reply: &'a pb::ProgressReply,
-    unit: &str,
-    indicator: &str,
-    phase: &str,
-) -> &'a pb::Figure {
-    reply
-        .units
-        .iter()
-        .find(|u| u.unit == unit)
-        .unwrap_or_else(|| panic!("unit {unit} in the reply"))
-        .figures
-        .iter()
-        .find(|f| f.indicator == indicator && f.phase == phase)
-        .unwrap_or_else(|| panic!("{indicator} phase {phase}"))
-}
+use htx_tests::{TestHub, consolidated_htx, figure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hub_keeps_progress_current_and_serves_it() {

@@ -9,26 +9,13 @@ use std::time::Duration;
 
 use htx_core::units::Hierarchy;
 use htx_hub::config::HubConfig;
-use htx_proto::v1 as pb;
-use htx_tests::{TestHub, consolidated_htx, run, write_synthetic_units};
+use htx_tests::{TestHub, consolidated_htx, figure, run, write_synthetic_units};
 
 fn write_config(hub: &TestHub, change: impl FnOnce(&mut HubConfig)) {
     let text = std::fs::read_to_string(hub.dir().join("hub.toml")).unwrap();
     let mut cfg: HubConfig = toml::from_str(&text).unwrap();
     change(&mut cfg);
     std::fs::write(hub.dir().join("hub.toml"), toml::to_string(&cfg).unwrap()).unwrap();
-}
-
-fn figure<'a>(reply: &'a pb::ProgressReply, unit: &str, indicator: &str) -> &'a pb::Figure {
-    reply
-        .units
-        .iter()
-        .find(|u| u.unit == unit)
-        .unwrap_or_else(|| panic!("unit {unit} in the reply"))
-        .figures
-        .iter()
-        .find(|f| f.indicator == indicator && f.phase == "1")
-        .unwrap_or_else(|| panic!("{indicator} at {unit}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -119,9 +106,9 @@ async fn a_hub_serves_the_unit_lists_it_is_given_and_its_nodes_record_under_them
         .unwrap();
     assert_eq!(reply.units[0].unit, "90");
     assert_eq!(reply.units[0].name, "Tỉnh Thử Nghiệm");
-    assert_eq!(figure(&reply, "90", "HTX_CONSOLIDATED").numerator, 3);
-    assert_eq!(figure(&reply, "9001", "HTX_CONSOLIDATED").numerator, 1);
-    assert_eq!(figure(&reply, "9002", "HTX_CONSOLIDATED").numerator, 2);
+    assert_eq!(figure(&reply, "90", "HTX_CONSOLIDATED", "1").numerator, 3);
+    assert_eq!(figure(&reply, "9001", "HTX_CONSOLIDATED", "1").numerator, 1);
+    assert_eq!(figure(&reply, "9002", "HTX_CONSOLIDATED", "1").numerator, 2);
 
     // A node is refused a write for a unit outside its lists, and its
     // stored records stay as they were.
