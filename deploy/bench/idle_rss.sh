@@ -23,7 +23,7 @@ for _ in $(seq 100); do [ -f "$W/hub/admin.addr" ] && break; sleep 0.1; done
 RUST_LOG=warn HTX_NODE_SYNC_INTERVAL_SECS=2 "$BIN/htx-node" run "$W/vu-ban" & PIDS+=($!); NODE=$!
 for _ in $(seq 100); do [ -f "$W/vu-ban/api.addr" ] && break; sleep 0.1; done
 "$BIN/htx-node" import "$W/vu-ban" deploy/sample/vu-ban.csv >/dev/null
-until "$BIN/htx-hub" nodes "$W/hub" --format json | grep -q '"last_sync": "2'; do sleep 0.5; done
+until "$BIN/htx-hub" nodes "$W/hub" --format json | grep '"last_sync": "2' >/dev/null; do sleep 0.5; done
 sleep "$IDLE"
 rss() { awk '/^VmRSS/ {printf "%.1f MB", $2 / 1024}' "/proc/$1/status"; }
 size() { stat -c %s "$1" | awk '{printf "%.1f MB", $1 / 1e6}'; }
