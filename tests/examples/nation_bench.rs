@@ -31,11 +31,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use htx_core::storage::Backend;
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
-use htx_tests::bench::{cpu_secs, percentile_ms, rss_mb, sync_all, sync_node, write_hub_store};
+use htx_tests::bench::{
+    cpu_secs, enroll_nodes, percentile_ms, rss_mb, sync_all, sync_node, write_hub_store,
+};
 use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api, write_synthetic_units};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -119,18 +120,8 @@ fn build(dir: &Path, nodes: &Path, districts: usize, records: usize) -> Vec<Stri
         communes.len(),
         t.elapsed().as_secs_f64()
     );
-    std::fs::create_dir_all(nodes).unwrap();
     let t = Instant::now();
-    for c in &communes {
-        let name = format!("xa-{c}");
-        let bundle = home
-            .enroll(&cfg, c, None, Some(&name), false)
-            .expect("enroll");
-        let file = nodes.join(format!("{name}.json"));
-        std::fs::write(&file, bundle.to_json()).unwrap();
-        htx_node::cli::init(&nodes.join(&name), &file, Backend::Redb).expect("node init");
-        std::fs::remove_file(file).unwrap();
-    }
+    enroll_nodes(&home, &cfg, &communes, nodes);
     eprintln!(
         "{} nodes enrolled in {:.1} s",
         communes.len(),

@@ -133,3 +133,26 @@ pub async fn sync_all(
     }
     (took, failed)
 }
+
+/// Enrolls one node per commune at the hub home `home` (its own
+/// certificate) and sets each up under `nodes/xa-{commune}` with
+/// `htx-node init`, as an administrator does.
+pub fn enroll_nodes(
+    home: &htx_hub::home::Home,
+    cfg: &htx_hub::config::HubConfig,
+    communes: &[String],
+    nodes: &std::path::Path,
+) {
+    std::fs::create_dir_all(nodes).expect("nodes dir");
+    for c in communes {
+        let name = format!("xa-{c}");
+        let bundle = home
+            .enroll(cfg, c, None, Some(&name), false)
+            .expect("enroll");
+        let file = nodes.join(format!("{name}.json"));
+        std::fs::write(&file, bundle.to_json()).expect("bundle written");
+        htx_node::cli::init(&nodes.join(&name), &file, htx_core::storage::Backend::Redb)
+            .expect("node init");
+        std::fs::remove_file(file).expect("bundle removed");
+    }
+}

@@ -251,6 +251,25 @@ impl TestHub {
         hub
     }
 
+    /// A served hub following two plans ([`TestHub::follow_two_plans`])
+    /// with data in both territories, synced: one HTX of Thành phố Nam
+    /// Định's node (13633) and two of Xã Bình Lục's (13504), each
+    /// consolidated with the Union's support. Returns the hub and the two
+    /// nodes (`node-356`, `node-binh-luc`).
+    pub async fn with_two_plans() -> (TestHub, TestNode, TestNode) {
+        let mut hub = TestHub::create();
+        hub.follow_two_plans();
+        hub.serve().await;
+        let city = hub.enroll_node("356", "node-356");
+        let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});
+        consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long", "2024-02-01");
+        consolidated_htx(&binh_luc, "13504", "HTX Bình Lục A", "2024-02-01");
+        consolidated_htx(&binh_luc, "13504", "HTX Bình Lục B", "2024-02-01");
+        city.sync().await.expect("synced");
+        binh_luc.sync().await.expect("synced");
+        (hub, city, binh_luc)
+    }
+
     /// Makes this hub (not served yet) follow two plans: Nam Định's, its
     /// default, and the test plan over Xã Bình Lục
     /// (`deploy/plans/thu-nghiem-binh-luc.toml`, a 2025 commune).

@@ -570,16 +570,7 @@ fn workbook_figure(bytes: &[u8], indicator: &str) -> i64 {
 /// the second plan keeps it in that plan's folder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_shows_the_plan_asked_for() {
-    let mut hub = TestHub::create();
-    hub.follow_two_plans();
-    hub.serve().await;
-    let city = hub.enroll_node("356", "node-356");
-    let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});
-    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
-    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục A");
-    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục B");
-    city.sync().await.unwrap();
-    binh_luc.sync().await.unwrap();
+    let (hub, _city, _binh_luc) = TestHub::with_two_plans().await;
     assert!(add_user(hub.dir(), "admin", "admin", &[]).status.success());
     assert!(
         add_user(hub.dir(), "lan", "viewer", &["356"])

@@ -251,16 +251,7 @@ async fn the_plan_chooser_shows_the_other_plan() {
         browser_installed(),
         "chromium and chromium-driver are needed"
     );
-    let mut hub = TestHub::create();
-    hub.follow_two_plans();
-    hub.serve().await;
-    let city = hub.enroll_node("356", "node-356");
-    let binh_luc = hub.enroll_node_in(Some("2025"), "13504", "node-binh-luc", |_| {});
-    consolidated_htx(&city, "13633", "HTX Dệt may Hạ Long");
-    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục A");
-    consolidated_htx(&binh_luc, "13504", "HTX Bình Lục B");
-    city.sync().await.unwrap();
-    binh_luc.sync().await.unwrap();
+    let (hub, _city, _binh_luc) = TestHub::with_two_plans().await;
     add_user(hub.dir(), "admin", "admin", &[]);
     let base = hub.http_url();
     let b = Browser::start().await;
