@@ -5,8 +5,6 @@
 //! The lists are the process's hierarchy once installed, so this story has
 //! a test binary (a process) of its own.
 
-use std::time::Duration;
-
 use htx_core::units::Hierarchy;
 use htx_hub::config::HubConfig;
 use htx_tests::{TestHub, consolidated_htx, figure, run, write_synthetic_units};
@@ -127,13 +125,28 @@ async fn a_hub_serves_the_unit_lists_it_is_given_and_its_nodes_record_under_them
     assert!(Hierarchy::current().unit("2023", "90").is_ok());
     assert!(builtin.unit("2023", "90").is_err());
 
-    // Nodes are sent the hub's lists with the plan.
+    // Nodes are sent the hub's lists with the plan: the node reads its
+    // hierarchy from the document it got (not from what it installed).
+    let reference = htx_core::docs::REFERENCE_DOC.to_owned();
     assert!(
-        htx_tests::eventually(Duration::from_secs(5), || {
-            a.node()
-                .reference()
-                .is_ok_and(|(_, h)| h.unit("2023", "900103").is_ok())
-        })
-        .await
+        a.docs().contains(&reference),
+        "the reference document synced"
+    );
+    let lists = {
+        let replica = a.node().replica();
+        let doc = replica.doc(&reference).expect("loaded");
+        htx_core::docs::read_reference(doc)
+            .expect("a reference")
+            .lists
+    };
+    assert!(
+        lists
+            .iter()
+            .any(|(_, text)| text.contains("Tỉnh Thử Nghiệm"))
+    );
+    assert!(
+        a.node()
+            .reference()
+            .is_ok_and(|(_, h)| h.unit("2023", "900103").is_ok())
     );
 }
