@@ -337,7 +337,7 @@ impl Kept {
 }
 
 impl World {
-    fn insert(&mut self, rec: Record) {
+    fn insert(&mut self, rec: Arc<Record>) {
         self.remove(&rec.id);
         for to in links(&rec) {
             let from = rec.id.clone();
@@ -346,7 +346,7 @@ impl World {
                 .or_default()
                 .insert(from);
         }
-        self.records.insert(rec.id.clone(), Arc::new(rec));
+        self.records.insert(rec.id.clone(), rec);
     }
 
     fn remove(&mut self, id: &str) {
@@ -1447,6 +1447,40 @@ pub struct Engine {
     /// `[unit * slots + slot]`
     direct: Vec<Tally>,
     total: Vec<Tally>,
+    /// Other dates whose figures are kept current too ([`Engine::keep_dates`]).
+    marks: Vec<Mark>,
+}
+
+/// The figures as of another date than the engine's own, kept current as
+/// records change. Only the sums are kept: what the records around a
+/// change add as of that date is evaluated before the change and again
+/// after it, rather than kept per record (a few MB a date at a country's
+/// scale, not a copy of every record's tallies).
+struct Mark {
+    as_of: Date,
+    /// `[unit * slots + slot]`, as the engine's own.
+    direct: Vec<Tally>,
+    total: Vec<Tally>,
+}
+
+/// Adds (`sign` 1) or takes off (-1) what a record placed at `unit` adds.
+fn apply(
+    view: &View,
+    direct: &mut [Tally],
+    total: &mut [Tally],
+    unit: usize,
+    tallies: &[(usize, Tally)],
+    sign: i128,
+) {
+    let n = view.slots();
+    for &(s, t) in tallies {
+        direct[unit * n + s].add(t, sign);
+        let mut u = Some(unit);
+        while let Some(x) = u {
+            total[x * n + s].add(t, sign);
+            u = view.parent[x];
+        }
+    }
 }
 
 impl Engine {
@@ -1473,10 +1507,11 @@ impl Engine {
             holders: vec![HashMap::new(); units],
             direct: vec![Tally::default(); size],
             total: vec![Tally::default(); size],
+            marks: Vec::new(),
         };
         for r in records.into_iter().filter(|r| !r.is_deleted()) {
             let r = engine.kept.slim(r);
-            engine.world.insert(r);
+            engine.world.insert(Arc::new(r));
         }
         engine.refresh_all();
         Ok(engine)
@@ -1516,6 +1551,53 @@ impl Engine {
         self.refresh_all();
     }
 
+    /// Keeps the figures as of each of `dates` current as well, besides the
+    /// engine's own date (a page compares today with the end of last
+    /// month): a date not kept yet is evaluated once, over every record;
+    /// dates kept before and not in `dates` are dropped.
+    pub fn keep_dates(&mut self, dates: &[Date]) {
+        self.marks.retain(|m| dates.contains(&m.as_of));
+        let size = self.direct.len();
+        for &as_of in dates {
+            if as_of == self.view.as_of || self.marks.iter().any(|m| m.as_of == as_of) {
+                continue;
+            }
+            self.marks.push(Mark {
+                as_of,
+                direct: vec![Tally::default(); size],
+                total: vec![Tally::default(); size],
+            });
+            let all: Vec<String> = self.world.records.keys().cloned().collect();
+            self.mark(self.marks.len() - 1, &all, 1);
+        }
+    }
+
+    /// The dates kept besides the engine's own.
+    pub fn kept_dates(&self) -> Vec<Date> {
+        self.marks.iter().map(|m| m.as_of).collect()
+    }
+
+    /// The figures of every unit as of `as_of`: the engine's own date or
+    /// one it keeps ([`Engine::keep_dates`]); none for another date.
+    pub fn report_at(&mut self, as_of: Date) -> Option<Report> {
+        if as_of == self.view.as_of {
+            return Some(self.report());
+        }
+        let m = self.marks.iter().position(|m| m.as_of == as_of)?;
+        let (lost, held) = (
+            self.unplaced.values().cloned().collect(),
+            self.holders_held(),
+        );
+        let outside = self.outside.iter().cloned().collect();
+        let own = std::mem::replace(&mut self.view.as_of, as_of);
+        let mark = &self.marks[m];
+        let report = self
+            .view
+            .report(&mark.direct, &mark.total, held, lost, outside);
+        self.view.as_of = own;
+        Some(report)
+    }
+
     /// A new or changed record, as merged. One with `deleted_at` set is a
     /// delete; one that comes back without it is restored.
     pub fn upsert(&mut self, rec: Record) {
@@ -1523,9 +1605,22 @@ impl Engine {
             return self.delete(&rec.id);
         }
         let id = rec.id.clone();
+        let rec = Arc::new(self.kept.slim(rec));
         let mut touched = self.around(&id);
-        let rec = self.kept.slim(rec);
-        self.world.insert(rec);
+        if self.marks.is_empty() {
+            self.world.insert(rec);
+        } else {
+            // A kept date sees a change only around the record: first its
+            // old version goes (the neighbourhood as the world stood), then
+            // the new one comes (the neighbourhood found with it in place),
+            // each evaluated without it and with it.
+            let before: Vec<String> = touched.iter().cloned().collect();
+            self.remark_with(&before, |w| w.remove(&id));
+            self.world.insert(rec.clone());
+            let after: Vec<String> = self.around(&id).into_iter().collect();
+            self.world.remove(&id);
+            self.remark_with(&after, |w| w.insert(rec));
+        }
         touched.extend(self.around(&id));
         for x in touched {
             self.refresh(&x);
@@ -1535,10 +1630,53 @@ impl Engine {
     /// A record gone (by id).
     pub fn delete(&mut self, id: &str) {
         let touched = self.around(id);
-        self.world.remove(id);
+        if self.marks.is_empty() {
+            self.world.remove(id);
+        } else {
+            let before: Vec<String> = touched.iter().cloned().collect();
+            self.remark_with(&before, |w| w.remove(id));
+        }
         for x in touched {
             self.refresh(&x);
         }
+    }
+
+    /// For every kept date: takes off what `ids` add as the world stands,
+    /// changes the world with `change`, and puts on what they add then.
+    fn remark_with(&mut self, ids: &[String], change: impl FnOnce(&mut World)) {
+        for m in 0..self.marks.len() {
+            self.mark(m, ids, -1);
+        }
+        change(&mut self.world);
+        for m in 0..self.marks.len() {
+            self.mark(m, ids, 1);
+        }
+    }
+
+    /// Adds to (1) or takes off (-1) kept date `m` what the records `ids`
+    /// (those the world holds) add as of that date.
+    fn mark(&mut self, m: usize, ids: &[String], sign: i128) {
+        let own = std::mem::replace(&mut self.view.as_of, self.marks[m].as_of);
+        let mark = &mut self.marks[m];
+        let mut tallies = Vec::new();
+        for id in ids {
+            let Some(rec) = self.world.records.get(id) else {
+                continue;
+            };
+            if let Ok(u) = self.view.place(rec) {
+                tallies.clear();
+                self.view.tallies_into(&self.world, rec, &mut tallies);
+                apply(
+                    &self.view,
+                    &mut mark.direct,
+                    &mut mark.total,
+                    u,
+                    &tallies,
+                    sign,
+                );
+            }
+        }
+        self.view.as_of = own;
     }
 
     /// The figures of one unit of the engine's version.
@@ -1685,15 +1823,14 @@ impl Engine {
     }
 
     fn apply(&mut self, unit: usize, tallies: &[(usize, Tally)], sign: i128) {
-        let n = self.view.slots();
-        for &(s, t) in tallies {
-            self.direct[unit * n + s].add(t, sign);
-            let mut u = Some(unit);
-            while let Some(x) = u {
-                self.total[x * n + s].add(t, sign);
-                u = self.view.parent[x];
-            }
-        }
+        apply(
+            &self.view,
+            &mut self.direct,
+            &mut self.total,
+            unit,
+            tallies,
+            sign,
+        );
     }
 }
 

@@ -1103,11 +1103,21 @@ proptest! {
         version in prop::sample::select(vec!["2023", "2024", "2025"]),
         as_of in prop::sample::select(DATES[1..].to_vec()),
         later in prop::sample::select(DATES[1..].to_vec()),
+        mark_from_start in any::<bool>(),
     ) {
         let (plan, h, as_of) = (random_plan(), Hierarchy::builtin(), day(as_of));
         let mut engine = Engine::new(plan.clone(), h, version, as_of, vec![]).unwrap();
         let mut now: BTreeMap<usize, Record> = BTreeMap::new();
-        for (i, p, action) in &ops {
+        // A second date kept current alongside, from the start or from
+        // halfway through the changes.
+        let (mark, halfway) = (day(later), ops.len() / 2);
+        if mark_from_start {
+            engine.keep_dates(&[mark]);
+        }
+        for (k, (i, p, action)) in ops.iter().enumerate() {
+            if k == halfway && !mark_from_start {
+                engine.keep_dates(&[mark]);
+            }
             if *action == 0 {
                 engine.delete(&id(*i));
                 now.remove(i);
@@ -1120,6 +1130,13 @@ proptest! {
         let records: Vec<Record> = now.values().cloned().collect();
         let fresh = recompute(&plan, h, version, as_of, &records).unwrap();
         prop_assert_eq!(&engine.report(), &fresh);
+        let kept = engine.report_at(mark).expect("a kept date");
+        prop_assert_eq!(&kept, &recompute(&plan, h, version, mark, &records).unwrap());
+        prop_assert_eq!(engine.report_at(as_of), Some(fresh.clone()));
+        if mark != as_of {
+            prop_assert_eq!(engine.kept_dates(), vec![mark]);
+        }
+        prop_assert!(engine.report_at(day("2040-01-01")).is_none(), "a date not kept");
         assert_children_add_up(&fresh);
         assert_rows_add_up_on_the_wire(&fresh);
         assert_every_record_is_counted_or_listed(&fresh, &plan, &records);

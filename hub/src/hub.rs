@@ -506,8 +506,9 @@ impl Hub {
         Ok(out)
     }
 
-    /// Progress as asked: the default view from the live engine, any other
-    /// date or hierarchy version computed from the merged records.
+    /// Progress as asked: today and the end of last month in the hub's
+    /// version from the live engine, any other date or hierarchy version
+    /// computed from the merged records.
     pub fn progress(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
         let nodes: Vec<(Enrolment, NodeStats)> = self
             .0
@@ -522,10 +523,9 @@ impl Hub {
         let plan = self.plan_by(query.plan.as_deref())?;
         let default_version = &self.0.config.default_unit_version;
         let view = progress::view(query, default_version)?;
-        let report = if progress::is_live(&view, default_version) {
-            self.with_live(plan, Live::report)?
-        } else {
-            progress::from_scratch(plan, &view, &self.records_for(plan)?)?
+        let report = match self.with_live(plan, |l| l.report_at(&view))? {
+            Some(report) => report,
+            None => progress::from_scratch(plan, &view, &self.records_for(plan)?)?,
         };
         Ok(progress::reply(&report, query, &view.0, &nodes)?)
     }

@@ -48,14 +48,17 @@ pub fn today() -> Date {
     time::OffsetDateTime::now_utc().date()
 }
 
-/// The default view, kept current as records merge.
+/// The default view, kept current as records merge: today's figures in
+/// the hub's hierarchy version, and those of the end of last month (what
+/// the overview compares today with).
 pub struct Live {
     engine: Engine,
 }
 
 impl Live {
     pub fn new(plan: Plan, version: &str, records: Vec<Record>) -> Result<Live, ProgressError> {
-        let engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
+        let mut engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
+        engine.keep_dates(&[crate::views::previous_month_end(today())]);
         Ok(Live { engine })
     }
 
@@ -66,11 +69,26 @@ impl Live {
         }
     }
 
-    pub fn report(&mut self) -> Report {
-        if self.engine.as_of() != today() {
-            self.engine.set_as_of(today());
+    /// The report of `view` if the live view keeps it (today or the end of
+    /// last month, in its version); none for another view.
+    pub fn report_at(&mut self, view: &(String, Date)) -> Option<Report> {
+        let today = today();
+        if self.engine.as_of() != today {
+            // A new day: evaluated again, and a new month's last month.
+            self.engine.set_as_of(today);
+            self.engine
+                .keep_dates(&[crate::views::previous_month_end(today)]);
         }
-        self.engine.report()
+        if view.0 != self.engine.hierarchy_version() {
+            return None;
+        }
+        self.engine.report_at(view.1)
+    }
+
+    /// Today's figures in its version.
+    pub fn report(&mut self) -> Report {
+        let today = (self.version().to_owned(), today());
+        self.report_at(&today).expect("the live view keeps today")
     }
 
     pub fn version(&self) -> &str {
@@ -97,11 +115,6 @@ pub fn view(query: &Query, default_version: &str) -> Result<(String, Date), Prog
         None => today(),
     };
     Ok((version, as_of))
-}
-
-/// Whether `view` is the live one.
-pub fn is_live(view: &(String, Date), default_version: &str) -> bool {
-    view.0 == default_version && view.1 == today()
 }
 
 /// The report of a view other than the live one, from scratch.

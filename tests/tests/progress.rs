@@ -128,6 +128,60 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
         .expect("progress over gRPC")
         .into_inner();
     assert_eq!(figure(&reply, "359", "HTX_CONSOLIDATED", "1").numerator, 1);
+
+    // The end of last month is kept live as well (the overview compares
+    // today with it): as records merge, its figures stay those of a
+    // computation from scratch over every merged record. A cooperative
+    // consolidated today is not in them; one consolidated in 2024 is.
+    let today = htx_hub::progress::today();
+    let last_month = htx_hub::views::previous_month_end(today);
+    let at = |d| htx_hub::progress::Query {
+        as_of: Some(htx_core::schema::format_date(d)),
+        ..Default::default()
+    };
+    let before = hub.hub().progress(&at(last_month)).unwrap();
+    htx_tests::consolidated_htx_on(
+        &city,
+        "13633",
+        "HTX Rau sạch",
+        "2020-01-01",
+        &htx_core::schema::format_date(today),
+    );
+    consolidated_htx(&vu_ban, "13741", "HTX Gốm", "2020-01-01");
+    city.sync().await.unwrap();
+    vu_ban.sync().await.unwrap();
+    let after = hub.hub().progress(&at(last_month)).unwrap();
+    let phase_one =
+        |r: &pb::ProgressReply, unit| figure(r, unit, "HTX_CONSOLIDATED", "1").numerator;
+    assert_eq!(phase_one(&after, "36"), phase_one(&before, "36") + 1);
+    assert_eq!(phase_one(&after, "356"), phase_one(&before, "356"));
+    assert_eq!(phase_one(&after, "359"), phase_one(&before, "359") + 1);
+    let records = hub.hub().export(false).unwrap();
+    let fresh = htx_core::progress::recompute(
+        hub.hub().plan(),
+        htx_core::units::Hierarchy::current(),
+        "2023",
+        last_month,
+        &records,
+    )
+    .unwrap();
+    for unit in &after.units {
+        let mine = fresh.unit(&unit.unit).expect("the same units");
+        for f in &unit.figures {
+            let theirs = mine.figure(&f.indicator, &f.phase).unwrap();
+            assert_eq!(
+                (f.numerator, f.denominator),
+                (
+                    theirs.total.numerator as i64,
+                    theirs.total.denominator as i64
+                ),
+                "{} {} {} as of {last_month}",
+                unit.unit,
+                f.indicator,
+                f.phase
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

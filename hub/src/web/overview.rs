@@ -189,15 +189,18 @@ pub async fn page(
         let (hub, c) = (app.hub.clone(), ctx.clone());
         super::blocking(move || {
             let at = |d| views::plan_progress_at(&hub, &c.plan.id, &c.unit, &c.version, d);
-            let now = at(c.as_of)?;
             let prev_date = views::previous_month_end(c.as_of);
-            // Only the unit's figures are compared: a trend of one date.
-            let before = if prev_date >= c.plan.start {
-                views::series(&hub, &c.plan, &c.unit, &c.version, &[prev_date])?.pop()
-            } else {
-                None
-            };
-            Ok((now, before))
+            // Today and the end of last month come from the live view; two
+            // other dates are each computed from scratch, side by side.
+            std::thread::scope(|s| {
+                let before = (prev_date >= c.plan.start).then(|| s.spawn(|| at(prev_date)));
+                let now = at(c.as_of)?;
+                let before = match before {
+                    Some(b) => Some(b.join().expect("the month before")?),
+                    None => None,
+                };
+                Ok((now, before))
+            })
         })
         .await?
     };
