@@ -1270,6 +1270,57 @@ pub fn trend<R: Borrow<Record>>(
     recompute_dates(plan, hierarchy, version, Some(unit), dates, records)
 }
 
+/// The records behind one figure, from scratch: as [`Engine::behind`]
+/// gives them for its own date (the records counted at `unit` or below for
+/// `indicator` in `phase` as of `as_of`, each with what it adds, by id),
+/// with only the records placed under `unit` evaluated.
+#[allow(clippy::too_many_arguments)]
+pub fn behind<R: Borrow<Record>>(
+    plan: &Plan,
+    hierarchy: &'static Hierarchy,
+    version: &str,
+    as_of: Date,
+    unit: &str,
+    indicator: &str,
+    phase: &str,
+    records: &[R],
+) -> Result<Vec<(String, Tally)>, ProgressError> {
+    let view = View::new(plan.clone(), hierarchy, version, as_of)?;
+    let u = *view.index.get(unit).ok_or_else(|| UnitError::UnknownUnit {
+        code: unit.to_owned(),
+        version: version.to_owned(),
+    })?;
+    let Some(slot) = view.slot(indicator, phase) else {
+        return Ok(Vec::new());
+    };
+    let below = u..view.end[u];
+    let world = Snapshot::new(records);
+    let mut out = Vec::new();
+    let mut tallies = Vec::new();
+    let mut last: Option<(&str, &str, Option<usize>)> = None;
+    for rec in world.records() {
+        let (code, from) = view.unit_of(rec);
+        let at = match last {
+            Some((c, f, at)) if c == code && f == from => at,
+            _ => view.place(rec).ok(),
+        };
+        last = Some((code, from, at));
+        if !at.is_some_and(|at| below.contains(&at)) {
+            continue;
+        }
+        tallies.clear();
+        view.tallies_into(&world, rec, &mut tallies);
+        out.extend(
+            tallies
+                .iter()
+                .filter(|(s, t)| *s == slot && (t.numerator != 0 || t.denominator != 0))
+                .map(|&(_, t)| (rec.id.clone(), t)),
+        );
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
 fn recompute_dates<R: Borrow<Record>>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,

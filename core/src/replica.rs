@@ -43,7 +43,7 @@
 //!   incarnation that confirmed them) is not trusted any more: see
 //!   [`crate::sync`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use automerge::{ActorId, AutoCommit, Change, ChangeHash};
@@ -802,6 +802,66 @@ impl Replica {
                 break;
             }
         }
+        self.finish(ids, failed)
+    }
+
+    /// As [`Replica::change_all`], the documents edited side by side, one
+    /// thread a core: documents are independent, and an import that spreads
+    /// over several communes spends most of its time in Automerge adding
+    /// fields. If edits fail, the error of the first document in `ids`
+    /// that failed is returned.
+    pub fn change_each<E: Send>(
+        &mut self,
+        ids: &[String],
+        edit: impl Fn(&str, &mut AutoCommit) -> Result<(), E> + Sync,
+    ) -> Result<Result<(), E>> {
+        for id in ids {
+            self.load_or_start(id)?;
+        }
+        let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut docs: Vec<(&str, &mut AutoCommit)> = self
+            .docs
+            .iter_mut()
+            .filter(|(id, _)| wanted.contains(id.as_str()))
+            .map(|(id, e)| (id.as_str(), e.doc.as_mut().expect("loaded above")))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(docs.len())
+            .max(1);
+        // Round robin: neighbouring documents (a district's communes) are
+        // often alike in size.
+        let mut shares: Vec<Vec<(&str, &mut AutoCommit)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (i, d) in docs.drain(..).enumerate() {
+            shares[i % threads].push(d);
+        }
+        let edit = &edit;
+        let mut errors: Vec<(String, E)> = std::thread::scope(|s| {
+            let running: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    s.spawn(move || {
+                        share
+                            .into_iter()
+                            .filter_map(|(id, doc)| edit(id, doc).err().map(|e| (id.to_owned(), e)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|t| t.join().expect("an edit thread"))
+                .collect()
+        });
+        errors.sort_by_key(|(id, _)| ids.iter().position(|x| x == id));
+        let failed = (!errors.is_empty()).then(|| errors.swap_remove(0).1);
+        self.finish(ids, failed)
+    }
+
+    /// Commits the edits of `ids`, or rolls them back if one `failed`, and
+    /// stores what was committed.
+    fn finish<E>(&mut self, ids: &[String], failed: Option<E>) -> Result<Result<(), E>> {
         for id in ids {
             let doc = self.loaded(id);
             if failed.is_some() {
@@ -1121,6 +1181,58 @@ mod tests {
             .unwrap();
         assert!(res.is_err());
         assert_eq!(r.doc_ids().count(), 0);
+    }
+
+    #[test]
+    fn documents_edited_side_by_side_are_kept_all_or_none() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let mut r = Replica::open(store.clone()).unwrap();
+        put(&mut r, "u/2023/0", "before", "kept");
+        let ids: Vec<String> = (0..7).map(|i| format!("u/2023/{i}")).collect();
+        // Two documents refuse: nothing of any is kept, and the error is
+        // the first refusing document's in the order asked.
+        let res: Result<(), String> = r
+            .change_each(&ids, |id, d| {
+                d.put(automerge::ROOT, "a", id).unwrap();
+                match id {
+                    "u/2023/3" | "u/2023/5" => Err(format!("{id} refused")),
+                    _ => Ok(()),
+                }
+            })
+            .unwrap();
+        assert_eq!(res, Err("u/2023/3 refused".to_owned()));
+        assert_eq!(r.doc_ids().collect::<Vec<_>>(), ["u/2023/0"]);
+        let doc = r.doc("u/2023/0").unwrap();
+        assert!(doc.get(automerge::ROOT, "a").unwrap().is_none());
+        // All accepted: every document holds its edit, after a reopen too.
+        let res: Result<(), String> = r
+            .change_each(&ids, |id, d| {
+                (0..50).for_each(|k| d.put(automerge::ROOT, format!("k{k}"), id).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(res, Ok(()));
+        let again = Replica::open(store).unwrap();
+        for id in &ids {
+            let doc = again.doc(id).unwrap();
+            assert_eq!(
+                doc.keys(automerge::ROOT)
+                    .filter(|k| k.starts_with('k'))
+                    .count(),
+                50,
+                "{id}"
+            );
+            let (v, _) = doc.get(automerge::ROOT, "k49").unwrap().unwrap();
+            assert_eq!(v.as_str(), Some(id.as_str()));
+        }
+        assert!(
+            again
+                .doc("u/2023/0")
+                .unwrap()
+                .get(automerge::ROOT, "before")
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -1164,6 +1164,16 @@ proptest! {
                 prop_assert_eq!(sum, (f.total.numerator, f.total.denominator), "{} {} {}", u.code, f.indicator, f.phase);
             }
         }
+        // The same records behind figures, from scratch: the territory's,
+        // and a unit below it.
+        for u in [&fresh.units[0], &fresh.units[fresh.units.len() / 2]] {
+            for f in &u.figures {
+                prop_assert_eq!(
+                    htx_core::progress::behind(&plan, h, version, as_of, &u.code, &f.indicator, &f.phase, &records).unwrap(),
+                    engine.behind(&u.code, &f.indicator, &f.phase).unwrap()
+                );
+            }
+        }
         // Loaded in another order, all at once.
         let reversed: Vec<Record> = records.iter().rev().cloned().collect();
         let loaded = Engine::new(plan.clone(), h, version, as_of, reversed).unwrap();

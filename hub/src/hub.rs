@@ -3,7 +3,7 @@
 //! The merged replica of every node's documents, the enrolled nodes, and
 //! what the hub knows of each node's sync. No gRPC here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -564,6 +564,40 @@ impl Hub {
     /// (0.8 s at 175,000) nor holds a second copy.
     pub fn records_for(&self, plan: &Plan) -> anyhow::Result<Vec<Arc<Record>>> {
         self.with_live(plan, |l| l.records())
+    }
+
+    /// The whole records (every field, as merged) of records as the live
+    /// view keeps them ([`Hub::records_for`]), by id: read from the
+    /// documents of their units, where nodes put them, and from one scan
+    /// of the record index for any found elsewhere.
+    pub fn whole(
+        &self,
+        slim: &[&Record],
+    ) -> Result<HashMap<String, Record>, htx_core::index::IndexError> {
+        let mut by_doc: std::collections::BTreeMap<String, HashSet<&str>> = Default::default();
+        for r in slim {
+            let (version, unit) = (r.text("unit_version"), r.text("unit"));
+            let doc = docs::unit_doc_id(version.unwrap_or_default(), unit.unwrap_or_default());
+            by_doc.entry(doc).or_default().insert(r.id.as_str());
+        }
+        let store = self.0.store.as_ref();
+        let mut out = HashMap::new();
+        for (doc, ids) in &by_doc {
+            for rec in htx_core::index::read_doc(store, doc)? {
+                if ids.contains(rec.id.as_str()) {
+                    out.insert(rec.id.clone(), rec);
+                }
+            }
+        }
+        if slim.iter().any(|r| !out.contains_key(&r.id)) {
+            let wanted: HashSet<&str> = slim.iter().map(|r| r.id.as_str()).collect();
+            htx_core::index::each(store, |rec| {
+                if wanted.contains(rec.id.as_str()) && !out.contains_key(&rec.id) {
+                    out.insert(rec.id.clone(), rec);
+                }
+            })?;
+        }
+        Ok(out)
     }
 
     /// Every merged record; deleted ones only if asked. Read from the record

@@ -10,7 +10,10 @@
 //! (a digest of every merged document's heads) that stamps a report.
 
 use htx_core::plan::{Phase, Plan};
+use std::collections::HashMap;
+
 use htx_core::progress::ProgressError;
+use htx_core::schema::Record;
 use htx_core::units::{Hierarchy, UnitError};
 use htx_proto::v1 as pb;
 use htx_web::Account;
@@ -103,8 +106,9 @@ pub fn month_ends(start: Date, until: Date) -> Vec<Date> {
 
 /// The records behind one figure of `plan` for `unit` (as of `as_of`, in `version`):
 /// each record counted there for `indicator` in `phase`, with what it
-/// adds ([`htx_core::progress::Engine::behind`]); they add up to the
-/// figure `/api/progress` gives.
+/// adds ([`htx_core::progress::behind`]); they add up to the figure
+/// `/api/progress` gives. Worked out over the live view's records, and
+/// only the records listed (and their cooperatives) are read whole.
 pub fn behind(
     hub: &Hub,
     plan: &Plan,
@@ -114,36 +118,42 @@ pub fn behind(
     indicator: &str,
     phase: &str,
 ) -> Result<Behind, ViewError> {
-    let records = hub.export(true)?;
-    let engine = htx_core::progress::Engine::new(
-        plan.clone(),
-        Hierarchy::current(),
-        version,
-        as_of,
-        records.iter().cloned(),
-    )?;
-    let by_id: std::collections::HashMap<&str, &htx_core::schema::Record> =
-        records.iter().map(|r| (r.id.as_str(), r)).collect();
-    // The unit is one of `version` (the pages check): if the engine does
-    // not know it, it lies outside the plan's territory.
-    let tallies = engine.behind(unit, indicator, phase).map_err(|e| match e {
-        ProgressError::Unit(UnitError::UnknownUnit { .. }) => ProgressError::NotInTerritory {
-            unit: unit.to_owned(),
-            version: version.to_owned(),
-            plan: plan.id.clone(),
-            territory: plan.unit.clone(),
-        },
-        e => e,
-    })?;
-    let rows: Vec<_> = tallies
-        .into_iter()
-        .filter_map(|(id, t)| by_id.get(id.as_str()).map(|r| ((*r).clone(), t)))
-        .collect();
-    let cooperatives = rows
+    let records = hub.records_for(plan)?;
+    let h = Hierarchy::current();
+    let tallies =
+        htx_core::progress::behind(plan, h, version, as_of, unit, indicator, phase, &records)
+            // The unit is one of `version` (the pages check): if the view does
+            // not know it, it lies outside the plan's territory.
+            .map_err(|e| match e {
+                ProgressError::Unit(UnitError::UnknownUnit { .. }) => {
+                    ProgressError::NotInTerritory {
+                        unit: unit.to_owned(),
+                        version: version.to_owned(),
+                        plan: plan.id.clone(),
+                        territory: plan.unit.clone(),
+                    }
+                }
+                e => e,
+            })?;
+    let slim: HashMap<&str, &Record> = records.iter().map(|r| (r.id.as_str(), &**r)).collect();
+    let listed: Vec<&Record> = tallies
         .iter()
-        .filter_map(|(r, _)| r.text("cooperative"))
-        .filter_map(|c| by_id.get(c))
+        .filter_map(|(id, _)| slim.get(id.as_str()).copied())
+        .collect();
+    let coops: Vec<&Record> = listed
+        .iter()
+        .filter_map(|r| r.text("cooperative"))
+        .filter_map(|c| slim.get(c).copied())
+        .collect();
+    let mut whole = hub.whole(&[listed, coops].concat())?;
+    let cooperatives = whole
+        .values()
+        .filter(|r| r.kind == "cooperative")
         .map(|c| (c.id.clone(), c.text("name").unwrap_or_default().to_owned()))
+        .collect();
+    let rows = tallies
+        .into_iter()
+        .filter_map(|(id, t)| whole.remove(&id).map(|r| (r, t)))
         .collect();
     Ok(Behind { rows, cooperatives })
 }

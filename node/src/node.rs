@@ -646,7 +646,7 @@ impl Node {
                 .push(rec);
         }
         let ids: Vec<String> = by_doc.keys().cloned().collect();
-        let res = replica.change_all(&ids, |doc_id, doc| {
+        let res = replica.change_each(&ids, |doc_id, doc| {
             by_doc[doc_id]
                 .iter()
                 .try_for_each(|rec| docs::put_record(doc, rec))

@@ -171,6 +171,10 @@ async fn main() {
             "baseline: `/api/progress` for the province (the engine's report)",
             format!("/api/progress?{q}"),
         ),
+        (
+            "baseline: `/api/progress` for the province, today (the live view)",
+            "/api/progress?unit=36&hierarchy=2023".to_owned(),
+        ),
         ("overview of the province", format!("/?{q}")),
         (
             "overview of the province, today (the live view)",
@@ -188,6 +192,19 @@ async fn main() {
         (
             "records behind a figure (HTX_CONSOLIDATED)",
             format!("/figure?{q}&indicator=HTX_CONSOLIDATED"),
+        ),
+        (
+            "records behind a figure, a district's",
+            format!(
+                "/figure?unit={district}&as_of=2025-12-31&hierarchy=2023&indicator=HTX_CONSOLIDATED"
+            ),
+        ),
+        (
+            "records behind a figure, a commune's (50 records)",
+            format!(
+                "/figure?unit={}&as_of=2025-12-31&hierarchy=2023&indicator=HTX_CONSOLIDATED",
+                communes[0]
+            ),
         ),
         ("yearly report 2025, page", "/report?period=2025".to_owned()),
         (

@@ -16,7 +16,10 @@
 //! 3. MINUTES minutes of steady state: every node syncs once a minute, at
 //!    its own second of the minute, one in ten after recording a
 //!    cooperative;
-//! 4. the reconnect storm: the hub is SIGKILLed and started again, and
+//! 4. the same MINUTES on warm links: each node keeps its connection
+//!    between sessions, as `htx-node run` does, so the hub holds 3,500
+//!    open HTTP/2 connections (the first minute opens them);
+//! 5. the reconnect storm: the hub is SIGKILLed and started again, and
 //!    every node syncs at once (at most 1,000 sessions in flight; a failed
 //!    one tries again 1–3 s later, as a node backs off) until all are in
 //!    sync.
@@ -34,8 +37,10 @@ use std::time::{Duration, Instant};
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
+use htx_node::sync_client::Link;
 use htx_tests::bench::{
-    cpu_secs, enroll_nodes, percentile_ms, rss_mb, sync_all, sync_node, write_hub_store,
+    cpu_secs, enroll_nodes, percentile_ms, rss_mb, sync_all, sync_node, sync_node_on,
+    write_hub_store,
 };
 use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api, write_synthetic_units};
 use tokio::sync::Semaphore;
@@ -210,7 +215,51 @@ async fn main() {
         );
     }
 
-    // 4. The reconnect storm.
+    // 4. The same on warm links: each node keeps its connection between
+    // sessions (HTTP/2, as `htx-node run` does), so the hub holds one open
+    // connection per node. The first minute opens them.
+    let links: Vec<Arc<tokio::sync::Mutex<Option<Link>>>> =
+        (0..n).map(|_| Arc::default()).collect();
+    for minute in 1..=minutes {
+        let start = tokio::time::Instant::now();
+        let t = Instant::now();
+        let mut set = JoinSet::new();
+        for (i, c) in communes.iter().enumerate() {
+            let at = start + slot * i as u32;
+            let (dir, write) = (node_dir(c), (i % 10 == minute % 10).then(|| c.clone()));
+            let link = links[i].clone();
+            set.spawn(async move {
+                tokio::time::sleep_until(at).await;
+                sync_node_on(dir, write, &mut *link.lock().await).await
+            });
+        }
+        let (mut took, mut failed) = (Vec::new(), 0);
+        while let Some(r) = set.join_next().await {
+            match r.unwrap() {
+                Ok(d) => took.push(d),
+                Err(e) => {
+                    eprintln!("a warm sync failed: {e}");
+                    failed += 1;
+                }
+            }
+        }
+        let mut open = 0;
+        for l in &links {
+            open += usize::from(l.lock().await.is_some());
+        }
+        let note = format!(
+            "{}; {open} links open",
+            summary(&mut took, failed, t.elapsed())
+        );
+        let what = match minute {
+            1 => "warm links, minute 1 (each link opened)".to_owned(),
+            m => format!("warm links, minute {m}"),
+        };
+        step(pid, &what, note, &mut steps);
+    }
+    drop(links);
+
+    // 5. The reconnect storm.
     hub.kill().await;
     let admin = dir.join("admin.addr");
     let _ = std::fs::remove_file(&admin);

@@ -88,6 +88,17 @@ pub fn write_hub_store(
 /// `write` if given, and syncs once over a new connection: the sync's
 /// time, or why it failed (a baseline may not keep up).
 pub async fn sync_node(dir: std::path::PathBuf, write: Option<String>) -> Result<Duration, String> {
+    sync_node_on(dir, write, &mut None).await
+}
+
+/// As [`sync_node`], on `link` when it is open (a warm link: the
+/// connection kept between sessions, as `htx-node run` keeps it), else
+/// opened there and kept ([`htx_node::sync_client::sync_with`]).
+pub async fn sync_node_on(
+    dir: std::path::PathBuf,
+    write: Option<String>,
+    link: &mut Option<htx_node::sync_client::Link>,
+) -> Result<Duration, String> {
     let node = tokio::task::spawn_blocking(move || {
         let node = htx_node::node::Node::open(&dir).expect("open node");
         if let Some(commune) = write {
@@ -99,7 +110,7 @@ pub async fn sync_node(dir: std::path::PathBuf, write: Option<String>) -> Result
     .await
     .unwrap();
     let t = std::time::Instant::now();
-    let report = htx_node::sync_client::sync_once(&node).await;
+    let report = htx_node::sync_client::sync_with(&node, link).await;
     let took = t.elapsed();
     tokio::task::spawn_blocking(move || drop(node))
         .await

@@ -619,6 +619,10 @@ async fn every_page_shows_the_plan_asked_for() {
     assert!(page.contains(&format!("data-indicator=\"HTX_CONSOLIDATED\">{n_bl}<")));
     assert!(page.contains("Xã Bình Lục") && page.contains("node-binh-luc"));
     assert!(!page.contains("node-356"), "nothing of Nam Định's");
+    assert!(
+        page.contains("Tỉnh Nam Định, Xã Bình Lục · Hội LHPN"),
+        "the header names both plans' territories, not only the default's"
+    );
     assert!(page.contains(&format!("data-plan=\"{BINH_LUC}\"")));
     assert!(page.contains(&format!("<option value=\"{BINH_LUC}\" selected>")));
     assert!(page.contains(&format!("/trends?plan={BINH_LUC}&#38;")));

@@ -139,11 +139,25 @@ fn account_units(hub: &Hub) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The header's name: the territory of the plans the hub follows (each
+/// named once; a hub of many plans names the Union alone), not only the
+/// default plan's.
 fn site_name(hub: &Hub) -> String {
     let h = Hierarchy::current();
-    h.unit(&hub.plan().hierarchy, &hub.plan().unit)
-        .map(|u| format!("{} · {}", u.name, "Hội LHPN"))
-        .unwrap_or_else(|_| hub.plan().id.clone())
+    let mut names: Vec<String> = Vec::new();
+    for plan in hub.plans() {
+        let name = h
+            .unit(&plan.hierarchy, &plan.unit)
+            .map(|u| u.name.clone())
+            .unwrap_or_else(|_| plan.id.clone());
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    match names.len() {
+        1..=3 => format!("{} · Hội LHPN", names.join(", ")),
+        _ => "Hội LHPN".to_owned(),
+    }
 }
 
 /// What a page may be asked for in its query string; empty means default.
