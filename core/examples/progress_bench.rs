@@ -239,6 +239,12 @@ struct Row {
     trend_page: Duration,
     observation: Duration,
     training: Duration,
+    /// A second date kept: its first evaluation, its bytes, and a change
+    /// with both dates kept.
+    keep: Duration,
+    mark_bytes: usize,
+    observation_kept: Duration,
+    training_kept: Duration,
     /// Bytes a loaded engine holds, and the records' JSON size.
     bytes: usize,
     json: usize,
@@ -317,7 +323,7 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
 
     // One merged change, then the province's figures as a reader sees them.
     let changes = 1000;
-    let mut per_change = |kind: &str| {
+    let per_change = |engine: &mut Engine, kind: &str| {
         let picked: Vec<Record> = records
             .iter()
             .filter(|r| r.kind == kind)
@@ -346,9 +352,23 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         }
         start.elapsed() / changes as u32
     };
-    let observation = per_change("observation");
-    let training = per_change("training");
+    let observation = per_change(&mut engine, "observation");
+    let training = per_change(&mut engine, "training");
+    // The same with a second date kept current (the hub keeps the end of
+    // last month for the overview): what keeping it costs at first, in
+    // memory, and then per change.
+    let before = LIVE.load(Ordering::Relaxed);
+    let start = Instant::now();
+    engine.keep_dates(&[day("2025-05-31")]);
+    let keep = start.elapsed();
+    let mark_bytes = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let observation_kept = per_change(&mut engine, "observation");
+    let training_kept = per_change(&mut engine, "training");
     Row {
+        keep,
+        mark_bytes,
+        observation_kept,
+        training_kept,
         records: records.len(),
         communes: communes.len(),
         scratch,
@@ -587,6 +607,21 @@ fn main() {
     row(
         "one changed training → province figures (mean of 1,000)",
         &|r| us(r.training),
+    );
+    row(
+        "keeping a second date (the end of last month): first evaluation",
+        &|r| ms(r.keep),
+    );
+    row("… its memory", &|r| {
+        format!("{:.1} MB", r.mark_bytes as f64 / 1e6)
+    });
+    row(
+        "… one changed observation → province figures, both dates kept",
+        &|r| us(r.observation_kept),
+    );
+    row(
+        "… one changed training → province figures, both dates kept",
+        &|r| us(r.training_kept),
     );
     row("memory a loaded engine holds, per record", &|r| {
         format!("{} B", r.bytes / r.records)

@@ -506,10 +506,25 @@ impl Hub {
         Ok(out)
     }
 
-    /// Progress as asked: today and the end of last month in the hub's
-    /// version from the live engine, any other date or hierarchy version
-    /// computed from the merged records.
+    /// Progress as asked: today (and any date a page asked to keep) in the
+    /// hub's version from the live engine, any other date or hierarchy
+    /// version computed from the merged records.
     pub fn progress(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
+        self.progress_keeping(query, false)
+    }
+
+    /// As [`Hub::progress`], a date of the hub's version being kept current
+    /// in the live view from now on ([`Live::report_at`]): for a page that
+    /// is looked at again and again (the overview and the month before).
+    pub fn progress_kept(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
+        self.progress_keeping(query, true)
+    }
+
+    fn progress_keeping(
+        &self,
+        query: &Query,
+        keep: bool,
+    ) -> anyhow::Result<htx_proto::v1::ProgressReply> {
         let nodes: Vec<(Enrolment, NodeStats)> = self
             .0
             .home
@@ -523,7 +538,7 @@ impl Hub {
         let plan = self.plan_by(query.plan.as_deref())?;
         let default_version = &self.0.config.default_unit_version;
         let view = progress::view(query, default_version)?;
-        let report = match self.with_live(plan, |l| l.report_at(&view))? {
+        let report = match self.with_live(plan, |l| l.report_at(&view, keep))? {
             Some(report) => report,
             None => progress::from_scratch(plan, &view, &self.records_for(plan)?)?,
         };
@@ -556,6 +571,12 @@ impl Hub {
         for engine in live.values_mut() {
             engine.merged(records.iter().cloned());
         }
+    }
+
+    /// The dates the live view of `plan` keeps current besides today
+    /// ([`Hub::progress_kept`]), the last asked first.
+    pub fn kept_dates(&self, plan: &Plan) -> anyhow::Result<Vec<time::Date>> {
+        self.with_live(plan, |l| l.kept_dates().to_vec())
     }
 
     /// Every live merged record, with only what progress under `plan`

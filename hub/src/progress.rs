@@ -48,18 +48,28 @@ pub fn today() -> Date {
     time::OffsetDateTime::now_utc().date()
 }
 
+/// How many dates pages asked for (the overview: the end of last month,
+/// or a past date and the end of the month before it) the live view keeps
+/// current besides today: each is a few MB at a country's scale (the sums
+/// of every unit) and adds to every merged change.
+pub const ASKED_DATES: usize = 4;
+
 /// The default view, kept current as records merge: today's figures in
-/// the hub's hierarchy version, and those of the end of last month (what
-/// the overview compares today with).
+/// the hub's hierarchy version, and those of the last dates pages asked
+/// to keep ([`ASKED_DATES`]).
 pub struct Live {
     engine: Engine,
+    /// The dates kept besides today, the last asked first.
+    asked: Vec<Date>,
 }
 
 impl Live {
     pub fn new(plan: Plan, version: &str, records: Vec<Record>) -> Result<Live, ProgressError> {
-        let mut engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
-        engine.keep_dates(&[crate::views::previous_month_end(today())]);
-        Ok(Live { engine })
+        let engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
+        Ok(Live {
+            engine,
+            asked: Vec::new(),
+        })
     }
 
     /// Records as merged (new, changed, deleted or restored).
@@ -69,26 +79,41 @@ impl Live {
         }
     }
 
-    /// The report of `view` if the live view keeps it (today or the end of
-    /// last month, in its version); none for another view.
-    pub fn report_at(&mut self, view: &(String, Date)) -> Option<Report> {
+    /// The report of `view` if the live view keeps it (today, or a date
+    /// kept, in its version); none for another view. With `keep`, a date
+    /// of its version is kept from now on (evaluated once, here, over every
+    /// record; the least recently asked beyond [`ASKED_DATES`] is dropped):
+    /// what a page asks for again and again. A query that does not ask to
+    /// keep never makes the live view evaluate every record, so it never
+    /// holds up merges for long.
+    pub fn report_at(&mut self, view: &(String, Date), keep: bool) -> Option<Report> {
         let today = today();
         if self.engine.as_of() != today {
-            // A new day: evaluated again, and a new month's last month.
+            // A new day: evaluated again (the dates kept stay as they are).
             self.engine.set_as_of(today);
-            self.engine
-                .keep_dates(&[crate::views::previous_month_end(today)]);
         }
         if view.0 != self.engine.hierarchy_version() {
             return None;
         }
+        if keep && view.1 != today {
+            self.asked.retain(|d| *d != view.1);
+            self.asked.insert(0, view.1);
+            self.asked.truncate(ASKED_DATES);
+            self.engine.keep_dates(&self.asked);
+        }
         self.engine.report_at(view.1)
+    }
+
+    /// The dates kept besides today, the last asked first.
+    pub fn kept_dates(&self) -> &[Date] {
+        &self.asked
     }
 
     /// Today's figures in its version.
     pub fn report(&mut self) -> Report {
         let today = (self.version().to_owned(), today());
-        self.report_at(&today).expect("the live view keeps today")
+        self.report_at(&today, false)
+            .expect("the live view keeps today")
     }
 
     pub fn version(&self) -> &str {
@@ -185,4 +210,51 @@ fn provenance(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_view_keeps_the_last_dates_pages_asked_for() {
+        let mut live = Live::new(Plan::builtin(), "2023", Vec::new()).unwrap();
+        let day = |s| progress::parse_date(s).unwrap();
+        let at = |s| ("2023".to_owned(), day(s));
+        // Not asked to keep: answered only for today.
+        assert!(live.report_at(&at("2025-12-31"), false).is_none());
+        assert!(live.kept_dates().is_empty());
+        let dates = [
+            "2024-01-31",
+            "2024-02-29",
+            "2024-03-31",
+            "2024-04-30",
+            "2024-05-31",
+        ];
+        for d in dates {
+            assert_eq!(live.report_at(&at(d), true).unwrap().as_of, day(d));
+        }
+        // The last ASKED_DATES, the last asked first.
+        let kept: Vec<Date> = dates
+            .iter()
+            .rev()
+            .take(ASKED_DATES)
+            .map(|d| day(d))
+            .collect();
+        assert_eq!(live.kept_dates(), kept);
+        assert!(
+            live.report_at(&at("2024-01-31"), false).is_none(),
+            "dropped"
+        );
+        assert!(live.report_at(&at("2024-03-31"), false).is_some(), "kept");
+        // Asked again: first again, nothing dropped.
+        live.report_at(&at("2024-03-31"), true);
+        assert_eq!(live.kept_dates()[0], day("2024-03-31"));
+        assert_eq!(live.kept_dates().len(), ASKED_DATES);
+        // Another version is never the live view's.
+        assert!(
+            live.report_at(&("2025".to_owned(), day("2024-03-31")), true)
+                .is_none()
+        );
+    }
 }

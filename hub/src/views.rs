@@ -192,6 +192,24 @@ pub fn plan_progress_at(
     })?)
 }
 
+/// As [`plan_progress_at`], the date kept current in the hub's live view
+/// from now on when it is in the hub's version ([`Hub::progress_kept`]):
+/// the overview's dates.
+pub fn plan_progress_kept(
+    hub: &Hub,
+    plan: &str,
+    unit: &str,
+    version: &str,
+    as_of: Date,
+) -> Result<pb::ProgressReply, ViewError> {
+    Ok(hub.progress_kept(&Query {
+        unit: Some(unit.to_owned()),
+        as_of: Some(htx_core::schema::format_date(as_of)),
+        hierarchy: Some(version.to_owned()),
+        plan: Some(plan.to_owned()),
+    })?)
+}
+
 /// Progress against `plan` for `unit` as of each of `dates`, from one read
 /// of the merged records (a trend of 42 months reads the store once, not
 /// 42 times), linked and placed once, with the figures of `unit` and its

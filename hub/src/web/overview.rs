@@ -188,10 +188,11 @@ pub async fn page(
     let (now, before) = {
         let (hub, c) = (app.hub.clone(), ctx.clone());
         super::blocking(move || {
-            let at = |d| views::plan_progress_at(&hub, &c.plan.id, &c.unit, &c.version, d);
+            let at = |d| views::plan_progress_kept(&hub, &c.plan.id, &c.unit, &c.version, d);
             let prev_date = views::previous_month_end(c.as_of);
-            // Today and the end of last month come from the live view; two
-            // other dates are each computed from scratch, side by side.
+            // In the hub's version both dates are kept in the live view (the
+            // first view of a date evaluates it once); in another version
+            // each is computed from scratch, side by side.
             std::thread::scope(|s| {
                 let before = (prev_date >= c.plan.start).then(|| s.spawn(|| at(prev_date)));
                 let now = at(c.as_of)?;
