@@ -184,12 +184,7 @@ pub fn plan_progress_at(
     version: &str,
     as_of: Date,
 ) -> Result<pb::ProgressReply, ViewError> {
-    Ok(hub.progress(&Query {
-        unit: Some(unit.to_owned()),
-        as_of: Some(htx_core::schema::format_date(as_of)),
-        hierarchy: Some(version.to_owned()),
-        plan: Some(plan.to_owned()),
-    })?)
+    Ok(hub.progress(&query(plan, unit, version, as_of))?)
 }
 
 /// As [`plan_progress_at`], the date kept current in the hub's live view
@@ -202,12 +197,16 @@ pub fn plan_progress_kept(
     version: &str,
     as_of: Date,
 ) -> Result<pb::ProgressReply, ViewError> {
-    Ok(hub.progress_kept(&Query {
+    Ok(hub.progress_kept(&query(plan, unit, version, as_of))?)
+}
+
+fn query(plan: &str, unit: &str, version: &str, as_of: Date) -> Query {
+    Query {
         unit: Some(unit.to_owned()),
         as_of: Some(htx_core::schema::format_date(as_of)),
         hierarchy: Some(version.to_owned()),
         plan: Some(plan.to_owned()),
-    })?)
+    }
 }
 
 /// Progress against `plan` for `unit` as of each of `dates`, from one read

@@ -30,7 +30,7 @@
 //! `cargo run --release -p htx-tests --example nation_bench [-- DISTRICTS RECORDS MINUTES]`
 //! (defaults: 350 20 3: 3,500 nodes, 70,000 records).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,47 @@ fn build(dir: &Path, nodes: &Path, districts: usize, records: usize) -> Vec<Stri
     communes
 }
 
+/// A node's kept link, when it keeps one.
+type Slot = Option<Arc<tokio::sync::Mutex<Option<Link>>>>;
+
+/// One minute of steady state: every node syncs once, node `i` at its own
+/// moment of the minute (on its kept link when `links[i]` holds one), one
+/// in ten after recording a cooperative. The latencies and failures.
+async fn minute_of_syncs(
+    communes: &[String],
+    dirs: &[PathBuf],
+    links: &[Slot],
+    minute: usize,
+) -> String {
+    let slot = Duration::from_secs(60).div_f64(communes.len() as f64);
+    let start = tokio::time::Instant::now();
+    let t = Instant::now();
+    let mut set = JoinSet::new();
+    for (i, c) in communes.iter().enumerate() {
+        let at = start + slot * i as u32;
+        let (dir, write) = (dirs[i].clone(), (i % 10 == minute % 10).then(|| c.clone()));
+        let link = links[i].clone();
+        set.spawn(async move {
+            tokio::time::sleep_until(at).await;
+            match link {
+                Some(link) => sync_node_on(dir, write, &mut *link.lock().await).await,
+                None => sync_node(dir, write).await,
+            }
+        });
+    }
+    let (mut took, mut failed) = (Vec::new(), 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(d) => took.push(d),
+            Err(e) => {
+                eprintln!("a steady sync failed: {e}");
+                failed += 1;
+            }
+        }
+    }
+    summary(&mut took, failed, t.elapsed())
+}
+
 #[tokio::main]
 async fn main() {
     init_crypto();
@@ -182,82 +223,34 @@ async fn main() {
         &mut steps,
     );
 
-    // 3. Steady state: every node once a minute, spread over the minute.
-    let slot = Duration::from_secs(60).div_f64(n as f64);
+    // 3. Steady state: every node once a minute, spread over the minute,
+    // on a new connection each session.
+    let dirs: Vec<PathBuf> = communes.iter().map(|c| node_dir(c)).collect();
+    let cold: Vec<Slot> = (0..n).map(|_| None).collect();
     for minute in 1..=minutes {
-        let start = tokio::time::Instant::now();
-        let t = Instant::now();
-        let mut set = JoinSet::new();
-        for (i, c) in communes.iter().enumerate() {
-            let at = start + slot * i as u32;
-            let (dir, write) = (node_dir(c), (i % 10 == minute % 10).then(|| c.clone()));
-            set.spawn(async move {
-                tokio::time::sleep_until(at).await;
-                sync_node(dir, write).await
-            });
-        }
-        let (mut took, mut failed) = (Vec::new(), 0);
-        while let Some(r) = set.join_next().await {
-            match r.unwrap() {
-                Ok(d) => took.push(d),
-                Err(e) => {
-                    eprintln!("a steady sync failed: {e}");
-                    failed += 1;
-                }
-            }
-        }
-        let note = summary(&mut took, failed, t.elapsed());
-        step(
-            pid,
-            &format!("steady state, minute {minute}"),
-            note,
-            &mut steps,
-        );
+        let note = minute_of_syncs(&communes, &dirs, &cold, minute).await;
+        let what = format!("steady state, minute {minute}");
+        step(pid, &what, note, &mut steps);
     }
 
     // 4. The same on warm links: each node keeps its connection between
     // sessions (HTTP/2, as `htx-node run` does), so the hub holds one open
     // connection per node. The first minute opens them.
-    let links: Vec<Arc<tokio::sync::Mutex<Option<Link>>>> =
-        (0..n).map(|_| Arc::default()).collect();
+    let warm: Vec<Slot> = (0..n).map(|_| Some(Arc::default())).collect();
     for minute in 1..=minutes {
-        let start = tokio::time::Instant::now();
-        let t = Instant::now();
-        let mut set = JoinSet::new();
-        for (i, c) in communes.iter().enumerate() {
-            let at = start + slot * i as u32;
-            let (dir, write) = (node_dir(c), (i % 10 == minute % 10).then(|| c.clone()));
-            let link = links[i].clone();
-            set.spawn(async move {
-                tokio::time::sleep_until(at).await;
-                sync_node_on(dir, write, &mut *link.lock().await).await
-            });
-        }
-        let (mut took, mut failed) = (Vec::new(), 0);
-        while let Some(r) = set.join_next().await {
-            match r.unwrap() {
-                Ok(d) => took.push(d),
-                Err(e) => {
-                    eprintln!("a warm sync failed: {e}");
-                    failed += 1;
-                }
-            }
-        }
+        let mut note = minute_of_syncs(&communes, &dirs, &warm, minute).await;
         let mut open = 0;
-        for l in &links {
+        for l in warm.iter().flatten() {
             open += usize::from(l.lock().await.is_some());
         }
-        let note = format!(
-            "{}; {open} links open",
-            summary(&mut took, failed, t.elapsed())
-        );
+        note.push_str(&format!("; {open} links open"));
         let what = match minute {
             1 => "warm links, minute 1 (each link opened)".to_owned(),
             m => format!("warm links, minute {m}"),
         };
         step(pid, &what, note, &mut steps);
     }
-    drop(links);
+    drop(warm);
 
     // 5. The reconnect storm.
     hub.kill().await;
