@@ -9,7 +9,9 @@
 //! store, as `scale_bench` does; the hub is opened in this process.
 //!
 //! `cargo run --release -p htx-tests --example period_bench [-- COMMUNES RECORDS RUNS]`
-//! (defaults: 226 50 5, the whole province of Nam Định).
+//! (defaults: 226 50 5, the whole province of Nam Định);
+//! `… period_bench -- national [RECORDS RUNS]`: a country's synthetic tree
+//! (350 districts × 10 communes, the hub's `units_dir`), defaults 50 3.
 
 use std::path::Path;
 use std::time::Instant;
@@ -22,6 +24,7 @@ use htx_hub::hub::Hub;
 use htx_hub::periods::{self, PeriodStore};
 use htx_hub::report;
 use htx_tests::bench::write_hub_store;
+use htx_tests::write_synthetic_units;
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -30,10 +33,12 @@ fn arg(i: usize, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn write_province(dir: &Path, communes: &[String], records: usize) {
-    Home::new(dir)
-        .init(&HubConfig::default())
-        .expect("hub init");
+fn write_province(dir: &Path, units_dir: &str, communes: &[String], records: usize) {
+    let cfg = HubConfig {
+        units_dir: units_dir.to_owned(),
+        ..Default::default()
+    };
+    Home::new(dir).init(&cfg).expect("hub init");
     write_hub_store(dir, communes, records, |c, n| {
         let day = format!("2025-{:02}-{:02}", n % 12 + 1, n % 28 + 1);
         record_from_strings(
@@ -61,20 +66,29 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let n = arg(1, 226);
-    let records = arg(2, 50);
-    let runs = arg(3, 5);
-    let v = Hierarchy::builtin().version("2023").unwrap();
+    let national = std::env::args().nth(1).as_deref() == Some("national");
+    let tmp = tempfile::TempDir::new().unwrap();
+    let dir = tmp.path().join("hub");
+    let (h, units_dir, n, records, runs) = match national {
+        false => (Hierarchy::builtin(), "", arg(1, 226), arg(2, 50), arg(3, 5)),
+        true => {
+            // Root 36, so that the shipped plan covers it unchanged.
+            write_synthetic_units(&dir.join("units"), "36", "Cả nước (tổng hợp)", 350, 10);
+            let lists = htx_core::units::read_lists(&dir.join("units")).unwrap();
+            let files: Vec<(&str, &str)> = lists.iter().map(|(n, t)| (&n[..], &t[..])).collect();
+            let h: &'static Hierarchy = Box::leak(Box::new(Hierarchy::from_lists(&files).unwrap()));
+            (h, "units", usize::MAX, arg(2, 50), arg(3, 3))
+        }
+    };
+    let v = h.version("2023").unwrap();
     let communes: Vec<String> = v
         .units()
         .filter(|u| u.level == Level::Commune)
         .map(|u| u.code.clone())
         .take(n)
         .collect();
-    let tmp = tempfile::TempDir::new().unwrap();
-    let dir = tmp.path().join("hub");
     let t = Instant::now();
-    write_province(&dir, &communes, records);
+    write_province(&dir, units_dir, &communes, records);
     eprintln!(
         "province written: {} communes × {records} records in {:.1} s",
         communes.len(),
