@@ -3,11 +3,14 @@
 //! The hub keeps one [`Engine`] current for its default view (the default
 //! hierarchy version, as of today): the records each merged batch touched
 //! are fed to it, so a merged change shows up without recomputing the
-//! province. Any other date or version is computed from scratch over the
-//! live view's records (shared: taken in a few milliseconds, the first
-//! time read from the record index, [`htx_core::index`]), holding neither
-//! the replica nor the live view while it computes, so such a query never
-//! holds up a sync.
+//! province. It also keeps current the last few dates pages asked it to
+//! keep ([`Live::report_at`], [`ASKED_DATES`]: the overview's date and the
+//! end of the month before), as sums per unit; a page asking for a new one
+//! waits for one evaluation of every record, once. Any other date or
+//! version is computed from scratch over the live view's records (shared:
+//! taken in a few milliseconds, the first time read from the record index,
+//! [`htx_core::index`]), holding neither the replica nor the live view
+//! while it computes, so such a query never holds up a sync.
 //!
 //! Each unit's figures name their sources: the nodes whose scope is the
 //! unit or lies within it (they serve it, so their zeros are reported
