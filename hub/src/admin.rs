@@ -120,7 +120,7 @@ pub fn backup_file(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(format!("backup-{}-{nanos}.redb", std::process::id()))
 }
 
-/// Progress over gRPC: a thin conversion of [`crate::progress::View`].
+/// Progress over gRPC: a thin conversion of [`crate::hub::Hub::progress`].
 #[derive(Clone)]
 pub struct ProgressService {
     hub: Hub,
