@@ -513,13 +513,17 @@ impl Hub {
         self.progress_keeping(query, false)
     }
 
-    /// As [`Hub::progress`], a date of the hub's version being kept current
-    /// in the live view from now on ([`Live::report_at`]): for a page that
-    /// is looked at again and again (the overview and the month before).
+    /// As [`Hub::progress`], for a page that shows one unit and is looked
+    /// at again and again (the overview, and the end of the month before
+    /// its date): the figures of the query's unit and of the units just
+    /// below it, not of every unit below, and a date of the hub's version
+    /// kept current in the live view from now on ([`Live::report_at`]).
     pub fn progress_kept(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
         self.progress_keeping(query, true)
     }
 
+    /// `keep`: the date is kept in the live view, and the reply holds the
+    /// asked unit and its children only.
     fn progress_keeping(
         &self,
         query: &Query,
@@ -538,10 +542,19 @@ impl Hub {
         let plan = self.plan_by(query.plan.as_deref())?;
         let default_version = &self.0.config.default_unit_version;
         let view = progress::view(query, default_version)?;
-        let report = match self.with_live(plan, |l| l.report_at(&view, keep))? {
+        let mut report = match self.with_live(plan, |l| l.report_at(&view, keep))? {
             Some(report) => report,
             None => progress::from_scratch(plan, &view, &self.records_for(plan)?)?,
         };
+        if keep {
+            // A country's root has thousands of units below it: writing
+            // them out was most of the overview's time.
+            let unit = query.unit.as_deref().filter(|u| !u.is_empty());
+            let unit = unit.unwrap_or(&report.territory.code).to_owned();
+            report
+                .units
+                .retain(|u| u.code == unit || u.parent.as_deref() == Some(&unit));
+        }
         Ok(progress::reply(&report, query, &view.0, &nodes)?)
     }
 

@@ -141,8 +141,10 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
         as_of: Some(htx_core::schema::format_date(d)),
         ..Default::default()
     };
-    let before = hub.hub().progress_kept(&at(last_month)).unwrap();
-    let before_past = hub.hub().progress_kept(&at(past)).unwrap();
+    hub.hub().progress_kept(&at(last_month)).unwrap();
+    hub.hub().progress_kept(&at(past)).unwrap();
+    let before = hub.hub().progress(&at(last_month)).unwrap();
+    let before_past = hub.hub().progress(&at(past)).unwrap();
     let plan = hub.hub().plan();
     assert_eq!(hub.hub().kept_dates(plan).unwrap(), [past, last_month]);
     // A query that does not ask to keep a date is answered from scratch.
@@ -161,7 +163,25 @@ async fn the_hub_keeps_progress_current_and_serves_it() {
     city.sync().await.unwrap();
     vu_ban.sync().await.unwrap();
     let after = hub.hub().progress(&at(last_month)).unwrap();
-    let after_past = hub.hub().progress_kept(&at(past)).unwrap();
+    // Queries that do not ask to keep are answered from the kept dates,
+    // every unit below the territory included; a page's query has its unit
+    // and the units just below it.
+    let after_past = hub.hub().progress(&at(past)).unwrap();
+    assert!(
+        after_past.units.len() > 200,
+        "every unit: {}",
+        after_past.units.len()
+    );
+    let page = hub.hub().progress_kept(&at(past)).unwrap();
+    assert_eq!(page.units[0], after_past.units[0]);
+    let districts: Vec<&str> = after_past
+        .units
+        .iter()
+        .filter(|u| u.parent == "36")
+        .map(|u| u.unit.as_str())
+        .collect();
+    let shown: Vec<&str> = page.units[1..].iter().map(|u| u.unit.as_str()).collect();
+    assert_eq!(shown, districts);
     let phase_one =
         |r: &pb::ProgressReply, unit| figure(r, unit, "HTX_CONSOLIDATED", "1").numerator;
     for (before, after) in [(&before, &after), (&before_past, &after_past)] {
