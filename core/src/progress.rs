@@ -1660,6 +1660,7 @@ impl Engine {
         let mut touched = self.around(&id);
         if self.marks.is_empty() {
             self.world.insert(rec);
+            touched.extend(self.around(&id));
         } else {
             // A kept date sees a change only around the record: first its
             // old version goes (the neighbourhood as the world stood), then
@@ -1668,11 +1669,12 @@ impl Engine {
             let before: Vec<String> = touched.iter().cloned().collect();
             self.remark_with(&before, |w| w.remove(&id));
             self.world.insert(rec.clone());
-            let after: Vec<String> = self.around(&id).into_iter().collect();
+            let after = self.around(&id);
             self.world.remove(&id);
-            self.remark_with(&after, |w| w.insert(rec));
+            let listed: Vec<String> = after.iter().cloned().collect();
+            self.remark_with(&listed, |w| w.insert(rec));
+            touched.extend(after);
         }
-        touched.extend(self.around(&id));
         for x in touched {
             self.refresh(&x);
         }

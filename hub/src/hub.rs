@@ -510,7 +510,7 @@ impl Hub {
     /// hub's version from the live engine, any other date or hierarchy
     /// version computed from the merged records.
     pub fn progress(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
-        self.progress_keeping(query, false)
+        self.answer(query, false)
     }
 
     /// As [`Hub::progress`], for a page that shows one unit and is looked
@@ -519,16 +519,13 @@ impl Hub {
     /// below it, not of every unit below, and a date of the hub's version
     /// kept current in the live view from now on ([`Live::report_at`]).
     pub fn progress_kept(&self, query: &Query) -> anyhow::Result<htx_proto::v1::ProgressReply> {
-        self.progress_keeping(query, true)
+        self.answer(query, true)
     }
 
-    /// `keep`: the date is kept in the live view, and the reply holds the
-    /// asked unit and its children only.
-    fn progress_keeping(
-        &self,
-        query: &Query,
-        keep: bool,
-    ) -> anyhow::Result<htx_proto::v1::ProgressReply> {
+    /// The reply to `query`; `page`: asked by a page that shows one unit
+    /// ([`Hub::progress_kept`]): its date is kept in the live view, and the
+    /// reply holds the asked unit and its children only.
+    fn answer(&self, query: &Query, page: bool) -> anyhow::Result<htx_proto::v1::ProgressReply> {
         let nodes: Vec<(Enrolment, NodeStats)> = self
             .0
             .home
@@ -542,11 +539,11 @@ impl Hub {
         let plan = self.plan_by(query.plan.as_deref())?;
         let default_version = &self.0.config.default_unit_version;
         let view = progress::view(query, default_version)?;
-        let mut report = match self.with_live(plan, |l| l.report_at(&view, keep))? {
+        let mut report = match self.with_live(plan, |l| l.report_at(&view, page))? {
             Some(report) => report,
             None => progress::from_scratch(plan, &view, &self.records_for(plan)?)?,
         };
-        if keep {
+        if page {
             // A country's root has thousands of units below it: writing
             // them out was most of the overview's time.
             let unit = query.unit.as_deref().filter(|u| !u.is_empty());

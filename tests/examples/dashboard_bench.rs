@@ -27,9 +27,10 @@ use htx_core::schema::record_from_strings;
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
+use htx_tests::bench::synthetic_country;
 use htx_tests::bench::write_hub_store;
 use htx_tests::web::http::{request, sign_in};
-use htx_tests::{bin, free_port, init_crypto, spawn, wait_for_api, write_synthetic_units};
+use htx_tests::{bin, free_port, init_crypto, spawn, wait_for_api};
 
 const PW: &str = "mật khẩu đo hiệu năng";
 
@@ -109,11 +110,7 @@ async fn main() {
             arg(3, 20),
         ),
         true => {
-            // Root 36, so that the shipped plan covers it unchanged.
-            write_synthetic_units(&dir.join("units"), "36", "Cả nước (tổng hợp)", 350, 10);
-            let lists = htx_core::units::read_lists(&dir.join("units")).unwrap();
-            let files: Vec<(&str, &str)> = lists.iter().map(|(n, t)| (&n[..], &t[..])).collect();
-            let h: &'static Hierarchy = Box::leak(Box::new(Hierarchy::from_lists(&files).unwrap()));
+            let h = synthetic_country(&dir.join("units"));
             (h, "units", usize::MAX, arg(2, 50), arg(3, 5))
         }
     };

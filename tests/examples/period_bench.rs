@@ -23,8 +23,7 @@ use htx_hub::home::Home;
 use htx_hub::hub::Hub;
 use htx_hub::periods::{self, PeriodStore};
 use htx_hub::report;
-use htx_tests::bench::write_hub_store;
-use htx_tests::write_synthetic_units;
+use htx_tests::bench::{synthetic_country, write_hub_store};
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args()
@@ -72,11 +71,7 @@ fn main() {
     let (h, units_dir, n, records, runs) = match national {
         false => (Hierarchy::builtin(), "", arg(1, 226), arg(2, 50), arg(3, 5)),
         true => {
-            // Root 36, so that the shipped plan covers it unchanged.
-            write_synthetic_units(&dir.join("units"), "36", "Cả nước (tổng hợp)", 350, 10);
-            let lists = htx_core::units::read_lists(&dir.join("units")).unwrap();
-            let files: Vec<(&str, &str)> = lists.iter().map(|(n, t)| (&n[..], &t[..])).collect();
-            let h: &'static Hierarchy = Box::leak(Box::new(Hierarchy::from_lists(&files).unwrap()));
+            let h = synthetic_country(&dir.join("units"));
             (h, "units", usize::MAX, arg(2, 50), arg(3, 3))
         }
     };

@@ -167,3 +167,15 @@ pub fn enroll_nodes(
         std::fs::remove_file(file).expect("bundle removed");
     }
 }
+
+/// A country's synthetic unit lists written to `units_dir` (root 36, so
+/// that the shipped plan covers it unchanged: 350 districts × 10
+/// communes), for a hub's `units_dir`; and the same lists as a hierarchy
+/// for the bench itself to list the communes (kept for the process).
+pub fn synthetic_country(units_dir: &std::path::Path) -> &'static htx_core::units::Hierarchy {
+    crate::write_synthetic_units(units_dir, "36", "Cả nước (tổng hợp)", 350, 10);
+    let lists = htx_core::units::read_lists(units_dir).expect("the lists just written");
+    let files: Vec<(&str, &str)> = lists.iter().map(|(n, t)| (&n[..], &t[..])).collect();
+    let h = htx_core::units::Hierarchy::from_lists(&files).expect("valid lists");
+    Box::leak(Box::new(h))
+}
