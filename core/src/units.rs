@@ -242,12 +242,44 @@ fn parse(version: &str, csv_text: &str) -> Result<(UnitVersion, Listed), UnitErr
             },
         );
     }
+    if let Some(code) = in_a_cycle(&units) {
+        return Err(UnitError::BadList {
+            version: version.to_owned(),
+            reason: format!("unit {code} is its own ancestor (a cycle of parent codes)"),
+        });
+    }
     let unit = UnitVersion {
         version: version.to_owned(),
         units,
         children,
     };
     Ok((unit, listed))
+}
+
+/// A unit whose chain of parents comes back to itself, if there is one.
+/// Every walk up the tree ([`UnitVersion::ancestors`], `within`, the moves
+/// between versions) relies on there being none: a damaged list with a
+/// cycle would make them loop for ever.
+fn in_a_cycle(units: &BTreeMap<String, Unit>) -> Option<&str> {
+    // Units whose chain is known to end at a root (or at a code outside
+    // the list), so each unit is walked past once.
+    let mut ends: std::collections::BTreeSet<&str> = Default::default();
+    for start in units.keys() {
+        let mut path: Vec<&str> = Vec::new();
+        let mut cur = Some(start.as_str());
+        while let Some(code) = cur {
+            if ends.contains(code) {
+                break;
+            }
+            if path.contains(&code) {
+                return Some(code);
+            }
+            path.push(code);
+            cur = units.get(code).and_then(|u| u.parent.as_deref());
+        }
+        ends.extend(path);
+    }
+    None
 }
 
 /// What each unit of `old` becomes in `new`, the next version (see the
@@ -479,6 +511,24 @@ mod tests {
         assert_eq!(count("2023", Level::Commune), 226);
         assert_eq!(count("2024", Level::Commune), 175);
         assert_eq!(count("2025", Level::Commune), 129);
+    }
+
+    #[test]
+    fn a_cycle_of_parents_is_refused_by_name() {
+        let list = "level,code,name,type,parent_code\n\
+                    province,36,Tỉnh Nam Định,Tỉnh,\n\
+                    district,356,Thành phố Nam Định,Thành phố,13633\n\
+                    commune,13633,Phường Hạ Long,Phường,356\n";
+        let err = Hierarchy::single("2023", list).unwrap_err();
+        assert!(
+            matches!(&err, UnitError::BadList { reason, .. } if reason.contains("356") || reason.contains("13633")),
+            "{err}"
+        );
+        let own = "level,code,name,type,parent_code\ncommune,1,A,Xã,1\n";
+        assert!(Hierarchy::single("2023", own).is_err());
+        // A parent outside the list ends the chain; that is not a cycle.
+        let outside = "level,code,name,type,parent_code\ncommune,1,A,Xã,99\n";
+        assert!(Hierarchy::single("2023", outside).is_ok());
     }
 
     #[test]
