@@ -148,10 +148,19 @@ pub fn read_all(store: &dyn Store) -> Result<Vec<Record>, IndexError> {
 /// Gives every indexed record to `f`, one at a time, as of one point in
 /// time: for what keeps a part of each record and need not hold them all.
 pub fn each(store: &dyn Store, mut f: impl FnMut(Record)) -> Result<(), IndexError> {
-    for (k, v) in store.scan(b"r\0")? {
-        f(decode(&k, &v)?);
+    for r in records(store)? {
+        f(r?);
     }
     Ok(())
+}
+
+/// Every indexed record, decoded one at a time as the iterator is read
+/// (as of one point in time: the store's entries are read at once).
+pub fn records(
+    store: &dyn Store,
+) -> Result<impl Iterator<Item = Result<Record, IndexError>>, IndexError> {
+    let entries = store.scan(b"r\0")?;
+    Ok(entries.into_iter().map(|(k, v)| decode(&k, &v)))
 }
 
 /// The indexed records of one document.

@@ -41,18 +41,19 @@
 //!
 //! ## Keeping it current
 //!
-//! [`Engine`] keeps every root's tallies, where it placed them, and the
-//! unit aggregates. When a record changes, only the roots within
-//! [`Plan::reach`] links of it (before and after the change) can see a
-//! difference: for the shipped plan, a cooperative and the records that
-//! point at it (its observations and managers, a training and its
-//! attendees). Those roots are evaluated again, their old tallies are
-//! taken off their unit and its ancestors and the new ones put on. That is
-//! a few records and three levels of units per change, whatever the size of
-//! the data. [`recompute`] computes the same thing from scratch, rolling up
+//! [`Engine`] keeps the records (compactly: [`Slim`]) and the unit
+//! aggregates of its date and of any other dates asked to be kept. When a
+//! record changes, only the roots within [`Plan::reach`] links of it
+//! (before and after the change) can see a difference: for the shipped
+//! plan, a cooperative and the records that point at it (its observations
+//! and managers, a training and its attendees). What those roots add is
+//! evaluated with the record as it was, taken off their unit and its
+//! ancestors, and evaluated again with the record as it is and put on.
+//! That is a few records and three levels of units per change, whatever
+//! the size of the data, and nothing kept per record but the record. [`recompute`] computes the same thing from scratch, rolling up
 //! bottom-up; the tests hold the two to agree.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -65,6 +66,10 @@ use crate::plan::{Compute, Goal, Indicator, Operand, Plan, Pred, Related, Target
 use crate::schema::{self, FieldType, Record, Value};
 use crate::territory::{Part, Territory};
 use crate::units::{Hierarchy, Level, Unit, UnitError};
+
+mod slim;
+use slim::ById;
+pub use slim::{Field, Items, Name, Names, Rec, Slim};
 
 /// How the territory is labelled in a later version where no unit is it
 /// ("Tỉnh Nam Định (địa bàn cũ)"), and in an earlier one.
@@ -280,25 +285,31 @@ fn ser_date<S: serde::Serializer>(d: &Date, s: S) -> Result<S::Ok, S::Error> {
 struct World {
     /// Shared, so that a from-scratch query can borrow them
     /// ([`Engine::records`]) rather than read them again.
-    records: HashMap<String, Arc<Record>>,
+    records: HashSet<ById>,
     /// id -> the records whose reference fields hold that id.
-    referrers: HashMap<String, HashSet<String>>,
+    referrers: HashMap<Name, Vec<Name>>,
+    /// Every text the records hold, once.
+    names: Names,
 }
 
 /// The ids `rec` points at (its `Ref` and `RefList` fields).
-fn links(rec: &Record) -> Vec<&str> {
+fn links<R: Rec + ?Sized>(rec: &R) -> Vec<&str> {
     let mut out = Vec::new();
-    links_into(rec, schema::kind(&rec.kind).ok(), &mut out);
+    links_into(rec, schema::kind(rec.kind()).ok(), &mut out);
     out
 }
 
 /// As [`links`], for a record of kind `spec`, appended to `out`.
-fn links_into<'r>(rec: &'r Record, spec: Option<&schema::KindSpec>, out: &mut Vec<&'r str>) {
+fn links_into<'r, R: Rec + ?Sized>(
+    rec: &'r R,
+    spec: Option<&schema::KindSpec>,
+    out: &mut Vec<&'r str>,
+) {
     for f in spec.map_or(&[][..], |s| s.fields) {
         if let FieldType::Ref(_) | FieldType::RefList(_) = f.ty {
-            match rec.fields.get(f.name) {
-                Some(Value::Text(id)) => out.push(id.as_str()),
-                Some(Value::List(ids)) => out.extend(ids.iter().map(String::as_str)),
+            match rec.field(f.name) {
+                Some(Field::Text(id)) => out.push(id),
+                Some(Field::List(ids)) => out.extend(ids.iter()),
                 _ => {}
             }
         }
@@ -328,47 +339,53 @@ impl Kept {
         )
     }
 
-    /// `rec` with only the fields progress reads, and no conflicts.
-    pub fn slim(&self, mut rec: Record) -> Record {
-        rec.fields.retain(|k, _| self.0.contains(k));
-        rec.conflicts = Default::default();
-        rec
+    fn contains(&self, field: &str) -> bool {
+        self.0.contains(field)
     }
 }
 
 impl World {
-    fn insert(&mut self, rec: Arc<Record>) {
-        self.remove(&rec.id);
-        for to in links(&rec) {
-            let from = rec.id.clone();
-            self.referrers
-                .entry(to.to_owned())
-                .or_default()
-                .insert(from);
+    fn insert(&mut self, rec: Arc<Slim>) {
+        self.remove(rec.id());
+        for to in links(&*rec) {
+            let to = self.names.name(to);
+            let from = self.referrers.entry(to).or_default();
+            if !from.contains(rec.name()) {
+                from.push(rec.name().clone());
+            }
         }
-        self.records.insert(rec.id.clone(), rec);
+        self.records.insert(ById(rec));
     }
 
     fn remove(&mut self, id: &str) {
-        let Some(rec) = self.records.remove(id) else {
+        let Some(ById(rec)) = self.records.take(id) else {
             return;
         };
-        for to in links(&rec) {
-            if let Some(set) = self.referrers.get_mut(to) {
-                set.remove(id);
-                if set.is_empty() {
+        for to in links(&*rec) {
+            if let Some(from) = self.referrers.get_mut(to) {
+                from.retain(|x| &**x != id);
+                if from.is_empty() {
                     self.referrers.remove(to);
                 }
             }
         }
+        self.names.let_go();
+    }
+
+    fn get(&self, id: &str) -> Option<&Arc<Slim>> {
+        self.records.get(id).map(|r| &r.0)
     }
 
     /// Records `id` points at and records that point at it.
-    fn neighbours(&self, id: &str) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .records
+    fn neighbours(&self, id: &str) -> Vec<Name> {
+        let mut out: Vec<Name> = self
             .get(id)
-            .map(|r| links(r).into_iter().map(str::to_owned).collect())
+            .map(|r| {
+                links(&**r)
+                    .into_iter()
+                    .filter_map(|to| self.names.get(to).cloned())
+                    .collect()
+            })
             .unwrap_or_default();
         out.extend(self.referrers.get(id).into_iter().flatten().cloned());
         out
@@ -379,49 +396,52 @@ impl World {
 /// that point at one. [`World`] keeps them for the [`Engine`], owned and
 /// changing; [`Snapshot`] borrows them for one [`recompute`].
 trait Links {
-    fn record(&self, id: &str) -> Option<&Record>;
+    type R: Rec;
+    fn record(&self, id: &str) -> Option<&Self::R>;
     /// The records whose reference fields hold `id`, each once.
-    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record>;
+    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Self::R>;
 }
 
 impl Links for World {
-    fn record(&self, id: &str) -> Option<&Record> {
-        self.records.get(id).map(|r| &**r)
+    type R = Slim;
+
+    fn record(&self, id: &str) -> Option<&Slim> {
+        self.get(id).map(|r| &**r)
     }
 
-    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record> {
+    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Slim> {
         self.referrers
             .get(id)
             .into_iter()
             .flatten()
-            .filter_map(|x| self.records.get(x).map(|r| &**r))
+            .filter_map(|x| self.get(x).map(|r| &**r))
     }
 }
 
 /// The live records of one recomputation, borrowed from the caller: a
 /// national set is 175,000 records, and copying them (and a set of
 /// referrer ids per record) into a [`World`] took most of the time.
-struct Snapshot<'r> {
-    input: Vec<&'r Record>,
+struct Snapshot<'r, R> {
+    input: Vec<&'r R>,
     /// id -> the last record of that id in `input`, if not deleted.
     by_id: HashMap<&'r str, usize>,
     /// By position in `input`: whether it is the record its id counts as.
     live: Vec<bool>,
-    referrers: HashMap<&'r str, Vec<&'r Record>>,
+    referrers: HashMap<&'r str, Vec<&'r R>>,
 }
 
-impl<'r> Snapshot<'r> {
+impl<'r, R: Rec> Snapshot<'r, R> {
     /// Deleted records are skipped; if an id comes twice the last one counts.
-    fn new<R: Borrow<Record>>(input: &'r [R]) -> Snapshot<'r> {
-        let input: Vec<&'r Record> = input.iter().map(|r| r.borrow()).collect();
+    fn new(input: &'r [R]) -> Snapshot<'r, R> {
+        let input: Vec<&'r R> = input.iter().collect();
         let mut by_id: HashMap<&str, usize> = HashMap::with_capacity(input.len());
         let mut live = vec![false; input.len()];
-        for (i, r) in input.iter().enumerate() {
+        for (i, &r) in input.iter().enumerate() {
             let before = match r.is_deleted() {
-                true => by_id.remove(r.id.as_str()),
+                true => by_id.remove(r.id()),
                 false => {
                     live[i] = true;
-                    by_id.insert(r.id.as_str(), i)
+                    by_id.insert(r.id(), i)
                 }
             };
             if let Some(j) = before {
@@ -434,14 +454,13 @@ impl<'r> Snapshot<'r> {
             live,
             referrers: HashMap::new(),
         };
-        let mut referrers: HashMap<&str, Vec<&Record>> =
-            HashMap::with_capacity(snapshot.input.len());
+        let mut referrers: HashMap<&str, Vec<&R>> = HashMap::with_capacity(snapshot.input.len());
         let mut to = Vec::new();
         // Records of one kind usually come together: look the kind up once.
         let mut spec: Option<&schema::KindSpec> = None;
         for r in snapshot.records() {
-            if spec.is_none_or(|k| k.name != r.kind) {
-                spec = schema::kind(&r.kind).ok();
+            if spec.is_none_or(|k| k.name != r.kind()) {
+                spec = schema::kind(r.kind()).ok();
             }
             to.clear();
             links_into(r, spec, &mut to);
@@ -458,7 +477,7 @@ impl<'r> Snapshot<'r> {
 
     /// The live records, in the order they were given (the order they
     /// were read in, so neighbours in memory are visited together).
-    fn records(&self) -> impl Iterator<Item = &'r Record> + '_ {
+    fn records(&self) -> impl Iterator<Item = &'r R> + '_ {
         self.input
             .iter()
             .zip(&self.live)
@@ -466,45 +485,39 @@ impl<'r> Snapshot<'r> {
     }
 }
 
-impl Links for Snapshot<'_> {
-    fn record(&self, id: &str) -> Option<&Record> {
+impl<R: Rec> Links for Snapshot<'_, R> {
+    type R = R;
+
+    fn record(&self, id: &str) -> Option<&R> {
         self.by_id.get(id).map(|&i| self.input[i])
     }
 
-    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Record> {
+    fn referrers<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s R> {
         self.referrers.get(id).into_iter().flatten().copied()
     }
 }
 
 // ---- Evaluating conditions ----------------------------------------------
 
-fn date_of(v: &Value) -> Option<Date> {
-    match v {
-        Value::Date(d) => Some(*d),
-        Value::Text(s) => schema::parse_date(s),
+fn int<R: Rec + ?Sized>(rec: &R, field: &str) -> Option<i64> {
+    match rec.field(field) {
+        Some(Field::Int(n)) => Some(n),
         _ => None,
     }
 }
 
-fn int(rec: &Record, field: &str) -> Option<i64> {
-    match rec.fields.get(field) {
-        Some(Value::Int(n)) => Some(*n),
-        _ => None,
-    }
-}
-
-fn compare(v: &Value, rhs: &Value) -> Option<Ordering> {
+fn compare(v: Field<'_>, rhs: &Value) -> Option<Ordering> {
     match (v, rhs) {
-        (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
-        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
-        (Value::Text(a), Value::Text(b)) => Some(a.as_str().cmp(b)),
-        (_, Value::Date(b)) => date_of(v).map(|a| a.cmp(b)),
+        (Field::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+        (Field::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Field::Text(a), Value::Text(b)) => Some(a.cmp(b.as_str())),
+        (_, Value::Date(b)) => v.date().map(|a| a.cmp(b)),
         _ => None,
     }
 }
 
 /// The world as of one date, for one phase.
-struct Eval<'a, W> {
+struct Eval<'a, W: Links> {
     plan: &'a Plan,
     world: &'a W,
     as_of: Date,
@@ -514,26 +527,34 @@ struct Eval<'a, W> {
     /// whether it is in scope by five indicators, and for its latest
     /// observation by four: each is answered once (the answers only
     /// depend on the record, the date and the phase, all fixed here).
-    memo: RefCell<Memo<'a>>,
+    memo: RefCell<Memo<'a, W::R>>,
 }
 
 /// Records are told apart by address: they do not move while evaluated.
-#[derive(Default)]
-struct Memo<'a> {
+struct Memo<'a, R> {
     /// (record, rule number) -> whether the rule holds.
-    rules: Vec<(*const Record, usize, bool)>,
+    rules: Vec<(*const R, usize, bool)>,
     /// (record, relation) -> its latest related record.
-    latest: Vec<(*const Record, &'a Related, Option<&'a Record>)>,
+    latest: Vec<(*const R, &'a Related, Option<&'a R>)>,
+}
+
+impl<R> Default for Memo<'_, R> {
+    fn default() -> Self {
+        Memo {
+            rules: Vec::new(),
+            latest: Vec::new(),
+        }
+    }
 }
 
 impl<'a, W: Links> Eval<'a, W> {
-    fn lifespan_date(&self, r: &Record, field: Option<&String>) -> Option<Date> {
-        field.and_then(|f| r.fields.get(f)).and_then(date_of)
+    fn lifespan_date(&self, r: &W::R, field: Option<&String>) -> Option<Date> {
+        field.and_then(|f| r.field(f)).and_then(Field::date)
     }
 
     /// Whether `r` exists on the date.
-    fn alive(&self, r: &Record) -> bool {
-        let Some(l) = self.plan.lifespan(&r.kind) else {
+    fn alive(&self, r: &W::R) -> bool {
+        let Some(l) = self.plan.lifespan(r.kind()) else {
             return true;
         };
         let from = self.lifespan_date(r, l.from.as_ref());
@@ -553,12 +574,12 @@ impl<'a, W: Links> Eval<'a, W> {
     }
 
     /// The living records of `rel.kind` whose `rel.via` points at `r`.
-    fn related(&self, r: &'a Record, rel: &'a Related) -> impl Iterator<Item = &'a Record> + '_ {
-        self.world.referrers(&r.id).filter(move |x| {
-            x.kind == rel.kind
-                && match x.fields.get(&rel.via) {
-                    Some(Value::Text(id)) => *id == r.id,
-                    Some(Value::List(ids)) => ids.contains(&r.id),
+    fn related(&self, r: &'a W::R, rel: &'a Related) -> impl Iterator<Item = &'a W::R> + '_ {
+        self.world.referrers(r.id()).filter(move |x| {
+            x.kind() == rel.kind
+                && match x.field(&rel.via) {
+                    Some(Field::Text(id)) => id == r.id(),
+                    Some(Field::List(ids)) => ids.contains(r.id()),
                     _ => false,
                 }
                 && self.alive(x)
@@ -566,7 +587,7 @@ impl<'a, W: Links> Eval<'a, W> {
     }
 
     /// The latest of them, by the date its life starts, then by id.
-    fn latest(&self, r: &'a Record, rel: &'a Related) -> Option<&'a Record> {
+    fn latest(&self, r: &'a W::R, rel: &'a Related) -> Option<&'a W::R> {
         let known = self.memo.borrow().latest.iter().find_map(|&(x, k, found)| {
             (std::ptr::eq(x, r) && k.kind == rel.kind && k.via == rel.via).then_some(found)
         });
@@ -576,12 +597,12 @@ impl<'a, W: Links> Eval<'a, W> {
         let from = self.plan.lifespan(&rel.kind).and_then(|l| l.from.as_ref());
         let found = self
             .related(r, rel)
-            .max_by_key(|x| (self.lifespan_date(x, from), x.id.as_str()));
+            .max_by_key(|&x| (self.lifespan_date(x, from), x.id()));
         self.memo.borrow_mut().latest.push((r, rel, found));
         found
     }
 
-    fn rule(&self, r: &'a Record, number: usize, preds: &'a [Pred]) -> bool {
+    fn rule(&self, r: &'a W::R, number: usize, preds: &'a [Pred]) -> bool {
         let known = self
             .memo
             .borrow()
@@ -596,23 +617,22 @@ impl<'a, W: Links> Eval<'a, W> {
         holds
     }
 
-    fn all(&self, r: &'a Record, preds: &'a [Pred]) -> bool {
+    fn all(&self, r: &'a W::R, preds: &'a [Pred]) -> bool {
         preds.iter().all(|p| self.test(r, p))
     }
 
-    fn test(&self, r: &'a Record, p: &'a Pred) -> bool {
+    fn test(&self, r: &'a W::R, p: &'a Pred) -> bool {
         match p {
             Pred::Cmp { field, op, rhs } => r
-                .fields
-                .get(field)
+                .field(field)
                 .and_then(|v| compare(v, &self.operand(rhs)))
                 .is_some_and(|o| op.holds(o)),
-            Pred::In { field, values } => r.fields.get(field).is_some_and(|v| {
+            Pred::In { field, values } => r.field(field).is_some_and(|v| {
                 values
                     .iter()
                     .any(|x| compare(v, x) == Some(Ordering::Equal))
             }),
-            Pred::Set { field, present } => r.fields.contains_key(field) == *present,
+            Pred::Set { field, present } => r.field(field).is_some() == *present,
             Pred::Share { num, den, op, rhs } => match (int(r, num), int(r, den)) {
                 (Some(n), Some(d)) if d > 0 => (n as f64 / d as f64)
                     .partial_cmp(rhs)
@@ -633,7 +653,7 @@ impl<'a, W: Links> Eval<'a, W> {
     }
 
     /// What root `r` adds to indicator `ind`, if anything.
-    fn tally(&self, ind: &'a Indicator, r: &'a Record) -> Option<Tally> {
+    fn tally(&self, ind: &'a Indicator, r: &'a W::R) -> Option<Tally> {
         if !self.alive(r) || !self.all(r, &ind.filter) {
             return None;
         }
@@ -901,7 +921,7 @@ impl View {
     }
 
     /// The unit code `rec` was entered for, and its hierarchy version.
-    fn unit_of<'r>(&'r self, rec: &'r Record) -> (&'r str, &'r str) {
+    fn unit_of<'r, R: Rec + ?Sized>(&'r self, rec: &'r R) -> (&'r str, &'r str) {
         let code = rec.text("unit").unwrap_or_default();
         let from = rec.text("unit_version").unwrap_or(&self.plan.hierarchy);
         (code, from)
@@ -909,7 +929,7 @@ impl View {
 
     /// The unit `rec` counts under, as an index into `units`.
     /// A record without `unit_version` is taken to be in the plan's version.
-    fn place(&self, rec: &Record) -> Result<usize, Miss> {
+    fn place<R: Rec + ?Sized>(&self, rec: &R) -> Result<usize, Miss> {
         let (code, from) = self.unit_of(rec);
         match self.placements.get(from).and_then(|p| p.get(code)) {
             Some(Place::At(u)) => return Ok(*u),
@@ -928,18 +948,12 @@ impl View {
         })
     }
 
-    /// Every (slot, tally) root `rec` adds, as of the view's date.
-    fn tallies<W: Links>(&self, world: &W, rec: &Record) -> Vec<(usize, Tally)> {
-        let mut out = Vec::new();
-        self.tallies_into(world, rec, &mut out);
-        out
-    }
-
-    /// As [`View::tallies`], appended to `out`.
-    fn tallies_into<W: Links>(&self, world: &W, rec: &Record, out: &mut Vec<(usize, Tally)>) {
+    /// Every (slot, tally) root `rec` adds, as of the view's date,
+    /// appended to `out`.
+    fn tallies_into<W: Links>(&self, world: &W, rec: &W::R, out: &mut Vec<(usize, Tally)>) {
         let plan = &self.plan;
         let np = plan.phases.len();
-        let Some(indicators) = self.by_kind.get(rec.kind.as_str()) else {
+        let Some(indicators) = self.by_kind.get(rec.kind()) else {
             return;
         };
         let first = out.len();
@@ -1199,7 +1213,7 @@ fn judge(goal: Goal, value: f64, as_of: Date, line: Line) -> (Option<f64>, Optio
 
 /// `rec` as listed when it counts nowhere; none when it is wholly
 /// outside the territory.
-fn unplaced(view: &View, rec: &Record, miss: Miss) -> Option<Unplaced> {
+fn unplaced<R: Rec + ?Sized>(view: &View, rec: &R, miss: Miss) -> Option<Unplaced> {
     let (unit, version) = view.unit_of(rec);
     let reason = match miss {
         Miss::Outside => return None,
@@ -1216,8 +1230,8 @@ fn unplaced(view: &View, rec: &Record, miss: Miss) -> Option<Unplaced> {
         }
     };
     Some(Unplaced {
-        id: rec.id.clone(),
-        kind: rec.kind.clone(),
+        id: rec.id().to_owned(),
+        kind: rec.kind().to_owned(),
         unit: unit.to_owned(),
         unit_version: version.to_owned(),
         reason,
@@ -1228,8 +1242,9 @@ fn unplaced(view: &View, rec: &Record, miss: Miss) -> Option<Unplaced> {
 
 /// Progress from all records at once, with no state kept. Deleted records
 /// are skipped; if an id comes twice the last one counts. The records may
-/// be owned or shared (`Arc<Record>`, as [`Engine::records`] gives them).
-pub fn recompute<R: Borrow<Record>>(
+/// be owned or shared, whole or as the live engine keeps them
+/// ([`Engine::records`]).
+pub fn recompute<R: Rec>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
@@ -1245,7 +1260,7 @@ pub fn recompute<R: Borrow<Record>>(
 /// the date), and, when the dates ascend, a record is evaluated again only
 /// at the dates where one of the dates it could be compared with is
 /// reached or passed.
-pub fn recompute_at<R: Borrow<Record>>(
+pub fn recompute_at<R: Rec>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
@@ -1259,7 +1274,7 @@ pub fn recompute_at<R: Borrow<Record>>(
 /// and its children (a trend page's unit; none if the unit is not in the
 /// plan's figures): the figures of a country's every unit, 43 times over,
 /// cost more than the evaluation.
-pub fn trend<R: Borrow<Record>>(
+pub fn trend<R: Rec>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
@@ -1275,7 +1290,7 @@ pub fn trend<R: Borrow<Record>>(
 /// `indicator` in `phase` as of `as_of`, each with what it adds, by id),
 /// with only the records placed under `unit` evaluated.
 #[allow(clippy::too_many_arguments)]
-pub fn behind<R: Borrow<Record>>(
+pub fn behind<R: Rec>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
@@ -1314,14 +1329,14 @@ pub fn behind<R: Borrow<Record>>(
             tallies
                 .iter()
                 .filter(|(s, t)| *s == slot && (t.numerator != 0 || t.denominator != 0))
-                .map(|&(_, t)| (rec.id.clone(), t)),
+                .map(|&(_, t)| (rec.id().to_owned(), t)),
         );
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
-fn recompute_dates<R: Borrow<Record>>(
+fn recompute_dates<R: Rec>(
     plan: &Plan,
     hierarchy: &'static Hierarchy,
     version: &str,
@@ -1337,7 +1352,7 @@ fn recompute_dates<R: Borrow<Record>>(
     // the whole report has none of it).
     let only = only.map(|code| view.index.get(code).copied().unwrap_or(usize::MAX));
     let world = Snapshot::new(records);
-    let mut placed: Vec<(&Record, usize)> = Vec::new();
+    let mut placed: Vec<(&R, usize)> = Vec::new();
     let mut held: Vec<BTreeSet<String>> = vec![BTreeSet::new(); view.units.len()];
     let mut last_holder: Option<(usize, &str)> = None;
     let mut lost = Vec::new();
@@ -1353,7 +1368,7 @@ fn recompute_dates<R: Borrow<Record>>(
         match at {
             Err(miss) => match unplaced(&view, rec, miss) {
                 Some(l) => lost.push(l),
-                None => outside.push(rec.id.clone()),
+                None => outside.push(rec.id().to_owned()),
             },
             Ok(u) => {
                 last = Some((code, from, u));
@@ -1448,8 +1463,8 @@ fn recompute_dates<R: Borrow<Record>>(
 /// Every date a record's evaluation may compare the date asked with: the
 /// dates in it and in the records within the plan's reach of it (the
 /// conditions only compare record dates with `$as_of` and constants).
-fn dates_within_reach(world: &Snapshot<'_>, rec: &Record, reach: usize) -> Vec<Date> {
-    let mut seen: HashSet<*const Record> = HashSet::from([rec as *const Record]);
+fn dates_within_reach<R: Rec>(world: &Snapshot<'_, R>, rec: &R, reach: usize) -> Vec<Date> {
+    let mut seen: HashSet<*const R> = HashSet::from([rec as *const R]);
     let mut all = vec![rec];
     let mut frontier = vec![rec];
     let mut ids = Vec::new();
@@ -1457,10 +1472,10 @@ fn dates_within_reach(world: &Snapshot<'_>, rec: &Record, reach: usize) -> Vec<D
         let mut next = Vec::new();
         for r in frontier {
             ids.clear();
-            links_into(r, schema::kind(&r.kind).ok(), &mut ids);
+            links_into(r, schema::kind(r.kind()).ok(), &mut ids);
             let linked = ids.iter().filter_map(|id| world.record(id));
-            for x in linked.chain(world.referrers(&r.id)) {
-                if seen.insert(x as *const Record) {
+            for x in linked.chain(world.referrers(r.id())) {
+                if seen.insert(x as *const R) {
                     next.push(x);
                     all.push(x);
                 }
@@ -1468,11 +1483,8 @@ fn dates_within_reach(world: &Snapshot<'_>, rec: &Record, reach: usize) -> Vec<D
         }
         frontier = next;
     }
-    let mut out: Vec<Date> = all
-        .iter()
-        .flat_map(|r| r.fields.values())
-        .filter_map(date_of)
-        .collect();
+    let mut out = Vec::new();
+    all.iter().for_each(|r| r.dates_into(&mut out));
     out.sort_unstable();
     out.dedup();
     out
@@ -1486,30 +1498,25 @@ pub struct Engine {
     world: World,
     /// What the engine keeps of each record.
     kept: Kept,
-    /// Root id -> the unit it is placed at and what it adds there.
-    placed: HashMap<String, (usize, Vec<(usize, Tally)>)>,
-    unplaced: HashMap<String, Unplaced>,
+    /// Where a record is placed does not depend on the date: what follows
+    /// is counted as records come and go ([`Engine::count`]).
+    unplaced: HashMap<Name, Unplaced>,
     /// Records wholly outside the plan's territory.
-    outside: HashSet<String>,
-    /// Record id -> the unit it is placed at and who recorded it, and per
-    /// unit how many records each node recorded there.
-    held: HashMap<String, (usize, String)>,
-    holders: Vec<HashMap<String, u32>>,
-    /// `[unit * slots + slot]`
-    direct: Vec<Tally>,
-    total: Vec<Tally>,
-    /// Other dates whose figures are kept current too ([`Engine::keep_dates`]).
+    outside: HashSet<Name>,
+    /// Per unit, how many records each node recorded there.
+    holders: Vec<HashMap<Name, u32>>,
+    /// The figures as of the engine's own date (the first) and of the
+    /// other dates kept current too ([`Engine::keep_dates`]).
     marks: Vec<Mark>,
 }
 
-/// The figures as of another date than the engine's own, kept current as
-/// records change. Only the sums are kept: what the records around a
-/// change add as of that date is evaluated before the change and again
-/// after it, rather than kept per record (a few MB a date at a country's
-/// scale, not a copy of every record's tallies).
+/// The figures as of one date, kept current as records change. Only the
+/// sums are kept: what the records around a change add is evaluated before
+/// the change and again after it, rather than kept per record (a few MB a
+/// date at a country's scale, and nothing per record).
 struct Mark {
     as_of: Date,
-    /// `[unit * slots + slot]`, as the engine's own.
+    /// `[unit * slots + slot]`
     direct: Vec<Tally>,
     total: Vec<Tally>,
 }
@@ -1544,28 +1551,32 @@ impl Engine {
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Engine, ProgressError> {
         let view = View::new(plan, hierarchy, version, as_of)?;
-        let size = view.units.len() * view.slots();
         let units = view.units.len();
         let kept = Kept::of(&view.plan);
         let mut engine = Engine {
             view,
             world: World::default(),
             kept,
-            placed: HashMap::new(),
             unplaced: HashMap::new(),
             outside: HashSet::new(),
-            held: HashMap::new(),
             holders: vec![HashMap::new(); units],
-            direct: vec![Tally::default(); size],
-            total: vec![Tally::default(); size],
             marks: Vec::new(),
         };
         for r in records.into_iter().filter(|r| !r.is_deleted()) {
-            let r = engine.kept.slim(r);
+            let r = engine.slim(&r);
             engine.world.insert(Arc::new(r));
         }
-        engine.refresh_all();
+        for r in engine.records() {
+            engine.count(&r, true);
+        }
+        engine.keep_dates(&[]);
         Ok(engine)
+    }
+
+    /// `rec` as the engine keeps it ([`Kept`], [`Slim`]).
+    fn slim(&mut self, rec: &Record) -> Slim {
+        let kept = &self.kept;
+        Slim::new(rec, |f| kept.contains(f), &mut self.world.names)
     }
 
     pub fn as_of(&self) -> Date {
@@ -1575,8 +1586,8 @@ impl Engine {
     /// The live records the engine holds (as it keeps them: the fields
     /// progress reads), shared: a from-scratch computation for another
     /// date or version can use them instead of reading every record again.
-    pub fn records(&self) -> Vec<Arc<Record>> {
-        let mut out: Vec<Arc<Record>> = self.world.records.values().cloned().collect();
+    pub fn records(&self) -> Vec<Arc<Slim>> {
+        let mut out: Vec<Arc<Slim>> = self.world.records.iter().map(|r| r.0.clone()).collect();
         // In memory order, which is mostly the order they were loaded in (a
         // commune's records together): a computation over them then places
         // a commune once and reads memory forwards, not in hash order.
@@ -1589,17 +1600,11 @@ impl Engine {
     }
 
     /// Moves the engine to another date (e.g. a new day): everything is
-    /// evaluated again.
+    /// evaluated again (the other dates kept stay as they are).
     pub fn set_as_of(&mut self, as_of: Date) {
+        let kept = self.kept_dates();
         self.view.as_of = as_of;
-        self.direct.fill(Tally::default());
-        self.total.fill(Tally::default());
-        self.placed.clear();
-        self.unplaced.clear();
-        self.outside.clear();
-        self.held.clear();
-        self.holders.iter_mut().for_each(HashMap::clear);
-        self.refresh_all();
+        self.keep_dates(&kept);
     }
 
     /// Keeps the figures as of each of `dates` current as well, besides the
@@ -1607,10 +1612,12 @@ impl Engine {
     /// month): a date not kept yet is evaluated once, over every record;
     /// dates kept before and not in `dates` are dropped.
     pub fn keep_dates(&mut self, dates: &[Date]) {
-        self.marks.retain(|m| dates.contains(&m.as_of));
-        let size = self.direct.len();
-        for &as_of in dates {
-            if as_of == self.view.as_of || self.marks.iter().any(|m| m.as_of == as_of) {
+        let own = self.view.as_of;
+        self.marks
+            .retain(|m| m.as_of == own || dates.contains(&m.as_of));
+        let size = self.view.units.len() * self.view.slots();
+        for as_of in std::iter::once(own).chain(dates.iter().copied()) {
+            if self.marks.iter().any(|m| m.as_of == as_of) {
                 continue;
             }
             self.marks.push(Mark {
@@ -1618,28 +1625,30 @@ impl Engine {
                 direct: vec![Tally::default(); size],
                 total: vec![Tally::default(); size],
             });
-            let all: Vec<String> = self.world.records.keys().cloned().collect();
+            let all = self.ids();
             self.mark(self.marks.len() - 1, &all, 1);
         }
     }
 
     /// The dates kept besides the engine's own.
     pub fn kept_dates(&self) -> Vec<Date> {
-        self.marks.iter().map(|m| m.as_of).collect()
+        let own = self.view.as_of;
+        self.marks
+            .iter()
+            .map(|m| m.as_of)
+            .filter(|d| *d != own)
+            .collect()
     }
 
     /// The figures of every unit as of `as_of`: the engine's own date or
     /// one it keeps ([`Engine::keep_dates`]); none for another date.
     pub fn report_at(&mut self, as_of: Date) -> Option<Report> {
-        if as_of == self.view.as_of {
-            return Some(self.report());
-        }
         let m = self.marks.iter().position(|m| m.as_of == as_of)?;
         let (lost, held) = (
             self.unplaced.values().cloned().collect(),
             self.holders_held(),
         );
-        let outside = self.outside.iter().cloned().collect();
+        let outside = self.outside.iter().map(|n| n.to_string()).collect();
         let own = std::mem::replace(&mut self.view.as_of, as_of);
         let mark = &self.marks[m];
         let report = self
@@ -1649,74 +1658,91 @@ impl Engine {
         Some(report)
     }
 
+    /// The sums as of the engine's own date.
+    fn own(&self) -> &Mark {
+        let own = self.view.as_of;
+        self.marks
+            .iter()
+            .find(|m| m.as_of == own)
+            .expect("the engine's own date is kept")
+    }
+
     /// A new or changed record, as merged. One with `deleted_at` set is a
     /// delete; one that comes back without it is restored.
     pub fn upsert(&mut self, rec: Record) {
         if rec.is_deleted() {
             return self.delete(&rec.id);
         }
-        let id = rec.id.clone();
-        let rec = Arc::new(self.kept.slim(rec));
-        let mut touched = self.around(&id);
-        if self.marks.is_empty() {
-            self.world.insert(rec);
-            touched.extend(self.around(&id));
-        } else {
-            // A kept date sees a change only around the record: first its
-            // old version goes (the neighbourhood as the world stood), then
-            // the new one comes (the neighbourhood found with it in place),
-            // each evaluated without it and with it.
-            let before: Vec<String> = touched.iter().cloned().collect();
-            self.remark_with(&before, |w| w.remove(&id));
-            self.world.insert(rec.clone());
-            let after = self.around(&id);
-            self.world.remove(&id);
-            let listed: Vec<String> = after.iter().cloned().collect();
-            self.remark_with(&listed, |w| w.insert(rec));
-            touched.extend(after);
-        }
-        for x in touched {
-            self.refresh(&x);
-        }
+        let rec = Arc::new(self.slim(&rec));
+        self.change(rec.name().clone(), Some(rec));
     }
 
     /// A record gone (by id).
     pub fn delete(&mut self, id: &str) {
-        let touched = self.around(id);
-        if self.marks.is_empty() {
-            self.world.remove(id);
-        } else {
-            let before: Vec<String> = touched.iter().cloned().collect();
-            self.remark_with(&before, |w| w.remove(id));
-        }
-        for x in touched {
-            self.refresh(&x);
+        // No record holds the id: nothing counted it or points at it.
+        if let Some(id) = self.world.names.get(id).cloned() {
+            self.change(id, None);
         }
     }
 
-    /// For every kept date: takes off what `ids` add as the world stands,
-    /// changes the world with `change`, and puts on what they add then.
-    fn remark_with(&mut self, ids: &[String], change: impl FnOnce(&mut World)) {
-        for m in 0..self.marks.len() {
-            self.mark(m, ids, -1);
+    /// Record `id` becomes `new` (none: it goes). Only the records within
+    /// the plan's reach of it can see a difference: those around its old
+    /// version (`before`, found with it in place) and those around the new
+    /// one (`after`). Each date's sums lose what `before` added with the
+    /// old version and gain what `after` adds with the new one; a record
+    /// in only one of them is out of reach of the other version, so it is
+    /// evaluated as it stands with neither.
+    fn change(&mut self, id: Name, new: Option<Arc<Slim>>) {
+        let old = self.world.get(&id).cloned();
+        let before = match &old {
+            Some(_) => self.around(&id),
+            None => HashSet::new(),
+        };
+        self.mark_all(&before, -1);
+        if let Some(old) = &old {
+            self.count(old, false);
+            self.world.remove(&id);
         }
-        change(&mut self.world);
+        let after = match &new {
+            Some(rec) => {
+                self.world.insert(rec.clone());
+                let after = self.around(&id);
+                self.world.remove(&id);
+                after
+            }
+            None => HashSet::new(),
+        };
+        self.mark_all(&before.difference(&after).cloned().collect(), 1);
+        self.mark_all(&after.difference(&before).cloned().collect(), -1);
+        if let Some(rec) = new {
+            self.count(&rec, true);
+            self.world.insert(rec);
+        }
+        self.mark_all(&after, 1);
+    }
+
+    /// [`Engine::mark`] for every date kept.
+    fn mark_all(&mut self, ids: &HashSet<Name>, sign: i128) {
+        if ids.is_empty() {
+            return;
+        }
+        let ids: Vec<Name> = ids.iter().cloned().collect();
         for m in 0..self.marks.len() {
-            self.mark(m, ids, 1);
+            self.mark(m, &ids, sign);
         }
     }
 
     /// Adds to (1) or takes off (-1) kept date `m` what the records `ids`
     /// (those the world holds) add as of that date.
-    fn mark(&mut self, m: usize, ids: &[String], sign: i128) {
+    fn mark(&mut self, m: usize, ids: &[Name], sign: i128) {
         let own = std::mem::replace(&mut self.view.as_of, self.marks[m].as_of);
         let mark = &mut self.marks[m];
         let mut tallies = Vec::new();
         for id in ids {
-            let Some(rec) = self.world.records.get(id) else {
+            let Some(rec) = self.world.get(id) else {
                 continue;
             };
-            if let Ok(u) = self.view.place(rec) {
+            if let Ok(u) = self.view.place(&**rec) {
                 tallies.clear();
                 self.view.tallies_into(&self.world, rec, &mut tallies);
                 apply(
@@ -1732,9 +1758,53 @@ impl Engine {
         self.view.as_of = own;
     }
 
+    /// Counts (`up`) or uncounts `rec` where it is placed: who recorded
+    /// it, or why it counts nowhere.
+    fn count(&mut self, rec: &Slim, up: bool) {
+        let id = rec.name();
+        let at = match self.view.place(rec) {
+            Ok(u) => u,
+            Err(miss) => {
+                match (up, unplaced(&self.view, rec, miss)) {
+                    (true, Some(l)) => drop(self.unplaced.insert(id.clone(), l)),
+                    (true, None) => drop(self.outside.insert(id.clone())),
+                    (false, _) => {
+                        self.unplaced.remove(id);
+                        self.outside.remove(id);
+                    }
+                }
+                return;
+            }
+        };
+        let Some(by) = rec.text_name("recorded_by").filter(|b| !b.is_empty()) else {
+            return;
+        };
+        let counts = &mut self.holders[at];
+        if up {
+            *counts.entry(by.clone()).or_default() += 1;
+        } else if let Some(c) = counts.get_mut(by) {
+            *c -= 1;
+            if *c == 0 {
+                counts.remove(by);
+            }
+        }
+    }
+
     /// The figures of one unit of the engine's version.
     pub fn unit(&self, code: &str) -> Result<UnitProgress, ProgressError> {
-        let u = *self
+        let u = self.unit_index(code)?;
+        // Only the units below it, not the whole country, for one unit.
+        let holders: BTreeSet<String> = self.holders[u..self.view.end[u]]
+            .iter()
+            .flat_map(|h| h.keys().map(|k| k.to_string()))
+            .collect();
+        let holders = holders.into_iter().collect();
+        let own = self.own();
+        Ok(self.view.unit_progress(u, &own.direct, &own.total, holders))
+    }
+
+    fn unit_index(&self, code: &str) -> Result<usize, ProgressError> {
+        let u = self
             .view
             .index
             .get(code)
@@ -1742,15 +1812,7 @@ impl Engine {
                 code: code.to_owned(),
                 version: self.view.version.clone(),
             })?;
-        // Only the units below it, not the whole country, for one unit.
-        let holders: BTreeSet<String> = self.holders[u..self.view.end[u]]
-            .iter()
-            .flat_map(|h| h.keys().cloned())
-            .collect();
-        let holders = holders.into_iter().collect();
-        Ok(self
-            .view
-            .unit_progress(u, &self.direct, &self.total, holders))
+        Ok(*u)
     }
 
     /// The records behind one figure: the records counted at `code` or
@@ -1763,29 +1825,26 @@ impl Engine {
         indicator: &str,
         phase: &str,
     ) -> Result<Vec<(String, Tally)>, ProgressError> {
-        let u = *self
-            .view
-            .index
-            .get(code)
-            .ok_or_else(|| UnitError::UnknownUnit {
-                code: code.to_owned(),
-                version: self.view.version.clone(),
-            })?;
+        let u = self.unit_index(code)?;
         let Some(slot) = self.view.slot(indicator, phase) else {
             return Ok(Vec::new());
         };
         let below = u..self.view.end[u];
-        let mut out: Vec<(String, Tally)> = self
-            .placed
-            .iter()
-            .filter(|(_, (at, _))| below.contains(at))
-            .flat_map(|(id, (_, tallies))| {
+        let mut out = Vec::new();
+        let mut tallies = Vec::new();
+        for ById(rec) in &self.world.records {
+            if !self.view.place(&**rec).is_ok_and(|at| below.contains(&at)) {
+                continue;
+            }
+            tallies.clear();
+            self.view.tallies_into(&self.world, rec, &mut tallies);
+            out.extend(
                 tallies
                     .iter()
                     .filter(|(s, t)| *s == slot && (t.numerator != 0 || t.denominator != 0))
-                    .map(move |(_, t)| (id.clone(), *t))
-            })
-            .collect();
+                    .map(|&(_, t)| (rec.id().to_owned(), t)),
+            );
+        }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -1794,30 +1853,33 @@ impl Engine {
     pub fn report(&self) -> Report {
         let lost = self.unplaced.values().cloned().collect();
         let held = self.holders_held();
-        let outside = self.outside.iter().cloned().collect();
+        let outside = self.outside.iter().map(|n| n.to_string()).collect();
+        let own = self.own();
         self.view
-            .report(&self.direct, &self.total, held, lost, outside)
+            .report(&own.direct, &own.total, held, lost, outside)
     }
 
     /// Per unit, the nodes that recorded something placed there.
     fn holders_held(&self) -> Vec<BTreeSet<String>> {
         self.holders
             .iter()
-            .map(|h| h.keys().cloned().collect())
+            .map(|h| h.keys().map(|k| k.to_string()).collect())
             .collect()
     }
 
-    fn refresh_all(&mut self) {
-        let ids: Vec<String> = self.world.records.keys().cloned().collect();
-        for id in ids {
-            self.refresh(&id);
-        }
+    /// The ids of every record the engine holds.
+    fn ids(&self) -> Vec<Name> {
+        self.world
+            .records
+            .iter()
+            .map(|r| r.0.name().clone())
+            .collect()
     }
 
     /// `id` and every record within the plan's reach of it.
-    fn around(&self, id: &str) -> HashSet<String> {
-        let mut seen = HashSet::from([id.to_owned()]);
-        let mut frontier = vec![id.to_owned()];
+    fn around(&self, id: &Name) -> HashSet<Name> {
+        let mut seen = HashSet::from([id.clone()]);
+        let mut frontier = vec![id.clone()];
         for _ in 0..self.view.plan.reach() {
             let mut next = Vec::new();
             for x in &frontier {
@@ -1830,60 +1892,6 @@ impl Engine {
             frontier = next;
         }
         seen
-    }
-
-    /// Takes what `id` added off, evaluates it again and puts it back on.
-    fn refresh(&mut self, id: &str) {
-        if let Some((u, old)) = self.placed.remove(id) {
-            self.apply(u, &old, -1);
-        }
-        self.unplaced.remove(id);
-        self.outside.remove(id);
-        if let Some((u, by)) = self.held.remove(id) {
-            let counts = &mut self.holders[u];
-            if let Some(c) = counts.get_mut(&by) {
-                *c -= 1;
-                if *c == 0 {
-                    counts.remove(&by);
-                }
-            }
-        }
-        let Some(rec) = self.world.records.get(id) else {
-            return;
-        };
-        let placed = self.view.place(rec);
-        if let (Ok(u), Some(by)) = (&placed, rec.text("recorded_by").filter(|b| !b.is_empty())) {
-            *self.holders[*u].entry(by.to_owned()).or_default() += 1;
-            self.held.insert(id.to_owned(), (*u, by.to_owned()));
-        }
-        match placed {
-            Err(miss) => match unplaced(&self.view, rec, miss) {
-                Some(l) => {
-                    self.unplaced.insert(id.to_owned(), l);
-                }
-                None => {
-                    self.outside.insert(id.to_owned());
-                }
-            },
-            Ok(u) => {
-                let new = self.view.tallies(&self.world, rec);
-                if !new.is_empty() {
-                    self.apply(u, &new, 1);
-                    self.placed.insert(id.to_owned(), (u, new));
-                }
-            }
-        }
-    }
-
-    fn apply(&mut self, unit: usize, tallies: &[(usize, Tally)], sign: i128) {
-        apply(
-            &self.view,
-            &mut self.direct,
-            &mut self.total,
-            unit,
-            tallies,
-            sign,
-        );
     }
 }
 

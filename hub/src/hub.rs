@@ -11,7 +11,7 @@ use anyhow::Context;
 use htx_core::docs::{self, REFERENCE_DOC, Reference};
 use htx_core::facts::Attendance;
 use htx_core::plan::Plan;
-use htx_core::progress::Kept;
+use htx_core::progress::{Rec, Slim};
 use htx_core::replica::{Replica, ReplicaError};
 use htx_core::schema::Record;
 use htx_core::storage::{self, WriteBatch};
@@ -560,11 +560,17 @@ impl Hub {
     fn with_live<T>(&self, plan: &Plan, f: impl FnOnce(&mut Live) -> T) -> anyhow::Result<T> {
         let mut live = self.0.live.lock().expect("progress lock");
         if !live.contains_key(&plan.id) {
-            let kept = Kept::of(plan);
-            let mut records = Vec::new();
-            htx_core::index::each(self.0.store.as_ref(), |r| records.push(kept.slim(r)))?;
+            // Each record is read, kept in the engine's compact form and
+            // let go: the whole records are never all held at once.
+            let mut failed = None;
+            let records = htx_core::index::records(self.0.store.as_ref())?
+                .map_while(|r| r.map_err(|e| failed = Some(e)).ok());
             let version = &self.0.config.default_unit_version;
-            live.insert(plan.id.clone(), Live::new(plan.clone(), version, records)?);
+            let built = Live::new(plan.clone(), version, records)?;
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
+            live.insert(plan.id.clone(), built);
         }
         Ok(f(live.get_mut(&plan.id).expect("built")))
     }
@@ -590,10 +596,10 @@ impl Hub {
     }
 
     /// Every live merged record, with only what progress under `plan`
-    /// reads ([`Kept`]), as the live view holds them: shared, so that a
+    /// reads ([`htx_core::progress::Kept`]), as the live view holds them: shared, so that a
     /// query for another date or version neither reads every record again
     /// (0.8 s at 175,000) nor holds a second copy.
-    pub fn records_for(&self, plan: &Plan) -> anyhow::Result<Vec<Arc<Record>>> {
+    pub fn records_for(&self, plan: &Plan) -> anyhow::Result<Vec<Arc<Slim>>> {
         self.with_live(plan, |l| l.records())
     }
 
@@ -603,13 +609,13 @@ impl Hub {
     /// of the record index for any found elsewhere.
     pub fn whole(
         &self,
-        slim: &[&Record],
+        slim: &[&Slim],
     ) -> Result<HashMap<String, Record>, htx_core::index::IndexError> {
         let mut by_doc: std::collections::BTreeMap<String, HashSet<&str>> = Default::default();
         for r in slim {
             let (version, unit) = (r.text("unit_version"), r.text("unit"));
             let doc = docs::unit_doc_id(version.unwrap_or_default(), unit.unwrap_or_default());
-            by_doc.entry(doc).or_default().insert(r.id.as_str());
+            by_doc.entry(doc).or_default().insert(r.id());
         }
         let store = self.0.store.as_ref();
         let mut out = HashMap::new();
@@ -620,8 +626,8 @@ impl Hub {
                 }
             }
         }
-        if slim.iter().any(|r| !out.contains_key(&r.id)) {
-            let wanted: HashSet<&str> = slim.iter().map(|r| r.id.as_str()).collect();
+        if slim.iter().any(|r| !out.contains_key(r.id())) {
+            let wanted: HashSet<&str> = slim.iter().map(|r| r.id()).collect();
             htx_core::index::each(store, |rec| {
                 if wanted.contains(rec.id.as_str()) && !out.contains_key(&rec.id) {
                     out.insert(rec.id.clone(), rec);

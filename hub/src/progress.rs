@@ -23,7 +23,7 @@
 //! reaches it holds nothing for it; either way its zeros are missing data.
 
 use htx_core::plan::Plan;
-use htx_core::progress::{self, Engine, ProgressError, Report, UnitProgress};
+use htx_core::progress::{self, Engine, ProgressError, Rec, Report, Slim, UnitProgress};
 use htx_core::report;
 use htx_core::schema::Record;
 use htx_core::units::Hierarchy;
@@ -67,7 +67,11 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(plan: Plan, version: &str, records: Vec<Record>) -> Result<Live, ProgressError> {
+    pub fn new(
+        plan: Plan,
+        version: &str,
+        records: impl IntoIterator<Item = Record>,
+    ) -> Result<Live, ProgressError> {
         let engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
         Ok(Live {
             engine,
@@ -124,7 +128,7 @@ impl Live {
     }
 
     /// The live records it holds, shared ([`Engine::records`]).
-    pub fn records(&mut self) -> Vec<std::sync::Arc<Record>> {
+    pub fn records(&mut self) -> Vec<std::sync::Arc<Slim>> {
         self.engine.records()
     }
 }
@@ -146,7 +150,7 @@ pub fn view(query: &Query, default_version: &str) -> Result<(String, Date), Prog
 }
 
 /// The report of a view other than the live one, from scratch.
-pub fn from_scratch<R: std::borrow::Borrow<Record>>(
+pub fn from_scratch<R: Rec>(
     plan: &Plan,
     view: &(String, Date),
     records: &[R],

@@ -12,8 +12,7 @@
 use htx_core::plan::{Phase, Plan};
 use std::collections::HashMap;
 
-use htx_core::progress::ProgressError;
-use htx_core::schema::Record;
+use htx_core::progress::{ProgressError, Rec, Slim};
 use htx_core::units::{Hierarchy, UnitError};
 use htx_proto::v1 as pb;
 use htx_web::Account;
@@ -135,12 +134,12 @@ pub fn behind(
                 }
                 e => e,
             })?;
-    let slim: HashMap<&str, &Record> = records.iter().map(|r| (r.id.as_str(), &**r)).collect();
-    let listed: Vec<&Record> = tallies
+    let slim: HashMap<&str, &Slim> = records.iter().map(|r| (r.id(), &**r)).collect();
+    let listed: Vec<&Slim> = tallies
         .iter()
         .filter_map(|(id, _)| slim.get(id.as_str()).copied())
         .collect();
-    let coops: Vec<&Record> = listed
+    let coops: Vec<&Slim> = listed
         .iter()
         .filter_map(|r| r.text("cooperative"))
         .filter_map(|c| slim.get(c).copied())
