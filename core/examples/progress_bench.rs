@@ -231,6 +231,10 @@ struct Row {
     records: usize,
     communes: usize,
     scratch: Duration,
+    /// The same over the engine's compact records ([`Engine::records`]).
+    scratch_slim: Duration,
+    /// The trend page over them.
+    trend_slim: Duration,
     load: Duration,
     report: Duration,
     /// 43 month ends: `recompute` for each, and `recompute_at` once.
@@ -302,6 +306,17 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
     let held = Engine::new(plan.clone(), h, asked, as_of, records.clone()).unwrap();
     let bytes = LIVE.load(Ordering::Relaxed).saturating_sub(live);
     drop(held);
+    let slim = engine.records();
+    let (scratch_slim, from_slim) =
+        best_of(3, || recompute(&plan, h, asked, as_of, &slim).unwrap());
+    assert!(
+        from_slim == recompute(&plan, h, asked, as_of, &records).unwrap(),
+        "the same figures from either form of the records"
+    );
+    let (trend_slim, _) = best_of(1, || {
+        htx_core::progress::trend(&plan, h, asked, &top, &months, &slim).unwrap()
+    });
+    drop(slim);
     let (report, full) = best_of(3, || engine.report());
     let top = &full.units[0];
     let shown: Vec<String> = top
@@ -372,6 +387,8 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
         records: records.len(),
         communes: communes.len(),
         scratch,
+        scratch_slim,
+        trend_slim,
         load,
         report,
         trend_each,
@@ -582,6 +599,9 @@ fn main() {
         "from scratch: `recompute` (every unit, indicator, phase)",
         &|r| ms(r.scratch),
     );
+    row("… the same over the engine's compact records", &|r| {
+        ms(r.scratch_slim)
+    });
     row("from scratch: `Engine::new` (load, keep state)", &|r| {
         ms(r.load)
     });
@@ -600,6 +620,9 @@ fn main() {
         "trend, 43 month ends: `trend`, the territory's figures (a trend page)",
         &|r| ms(r.trend_page),
     );
+    row("… the same over the engine's compact records", &|r| {
+        ms(r.trend_slim)
+    });
     row(
         "one changed observation → province figures (mean of 1,000)",
         &|r| us(r.observation),
