@@ -595,10 +595,10 @@ impl Hub {
         self.with_live(plan, |l| l.kept_dates().to_vec())
     }
 
-    /// Every live merged record, with only what progress under `plan`
-    /// reads ([`htx_core::progress::Kept`]), as the live view holds them: shared, so that a
-    /// query for another date or version neither reads every record again
-    /// (0.8 s at 175,000) nor holds a second copy.
+    /// Every live merged record, as the live view keeps it (only what
+    /// progress under `plan` reads: [`Slim`]), shared, so that a query for
+    /// another date or version neither reads every record again (0.8 s at
+    /// 175,000) nor holds a second copy.
     pub fn records_for(&self, plan: &Plan) -> anyhow::Result<Vec<Arc<Slim>>> {
         self.with_live(plan, |l| l.records())
     }
