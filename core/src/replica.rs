@@ -211,6 +211,16 @@ pub struct Applied {
     pub pending: usize,
 }
 
+/// Drops what Automerge logged of the changes `doc` was given. Automerge
+/// 0.12 logs every map value that changes arrive with (`apply_changes`,
+/// `load_incremental`) in the document's patch log even when no one asked
+/// for patches, and keeps it as long as the document: a document kept
+/// loaded grew by about 2 KB a change received (the hub's scale bench,
+/// `heaptrack`). Nothing here reads patches.
+fn forget_patches(doc: &mut AutoCommit) {
+    doc.reset_diff_cursor();
+}
+
 /// Splits `changes` into those not yet in `doc` that can be applied in
 /// order (every dependency in `doc` or earlier in the list, whatever order
 /// they came in), and those still waiting for a dependency. Changes `doc`
@@ -537,6 +547,7 @@ impl Replica {
                 .ok_or_else(|| corrupt("bad chunk key"))?;
             next_chunk = u64::from_be_bytes(seq) + 1;
         }
+        forget_patches(&mut doc);
         let mut got = doc.get_heads();
         got.sort();
         expected.sort();
@@ -925,6 +936,7 @@ impl Replica {
                 self.tidy();
                 return Err(e.into());
             }
+            forget_patches(automerge);
         }
         let persisted = self.persist(&touched, extra);
         // A document that got nothing applied is not kept.
