@@ -34,7 +34,9 @@ pub enum IndexError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Replica(#[from] ReplicaError),
-    #[error("record index entry {key} is damaged: {reason}")]
+    #[error(
+        "record index entry {key} is damaged: {reason}; restore the store from a backup / mục chỉ mục bản ghi {key} bị hỏng: hãy khôi phục kho dữ liệu từ bản sao lưu"
+    )]
     Damaged { key: String, reason: String },
 }
 

@@ -151,6 +151,10 @@ async fn respond(app: App, who: Caller, mut query: Query, csv: bool) -> Response
                 axum::Json(reply).into_response()
             }
         }
+        // The hub's own store failing is not the asker's fault.
+        Ok(Err(e)) if e.downcast_ref::<htx_core::index::IndexError>().is_some() => {
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+        }
         Ok(Err(e)) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
