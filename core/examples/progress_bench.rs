@@ -322,7 +322,7 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
     let shown: Vec<String> = top
         .figures
         .iter()
-        .filter(|f| f.phase == "1" && f.total != Default::default())
+        .filter(|f| &*f.phase == "1" && f.total != Default::default())
         .map(|f| match f.compute {
             Compute::Ratio => format!(
                 "{} {}/{}",

@@ -118,7 +118,7 @@ fn unit_to_wire(
                     .unwrap_or_default();
                 let (name, name_vi) = names
                     .iter()
-                    .find(|(id, _, _)| *id == f.indicator)
+                    .find(|(id, _, _)| **id == *f.indicator)
                     .map(|(_, en, vi)| (en.clone(), vi.clone()))
                     .unwrap_or_default();
                 Ok(pb::Figure {
@@ -126,8 +126,8 @@ fn unit_to_wire(
                     indicator_name_vi: name_vi,
                     status_vi: status_vi(&status).to_owned(),
                     target: target_text(f.goal.as_ref(), ratio),
-                    indicator: f.indicator.clone(),
-                    phase: f.phase.clone(),
+                    indicator: f.indicator.to_string(),
+                    phase: f.phase.to_string(),
                     compute: format!("{:?}", f.compute).to_lowercase(),
                     measure: f.measure.to_owned(),
                     numerator: narrow(&f.indicator, f.total.numerator)?,

@@ -205,7 +205,7 @@ fn assert_totals(report: &Report, expected: &BTreeMap<&str, Vec<(&str, i64, i64)
             })
             .collect();
         for f in &unit.figures {
-            let w = want.get(f.indicator.as_str()).copied().unwrap_or_default();
+            let w = want.get(&*f.indicator).copied().unwrap_or_default();
             assert_eq!(
                 f.total, w,
                 "{} {} phase {}",
@@ -486,7 +486,7 @@ fn worked_example_under_the_plans_own_hierarchy() {
             .unwrap()
             .figures
             .iter()
-            .find(|f| f.indicator == ind && f.phase == "1")
+            .find(|f| &*f.indicator == ind && &*f.phase == "1")
             .unwrap()
             .clone()
     };
