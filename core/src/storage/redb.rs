@@ -16,6 +16,19 @@ use super::{Op, Result, Store, StoreError, WriteBatch};
 
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
 
+/// redb's own page cache. Its default (1 GiB) kept every page the hub wrote
+/// or scanned: 40 MB after building the live view from the record index,
+/// and 0.2 MB more for each round of 40 syncs, without end (heaptrack, the
+/// hub's scale bench; BENCHMARKS.md, "Where the hub's memory went"). The
+/// system's page cache keeps the file's pages anyway.
+const CACHE_BYTES: usize = 32 << 20;
+
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
 pub struct RedbStore {
     // Read and write transactions share the lock; `compact` and reopening
     // need `&mut`. None while the file could not be opened again.
@@ -35,7 +48,7 @@ impl RedbStore {
             path: path.display().to_string(),
             reason,
         };
-        let db = Database::builder().open(path).map_err(|e| match e {
+        let db = builder().open(path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
             other => unreadable(other.to_string()),
         })?;
@@ -57,7 +70,7 @@ impl RedbStore {
         if path.exists() {
             return Self::open(path);
         }
-        let db = Database::builder().create(path).map_err(|e| match e {
+        let db = builder().create(path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
             other => backend(other),
         })?;
@@ -96,7 +109,7 @@ impl RedbStore {
         let mut guard = self.db.write().expect("store lock");
         // The old handle holds the file's lock: it goes first.
         drop(guard.take());
-        match Database::builder().open(&self.path) {
+        match builder().open(&self.path) {
             Ok(db) => *guard = Some(db),
             Err(e) => tracing::error!(
                 "cannot open the store at {} again: {e}",
