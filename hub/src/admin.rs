@@ -203,6 +203,7 @@ pub async fn serve(
         move |req: Request<()>| crate::sync_service::identify(&hub, &req).map(|_| req)
     });
     let max = hub.config().max_message_bytes;
+    let trim = std::time::Duration::from_secs(hub.config().memory_trim_secs);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut stop_admin = stop_rx.clone();
     let mut stop_http = stop_rx.clone();
@@ -243,12 +244,14 @@ pub async fn serve(
                 let _ = stop_admin.changed().await;
             },
         );
+    let trimmer = tokio::spawn(crate::memory::give_back_every(trim, stop_tx.subscribe()));
     let stopper = tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(());
     });
     let (a, b, c) = tokio::join!(sync_server, admin_server, web);
     stopper.abort();
+    trimmer.abort();
     a?;
     b?;
     c?;

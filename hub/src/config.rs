@@ -87,6 +87,9 @@ pub struct HubConfig {
     /// Load and check every document when the hub starts, rather than each
     /// one when first used.
     pub check_documents_at_start: bool,
+    /// Seconds between two returns of freed memory to the system
+    /// ([`crate::memory`]); 0: never.
+    pub memory_trim_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -118,6 +121,7 @@ impl Default for HubConfig {
             doc_cache_docs: 256,
             doc_cache_bytes: 16 << 20,
             check_documents_at_start: false,
+            memory_trim_secs: 30,
         }
     }
 }

@@ -18,7 +18,8 @@
 //!   [`periods`] — closed periods (figures kept, differences found) and
 //!   submissions by districts and communes;
 //!   [`web`] — the dashboard's pages on the HTTP port (on `htx-web`);
-//! - [`cli`] — the `htx-hub` commands; [`node_list`]: what `nodes` prints.
+//! - [`cli`] — the `htx-hub` commands; [`node_list`]: what `nodes` prints;
+//! - [`memory`] — freed memory given back to the system, now and then.
 
 pub mod admin;
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod home;
 pub mod http;
 pub mod hub;
+pub mod memory;
 pub mod node_list;
 pub mod periods;
 pub mod progress;
