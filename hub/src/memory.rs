@@ -58,9 +58,11 @@ mod tests {
             let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
             line.split_whitespace().nth(1).unwrap().parse().unwrap()
         }
-        // 64 MB in small blocks, touched; every other one freed, so that
-        // the free memory is spread through the heap, not at its top.
-        let mut blocks: Vec<Option<Vec<u8>>> = (0..16_384).map(|_| Some(vec![1u8; 4096])).collect();
+        // 64 MB in blocks of 64 KB (below malloc's mmap threshold: on its
+        // heap), touched; every other one freed, so that the free memory
+        // is spread through the heap, not at its top.
+        let mut blocks: Vec<Option<Vec<u8>>> =
+            (0..1024).map(|_| Some(vec![1u8; 64 << 10])).collect();
         for b in blocks.iter_mut().step_by(2) {
             *b = None;
         }
