@@ -11,10 +11,8 @@
 //! PostgreSQL comparison (`deploy/bench/postgres.sh`), with our figures and
 //! our best time for a full `recompute` of them, instead of the table.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use htx_core::plan::{Compute, Plan};
@@ -23,29 +21,8 @@ use htx_core::schema::{Record, Value};
 use htx_core::units::{Hierarchy, Level};
 use time::Date;
 
-/// The system allocator, counting the bytes live at any moment.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "../tests/support/counting.rs"]
+mod counting;
 
 fn day(s: &str) -> Date {
     parse_date(s).unwrap()
@@ -302,9 +279,9 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
     });
     // What a loaded engine holds (its records included), per record.
     let json: usize = records.iter().map(|r| r.to_json().to_string().len()).sum();
-    let live = LIVE.load(Ordering::Relaxed);
+    let live = counting::live();
     let held = Engine::new(plan.clone(), h, asked, as_of, records.clone()).unwrap();
-    let bytes = LIVE.load(Ordering::Relaxed).saturating_sub(live);
+    let bytes = counting::live().saturating_sub(live);
     drop(held);
     let slim = engine.records();
     let (scratch_slim, from_slim) =
@@ -372,11 +349,11 @@ fn measure(h: &'static Hierarchy, version: &str, asked: &str) -> Row {
     // The same with a second date kept current (the hub keeps the end of
     // last month for the overview): what keeping it costs at first, in
     // memory, and then per change.
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let start = Instant::now();
     engine.keep_dates(&[day("2025-05-31")]);
     let keep = start.elapsed();
-    let mark_bytes = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    let mark_bytes = counting::live().saturating_sub(before);
     let observation_kept = per_change(&mut engine, "observation");
     let training_kept = per_change(&mut engine, "training");
     Row {

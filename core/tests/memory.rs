@@ -6,48 +6,22 @@
 //! Memory is counted by this test binary's own allocator (live bytes), so
 //! the test measures exactly what the replica holds, not the process's RSS.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use automerge::transaction::Transactable;
 use htx_core::replica::Replica;
 use htx_core::storage::{MemoryStore, Store, WriteBatch};
 
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is passed on to the system allocator unchanged; only
-// the count of live bytes is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static COUNTING: Counting = Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
 const DOC: &str = "u/2023/13633";
 
 /// Live bytes held by the replica: measured as what dropping it gives back.
-fn held(r: Replica) -> isize {
-    let before = LIVE.load(Ordering::Relaxed);
+fn held(r: Replica) -> usize {
+    let before = counting::live();
     drop(r);
-    before - LIVE.load(Ordering::Relaxed)
+    before.saturating_sub(counting::live())
 }
 
 #[test]

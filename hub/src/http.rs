@@ -105,6 +105,15 @@ fn counts_only(mut reply: pb::ProgressReply) -> pb::ProgressReply {
     reply
 }
 
+/// Whether a query failed on the hub's own store (its record index, a
+/// document, the file), not on what was asked.
+fn hub_fault(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<htx_core::index::IndexError>().is_some()
+        || e.downcast_ref::<htx_core::storage::StoreError>().is_some()
+        || e.downcast_ref::<htx_core::replica::ReplicaError>()
+            .is_some()
+}
+
 async fn respond(app: App, who: Caller, mut query: Query, csv: bool) -> Response {
     if let Caller::Account(me) = &who {
         let default = app.hub.config().default_unit_version.clone();
@@ -151,10 +160,7 @@ async fn respond(app: App, who: Caller, mut query: Query, csv: bool) -> Response
                 axum::Json(reply).into_response()
             }
         }
-        // The hub's own store failing is not the asker's fault.
-        Ok(Err(e)) if e.downcast_ref::<htx_core::index::IndexError>().is_some() => {
-            refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
-        }
+        Ok(Err(e)) if hub_fault(&e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Ok(Err(e)) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }

@@ -333,6 +333,30 @@ async fn json_logs_and_systemd_readiness() {
     }
 }
 
+/// The running hub gives freed memory back every `memory_trim_secs`, and
+/// never with 0 (`hub/src/memory.rs`): each return is counted in
+/// `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_gives_freed_memory_back_as_configured() {
+    let s = Setup::new().await;
+    for (secs, expected) in [("1", true), ("0", false)] {
+        let log = s.root.path().join(format!("hub-trim-{secs}.log"));
+        let env = [("HTX_HUB_MEMORY_TRIM_SECS", secs)];
+        let mut hub = spawn_env("htx-hub", &["run", &s.path("hub")], &log, &env);
+        let http = addr(&s.path("hub/http.addr")).await;
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        let (code, m) = http_get(http, "/metrics").await;
+        assert_eq!(code, 200, "{m}");
+        let trims = metric(&m, "htx_hub_memory_trim_seconds_count", &[]);
+        match expected {
+            true => assert!(trims.is_some_and(|n| n >= 2.0), "every second: {trims:?}"),
+            false => assert_eq!(trims, None, "never with 0"),
+        }
+        hub.terminate().await;
+        std::fs::remove_file(s.path("hub/http.addr")).ok();
+    }
+}
+
 /// A backup taken while the hub runs and the node writes; the hub is then
 /// restored from it and gets back, from the node, everything written since.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
