@@ -37,7 +37,7 @@ use serde::Deserialize;
 use time::Date;
 use toml::Spanned;
 
-use crate::schema::{self, FieldType, Value};
+use crate::schema::{self, FieldType, Key, Value};
 use crate::units::Hierarchy;
 
 /// The real plan, as shipped in `deploy/plans/`.
@@ -101,7 +101,7 @@ pub struct Indicator {
     pub(crate) numerator: Vec<Pred>,
     /// For `sum`: the field summed, and the kind of related record it is
     /// read from (its latest), if not the root.
-    pub(crate) sum: Option<(String, Option<Related>)>,
+    pub(crate) sum: Option<(Key, Option<Related>)>,
 }
 
 /// A goal to compare a figure with. For ratios the numbers are percents.
@@ -133,37 +133,37 @@ pub struct Target {
 /// `until`, both inclusive; a missing date bounds nothing.
 #[derive(Debug, Clone)]
 pub(crate) struct Lifespan {
-    pub from: Option<String>,
-    pub until: Option<String>,
+    pub from: Option<Key>,
+    pub until: Option<Key>,
 }
 
 /// A compiled condition on one record.
 #[derive(Debug, Clone)]
 pub(crate) enum Pred {
     Cmp {
-        field: String,
+        field: Key,
         op: Op,
         rhs: Operand,
     },
     In {
-        field: String,
+        field: Key,
         values: Vec<Value>,
     },
     Set {
-        field: String,
+        field: Key,
         present: bool,
     },
     /// `num / den` compared with a number; false when `den` is 0 or missing.
     Share {
-        num: String,
-        den: String,
+        num: Key,
+        den: Key,
         op: Op,
         rhs: f64,
     },
     Has(Related, Vec<Pred>),
     Latest(Related, Vec<Pred>),
     Ref {
-        field: String,
+        field: Key,
         cond: Vec<Pred>,
     },
     Any(Vec<Pred>),
@@ -179,7 +179,7 @@ pub(crate) enum Pred {
 #[derive(Debug, Clone)]
 pub(crate) struct Related {
     pub kind: String,
-    pub via: String,
+    pub via: Key,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -267,7 +267,7 @@ impl Plan {
     pub fn fields_read(&self) -> BTreeSet<&str> {
         let mut out = BTreeSet::new();
         for l in self.lifespans.values() {
-            out.extend(l.from.iter().chain(&l.until).map(String::as_str));
+            out.extend(l.from.iter().chain(&l.until).map(Key::name));
         }
         for ind in &self.indicators {
             for p in ind.filter.iter().chain(&ind.numerator) {
@@ -275,7 +275,7 @@ impl Plan {
             }
             if let Some((field, related)) = &ind.sum {
                 out.insert(field);
-                out.extend(related.iter().map(|r| r.via.as_str()));
+                out.extend(related.iter().map(|r| r.via.name()));
             }
         }
         out
@@ -311,7 +311,7 @@ impl Pred {
                 &[]
             }
             Pred::Share { num, den, .. } => {
-                out.extend([num.as_str(), den.as_str()]);
+                out.extend([num.name(), den.name()]);
                 &[]
             }
             Pred::Has(rel, ps) | Pred::Latest(rel, ps) => {
@@ -625,7 +625,8 @@ impl Compiler<'_> {
                     Err(e) => return self.err(l.span(), e),
                 }
             }
-            let (from, until) = (d.from.clone(), d.until.clone());
+            let key = |f: &Option<String>| f.as_deref().map(Key::new);
+            let (from, until) = (key(&d.from), key(&d.until));
             lifespans.insert(kind.clone(), Lifespan { from, until });
         }
 
@@ -661,7 +662,7 @@ impl Compiler<'_> {
                         }
                         Err(e) => return self.err(field.span(), e),
                     }
-                    Some((field.get_ref().clone(), related))
+                    Some((Key::new(field.get_ref()), related))
                 }
                 (Compute::Sum, None, _) => {
                     return self.err(ind.span(), "compute = \"sum\" needs `field`");
@@ -857,7 +858,7 @@ impl Compiler<'_> {
         };
         Ok(Related {
             kind: other.to_owned(),
-            via: via.to_owned(),
+            via: Key::new(via),
         })
     }
 
@@ -910,7 +911,7 @@ impl Compiler<'_> {
             let ty = field_type(kind, field).map_err(at)?;
             if let Some(present) = d.set {
                 return Ok(Pred::Set {
-                    field: field.clone(),
+                    field: Key::new(field),
                     present,
                 });
             }
@@ -924,7 +925,7 @@ impl Compiler<'_> {
                     .collect::<Result<_, _>>()
                     .map_err(|e| at(format!("{kind}.{field}: {e}")))?;
                 return Ok(Pred::In {
-                    field: field.clone(),
+                    field: Key::new(field),
                     values,
                 });
             }
@@ -932,7 +933,7 @@ impl Compiler<'_> {
             let ordered = !matches!(op, Op::Eq | Op::Ne);
             let rhs = operand(ty, lit, ordered).map_err(|e| at(format!("{kind}.{field}: {e}")))?;
             return Ok(Pred::Cmp {
-                field: field.clone(),
+                field: Key::new(field),
                 op,
                 rhs,
             });
@@ -955,8 +956,8 @@ impl Compiler<'_> {
                 return Err(at("share compares with gt, ge, lt or le".into()));
             }
             return Ok(Pred::Share {
-                num: num.clone(),
-                den: den.clone(),
+                num: Key::new(num),
+                den: Key::new(den),
                 op,
                 rhs,
             });
@@ -981,7 +982,7 @@ impl Compiler<'_> {
             };
             let inner = self.preds(target, cond)?;
             return Ok(Pred::Ref {
-                field: field.clone(),
+                field: Key::new(field),
                 cond: inner,
             });
         }

@@ -57,18 +57,19 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use time::Date;
 
 use crate::plan::{Compute, Goal, Indicator, Operand, Plan, Pred, Related, Target};
-use crate::schema::{self, FieldType, Record, Value};
+use crate::schema::{self, FieldType, Key, Record, Value};
 use crate::territory::{Part, Territory};
 use crate::units::{Hierarchy, Level, Unit, UnitError};
 
 mod slim;
-use slim::ById;
+use slim::{ById, RECORDED_BY, UNIT, UNIT_VERSION};
 pub use slim::{Field, Items, Name, Names, Rec, Slim};
 
 /// How the territory is labelled in a later version where no unit is it
@@ -297,23 +298,36 @@ struct World {
 /// The ids `rec` points at (its `Ref` and `RefList` fields).
 fn links<R: Rec + ?Sized>(rec: &R) -> Vec<&str> {
     let mut out = Vec::new();
-    links_into(rec, schema::kind(rec.kind()).ok(), &mut out);
+    links_into(rec, link_fields(rec.kind()), &mut out);
     out
 }
 
-/// As [`links`], for a record of kind `spec`, appended to `out`.
-fn links_into<'r, R: Rec + ?Sized>(
-    rec: &'r R,
-    spec: Option<&schema::KindSpec>,
-    out: &mut Vec<&'r str>,
-) {
-    for f in spec.map_or(&[][..], |s| s.fields) {
-        if let FieldType::Ref(_) | FieldType::RefList(_) = f.ty {
-            match rec.field(f.name) {
-                Some(Field::Text(id)) => out.push(id),
-                Some(Field::List(ids)) => out.extend(ids.iter()),
-                _ => {}
-            }
+/// The reference fields (`Ref`, `RefList`) of each kind, numbered once.
+static LINK_FIELDS: LazyLock<Vec<(&'static str, Vec<Key>)>> = LazyLock::new(|| {
+    let refs = |k: &schema::KindSpec| {
+        let refs = k
+            .fields
+            .iter()
+            .filter(|f| matches!(f.ty, FieldType::Ref(_) | FieldType::RefList(_)));
+        refs.map(|f| Key::new(f.name)).collect()
+    };
+    schema::KINDS.iter().map(|k| (k.name, refs(k))).collect()
+});
+
+/// The reference fields of records of `kind`.
+fn link_fields(kind: &str) -> &'static [Key] {
+    let found = LINK_FIELDS.iter().find(|(k, _)| *k == kind);
+    found.map_or(&[], |(_, keys)| keys)
+}
+
+/// As [`links`], for a record whose kind's reference fields are
+/// `fields` ([`link_fields`]), appended to `out`.
+fn links_into<'r, R: Rec + ?Sized>(rec: &'r R, fields: &[Key], out: &mut Vec<&'r str>) {
+    for f in fields {
+        match rec.get(f) {
+            Some(Field::Text(id)) => out.push(id),
+            Some(Field::List(ids)) => out.extend(ids.iter()),
+            _ => {}
         }
     }
 }
@@ -323,26 +337,21 @@ fn links_into<'r, R: Rec + ?Sized>(
 /// recorded. The [`Engine`] keeps only these of each record, and a
 /// from-scratch computation need read no more (a name, an address or a
 /// note is most of a record and no figure reads it).
-#[derive(Debug, Clone)]
-pub struct Kept(HashSet<String>);
+#[derive(Debug, Clone, Copy)]
+pub struct Kept(slim::Fields);
 
 impl Kept {
     pub fn of(plan: &Plan) -> Kept {
         let links = schema::KINDS.iter().flat_map(|k| k.fields).filter_map(|f| {
             matches!(f.ty, FieldType::Ref(_) | FieldType::RefList(_)).then_some(f.name)
         });
-        Kept(
-            plan.fields_read()
-                .into_iter()
-                .chain(links)
-                .chain(["unit", "unit_version", "recorded_by", "deleted_at"])
-                .map(str::to_owned)
-                .collect(),
-        )
-    }
-
-    fn contains(&self, field: &str) -> bool {
-        self.0.contains(field)
+        let names = plan.fields_read().into_iter().chain(links);
+        Kept(slim::Fields::of(names.chain([
+            "unit",
+            "unit_version",
+            "recorded_by",
+            "deleted_at",
+        ])))
     }
 }
 
@@ -459,13 +468,13 @@ impl<'r, R: Rec> Snapshot<'r, R> {
         let mut referrers: HashMap<&str, Vec<&R>> = HashMap::with_capacity(snapshot.input.len());
         let mut to = Vec::new();
         // Records of one kind usually come together: look the kind up once.
-        let mut spec: Option<&schema::KindSpec> = None;
+        let mut fields: Option<(&str, &[Key])> = None;
         for r in snapshot.records() {
-            if spec.is_none_or(|k| k.name != r.kind()) {
-                spec = schema::kind(r.kind()).ok();
+            if fields.is_none_or(|(k, _)| k != r.kind()) {
+                fields = Some((r.kind(), link_fields(r.kind())));
             }
             to.clear();
-            links_into(r, spec, &mut to);
+            links_into(r, fields.map_or(&[], |(_, f)| f), &mut to);
             // Each referrer once, as the engine's sets keep them.
             to.sort_unstable();
             to.dedup();
@@ -501,8 +510,8 @@ impl<R: Rec> Links for Snapshot<'_, R> {
 
 // ---- Evaluating conditions ----------------------------------------------
 
-fn int<R: Rec + ?Sized>(rec: &R, field: &str) -> Option<i64> {
-    match rec.field(field) {
+fn int<R: Rec + ?Sized>(rec: &R, field: &Key) -> Option<i64> {
+    match rec.get(field) {
         Some(Field::Int(n)) => Some(n),
         _ => None,
     }
@@ -550,8 +559,8 @@ impl<R> Default for Memo<'_, R> {
 }
 
 impl<'a, W: Links> Eval<'a, W> {
-    fn lifespan_date(&self, r: &W::R, field: Option<&String>) -> Option<Date> {
-        field.and_then(|f| r.field(f)).and_then(Field::date)
+    fn lifespan_date(&self, r: &W::R, field: Option<&Key>) -> Option<Date> {
+        field.and_then(|f| r.get(f)).and_then(Field::date)
     }
 
     /// Whether `r` exists on the date.
@@ -579,7 +588,7 @@ impl<'a, W: Links> Eval<'a, W> {
     fn related(&self, r: &'a W::R, rel: &'a Related) -> impl Iterator<Item = &'a W::R> + '_ {
         self.world.referrers(r.id()).filter(move |x| {
             x.kind() == rel.kind
-                && match x.field(&rel.via) {
+                && match x.get(&rel.via) {
                     Some(Field::Text(id)) => id == r.id(),
                     Some(Field::List(ids)) => ids.contains(r.id()),
                     _ => false,
@@ -626,15 +635,15 @@ impl<'a, W: Links> Eval<'a, W> {
     fn test(&self, r: &'a W::R, p: &'a Pred) -> bool {
         match p {
             Pred::Cmp { field, op, rhs } => r
-                .field(field)
+                .get(field)
                 .and_then(|v| compare(v, &self.operand(rhs)))
                 .is_some_and(|o| op.holds(o)),
-            Pred::In { field, values } => r.field(field).is_some_and(|v| {
+            Pred::In { field, values } => r.get(field).is_some_and(|v| {
                 values
                     .iter()
                     .any(|x| compare(v, x) == Some(Ordering::Equal))
             }),
-            Pred::Set { field, present } => r.field(field).is_some() == *present,
+            Pred::Set { field, present } => r.get(field).is_some() == *present,
             Pred::Share { num, den, op, rhs } => match (int(r, num), int(r, den)) {
                 (Some(n), Some(d)) if d > 0 => (n as f64 / d as f64)
                     .partial_cmp(rhs)
@@ -644,7 +653,7 @@ impl<'a, W: Links> Eval<'a, W> {
             Pred::Has(rel, cond) => self.related(r, rel).any(|x| self.all(x, cond)),
             Pred::Latest(rel, cond) => self.latest(r, rel).is_some_and(|x| self.all(x, cond)),
             Pred::Ref { field, cond } => r
-                .text(field)
+                .get_text(field)
                 .and_then(|id| self.world.record(id))
                 .is_some_and(|x| self.alive(x) && self.all(x, cond)),
             Pred::Any(ps) => ps.iter().any(|p| self.test(r, p)),
@@ -705,15 +714,16 @@ struct View {
     former: Option<(&'static str, &'static str)>,
     /// version -> code -> where a record of that unit counts, for every
     /// unit of every version that has an answer (so placing a record is
-    /// two lookups).
-    placements: HashMap<String, HashMap<String, Place>>,
+    /// two lookups, with a fast hash: the maps are built from the
+    /// hierarchy, never from what a record holds).
+    placements: FxHashMap<String, FxHashMap<String, Place>>,
     parent: Vec<Option<usize>>,
     /// Units are in preorder: unit `u` and those below it are `u..end[u]`.
     end: Vec<usize>,
     /// (unit, slot) -> goal. A slot is an (indicator, phase) pair.
     goals: HashMap<(usize, usize), Goal>,
     /// kind -> the indicators whose roots are of that kind, in order.
-    by_kind: HashMap<String, Vec<usize>>,
+    by_kind: FxHashMap<String, Vec<usize>>,
     /// By indicator: whether it looks at the phase's bounds.
     phase_bounds: Vec<bool>,
     /// By slot: its indicator's and its phase's ids, for its figures.
@@ -805,7 +815,7 @@ impl View {
                 end[p] = end[p].max(end[u]);
             }
         }
-        let mut placements: HashMap<String, HashMap<String, Place>> = HashMap::new();
+        let mut placements: FxHashMap<String, FxHashMap<String, Place>> = FxHashMap::default();
         for from in hierarchy.versions() {
             let found = hierarchy.version(from)?.units().filter_map(|u| {
                 let part = territory.as_ref().map(|t| t.part(from, &u.code));
@@ -844,7 +854,7 @@ impl View {
             parent,
             end,
             goals: HashMap::new(),
-            by_kind: HashMap::new(),
+            by_kind: FxHashMap::default(),
             phase_bounds: Vec::new(),
             slot_names: Vec::new(),
         };
@@ -931,8 +941,8 @@ impl View {
 
     /// The unit code `rec` was entered for, and its hierarchy version.
     fn unit_of<'r, R: Rec + ?Sized>(&'r self, rec: &'r R) -> (&'r str, &'r str) {
-        let code = rec.text("unit").unwrap_or_default();
-        let from = rec.text("unit_version").unwrap_or(&self.plan.hierarchy);
+        let code = rec.get_text(&UNIT).unwrap_or_default();
+        let from = rec.get_text(&UNIT_VERSION).unwrap_or(&self.plan.hierarchy);
         (code, from)
     }
 
@@ -1381,7 +1391,7 @@ fn recompute_dates<R: Rec>(
             },
             Ok(u) => {
                 last = Some((code, from, u));
-                let by = rec.text("recorded_by").unwrap_or_default();
+                let by = rec.get_text(&RECORDED_BY).unwrap_or_default();
                 if !by.is_empty() && last_holder != Some((u, by)) {
                     held[u].insert(by.to_owned());
                     last_holder = Some((u, by));
@@ -1481,7 +1491,7 @@ fn dates_within_reach<R: Rec>(world: &Snapshot<'_, R>, rec: &R, reach: usize) ->
         let mut next = Vec::new();
         for r in frontier {
             ids.clear();
-            links_into(r, schema::kind(r.kind()).ok(), &mut ids);
+            links_into(r, link_fields(r.kind()), &mut ids);
             let linked = ids.iter().filter_map(|id| world.record(id));
             for x in linked.chain(world.referrers(r.id())) {
                 if seen.insert(x as *const R) {
@@ -1585,7 +1595,7 @@ impl Engine {
     /// `rec` as the engine keeps it ([`Kept`], [`Slim`]).
     fn slim(&mut self, rec: &Record) -> Slim {
         let kept = &self.kept;
-        Slim::new(rec, |f| kept.contains(f), &mut self.world.names)
+        Slim::new(rec, kept.0, &mut self.world.names)
     }
 
     pub fn as_of(&self) -> Date {
@@ -1634,8 +1644,7 @@ impl Engine {
                 direct: vec![Tally::default(); size],
                 total: vec![Tally::default(); size],
             });
-            let all = self.ids();
-            self.mark(self.marks.len() - 1, &all, 1);
+            self.mark(self.marks.len() - 1, None, 1);
         }
     }
 
@@ -1737,32 +1746,27 @@ impl Engine {
         }
         let ids: Vec<Name> = ids.iter().cloned().collect();
         for m in 0..self.marks.len() {
-            self.mark(m, &ids, sign);
+            self.mark(m, Some(&ids), sign);
         }
     }
 
     /// Adds to (1) or takes off (-1) kept date `m` what the records `ids`
-    /// (those the world holds) add as of that date.
-    fn mark(&mut self, m: usize, ids: &[Name], sign: i128) {
+    /// (those the world holds; none: every one) add as of that date.
+    fn mark(&mut self, m: usize, ids: Option<&[Name]>, sign: i128) {
         let own = std::mem::replace(&mut self.view.as_of, self.marks[m].as_of);
+        let (view, world) = (&self.view, &self.world);
         let mark = &mut self.marks[m];
         let mut tallies = Vec::new();
-        for id in ids {
-            let Some(rec) = self.world.get(id) else {
-                continue;
-            };
-            if let Ok(u) = self.view.place(&**rec) {
+        let mut add = |rec: &Arc<Slim>| {
+            if let Ok(u) = view.place(&**rec) {
                 tallies.clear();
-                self.view.tallies_into(&self.world, rec, &mut tallies);
-                apply(
-                    &self.view,
-                    &mut mark.direct,
-                    &mut mark.total,
-                    u,
-                    &tallies,
-                    sign,
-                );
+                view.tallies_into(world, rec, &mut tallies);
+                apply(view, &mut mark.direct, &mut mark.total, u, &tallies, sign);
             }
+        };
+        match ids {
+            Some(ids) => ids.iter().filter_map(|id| world.get(id)).for_each(&mut add),
+            None => world.records.iter().for_each(|r| add(&r.0)),
         }
         self.view.as_of = own;
     }
@@ -1785,7 +1789,7 @@ impl Engine {
                 return;
             }
         };
-        let Some(by) = rec.text_name("recorded_by").filter(|b| !b.is_empty()) else {
+        let Some(by) = rec.text_name(&RECORDED_BY).filter(|b| !b.is_empty()) else {
             return;
         };
         let counts = &mut self.holders[at];
@@ -1873,15 +1877,6 @@ impl Engine {
         self.holders
             .iter()
             .map(|h| h.keys().map(|k| k.to_string()).collect())
-            .collect()
-    }
-
-    /// The ids of every record the engine holds.
-    fn ids(&self) -> Vec<Name> {
-        self.world
-            .records
-            .iter()
-            .map(|r| r.0.name().clone())
             .collect()
     }
 

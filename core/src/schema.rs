@@ -223,6 +223,68 @@ pub const SYSTEM_FIELDS: &[&str] = &[
 /// Longest reason an officer may give for deleting or restoring a record.
 pub const MAX_REASON_CHARS: usize = 500;
 
+/// Every field a record can have (each kind's and the system's), by
+/// name: a field's number is its place in the sorted list. Asked for by
+/// every condition a plan compiles, so hashed with a fast hash (the keys
+/// are our own field names, never a user's input).
+static FIELD_NUMBERS: std::sync::LazyLock<rustc_hash::FxHashMap<&'static str, u32>> =
+    std::sync::LazyLock::new(|| {
+        let mut all: Vec<&'static str> = KINDS
+            .iter()
+            .flat_map(|k| k.fields.iter().map(|f| f.name))
+            .chain(SYSTEM_FIELDS.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all.into_iter().zip(0..).collect()
+    });
+
+/// The number of field `name` among every field a record can have; none
+/// for a name no kind has.
+pub fn field_number(name: &str) -> Option<u32> {
+    FIELD_NUMBERS.get(name).copied()
+}
+
+/// A field's name with its number ([`field_number`]) worked out once,
+/// where a plan is compiled: a record kept with its fields numbered (the
+/// progress engine's) is then read without looking the name up, which
+/// was a fifth of the time progress took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    name: Box<str>,
+    number: Option<u32>,
+}
+
+impl Key {
+    pub fn new(name: &str) -> Key {
+        Key {
+            name: name.into(),
+            number: field_number(name),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn number(&self) -> Option<u32> {
+        self.number
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 pub fn kind(name: &str) -> Result<&'static KindSpec, FieldError> {
     KINDS
         .iter()

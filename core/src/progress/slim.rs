@@ -21,10 +21,9 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use rustc_hash::FxHashMap;
 use time::Date;
 
-use crate::schema::{self, Record, Value};
+use crate::schema::{self, Key, Record, Value};
 
 /// A text held once by the engine and shared by every record that has it.
 pub type Name = Arc<str>;
@@ -92,6 +91,12 @@ pub trait Rec {
     /// Every value it holds that is a date (or reads as one).
     fn dates_into(&self, out: &mut Vec<Date>);
 
+    /// Field `key`: as [`Rec::field`], faster for a form that keeps its
+    /// fields by number.
+    fn get(&self, key: &Key) -> Option<Field<'_>> {
+        self.field(key)
+    }
+
     fn text(&self, name: &str) -> Option<&str> {
         match self.field(name) {
             Some(Field::Text(s)) => Some(s),
@@ -99,8 +104,17 @@ pub trait Rec {
         }
     }
 
+    /// Text field `key`: as [`Rec::text`], faster for a form that keeps
+    /// its fields by number.
+    fn get_text(&self, key: &Key) -> Option<&str> {
+        match self.get(key) {
+            Some(Field::Text(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     fn is_deleted(&self) -> bool {
-        self.field("deleted_at").is_some()
+        self.get(&DELETED_AT).is_some()
     }
 }
 
@@ -129,6 +143,9 @@ impl<T: Rec + ?Sized> Rec for &T {
     fn field(&self, name: &str) -> Option<Field<'_>> {
         (**self).field(name)
     }
+    fn get(&self, key: &Key) -> Option<Field<'_>> {
+        (**self).get(key)
+    }
     fn dates_into(&self, out: &mut Vec<Date>) {
         (**self).dates_into(out)
     }
@@ -144,6 +161,9 @@ impl<T: Rec + ?Sized> Rec for Arc<T> {
     fn field(&self, name: &str) -> Option<Field<'_>> {
         (**self).field(name)
     }
+    fn get(&self, key: &Key) -> Option<Field<'_>> {
+        (**self).get(key)
+    }
     fn dates_into(&self, out: &mut Vec<Date>) {
         (**self).dates_into(out)
     }
@@ -151,25 +171,43 @@ impl<T: Rec + ?Sized> Rec for Arc<T> {
 
 // ---- The compact form -----------------------------------------------------
 
-/// Every field a record can have (each kind's and the system's), by
-/// name: a field's number is its place in the sorted list. Asked for
-/// every condition of every record, so hashed with a fast hash (the keys
-/// are our own field names, never a user's input).
-static FIELDS: LazyLock<FxHashMap<&'static str, u32>> = LazyLock::new(|| {
-    let mut all: Vec<&'static str> = schema::KINDS
-        .iter()
-        .flat_map(|k| k.fields.iter().map(|f| f.name))
-        .chain(schema::SYSTEM_FIELDS.iter().copied())
-        .collect();
-    all.sort_unstable();
-    all.dedup();
-    all.into_iter().zip(0..).collect()
-});
-
 /// The number of field `name` (below 64: [`Slim`]'s mask has a bit each).
 fn number(name: &str) -> Option<u32> {
-    FIELDS.get(name).copied().filter(|n| *n < 64)
+    below_64(schema::field_number(name))
 }
+
+fn below_64(n: Option<u32>) -> Option<u32> {
+    n.filter(|n| *n < 64)
+}
+
+/// A set of fields, by number: one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fields(u64);
+
+impl Fields {
+    /// Every field a record can have.
+    pub const ALL: Fields = Fields(u64::MAX);
+
+    /// The fields named (a name no kind has is left out).
+    pub fn of<'a>(names: impl IntoIterator<Item = &'a str>) -> Fields {
+        Fields(
+            names
+                .into_iter()
+                .filter_map(number)
+                .fold(0, |m, n| m | 1 << n),
+        )
+    }
+
+    fn has(self, n: u32) -> bool {
+        self.0 & 1 << n != 0
+    }
+}
+
+/// The system fields progress reads of every record, numbered once.
+pub(crate) static UNIT: LazyLock<Key> = LazyLock::new(|| Key::new("unit"));
+pub(crate) static UNIT_VERSION: LazyLock<Key> = LazyLock::new(|| Key::new("unit_version"));
+pub(crate) static RECORDED_BY: LazyLock<Key> = LazyLock::new(|| Key::new("recorded_by"));
+static DELETED_AT: LazyLock<Key> = LazyLock::new(|| Key::new("deleted_at"));
 
 /// A value other than a text, in 16 bytes (a list, rare, is boxed twice).
 #[derive(Debug, Clone, PartialEq)]
@@ -201,14 +239,14 @@ fn place(mask: u64, n: u32) -> Option<usize> {
 }
 
 impl Slim {
-    /// `rec`'s fields that `keep` says progress reads, and no conflicts,
-    /// every text taken from (or added to) `names`.
-    pub fn new(rec: &Record, keep: impl Fn(&str) -> bool, names: &mut Names) -> Slim {
+    /// `rec`'s fields that are in `keep` (those progress reads), and no
+    /// conflicts, every text taken from (or added to) `names`.
+    pub fn new(rec: &Record, keep: Fields, names: &mut Names) -> Slim {
         let mut fields: Vec<(u32, &Value)> = rec
             .fields
             .iter()
-            .filter(|(k, _)| keep(k))
             .filter_map(|(k, v)| Some((number(k)?, v)))
+            .filter(|(n, _)| keep.has(*n))
             .collect();
         fields.sort_unstable_by_key(|(n, _)| *n);
         let (mut mask, mut text) = (0, 0);
@@ -245,8 +283,8 @@ impl Slim {
     }
 
     /// The text of field `field`, shared.
-    pub fn text_name(&self, field: &str) -> Option<&Name> {
-        self.texts.get(place(self.text, number(field)?)?)
+    pub fn text_name(&self, key: &Key) -> Option<&Name> {
+        self.texts.get(place(self.text, below_64(key.number())?)?)
     }
 }
 
@@ -258,7 +296,23 @@ impl Rec for Slim {
         &self.kind
     }
     fn field(&self, name: &str) -> Option<Field<'_>> {
-        let n = number(name)?;
+        self.numbered(number(name)?)
+    }
+    fn get(&self, key: &Key) -> Option<Field<'_>> {
+        self.numbered(below_64(key.number())?)
+    }
+    fn dates_into(&self, out: &mut Vec<Date>) {
+        let dates = self.values.iter().filter_map(|v| match v {
+            Val::Date(d) => Some(*d),
+            _ => None,
+        });
+        out.extend(dates.chain(self.texts.iter().filter_map(|s| schema::parse_date(s))));
+    }
+}
+
+impl Slim {
+    /// Field number `n`.
+    fn numbered(&self, n: u32) -> Option<Field<'_>> {
         if let Some(at) = place(self.text, n) {
             return Some(Field::Text(&self.texts[at]));
         }
@@ -268,13 +322,6 @@ impl Rec for Slim {
             Val::Date(d) => Field::Date(*d),
             Val::List(items) => Field::List(Items::Names(items)),
         })
-    }
-    fn dates_into(&self, out: &mut Vec<Date>) {
-        let dates = self.values.iter().filter_map(|v| match v {
-            Val::Date(d) => Some(*d),
-            _ => None,
-        });
-        out.extend(dates.chain(self.texts.iter().filter_map(|s| schema::parse_date(s))));
     }
 }
 
@@ -352,13 +399,22 @@ impl Names {
 mod tests {
     use super::*;
 
+    fn every_field() -> impl Iterator<Item = &'static str> {
+        let kinds = schema::KINDS.iter().flat_map(|k| k.fields).map(|f| f.name);
+        kinds.chain(schema::SYSTEM_FIELDS.iter().copied())
+    }
+
     #[test]
-    fn every_field_has_a_bit() {
-        assert!(
-            FIELDS.len() <= 64,
-            "{} fields: Slim's mask needs to be wider",
-            FIELDS.len()
-        );
+    fn every_field_has_a_bit_in_the_mask() {
+        for f in every_field() {
+            // A field without one would be dropped from every record the
+            // engine keeps, and a plan that reads it would count nothing.
+            assert!(
+                number(f).is_some(),
+                "{f}: number {:?}",
+                schema::field_number(f)
+            );
+        }
     }
 
     #[test]
@@ -385,7 +441,7 @@ mod tests {
         o.fields
             .insert("observed_on".into(), Value::Text("2025-03-31".into()));
         let mut names = Names::default();
-        let keep = |f: &str| f != "name";
+        let keep = Fields::of(every_field().filter(|f| *f != "name"));
         let (sc, so) = (
             Slim::new(&r, keep, &mut names),
             Slim::new(&o, keep, &mut names),
@@ -401,15 +457,31 @@ mod tests {
         assert!(sc.field("sector").is_none() && sc.field("no such field").is_none());
         assert!(matches!(so.field("workers"), Some(Field::Int(7))));
         assert_eq!(so.text("cooperative"), Some("c1"));
+        // By a numbered key, the same as by name.
+        for f in [
+            "unit",
+            "founded_on",
+            "union_supported",
+            "name",
+            "sector",
+            "no such field",
+        ] {
+            let by_key = format!("{:?}", sc.get(&Key::new(f)));
+            assert_eq!(by_key, format!("{:?}", sc.field(f)), "{f}");
+        }
+        assert_eq!(so.get_text(&Key::new("cooperative")), Some("c1"));
         let (mut a, mut b) = (Vec::new(), Vec::new());
         so.dates_into(&mut a);
         o.dates_into(&mut b);
         assert_eq!(a, b);
         assert_eq!(a, [schema::parse_date("2025-03-31").unwrap()]);
         // One copy of "13633" and of "c1" for both records.
-        let (a, b) = (sc.text_name("unit").unwrap(), so.text_name("unit").unwrap());
+        let (a, b) = (sc.text_name(&UNIT).unwrap(), so.text_name(&UNIT).unwrap());
         assert!(Arc::ptr_eq(a, b));
-        assert!(Arc::ptr_eq(so.text_name("cooperative").unwrap(), sc.name()));
+        assert!(Arc::ptr_eq(
+            so.text_name(&Key::new("cooperative")).unwrap(),
+            sc.name()
+        ));
         assert!(Arc::ptr_eq(sc.name(), &names.name("c1")));
     }
 
@@ -423,7 +495,7 @@ mod tests {
                     kind: "cadre".into(),
                     ..Default::default()
                 };
-                Slim::new(&r, |_| true, &mut names)
+                Slim::new(&r, Fields::ALL, &mut names)
             })
             .collect();
         assert_eq!(names.len(), 2001);
