@@ -16,6 +16,7 @@
 //!   store of an older format), never by a check of its own.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 use serde::{Deserialize, Serialize};
 
@@ -150,14 +151,33 @@ pub fn read_all(store: &dyn Store) -> Result<Vec<Record>, IndexError> {
 /// Gives every indexed record to `f`, one at a time, as of one point in
 /// time: for what keeps a part of each record and need not hold them all.
 pub fn each(store: &dyn Store, mut f: impl FnMut(Record)) -> Result<(), IndexError> {
-    for r in records(store)? {
-        f(r?);
-    }
-    Ok(())
+    each_while(store, |r| {
+        f(r);
+        ControlFlow::Continue(())
+    })
+}
+
+/// As [`each`], until `f` breaks. The entries are decoded as the store
+/// reads them, never all copied at once; the first damaged one stops the
+/// reading with its error.
+pub fn each_while(
+    store: &dyn Store,
+    mut f: impl FnMut(Record) -> ControlFlow<()>,
+) -> Result<(), IndexError> {
+    let mut damaged = None;
+    store.for_each(b"r\0", &mut |k, v| match decode(k, v) {
+        Ok(r) => f(r),
+        Err(e) => {
+            damaged = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    damaged.map_or(Ok(()), Err)
 }
 
 /// Every indexed record, decoded one at a time as the iterator is read
-/// (as of one point in time: the store's entries are read at once).
+/// (as of one point in time: the store's entries are read at once; for a
+/// reader that can take them as they come, [`each_while`] copies none).
 pub fn records(
     store: &dyn Store,
 ) -> Result<impl Iterator<Item = Result<Record, IndexError>>, IndexError> {

@@ -197,6 +197,31 @@ mod suite {
             for (k, v) in &entries {
                 assert_eq!(v, &[b"v:", k.as_slice()].concat(), "value of {}", show(k));
             }
+            // Given one at a time, the same entries; none after a break.
+            let mut given = Vec::new();
+            s.for_each(prefix, &mut |k, v| {
+                given.push((k.to_vec(), v.to_vec()));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(given, entries, "for_each of {}", show(prefix));
+            let mut two = Vec::new();
+            s.for_each(prefix, &mut |k, _| {
+                two.push(k.to_vec());
+                match two.len() {
+                    2 => std::ops::ControlFlow::Break(()),
+                    _ => std::ops::ControlFlow::Continue(()),
+                }
+            })
+            .unwrap();
+            assert_eq!(
+                two,
+                given
+                    .iter()
+                    .take(2)
+                    .map(|(k, _)| k.clone())
+                    .collect::<Vec<_>>()
+            );
             entries.into_iter().map(|(k, _)| k).collect()
         };
         let mut sorted: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();

@@ -15,6 +15,7 @@ mod memory;
 mod redb;
 mod sled;
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,11 +45,28 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// What [`Store::for_each`] gives each entry to (key, value); it breaks
+/// to stop the reading.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
+
 /// An ordered key-value store shared by every task of a process.
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Gives every entry whose key starts with `prefix` to `f`, in key
+    /// order, as of one point in time, until `f` breaks: for a reader
+    /// that keeps a little of each entry (the record index read whole),
+    /// without a copy of them all at once. A backend that cannot read
+    /// while it gives (this default) copies them first, as [`Store::scan`].
+    fn for_each(&self, prefix: &[u8], f: &mut Visit<'_>) -> Result<()> {
+        for (k, v) in self.scan(prefix)? {
+            if f(&k, &v).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Applies all of `batch` or none of it, and returns only once it would
     /// survive a crash of the process (and, where the backend allows, of the
     /// machine).

@@ -1,0 +1,196 @@
+//! The first query after a restart (issue 8, item 2): how long a freshly
+//! started hub takes to answer progress for another date (building its
+//! live view from the record index first), then for another hierarchy
+//! version, then the live view, over a province of COMMUNES communes ×
+//! RECORDS cooperatives.
+//!
+//! One measurement of a restart is noisy on a shared machine, so the hub
+//! is restarted REPEATS times, alternating with the baseline hub (an older
+//! build, `QUERY_BENCH_BASELINE_HUB=PATH`; without it, this build again),
+//! each time on a fresh copy of the same store; the median and the best of
+//! each step are printed, with the hub's CPU time for the first query.
+//!
+//! `cargo run --release -p htx-tests --example query_bench [-- COMMUNES RECORDS REPEATS]`
+//! (defaults: 226 1000 5). `QUERY_BENCH_STORE=DIR` keeps the written
+//! province in DIR and reuses it on the next run (writing it takes about
+//! 40 s), e.g. to run a profiler on a hub started there by hand.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use htx_core::units::{Hierarchy, Level};
+use htx_hub::config::HubConfig;
+use htx_hub::home::Home;
+use htx_tests::bench::{cpu_secs, write_hub_store};
+use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api};
+
+const QUERIES: [(&str, &[&str]); 3] = [
+    (
+        "first query: --as-of 2025-06-30",
+        &["--as-of", "2025-06-30"],
+    ),
+    ("then --hierarchy 2025", &["--hierarchy", "2025"]),
+    ("then the live view", &[]),
+];
+
+fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(i)
+        .map(|a| a.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+/// The province's hub home, written at `dir` unless already there.
+fn province(dir: &Path, communes: usize, records: usize) {
+    if dir.join("store.redb").exists() {
+        eprintln!("reusing the province in {}", dir.display());
+        return;
+    }
+    let port = free_port();
+    let cfg = HubConfig {
+        listen: format!("127.0.0.1:{port}"),
+        public_url: format!("https://127.0.0.1:{port}"),
+        server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        ..Default::default()
+    };
+    Home::new(dir).init(&cfg).expect("hub init");
+    let units: Vec<String> = Hierarchy::builtin()
+        .version("2023")
+        .unwrap()
+        .units()
+        .filter(|u| u.level == Level::Commune)
+        .map(|u| u.code.clone())
+        .take(communes)
+        .collect();
+    assert_eq!(
+        units.len(),
+        communes,
+        "the province has {} communes",
+        units.len()
+    );
+    let t = Instant::now();
+    write_hub_store(dir, &units, records, |c, n| {
+        coop(c, &format!("HTX {c} số {n}"))
+    });
+    eprintln!(
+        "province written: {communes} communes × {records} records in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// One restart of `program` on a copy of `store`: the time of each query
+/// and the hub's CPU seconds for the first.
+async fn restart(program: &str, store: &Path, work: &Path, label: &str) -> (Vec<f64>, f64) {
+    let dir = work.join(format!("hub-{label}"));
+    std::fs::remove_dir_all(&dir).ok();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(store)
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    if program != "htx-hub" {
+        // An older build refuses settings it does not know.
+        let path = dir.join("hub.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let known: Vec<&str> = text.lines().filter(|l| *l != "units_dir = \"\"").collect();
+        std::fs::write(&path, known.join("\n")).unwrap();
+    }
+    let home = dir.to_str().unwrap().to_owned();
+    let mut hub = spawn(
+        program,
+        &["run", &home],
+        &work.join(format!("hub-{label}.log")),
+    );
+    wait_for_api(&dir.join("admin.addr"), Duration::from_secs(600)).await;
+    let pid = hub.child.id().expect("running");
+    let mut times = Vec::new();
+    let mut first_cpu = 0.0;
+    for (i, (_, args)) in QUERIES.iter().enumerate() {
+        let mut all = vec!["progress", home.as_str(), "--format", "json"];
+        all.extend(args.iter());
+        let cpu = cpu_secs(pid);
+        let t = Instant::now();
+        let out = run("htx-hub", &all).await;
+        times.push(t.elapsed().as_secs_f64());
+        if i == 0 {
+            first_cpu = cpu_secs(pid) - cpu;
+        }
+        let reply: serde_json::Value = serde_json::from_str(out.ok()).expect("progress json");
+        let units = reply["units"].as_array().map_or(0, Vec::len);
+        assert!(units > 0, "a reply with figures: {reply}");
+    }
+    hub.terminate().await;
+    std::fs::remove_dir_all(&dir).ok();
+    (times, first_cpu)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn best(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+#[tokio::main]
+async fn main() {
+    init_crypto();
+    let communes = arg(1, 226);
+    let records = arg(2, 1000);
+    let repeats = arg(3, 5);
+    // Built (or found fresh) before anything is timed.
+    htx_tests::bin("htx-hub");
+    let work = tempfile::tempdir().expect("temp dir");
+    let store: PathBuf = match std::env::var("QUERY_BENCH_STORE") {
+        Ok(d) => d.into(),
+        Err(_) => work.path().join("province"),
+    };
+    province(&store, communes, records);
+    let baseline = std::env::var("QUERY_BENCH_BASELINE_HUB").ok();
+    let hubs = [
+        (
+            baseline.clone().unwrap_or_else(|| "htx-hub".into()),
+            baseline.map_or("this build (again)".to_owned(), |b| format!("before ({b})")),
+        ),
+        ("htx-hub".to_owned(), "this build".to_owned()),
+    ];
+    // times[hub][query] over the restarts; cpu[hub] of the first query.
+    let mut times = vec![vec![Vec::new(); QUERIES.len()]; hubs.len()];
+    let mut cpu = vec![Vec::new(); hubs.len()];
+    for r in 1..=repeats {
+        // Alternating, so that a machine that slows down for a while
+        // slows both alike.
+        for (h, (program, what)) in hubs.iter().enumerate() {
+            let (t, c) = restart(program, &store, work.path(), &h.to_string()).await;
+            eprintln!("[{what}] restart {r}: {t:.2?} s, first query {c:.2} s of CPU");
+            for (q, s) in t.into_iter().enumerate() {
+                times[h][q].push(s);
+            }
+            cpu[h].push(c);
+        }
+    }
+
+    println!(
+        "\n{communes} communes × {records} records = {} records; {repeats} restarts each, \
+         alternating; seconds, median (best)\n",
+        communes * records
+    );
+    println!("| after a restart | {} | {} |", hubs[0].1, hubs[1].1);
+    println!("|---|---:|---:|");
+    for (q, (what, _)) in QUERIES.iter().enumerate() {
+        let cell = |h: usize| {
+            let v = &times[h][q];
+            format!("{:.2} ({:.2})", median(v.clone()), best(v))
+        };
+        println!("| {what} | {} | {} |", cell(0), cell(1));
+    }
+    let cell = |h: usize| format!("{:.2} ({:.2})", median(cpu[h].clone()), best(&cpu[h]));
+    println!(
+        "| hub CPU for the first query | {} | {} |",
+        cell(0),
+        cell(1)
+    );
+}
