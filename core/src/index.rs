@@ -150,23 +150,15 @@ pub fn read_all(store: &dyn Store) -> Result<Vec<Record>, IndexError> {
 
 /// Gives every indexed record to `f`, one at a time, as of one point in
 /// time: for what keeps a part of each record and need not hold them all.
+/// The entries are decoded as the store reads them, never all copied at
+/// once; the first damaged one stops the reading with its error.
 pub fn each(store: &dyn Store, mut f: impl FnMut(Record)) -> Result<(), IndexError> {
-    each_while(store, |r| {
-        f(r);
-        ControlFlow::Continue(())
-    })
-}
-
-/// As [`each`], until `f` breaks. The entries are decoded as the store
-/// reads them, never all copied at once; the first damaged one stops the
-/// reading with its error.
-pub fn each_while(
-    store: &dyn Store,
-    mut f: impl FnMut(Record) -> ControlFlow<()>,
-) -> Result<(), IndexError> {
     let mut damaged = None;
     store.for_each(b"r\0", &mut |k, v| match decode(k, v) {
-        Ok(r) => f(r),
+        Ok(r) => {
+            f(r);
+            ControlFlow::Continue(())
+        }
         Err(e) => {
             damaged = Some(e);
             ControlFlow::Break(())
@@ -177,7 +169,7 @@ pub fn each_while(
 
 /// Every indexed record, decoded one at a time as the iterator is read
 /// (as of one point in time: the store's entries are read at once; for a
-/// reader that can take them as they come, [`each_while`] copies none).
+/// reader that can take them as they come, [`each`] copies none).
 pub fn records(
     store: &dyn Store,
 ) -> Result<impl Iterator<Item = Result<Record, IndexError>>, IndexError> {

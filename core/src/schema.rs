@@ -279,12 +279,6 @@ impl std::ops::Deref for Key {
     }
 }
 
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
 pub fn kind(name: &str) -> Result<&'static KindSpec, FieldError> {
     KINDS
         .iter()

@@ -566,12 +566,11 @@ impl Hub {
             let records = htx_core::index::records(self.0.store.as_ref())?
                 .map_while(|r| r.map_err(|e| failed = Some(e)).ok());
             let version = &self.0.config.default_unit_version;
-            let built = Live::new(plan.clone(), version, records);
-            // A damaged entry stopped the reading: what was built is partial.
+            let built = Live::new(plan.clone(), version, records)?;
             if let Some(e) = failed {
                 return Err(e.into());
             }
-            live.insert(plan.id.clone(), built?);
+            live.insert(plan.id.clone(), built);
         }
         Ok(f(live.get_mut(&plan.id).expect("built")))
     }

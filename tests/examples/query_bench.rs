@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
-use htx_tests::bench::{cpu_secs, write_hub_store};
+use htx_tests::bench::{copy_hub_home, cpu_secs, write_hub_store};
 use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api};
 
 const QUERIES: [(&str, &[&str]); 3] = [
@@ -83,20 +83,7 @@ fn province(dir: &Path, communes: usize, records: usize) {
 async fn restart(program: &str, store: &Path, work: &Path, label: &str) -> (Vec<f64>, f64) {
     let dir = work.join(format!("hub-{label}"));
     std::fs::remove_dir_all(&dir).ok();
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(store)
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(status.success());
-    if program != "htx-hub" {
-        // An older build refuses settings it does not know.
-        let path = dir.join("hub.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let known: Vec<&str> = text.lines().filter(|l| *l != "units_dir = \"\"").collect();
-        std::fs::write(&path, known.join("\n")).unwrap();
-    }
+    copy_hub_home(store, &dir, program);
     let home = dir.to_str().unwrap().to_owned();
     let mut hub = spawn(
         program,

@@ -31,7 +31,8 @@ use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
 use htx_hub::home::Home;
 use htx_tests::bench::{
-    cpu_secs, enroll_nodes, percentile_ms, rss_mb, sync_all, sync_node, write_hub_store,
+    copy_dir, copy_hub_home, cpu_secs, enroll_nodes, percentile_ms, rss_mb, sync_all, sync_node,
+    write_hub_store,
 };
 use htx_tests::{coop, free_port, init_crypto, run, spawn_env, wait_for_api};
 use tokio::task::JoinSet;
@@ -41,21 +42,6 @@ fn arg(i: usize, default: usize) -> usize {
         .nth(i)
         .map(|a| a.parse().expect("a number"))
         .unwrap_or(default)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(
-        status.success(),
-        "cp -a {} {}",
-        from.display(),
-        to.display()
-    );
 }
 
 /// Writes the province into the hub store at `dir` and enrolls one node per
@@ -109,15 +95,7 @@ async fn phase(
 ) -> (Vec<Row>, usize) {
     let dir = work.join(format!("hub-{label}"));
     let nodes = work.join(format!("nodes-{label}"));
-    copy_dir(pristine, &dir);
-    if program != "htx-hub" {
-        // An older build refuses settings it does not know; those added
-        // since are at their defaults here.
-        let path = dir.join("hub.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let known: Vec<&str> = text.lines().filter(|l| *l != "units_dir = \"\"").collect();
-        std::fs::write(&path, known.join("\n")).unwrap();
-    }
+    copy_hub_home(pristine, &dir, program);
     copy_dir(pristine_nodes, &nodes);
     let hub_path = dir.to_str().unwrap().to_owned();
     let t = Instant::now();

@@ -179,3 +179,33 @@ pub fn synthetic_country(units_dir: &std::path::Path) -> &'static htx_core::unit
     let h = htx_core::units::Hierarchy::from_lists(&files).expect("valid lists");
     Box::leak(Box::new(h))
 }
+
+/// A copy of the hub home `from` at `to`, for `program` (`htx-hub`, or the
+/// path of an older build as a benchmark's baseline: an older build refuses
+/// settings it does not know, so those added since are left at their
+/// defaults).
+pub fn copy_hub_home(from: &std::path::Path, to: &std::path::Path, program: &str) {
+    copy_dir(from, to);
+    if program != "htx-hub" {
+        let path = to.join("hub.toml");
+        let text = std::fs::read_to_string(&path).expect("hub.toml");
+        let known: Vec<&str> = text.lines().filter(|l| *l != "units_dir = \"\"").collect();
+        std::fs::write(&path, known.join("\n")).expect("hub.toml written");
+    }
+}
+
+/// `cp -a from to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
