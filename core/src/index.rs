@@ -15,12 +15,17 @@
 //!   needs it ([`rebuild`], run by [`crate::format`] when the hub opens a
 //!   store of an older format), never by a check of its own.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::ControlFlow;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::Date;
 
 use crate::docs;
+use crate::progress::{Field, Items, Rec, Whole};
 use crate::replica::{Replica, ReplicaError};
 use crate::schema::{Record, Value};
 use crate::storage::{Store, StoreError, WriteBatch};
@@ -108,15 +113,8 @@ pub fn put(batch: &mut WriteBatch, doc: &str, rec: &Record) {
 }
 
 fn decode(k: &[u8], v: &[u8]) -> Result<Record, IndexError> {
-    let damaged = |reason: String| IndexError::Damaged {
-        key: String::from_utf8_lossy(k).replace('\0', "/"),
-        reason,
-    };
-    let id_start = k
-        .iter()
-        .rposition(|b| *b == 0)
-        .ok_or_else(|| damaged("bad key".into()))?;
-    let id = String::from_utf8(k[id_start + 1..].to_vec()).map_err(|e| damaged(e.to_string()))?;
+    let damaged = |reason: String| damaged(k, reason);
+    let id = id_of(k)?.to_owned();
     match v.split_first() {
         Some((&FORMAT, json)) => {
             let s: StoredRecord =
@@ -141,6 +139,174 @@ fn decode(k: &[u8], v: &[u8]) -> Result<Record, IndexError> {
     }
 }
 
+// ---- Read in place --------------------------------------------------------
+
+/// An indexed record read in place: its texts borrowed from the stored
+/// bytes where they can be, its fields in a short list, its conflicts not
+/// read. For a reader that keeps a part of each record (the progress
+/// engine: [`Whole`]) and need not make a whole [`Record`] of each.
+#[derive(Debug)]
+pub struct Entry<'a> {
+    id: &'a str,
+    kind: Cow<'a, str>,
+    fields: Vec<(Cow<'a, str>, Read<'a>)>,
+}
+
+/// A stored value as read in place, its date parsed.
+#[derive(Debug)]
+enum Read<'a> {
+    T(Cow<'a, str>),
+    I(i64),
+    B(bool),
+    D(Date),
+    L(Vec<String>),
+}
+
+/// [`Stored`], borrowed.
+#[derive(Deserialize)]
+enum StoredRef<'a> {
+    #[serde(borrow)]
+    T(Cow<'a, str>),
+    I(i64),
+    B(bool),
+    #[serde(borrow)]
+    D(Cow<'a, str>),
+    L(Vec<String>),
+}
+
+/// [`StoredRecord`], borrowed, without its conflicts.
+#[derive(Deserialize)]
+struct StoredRecordRef<'a> {
+    #[serde(borrow)]
+    k: Cow<'a, str>,
+    #[serde(borrow)]
+    f: Pairs<'a>,
+}
+
+/// A JSON object's entries in the order stored (a record has a dozen
+/// fields: a list, not a map, to read them into).
+struct Pairs<'a>(Vec<(Cow<'a, str>, StoredRef<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a record's fields")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Pairs<'a>, M::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(16));
+                while let Some((k, v)) = m.next_entry::<Cow<'a, str>, StoredRef<'a>>()? {
+                    out.push((k, v));
+                }
+                Ok(Pairs(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl Rec for Entry<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn field(&self, name: &str) -> Option<Field<'_>> {
+        self.fields().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+    fn dates_into(&self, out: &mut Vec<Date>) {
+        out.extend(self.fields().filter_map(|(_, v)| v.date()));
+    }
+}
+
+impl Whole for Entry<'_> {
+    fn fields(&self) -> impl Iterator<Item = (&str, Field<'_>)> {
+        self.fields.iter().map(|(k, v)| {
+            let v = match v {
+                Read::T(s) => Field::Text(s),
+                Read::I(n) => Field::Int(*n),
+                Read::B(b) => Field::Bool(*b),
+                Read::D(d) => Field::Date(*d),
+                Read::L(items) => Field::List(Items::Strings(items)),
+            };
+            (&**k, v)
+        })
+    }
+}
+
+/// Splits key `k` into its id, checked.
+fn id_of(k: &[u8]) -> Result<&str, IndexError> {
+    let at = k
+        .iter()
+        .rposition(|b| *b == 0)
+        .ok_or_else(|| damaged(k, "bad key".into()))?;
+    std::str::from_utf8(&k[at + 1..]).map_err(|e| damaged(k, e.to_string()))
+}
+
+fn damaged(k: &[u8], reason: String) -> IndexError {
+    IndexError::Damaged {
+        key: String::from_utf8_lossy(k).replace('\0', "/"),
+        reason,
+    }
+}
+
+fn read<'a>(k: &'a [u8], v: &'a [u8]) -> Result<Entry<'a>, IndexError> {
+    let id = id_of(k)?;
+    let Some((&FORMAT, json)) = v.split_first() else {
+        return Err(damaged(k, "unknown format".into()));
+    };
+    let s: StoredRecordRef = serde_json::from_slice(json).map_err(|e| damaged(k, e.to_string()))?;
+    let fields = s
+        .f
+        .0
+        .into_iter()
+        .map(|(name, v)| {
+            let v = match v {
+                StoredRef::T(t) => Read::T(t),
+                StoredRef::I(n) => Read::I(n),
+                StoredRef::B(b) => Read::B(b),
+                StoredRef::D(d) => Read::D(
+                    crate::schema::parse_date(&d).ok_or_else(|| damaged(k, "bad date".into()))?,
+                ),
+                StoredRef::L(l) => Read::L(l),
+            };
+            Ok((name, v))
+        })
+        .collect::<Result<_, IndexError>>()?;
+    Ok(Entry {
+        id,
+        kind: s.k,
+        fields,
+    })
+}
+
+/// Gives every indexed record to `f` read in place ([`Entry`]), as of one
+/// point in time, nothing copied; the first damaged one stops the reading
+/// with its error.
+pub fn each_entry(store: &dyn Store, mut f: impl FnMut(&Entry)) -> Result<(), IndexError> {
+    walk(store, |k, v| read(k, v).map(|e| f(&e)))
+}
+
+/// Gives `f` every index entry as the store reads it (one point in time,
+/// nothing copied), until `f` finds one damaged.
+fn walk(
+    store: &dyn Store,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    let mut damaged = None;
+    store.for_each(b"r\0", &mut |k, v| match f(k, v) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            damaged = Some(e);
+            ControlFlow::Break(())
+        }
+    })?;
+    damaged.map_or(Ok(()), Err)
+}
+
 /// Every indexed record, of every document, as of one point in time.
 pub fn read_all(store: &dyn Store) -> Result<Vec<Record>, IndexError> {
     let mut all = Vec::new();
@@ -153,28 +319,7 @@ pub fn read_all(store: &dyn Store) -> Result<Vec<Record>, IndexError> {
 /// The entries are decoded as the store reads them, never all copied at
 /// once; the first damaged one stops the reading with its error.
 pub fn each(store: &dyn Store, mut f: impl FnMut(Record)) -> Result<(), IndexError> {
-    let mut damaged = None;
-    store.for_each(b"r\0", &mut |k, v| match decode(k, v) {
-        Ok(r) => {
-            f(r);
-            ControlFlow::Continue(())
-        }
-        Err(e) => {
-            damaged = Some(e);
-            ControlFlow::Break(())
-        }
-    })?;
-    damaged.map_or(Ok(()), Err)
-}
-
-/// Every indexed record, decoded one at a time as the iterator is read
-/// (as of one point in time: the store's entries are read at once; for a
-/// reader that can take them as they come, [`each`] copies none).
-pub fn records(
-    store: &dyn Store,
-) -> Result<impl Iterator<Item = Result<Record, IndexError>>, IndexError> {
-    let entries = store.scan(b"r\0")?;
-    Ok(entries.into_iter().map(|(k, v)| decode(&k, &v)))
+    walk(store, |k, v| decode(k, v).map(&mut f))
 }
 
 /// The indexed records of one document.
@@ -250,5 +395,77 @@ mod tests {
         assert!(matches!(all[0].fields["founded_on"], Value::Date(_)));
         assert_eq!(read_doc(store.as_ref(), "u/2023/13633").unwrap().len(), 2);
         assert!(read_doc(store.as_ref(), "u/2023/1363").unwrap().is_empty());
+        // Read in place, every field is as decoded whole.
+        let whole = |id: &str, kind: &str, f: Vec<(&str, Field)>| format!("{id} {kind} {f:?}");
+        let mut read = Vec::new();
+        each_entry(store.as_ref(), |e| {
+            read.push(whole(e.id(), e.kind(), e.fields().collect()))
+        })
+        .unwrap();
+        read.sort();
+        let mut want: Vec<String> = all
+            .iter()
+            .map(|r| whole(&r.id, &r.kind, Whole::fields(r).collect()))
+            .collect();
+        want.sort();
+        assert_eq!(read, want);
+        assert!(read[0].contains("Date(2024-03-01)"), "{}", read[0]);
+    }
+
+    fn stored(entries: &[(&str, &[u8])]) -> MemoryStore {
+        let store = MemoryStore::default();
+        let mut batch = WriteBatch::default();
+        for (id, v) in entries {
+            batch.put(key("u/2023/13633", id), v.to_vec());
+        }
+        store.commit(batch).unwrap();
+        store
+    }
+
+    #[test]
+    fn a_damaged_entry_read_in_place_is_an_error_naming_it() {
+        for (bad, why) in [
+            (
+                &b"\x01{\"k\":\"cadre\",\"f\":{\"born\":{\"D\":\"2024-13-01\"}}}"[..],
+                "bad date",
+            ),
+            (b"\x01{\"k\":\"cadre\",\"f\":", "EOF"),
+            (b"\x09{}", "unknown format"),
+            (b"", "unknown format"),
+        ] {
+            let store = stored(&[("a", bad)]);
+            let err = each_entry(&store, |_| {}).unwrap_err().to_string();
+            assert!(
+                err.contains("r/u/2023/13633/a") && err.contains(why),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_field_stored_twice_is_kept_once() {
+        // Never written so, but a value stored twice must not shift the
+        // fields after it in the compact form.
+        let v = br#"{"k":"observation","f":{"female_workers":{"I":3},"female_workers":{"I":4},"unit":{"T":"1"},"unit":{"T":"2"},"unit_version":{"T":"2023"},"workers":{"I":7}}}"#;
+        let v = [&[FORMAT][..], v].concat();
+        let store = stored(&[("o", &v)]);
+        let mut names = crate::progress::Names::default();
+        let mut slim = None;
+        each_entry(&store, |e| {
+            slim = Some(crate::progress::Slim::new(
+                e,
+                crate::progress::Fields::ALL,
+                &mut names,
+            ))
+        })
+        .unwrap();
+        let slim = slim.unwrap();
+        assert!(matches!(slim.text("unit"), Some("1" | "2")));
+        assert_eq!(slim.text("unit_version"), Some("2023"));
+        assert!(matches!(
+            slim.field("female_workers"),
+            Some(Field::Int(3 | 4))
+        ));
+        assert!(matches!(slim.field("workers"), Some(Field::Int(7))));
     }
 }

@@ -70,7 +70,7 @@ use crate::units::{Hierarchy, Level, Unit, UnitError};
 
 mod slim;
 use slim::{ById, RECORDED_BY, UNIT, UNIT_VERSION};
-pub use slim::{Field, Items, Name, Names, Rec, Slim};
+pub use slim::{Field, Fields, Items, Name, Names, Rec, Slim, Whole};
 
 /// How the territory is labelled in a later version where no unit is it
 /// ("Tỉnh Nam Định (địa bàn cũ)"), and in an earlier one.
@@ -1561,7 +1561,8 @@ fn apply(
 }
 
 impl Engine {
-    /// An engine for one hierarchy version and date, loaded with `records`.
+    /// An engine for one hierarchy version and date, loaded with `records`
+    /// and evaluated as of its date.
     pub fn new(
         plan: Plan,
         hierarchy: &'static Hierarchy,
@@ -1569,10 +1570,27 @@ impl Engine {
         as_of: Date,
         records: impl IntoIterator<Item = Record>,
     ) -> Result<Engine, ProgressError> {
+        let mut engine = Engine::empty(plan, hierarchy, version, as_of)?;
+        records.into_iter().for_each(|r| engine.load(&r));
+        engine.evaluate();
+        Ok(engine)
+    }
+
+    /// An engine with no records, for records to be [`Engine::load`]ed
+    /// into. Nothing is evaluated until a figure is asked for: loading is
+    /// then only keeping each record, and a caller that first asks for
+    /// another date or version ([`Engine::records`]) never pays for the
+    /// engine's own.
+    pub fn empty(
+        plan: Plan,
+        hierarchy: &'static Hierarchy,
+        version: &str,
+        as_of: Date,
+    ) -> Result<Engine, ProgressError> {
         let view = View::new(plan, hierarchy, version, as_of)?;
         let units = view.units.len();
         let kept = Kept::of(&view.plan);
-        let mut engine = Engine {
+        Ok(Engine {
             view,
             world: World::default(),
             kept,
@@ -1580,22 +1598,27 @@ impl Engine {
             outside: HashSet::new(),
             holders: vec![HashMap::new(); units],
             marks: Vec::new(),
-        };
-        for r in records.into_iter().filter(|r| !r.is_deleted()) {
-            let r = engine.slim(&r);
-            engine.world.insert(Arc::new(r));
-        }
-        for r in engine.records() {
-            engine.count(&r, true);
-        }
-        engine.keep_dates(&[]);
-        Ok(engine)
+        })
     }
 
-    /// `rec` as the engine keeps it ([`Kept`], [`Slim`]).
-    fn slim(&mut self, rec: &Record) -> Slim {
-        let kept = &self.kept;
-        Slim::new(rec, kept.0, &mut self.world.names)
+    /// Keeps `rec` as read from storage (a deleted one is left out): as
+    /// [`Engine::upsert`], cheaper while nothing is evaluated yet, and
+    /// from any whole form of a record ([`Whole`]).
+    pub fn load<R: Whole + ?Sized>(&mut self, rec: &R) {
+        if rec.is_deleted() {
+            return;
+        }
+        let rec = Arc::new(Slim::new(rec, self.kept.0, &mut self.world.names));
+        self.change(rec.name().clone(), Some(rec));
+    }
+
+    /// Evaluates the engine's own date now if it was not yet (what the
+    /// first figure asked for would do).
+    pub fn evaluate(&mut self) {
+        let own = self.view.as_of;
+        if !self.marks.iter().any(|m| m.as_of == own) {
+            self.add_mark(own);
+        }
     }
 
     pub fn as_of(&self) -> Date {
@@ -1618,8 +1641,9 @@ impl Engine {
         &self.view.version
     }
 
-    /// Moves the engine to another date (e.g. a new day): everything is
-    /// evaluated again (the other dates kept stay as they are).
+    /// Moves the engine to another date (e.g. a new day): it is evaluated
+    /// again when a figure is next asked for (the other dates kept stay as
+    /// they are).
     pub fn set_as_of(&mut self, as_of: Date) {
         let kept = self.kept_dates();
         self.view.as_of = as_of;
@@ -1634,18 +1658,22 @@ impl Engine {
         let own = self.view.as_of;
         self.marks
             .retain(|m| m.as_of == own || dates.contains(&m.as_of));
-        let size = self.view.units.len() * self.view.slots();
-        for as_of in std::iter::once(own).chain(dates.iter().copied()) {
-            if self.marks.iter().any(|m| m.as_of == as_of) {
-                continue;
+        for &as_of in dates {
+            if !self.marks.iter().any(|m| m.as_of == as_of) {
+                self.add_mark(as_of);
             }
-            self.marks.push(Mark {
-                as_of,
-                direct: vec![Tally::default(); size],
-                total: vec![Tally::default(); size],
-            });
-            self.mark(self.marks.len() - 1, None, 1);
         }
+    }
+
+    /// Evaluates every record as of `as_of` and keeps the sums current.
+    fn add_mark(&mut self, as_of: Date) {
+        let size = self.view.units.len() * self.view.slots();
+        self.marks.push(Mark {
+            as_of,
+            direct: vec![Tally::default(); size],
+            total: vec![Tally::default(); size],
+        });
+        self.mark(self.marks.len() - 1, None, 1);
     }
 
     /// The dates kept besides the engine's own.
@@ -1661,6 +1689,9 @@ impl Engine {
     /// The figures of every unit as of `as_of`: the engine's own date or
     /// one it keeps ([`Engine::keep_dates`]); none for another date.
     pub fn report_at(&mut self, as_of: Date) -> Option<Report> {
+        if as_of == self.view.as_of {
+            self.evaluate();
+        }
         let m = self.marks.iter().position(|m| m.as_of == as_of)?;
         let (lost, held) = (
             self.unplaced.values().cloned().collect(),
@@ -1676,13 +1707,13 @@ impl Engine {
         Some(report)
     }
 
-    /// The sums as of the engine's own date.
+    /// The sums as of the engine's own date ([`Engine::evaluate`] first).
     fn own(&self) -> &Mark {
         let own = self.view.as_of;
         self.marks
             .iter()
             .find(|m| m.as_of == own)
-            .expect("the engine's own date is kept")
+            .expect("the engine's own date is evaluated")
     }
 
     /// A new or changed record, as merged. One with `deleted_at` set is a
@@ -1691,8 +1722,7 @@ impl Engine {
         if rec.is_deleted() {
             return self.delete(&rec.id);
         }
-        let rec = Arc::new(self.slim(&rec));
-        self.change(rec.name().clone(), Some(rec));
+        self.load(&rec);
     }
 
     /// A record gone (by id).
@@ -1712,9 +1742,11 @@ impl Engine {
     /// evaluated as it stands with neither.
     fn change(&mut self, id: Name, new: Option<Arc<Slim>>) {
         let old = self.world.get(&id).cloned();
+        // Nothing evaluated yet (the engine loading): no sums to mend.
+        let evaluated = !self.marks.is_empty();
         let before = match &old {
-            Some(_) => self.around(&id),
-            None => HashSet::new(),
+            Some(_) if evaluated => self.around(&id),
+            _ => HashSet::new(),
         };
         self.mark_all(&before, -1);
         if let Some(old) = &old {
@@ -1722,13 +1754,13 @@ impl Engine {
             self.world.remove(&id);
         }
         let after = match &new {
-            Some(rec) => {
+            Some(rec) if evaluated => {
                 self.world.insert(rec.clone());
                 let after = self.around(&id);
                 self.world.remove(&id);
                 after
             }
-            None => HashSet::new(),
+            _ => HashSet::new(),
         };
         self.mark_all(&before.difference(&after).cloned().collect(), 1);
         self.mark_all(&after.difference(&before).cloned().collect(), -1);
@@ -1804,8 +1836,9 @@ impl Engine {
     }
 
     /// The figures of one unit of the engine's version.
-    pub fn unit(&self, code: &str) -> Result<UnitProgress, ProgressError> {
+    pub fn unit(&mut self, code: &str) -> Result<UnitProgress, ProgressError> {
         let u = self.unit_index(code)?;
+        self.evaluate();
         // Only the units below it, not the whole country, for one unit.
         let holders: BTreeSet<String> = self.holders[u..self.view.end[u]]
             .iter()
@@ -1863,7 +1896,8 @@ impl Engine {
     }
 
     /// The figures of every unit.
-    pub fn report(&self) -> Report {
+    pub fn report(&mut self) -> Report {
+        self.evaluate();
         let lost = self.unplaced.values().cloned().collect();
         let held = self.holders_held();
         let outside = self.outside.iter().map(|n| n.to_string()).collect();

@@ -8,9 +8,11 @@
 //! end of the month before), as sums per unit; a page asking for a new one
 //! waits for one evaluation of every record, once. Any other date or
 //! version is computed from scratch over the live view's records (shared:
-//! taken in a few milliseconds, the first time read from the record index,
-//! [`htx_core::index`]), holding neither the replica nor the live view
-//! while it computes, so such a query never holds up a sync.
+//! taken in a few milliseconds, the first time read in place from the
+//! record index, [`htx_core::index::each_entry`]), holding neither the
+//! replica nor the live view while it computes, so such a query never
+//! holds up a sync. Today's figures are evaluated when first asked for:
+//! a first query for another date after a restart does not pay for them.
 //!
 //! Each unit's figures name their sources: the nodes whose scope is the
 //! unit or lies within it (they serve it, so their zeros are reported
@@ -23,7 +25,7 @@
 //! reaches it holds nothing for it; either way its zeros are missing data.
 
 use htx_core::plan::Plan;
-use htx_core::progress::{self, Engine, ProgressError, Rec, Report, Slim, UnitProgress};
+use htx_core::progress::{self, Engine, ProgressError, Rec, Report, Slim, UnitProgress, Whole};
 use htx_core::report;
 use htx_core::schema::Record;
 use htx_core::units::Hierarchy;
@@ -67,16 +69,20 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(
-        plan: Plan,
-        version: &str,
-        records: impl IntoIterator<Item = Record>,
-    ) -> Result<Live, ProgressError> {
-        let engine = Engine::new(plan, Hierarchy::current(), version, today(), records)?;
+    /// The view of `plan` in hierarchy `version`, with no records yet
+    /// ([`Live::load`] them): nothing is evaluated until a report is asked
+    /// for, so a first query for another date or version only loads.
+    pub fn new(plan: Plan, version: &str) -> Result<Live, ProgressError> {
+        let engine = Engine::empty(plan, Hierarchy::current(), version, today())?;
         Ok(Live {
             engine,
             asked: Vec::new(),
         })
+    }
+
+    /// A record as stored (a deleted one is left out).
+    pub fn load(&mut self, rec: &impl Whole) {
+        self.engine.load(rec);
     }
 
     /// Records as merged (new, changed, deleted or restored).
@@ -225,7 +231,7 @@ mod tests {
 
     #[test]
     fn the_live_view_keeps_the_last_dates_pages_asked_for() {
-        let mut live = Live::new(Plan::builtin(), "2023", Vec::new()).unwrap();
+        let mut live = Live::new(Plan::builtin(), "2023").unwrap();
         let day = |s| progress::parse_date(s).unwrap();
         let at = |s| ("2023".to_owned(), day(s));
         // Not asked to keep: answered only for today.

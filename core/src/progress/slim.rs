@@ -133,6 +133,20 @@ impl Rec for Record {
     }
 }
 
+/// A record as read whole (every field it has, by name): what a [`Slim`]
+/// is made from. Besides [`Record`], the record index's entries read in
+/// place ([`crate::index::Entry`]), so that loading the engine makes no
+/// whole record first.
+pub trait Whole: Rec {
+    fn fields(&self) -> impl Iterator<Item = (&str, Field<'_>)>;
+}
+
+impl Whole for Record {
+    fn fields(&self) -> impl Iterator<Item = (&str, Field<'_>)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), Field::of(v)))
+    }
+}
+
 impl<T: Rec + ?Sized> Rec for &T {
     fn id(&self) -> &str {
         (**self).id()
@@ -241,35 +255,36 @@ fn place(mask: u64, n: u32) -> Option<usize> {
 impl Slim {
     /// `rec`'s fields that are in `keep` (those progress reads), and no
     /// conflicts, every text taken from (or added to) `names`.
-    pub fn new(rec: &Record, keep: Fields, names: &mut Names) -> Slim {
-        let mut fields: Vec<(u32, &Value)> = rec
-            .fields
-            .iter()
+    pub fn new<R: Whole + ?Sized>(rec: &R, keep: Fields, names: &mut Names) -> Slim {
+        let mut fields: Vec<(u32, Field<'_>)> = rec
+            .fields()
             .filter_map(|(k, v)| Some((number(k)?, v)))
             .filter(|(n, _)| keep.has(*n))
             .collect();
         fields.sort_unstable_by_key(|(n, _)| *n);
+        // One value a field, whatever the source holds.
+        fields.dedup_by_key(|(n, _)| *n);
         let (mut mask, mut text) = (0, 0);
         let (mut texts, mut values) = (Vec::new(), Vec::new());
         for (n, v) in fields {
             mask |= 1 << n;
             match v {
-                Value::Text(s) => {
+                Field::Text(s) => {
                     text |= 1 << n;
                     texts.push(names.name(s));
                 }
-                Value::Int(i) => values.push(Val::Int(*i)),
-                Value::Bool(b) => values.push(Val::Bool(*b)),
-                Value::Date(d) => values.push(Val::Date(*d)),
-                Value::List(items) => {
+                Field::Int(i) => values.push(Val::Int(i)),
+                Field::Bool(b) => values.push(Val::Bool(b)),
+                Field::Date(d) => values.push(Val::Date(d)),
+                Field::List(items) => {
                     let items: Box<[Name]> = items.iter().map(|i| names.name(i)).collect();
                     values.push(Val::List(Box::new(items)))
                 }
             }
         }
         Slim {
-            id: names.name(&rec.id),
-            kind: names.name(&rec.kind),
+            id: names.name(rec.id()),
+            kind: names.name(rec.kind()),
             mask,
             text,
             texts: texts.into(),

@@ -201,9 +201,11 @@ impl World {
     pub fn open_hub(&mut self, store: Arc<MemoryStore>) -> Result<(), String> {
         let actor = self.new_actor(None);
         let replica = open_hub_replica(store.clone(), actor, &self.hub.plan_text)?;
-        let records = htx_core::index::read_all(store.as_ref()).map_err(|e| e.to_string())?;
+        // As the hub builds its live view: each entry read in place.
         let plan = self.hub.plan.clone();
-        self.hub.live = Live::new(plan, HUB_VERSION, records).map_err(|e| e.to_string())?;
+        let mut live = Live::new(plan, HUB_VERSION).map_err(|e| e.to_string())?;
+        htx_core::index::each_entry(store.as_ref(), |e| live.load(e)).map_err(|e| e.to_string())?;
+        self.hub.live = live;
         self.hub.replica = replica;
         self.hub.store = store;
         Ok(())
@@ -310,7 +312,7 @@ impl World {
         let plan = Plan::builtin();
         let hub_store = Arc::new(MemoryStore::default());
         let pop = population(&mut rng, cfg.nodes.clamp(1, 20));
-        let live = Live::new(plan.clone(), HUB_VERSION, Vec::new()).map_err(|e| e.to_string())?;
+        let live = Live::new(plan.clone(), HUB_VERSION).map_err(|e| e.to_string())?;
         let placeholder = Replica::open_as(
             Arc::new(MemoryStore::default()),
             ActorId::from(&[0u8; 16][..]),
