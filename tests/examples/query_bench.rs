@@ -1,8 +1,9 @@
 //! The first query after a restart (issue 8, item 2): how long a freshly
 //! started hub takes to answer progress for another date (building its
 //! live view from the record index first), then for another hierarchy
-//! version, then the live view, over a province of COMMUNES communes ×
-//! RECORDS cooperatives.
+//! version, then the live view; and, restarted again, the live view
+//! asked first; over a province of COMMUNES communes × RECORDS
+//! cooperatives.
 //!
 //! One measurement of a restart is noisy on a shared machine, so the hub
 //! is restarted REPEATS times, alternating with the baseline hub (an older
@@ -24,13 +25,18 @@ use htx_hub::home::Home;
 use htx_tests::bench::{copy_hub_home, cpu_secs, write_hub_store};
 use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api};
 
-const QUERIES: [(&str, &[&str]); 3] = [
-    (
-        "first query: --as-of 2025-06-30",
-        &["--as-of", "2025-06-30"],
-    ),
-    ("then --hierarchy 2025", &["--hierarchy", "2025"]),
-    ("then the live view", &[]),
+/// What a freshly started hub is asked, in order, in each of two kinds
+/// of restart: another date first, or the live view (today) first.
+const RESTARTS: [&[(&str, &[&str])]; 2] = [
+    &[
+        (
+            "first query: --as-of 2025-06-30",
+            &["--as-of", "2025-06-30"],
+        ),
+        ("then --hierarchy 2025", &["--hierarchy", "2025"]),
+        ("then the live view", &[]),
+    ],
+    &[("first query: the live view (today)", &[])],
 ];
 
 fn arg(i: usize, default: usize) -> usize {
@@ -80,7 +86,13 @@ fn province(dir: &Path, communes: usize, records: usize) {
 
 /// One restart of `program` on a copy of `store`: the time of each query
 /// and the hub's CPU seconds for the first.
-async fn restart(program: &str, store: &Path, work: &Path, label: &str) -> (Vec<f64>, f64) {
+async fn restart(
+    program: &str,
+    store: &Path,
+    work: &Path,
+    label: &str,
+    queries: &[(&str, &[&str])],
+) -> (Vec<f64>, f64) {
     let dir = work.join(format!("hub-{label}"));
     std::fs::remove_dir_all(&dir).ok();
     copy_hub_home(store, &dir, program);
@@ -94,7 +106,7 @@ async fn restart(program: &str, store: &Path, work: &Path, label: &str) -> (Vec<
     let pid = hub.child.id().expect("running");
     let mut times = Vec::new();
     let mut first_cpu = 0.0;
-    for (i, (_, args)) in QUERIES.iter().enumerate() {
+    for (i, (_, args)) in queries.iter().enumerate() {
         let mut all = vec!["progress", home.as_str(), "--format", "json"];
         all.extend(args.iter());
         let cpu = cpu_secs(pid);
@@ -144,40 +156,52 @@ async fn main() {
         ),
         ("htx-hub".to_owned(), "this build".to_owned()),
     ];
-    // times[hub][query] over the restarts; cpu[hub] of the first query.
-    let mut times = vec![vec![Vec::new(); QUERIES.len()]; hubs.len()];
-    let mut cpu = vec![Vec::new(); hubs.len()];
+    // times[hub][query] over the restarts, the queries of every kind of
+    // restart in turn; cpu[hub][kind] of the first query.
+    let queries: Vec<&str> = RESTARTS
+        .iter()
+        .flat_map(|q| q.iter().map(|q| q.0))
+        .collect();
+    let mut times = vec![vec![Vec::new(); queries.len()]; hubs.len()];
+    let mut cpu = vec![vec![Vec::new(); RESTARTS.len()]; hubs.len()];
     for r in 1..=repeats {
         // Alternating, so that a machine that slows down for a while
         // slows both alike.
-        for (h, (program, what)) in hubs.iter().enumerate() {
-            let (t, c) = restart(program, &store, work.path(), &h.to_string()).await;
-            eprintln!("[{what}] restart {r}: {t:.2?} s, first query {c:.2} s of CPU");
-            for (q, s) in t.into_iter().enumerate() {
-                times[h][q].push(s);
+        let mut q0 = 0;
+        for (k, asked) in RESTARTS.iter().enumerate() {
+            for (h, (program, what)) in hubs.iter().enumerate() {
+                let (t, c) = restart(program, &store, work.path(), &h.to_string(), asked).await;
+                eprintln!("[{what}] restart {r}.{k}: {t:.2?} s, first query {c:.2} s of CPU");
+                for (q, s) in t.into_iter().enumerate() {
+                    times[h][q0 + q].push(s);
+                }
+                cpu[h][k].push(c);
             }
-            cpu[h].push(c);
+            q0 += asked.len();
         }
     }
 
     println!(
-        "\n{communes} communes × {records} records = {} records; {repeats} restarts each, \
-         alternating; seconds, median (best)\n",
+        "\n{communes} communes × {records} records = {} records; {repeats} restarts of each \
+         kind, alternating; seconds, median (best)\n",
         communes * records
     );
+    let cell = |v: &Vec<f64>| format!("{:.2} ({:.2})", median(v.clone()), best(v));
     println!("| after a restart | {} | {} |", hubs[0].1, hubs[1].1);
     println!("|---|---:|---:|");
-    for (q, (what, _)) in QUERIES.iter().enumerate() {
-        let cell = |h: usize| {
-            let v = &times[h][q];
-            format!("{:.2} ({:.2})", median(v.clone()), best(v))
-        };
-        println!("| {what} | {} | {} |", cell(0), cell(1));
+    for (q, what) in queries.iter().enumerate() {
+        println!(
+            "| {what} | {} | {} |",
+            cell(&times[0][q]),
+            cell(&times[1][q])
+        );
     }
-    let cell = |h: usize| format!("{:.2} ({:.2})", median(cpu[h].clone()), best(&cpu[h]));
-    println!(
-        "| hub CPU for the first query | {} | {} |",
-        cell(0),
-        cell(1)
-    );
+    for (k, asked) in RESTARTS.iter().enumerate() {
+        println!(
+            "| hub CPU for \"{}\" | {} | {} |",
+            asked[0].0,
+            cell(&cpu[0][k]),
+            cell(&cpu[1][k])
+        );
+    }
 }
