@@ -1601,9 +1601,11 @@ impl Engine {
         })
     }
 
-    /// Keeps `rec` as read from storage (a deleted one is left out): as
-    /// [`Engine::upsert`], cheaper while nothing is evaluated yet, and
-    /// from any whole form of a record ([`Whole`]).
+    /// Keeps `rec` as read from storage, from any whole form of a record
+    /// ([`Whole`]); cheap while nothing is evaluated yet. A deleted one is
+    /// skipped, not applied as a delete (unlike [`Engine::upsert`]): a
+    /// store's records are each loaded once, and a deleted one has nothing
+    /// to take away.
     pub fn load<R: Whole + ?Sized>(&mut self, rec: &R) {
         if rec.is_deleted() {
             return;

@@ -96,9 +96,11 @@ impl Live {
     /// kept, in its version); none for another view. With `keep`, a date
     /// of its version is kept from now on (evaluated once, here, over every
     /// record; the least recently asked beyond [`ASKED_DATES`] is dropped):
-    /// what a page asks for again and again. A query that does not ask to
-    /// keep never makes the live view evaluate every record, so it never
-    /// holds up merges for long.
+    /// what a page asks for again and again. Today is evaluated over every
+    /// record by the first query for it (after a restart, or on a new
+    /// day); any other query that does not ask to keep never makes the
+    /// live view evaluate every record, so it never holds up merges for
+    /// long.
     pub fn report_at(&mut self, view: &(String, Date), keep: bool) -> Option<Report> {
         let today = today();
         if self.engine.as_of() != today {

@@ -261,8 +261,10 @@ impl Slim {
             .filter_map(|(k, v)| Some((number(k)?, v)))
             .filter(|(n, _)| keep.has(*n))
             .collect();
-        fields.sort_unstable_by_key(|(n, _)| *n);
-        // One value a field, whatever the source holds.
+        // One value a field, whatever the source holds: the last, as a
+        // map read from it keeps (a stable sort of the fields reversed).
+        fields.reverse();
+        fields.sort_by_key(|(n, _)| *n);
         fields.dedup_by_key(|(n, _)| *n);
         let (mut mask, mut text) = (0, 0);
         let (mut texts, mut values) = (Vec::new(), Vec::new());
