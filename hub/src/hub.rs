@@ -560,11 +560,8 @@ impl Hub {
     fn with_live<T>(&self, plan: &Plan, f: impl FnOnce(&mut Live) -> T) -> anyhow::Result<T> {
         let mut live = self.0.live.lock().expect("progress lock");
         if !live.contains_key(&plan.id) {
-            // Each record is read in place, as the store gives it, and
-            // kept in the engine's compact form: no whole record is made.
             let version = &self.0.config.default_unit_version;
-            let mut built = Live::new(plan.clone(), version)?;
-            htx_core::index::each_entry(self.0.store.as_ref(), |e| built.load(e))?;
+            let built = Live::from_index(plan.clone(), version, self.0.store.as_ref())?;
             live.insert(plan.id.clone(), built);
         }
         Ok(f(live.get_mut(&plan.id).expect("built")))

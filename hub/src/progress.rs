@@ -25,9 +25,10 @@
 //! reaches it holds nothing for it; either way its zeros are missing data.
 
 use htx_core::plan::Plan;
-use htx_core::progress::{self, Engine, ProgressError, Rec, Report, Slim, UnitProgress, Whole};
+use htx_core::progress::{self, Engine, ProgressError, Rec, Report, Slim, UnitProgress};
 use htx_core::report;
 use htx_core::schema::Record;
+use htx_core::storage::Store;
 use htx_core::units::Hierarchy;
 use htx_proto::v1 as pb;
 use time::Date;
@@ -80,9 +81,13 @@ impl Live {
         })
     }
 
-    /// A record as stored (a deleted one is left out).
-    pub fn load(&mut self, rec: &impl Whole) {
-        self.engine.load(rec);
+    /// [`Live::new`] with every record of the record index in `store`,
+    /// each read in place as the store gives it and kept in the engine's
+    /// compact form: no whole record is made, and the index is not copied.
+    pub fn from_index(plan: Plan, version: &str, store: &dyn Store) -> anyhow::Result<Live> {
+        let mut live = Live::new(plan, version)?;
+        htx_core::index::each_entry(store, |e| live.engine.load(e))?;
+        Ok(live)
     }
 
     /// Records as merged (new, changed, deleted or restored).

@@ -19,11 +19,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use htx_core::units::{Hierarchy, Level};
-use htx_hub::config::HubConfig;
-use htx_hub::home::Home;
-use htx_tests::bench::{copy_hub_home, cpu_secs, write_hub_store};
-use htx_tests::{coop, free_port, init_crypto, run, spawn, wait_for_api};
+use htx_tests::bench::{self, copy_hub_home, cpu_secs, write_province};
+use htx_tests::{free_port, init_crypto, run, spawn, wait_for_api};
 
 /// What a freshly started hub is asked, in order, in each of two kinds
 /// of restart: another date first, or the live view (today) first.
@@ -52,36 +49,7 @@ fn province(dir: &Path, communes: usize, records: usize) {
         eprintln!("reusing the province in {}", dir.display());
         return;
     }
-    let port = free_port();
-    let cfg = HubConfig {
-        listen: format!("127.0.0.1:{port}"),
-        public_url: format!("https://127.0.0.1:{port}"),
-        server_names: vec!["localhost".into(), "127.0.0.1".into()],
-        ..Default::default()
-    };
-    Home::new(dir).init(&cfg).expect("hub init");
-    let units: Vec<String> = Hierarchy::builtin()
-        .version("2023")
-        .unwrap()
-        .units()
-        .filter(|u| u.level == Level::Commune)
-        .map(|u| u.code.clone())
-        .take(communes)
-        .collect();
-    assert_eq!(
-        units.len(),
-        communes,
-        "the province has {} communes",
-        units.len()
-    );
-    let t = Instant::now();
-    write_hub_store(dir, &units, records, |c, n| {
-        coop(c, &format!("HTX {c} số {n}"))
-    });
-    eprintln!(
-        "province written: {communes} communes × {records} records in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    write_province(dir, &bench::communes(communes), records, free_port());
 }
 
 /// One restart of `program` on a copy of `store`: the time of each query

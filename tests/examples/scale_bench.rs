@@ -27,14 +27,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use htx_core::units::{Hierarchy, Level};
 use htx_hub::config::HubConfig;
-use htx_hub::home::Home;
 use htx_tests::bench::{
     copy_dir, copy_hub_home, cpu_secs, enroll_nodes, percentile_ms, rss_mb, sync_all, sync_node,
-    write_hub_store,
+    write_province,
 };
-use htx_tests::{coop, free_port, init_crypto, run, spawn_env, wait_for_api};
+use htx_tests::{free_port, init_crypto, run, spawn_env, wait_for_api};
 use tokio::task::JoinSet;
 
 fn arg(i: usize, default: usize) -> usize {
@@ -47,23 +45,7 @@ fn arg(i: usize, default: usize) -> usize {
 /// Writes the province into the hub store at `dir` and enrolls one node per
 /// commune under `nodes/`.
 fn build(dir: &Path, nodes: &Path, communes: &[String], records: usize, port: u16) {
-    let cfg = HubConfig {
-        listen: format!("127.0.0.1:{port}"),
-        public_url: format!("https://127.0.0.1:{port}"),
-        server_names: vec!["localhost".into(), "127.0.0.1".into()],
-        ..Default::default()
-    };
-    let home = Home::new(dir);
-    home.init(&cfg).expect("hub init");
-    let t = Instant::now();
-    write_hub_store(dir, communes, records, |c, n| {
-        coop(c, &format!("HTX {c} số {n}"))
-    });
-    eprintln!(
-        "province written: {} communes × {records} records in {:.1} s",
-        communes.len(),
-        t.elapsed().as_secs_f64()
-    );
+    let (home, cfg) = write_province(dir, communes, records, port);
     let t = Instant::now();
     enroll_nodes(&home, &cfg, communes, nodes);
     eprintln!(
@@ -224,19 +206,7 @@ async fn main() {
     let records = arg(2, 1000);
     let rounds = arg(3, 100);
     let concurrent = arg(4, 40);
-    let v = Hierarchy::builtin().version("2023").unwrap();
-    let communes: Vec<String> = v
-        .units()
-        .filter(|u| u.level == Level::Commune)
-        .map(|u| u.code.clone())
-        .take(n)
-        .collect();
-    assert_eq!(
-        communes.len(),
-        n,
-        "the province has {} communes",
-        communes.len()
-    );
+    let communes = htx_tests::bench::communes(n);
     // Built (or found fresh) before anything is timed: a build during the
     // first query would be counted as that query's time.
     htx_tests::bin("htx-hub");

@@ -145,6 +145,54 @@ pub async fn sync_all(
     (took, failed)
 }
 
+/// The first `n` communes of the 2023 hierarchy (Nam Định has 226).
+pub fn communes(n: usize) -> Vec<String> {
+    let communes: Vec<String> = htx_core::units::Hierarchy::builtin()
+        .version("2023")
+        .expect("the 2023 version")
+        .units()
+        .filter(|u| u.level == htx_core::units::Level::Commune)
+        .map(|u| u.code.clone())
+        .take(n)
+        .collect();
+    assert_eq!(
+        communes.len(),
+        n,
+        "the province has {} communes",
+        communes.len()
+    );
+    communes
+}
+
+/// A hub home at `dir` (listening on loopback `port`) holding `records`
+/// cooperatives in each of `communes` ([`write_hub_store`]); its settings
+/// are returned, to enroll nodes with.
+pub fn write_province(
+    dir: &std::path::Path,
+    communes: &[String],
+    records: usize,
+    port: u16,
+) -> (htx_hub::home::Home, htx_hub::config::HubConfig) {
+    let cfg = htx_hub::config::HubConfig {
+        listen: format!("127.0.0.1:{port}"),
+        public_url: format!("https://127.0.0.1:{port}"),
+        server_names: vec!["localhost".into(), "127.0.0.1".into()],
+        ..Default::default()
+    };
+    let home = htx_hub::home::Home::new(dir);
+    home.init(&cfg).expect("hub init");
+    let t = std::time::Instant::now();
+    write_hub_store(dir, communes, records, |c, n| {
+        crate::coop(c, &format!("HTX {c} số {n}"))
+    });
+    eprintln!(
+        "province written: {} communes × {records} records in {:.1} s",
+        communes.len(),
+        t.elapsed().as_secs_f64()
+    );
+    (home, cfg)
+}
+
 /// Enrolls one node per commune at the hub home `home` (its own
 /// certificate) and sets each up under `nodes/xa-{commune}` with
 /// `htx-node init`, as an administrator does.

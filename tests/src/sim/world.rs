@@ -201,11 +201,10 @@ impl World {
     pub fn open_hub(&mut self, store: Arc<MemoryStore>) -> Result<(), String> {
         let actor = self.new_actor(None);
         let replica = open_hub_replica(store.clone(), actor, &self.hub.plan_text)?;
-        // As the hub builds its live view: each entry read in place.
+        // As the hub builds its live view.
         let plan = self.hub.plan.clone();
-        let mut live = Live::new(plan, HUB_VERSION).map_err(|e| e.to_string())?;
-        htx_core::index::each_entry(store.as_ref(), |e| live.load(e)).map_err(|e| e.to_string())?;
-        self.hub.live = live;
+        self.hub.live =
+            Live::from_index(plan, HUB_VERSION, store.as_ref()).map_err(|e| e.to_string())?;
         self.hub.replica = replica;
         self.hub.store = store;
         Ok(())
